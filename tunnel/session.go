@@ -1,0 +1,143 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Role says which end of a tunnel a Session is.
+type Role int
+
+// Roles.
+const (
+	RoleClient Role = iota
+	RoleGateway
+)
+
+func (r Role) String() string {
+	if r == RoleGateway {
+		return "gateway"
+	}
+	return "client"
+}
+
+// Session is one tunnel: a secure connection carrying many streams.
+type Session interface {
+	// Open starts a new stream (client side).
+	Open(ctx context.Context) (Stream, error)
+	// Accept waits for the peer's next stream (gateway side).
+	Accept(ctx context.Context) (Stream, error)
+	// Close tears the session down; it is idempotent.
+	Close() error
+	// Done is closed when the session has died or been closed.
+	Done() <-chan struct{}
+	// Err says why the session died (nil while it lives).
+	Err() error
+	// Transport says how the session is carried.
+	Transport() Transport
+	// NumStreams counts open streams.
+	NumStreams() int
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+}
+
+// Stream is one inner flow.
+type Stream interface {
+	net.Conn
+	// CloseWrite half-closes: the peer reads EOF, this side can still read.
+	CloseWrite() error
+	// ID is the stream's number within its session.
+	ID() uint32
+}
+
+// ErrSessionClosed is returned by operations on a closed session.
+var ErrSessionClosed = errors.New("tunnel: session closed")
+
+// ErrKeepaliveTimeout is a session's Err when the peer stopped answering pings.
+var ErrKeepaliveTimeout = errors.New("tunnel: keepalive timeout")
+
+// Config tunes a Session. The zero value is usable: defaults are given per field.
+type Config struct {
+	// Logger receives debug output of the session and its libraries; nil discards.
+	Logger *slog.Logger
+	// KeepAliveInterval is the ping period; zero means 5s.
+	KeepAliveInterval time.Duration
+	// KeepAliveTimeout is how long without an answer kills the session;
+	// zero means 3 × KeepAliveInterval.
+	KeepAliveTimeout time.Duration
+	// StreamWindow is yamux's per-stream receive window; zero means 4 MiB.
+	StreamWindow uint32
+	// ReceiveBuffer is SCTP's association receive buffer; zero means 8 MiB.
+	ReceiveBuffer uint32
+	// MTU is the SCTP packet size over DTLS; zero means 1200.
+	MTU uint32
+	// AcceptBacklog bounds streams waiting for Accept; zero means 256.
+	AcceptBacklog int
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (c Config) keepAliveInterval() time.Duration {
+	if c.KeepAliveInterval > 0 {
+		return c.KeepAliveInterval
+	}
+	return 5 * time.Second
+}
+
+func (c Config) keepAliveTimeout() time.Duration {
+	if c.KeepAliveTimeout > 0 {
+		return c.KeepAliveTimeout
+	}
+	return 3 * c.keepAliveInterval()
+}
+
+func (c Config) streamWindow() uint32 {
+	if c.StreamWindow > 0 {
+		return c.StreamWindow
+	}
+	return 4 << 20
+}
+
+func (c Config) receiveBuffer() uint32 {
+	if c.ReceiveBuffer > 0 {
+		return c.ReceiveBuffer
+	}
+	return 8 << 20
+}
+
+func (c Config) mtu() uint32 {
+	if c.MTU > 0 {
+		return c.MTU
+	}
+	return 1200
+}
+
+func (c Config) acceptBacklog() int {
+	if c.AcceptBacklog > 0 {
+		return c.AcceptBacklog
+	}
+	return 256
+}
+
+// Validate rejects contradictory settings.
+func (c Config) Validate() error {
+	if c.KeepAliveTimeout > 0 && c.KeepAliveTimeout < c.keepAliveInterval() {
+		return fmt.Errorf("tunnel: keepalive timeout %v shorter than interval %v", c.KeepAliveTimeout, c.keepAliveInterval())
+	}
+	if c.MTU > 0 && (c.MTU < 576 || c.MTU > 16384) {
+		return fmt.Errorf("tunnel: MTU %d out of range 576..16384", c.MTU)
+	}
+	if c.StreamWindow > 0 && c.StreamWindow < 256<<10 {
+		return fmt.Errorf("tunnel: stream window %d below yamux's minimum 256 KiB", c.StreamWindow)
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/stretchr/testify/suite"
+	"go.uber.org/goleak"
+
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/pki"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pair is a connected client and gateway session.
+type pair struct {
+	client, gateway Session
+	cleanup         func()
+	impair          func(hostnet.Impairment)
+}
+
+func tlsPair(t testing.TB, cfg Config) pair {
+	t.Helper()
+	set, err := pki.NewSet(pki.Config{}, "acme")
+	require.NoError(t, err)
+	cert, err := set.ServerCert("gw.test")
+	require.NoError(t, err)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN}})
+	require.NoError(t, err)
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		if err := c.(*tls.Conn).Handshake(); err != nil {
+			c.Close()
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	cc, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: set.Internet.Pool(), ServerName: "gw.test", NextProtos: []string{ALPN}})
+	require.NoError(t, err)
+	sc := <-accepted
+	require.NotNil(t, sc)
+	cs, err := NewTLSSession(cc, RoleClient, cfg)
+	require.NoError(t, err)
+	gs, err := NewTLSSession(sc, RoleGateway, cfg)
+	require.NoError(t, err)
+	return pair{client: cs, gateway: gs, cleanup: func() { cs.Close(); gs.Close() }}
+}
+
+func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
+	t.Helper()
+	set, err := pki.NewSet(pki.Config{}, "acme")
+	require.NoError(t, err)
+	cert, err := set.ServerCert("gw.test")
+	require.NoError(t, err)
+
+	sim := hostnet.NewSim(nil)
+	gwHost, err := sim.AddHost("gw", mustAddr("203.0.113.10"))
+	require.NoError(t, err)
+	cHost, err := sim.AddHost("laptop", mustAddr("10.10.10.100"))
+	require.NoError(t, err)
+	if impair != nil {
+		cHost.Impair(*impair)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pc, err := gwHost.ListenPacket(ctx, "udp", "203.0.113.10:443")
+	require.NoError(t, err)
+	mux := NewUDPMux(pc, UDPMuxConfig{})
+
+	type res struct {
+		s   Session
+		err error
+	}
+	srv := make(chan res, 1)
+	go func() {
+		peer, raddr, err := mux.Accept(ctx)
+		if err != nil {
+			srv <- res{nil, err}
+			return
+		}
+		dc, err := dtls.ServerWithOptions(peer, raddr,
+			dtls.WithCertificates(*cert),
+			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+			dtls.WithLoggerFactory(PionLoggerFactory(cfg.logger())),
+		)
+		if err == nil {
+			err = dc.HandshakeContext(ctx)
+		}
+		if err != nil {
+			srv <- res{nil, err}
+			return
+		}
+		s, err := NewDTLSSession(ctx, dc, RoleGateway, cfg)
+		srv <- res{s, err}
+	}()
+	uc, err := cHost.DialContext(ctx, "udp", "203.0.113.10:443")
+	require.NoError(t, err)
+	dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
+		dtls.WithRootCAs(set.Internet.Pool()),
+		dtls.WithServerName("gw.test"),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+		dtls.WithLoggerFactory(PionLoggerFactory(cfg.logger())),
+	)
+	require.NoError(t, err)
+	require.NoError(t, dc.HandshakeContext(ctx))
+	cs, err := NewDTLSSession(ctx, dc, RoleClient, cfg)
+	require.NoError(t, err)
+	r := <-srv
+	require.NoError(t, r.err)
+	return pair{client: cs, gateway: r.s, impair: cHost.Impair, cleanup: func() {
+		cs.Close()
+		r.s.Close()
+		mux.Close()
+	}}
+}
+
+func mustAddr(s string) netipAddr { return mustParseAddr(s) }
+
+// echoServer answers every accepted stream with the SHA-256 of what it read.
+func echoServer(ctx context.Context, s Session, wg *sync.WaitGroup) {
+	defer wg.Done()
+	var inner sync.WaitGroup
+	defer inner.Wait()
+	for {
+		st, err := s.Accept(ctx)
+		if err != nil {
+			return
+		}
+		inner.Add(1)
+		go func() {
+			defer inner.Done()
+			defer st.Close()
+			h := sha256.New()
+			if _, err := io.Copy(h, st); err != nil {
+				return
+			}
+			_, _ = st.Write(h.Sum(nil))
+			_ = st.CloseWrite()
+			_, _ = io.Copy(io.Discard, st)
+		}()
+	}
+}
+
+type SessionSuite struct {
+	suite.Suite
+	transport Transport
+	impair    *hostnet.Impairment
+	flows     int
+	sizes     []int
+	p         pair
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+func (s *SessionSuite) SetupTest() {
+	cfg := Config{KeepAliveInterval: time.Second}
+	if s.transport == TransportTLS {
+		s.p = tlsPair(s.T(), cfg)
+	} else {
+		s.p = dtlsPair(s.T(), cfg, s.impair)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go echoServer(s.ctx, s.p.gateway, &s.wg)
+}
+
+func (s *SessionSuite) TearDownTest() {
+	s.cancel()
+	s.p.cleanup()
+	s.wg.Wait()
+}
+
+func (s *SessionSuite) TestConcurrentStreamsVerified() {
+	sizes := s.sizes
+	if sizes == nil {
+		sizes = []int{0, 1, 1000, 64 << 10, 1 << 20}
+	}
+	flows := s.flows
+	if flows == 0 {
+		flows = 40
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, flows)
+	for i := 0; i < flows; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- roundTrip(s.ctx, s.p.client, sizes[i%len(sizes)], uint64(i))
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		s.Require().NoError(err)
+	}
+	s.Equal(s.transport, s.p.client.Transport())
+}
+
+func roundTrip(ctx context.Context, sess Session, size int, seed uint64) error {
+	st, err := sess.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	payload := make([]byte, size)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for i := range payload {
+		payload[i] = byte(rng.Uint32())
+	}
+	want := sha256.Sum256(append([]byte{'>'}, payload...))
+	werr := make(chan error, 1)
+	go func() {
+		// An SCTP stream exists for the peer only once it carries data, as
+		// every real flow does (its Request), so each flow starts with a
+		// one-byte marker counted in the hash.
+		_, err := st.Write([]byte{'>'})
+		if err == nil {
+			_, err = st.Write(payload)
+		}
+		if err == nil {
+			err = st.CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(st)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if err := <-werr; err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if string(got) != string(want[:]) {
+		return fmt.Errorf("flow %d (%d bytes): sha mismatch", seed, size)
+	}
+	return nil
+}
+
+func (s *SessionSuite) TestCloseEndsSession() {
+	s.Require().NoError(roundTrip(s.ctx, s.p.client, 10, 1))
+	s.Require().NoError(s.p.gateway.Close())
+	select {
+	case <-s.p.client.Done():
+	case <-time.After(10 * time.Second):
+		s.Fail("client session did not notice the gateway closing")
+	}
+	s.Require().Error(s.p.client.Err())
+	s.Require().ErrorIs(s.p.client.Err(), ErrSessionClosed)
+	_, err := s.p.client.Open(s.ctx)
+	s.Require().Error(err)
+	s.Require().NoError(s.p.client.Close(), "Close is idempotent after death")
+}
+
+func TestTLSSession(t *testing.T) { suite.Run(t, &SessionSuite{transport: TransportTLS}) }
+
+func TestDTLSSession(t *testing.T) { suite.Run(t, &SessionSuite{transport: TransportDTLS}) }
+
+func TestDTLSSessionWithLoss(t *testing.T) {
+	// pion/sctp's minimum RTO is a fixed second, so every loss that fast
+	// retransmit cannot repair stalls the association; keep the volume modest.
+	suite.Run(t, &SessionSuite{
+		transport: TransportDTLS,
+		impair:    &hostnet.Impairment{Loss: 0.05, Seed: 42},
+		flows:     16,
+		sizes:     []int{0, 1, 1000, 64 << 10},
+	})
+}
+
+func TestDTLSKeepaliveDetectsSilentPeer(t *testing.T) {
+	p := dtlsPair(t, Config{KeepAliveInterval: 100 * time.Millisecond}, nil)
+	defer p.cleanup()
+	// The gateway vanishes without a word: every datagram is lost.
+	p.impair(hostnet.Impairment{Loss: 1})
+	select {
+	case <-p.client.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("keepalive never fired")
+	}
+	assert.Error(t, p.client.Err())
+}
+
+func TestConfigValidate(t *testing.T) {
+	assert.NoError(t, Config{}.Validate())
+	assert.Error(t, Config{KeepAliveInterval: time.Second, KeepAliveTimeout: time.Millisecond}.Validate())
+	assert.Error(t, Config{MTU: 100}.Validate())
+	assert.Error(t, Config{StreamWindow: 1024}.Validate())
+}
+
+var _ = errors.Is
