@@ -1,0 +1,48 @@
+// Package fwlog is the perimeter firewall's session log: one Record per
+// session, written when the session ends, and the vendor-shaped lines that
+// record becomes.
+//
+// # Data flow
+//
+// The firewall engine fills a Record when a session ends (or is denied) and
+// hands it to a Logger. A Log fans each record out to several Writers — the
+// native JSON lines (firewall.jsonl) and any vendor formats a run asks for —
+// and keeps the most recent records in memory for the harness to query
+// (Records, Filter). ReadJSONL reads firewall.jsonl back.
+//
+// # Formats
+//
+// Marshal turns one Record into the text of one Format, without a trailing
+// newline; Writer adds it.
+//
+//   - json: the Record itself, one JSON object per line. Field names are
+//     snake_case and stable.
+//   - pan-traffic-csv: a PAN-OS TRAFFIC log line in the syslog field order of
+//     PAN-OS 9.1 (75 fields, FUTURE_USE through Dynamic User Group Name).
+//     Subtype is end for allowed sessions, deny for denied or reset ones, drop
+//     for dropped ones. FUTURE_USE and unmodelled fields are empty or zero as
+//     on a real box.
+//   - pan-decryption-csv: a PAN-OS DECRYPTION log line in the syslog field
+//     order of PAN-OS 10.0 (91 fields, FUTURE_USE through Action Flags), only
+//     for records with a Decryption; records without one produce no line
+//     (Marshal returns nil), as a real box logs only sessions that matched a
+//     decryption rule.
+//   - fortios-kv: FortiOS key=value lines. Every record gives one
+//     type="traffic" subtype="forward" line (logid 0000000013). A record whose
+//     decryption outcome is excluded or failed is preceded by the UTM SSL event
+//     FortiOS writes during the session: eventtype="sslexempt" action="exempt"
+//     for excluded sessions, eventtype="ssl-anomalies" action="blocked" for
+//     failed ones. Marshal joins the two lines with "\n", the SSL event first.
+//   - cef: ArcSight Common Event Format,
+//     CEF:0|pinwall|firewall|version|signature|name|severity|extension, with
+//     header fields escaped for '|' and '\' and extension values for '=',
+//     '\' and line breaks.
+//
+// Times in vendor formats are UTC. Addresses are the logical addresses of
+// the topology in both runners (see hostnet).
+//
+// Where the vendor documentation gives no value for something pinwall models
+// (FortiOS application names for DTLS, which FortiOS SSL log ID a client's
+// rejection of a forged certificate maps to) the mapping is marked inferred
+// in the code.
+package fwlog

@@ -1,0 +1,168 @@
+package fwlog
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Format names a log line format.
+type Format string
+
+// Formats.
+const (
+	// FormatJSON is the native Record, one JSON object per line.
+	FormatJSON Format = "json"
+	// FormatPANTraffic is a PAN-OS TRAFFIC log line (CSV).
+	FormatPANTraffic Format = "pan-traffic-csv"
+	// FormatPANDecryption is a PAN-OS DECRYPTION log line (CSV); records
+	// without a Decryption produce none.
+	FormatPANDecryption Format = "pan-decryption-csv"
+	// FormatFortiOS is FortiOS key=value: a traffic line, preceded by a UTM
+	// SSL event line for excluded and failed decryption.
+	FormatFortiOS Format = "fortios-kv"
+	// FormatCEF is ArcSight Common Event Format.
+	FormatCEF Format = "cef"
+)
+
+// ErrUnknownFormat is wrapped by errors about a format name pinwall does not
+// know.
+var ErrUnknownFormat = errors.New("fwlog: unknown format")
+
+// Formats returns every Format, in the order of Choices.
+func Formats() []Format {
+	return []Format{FormatJSON, FormatPANTraffic, FormatPANDecryption, FormatFortiOS, FormatCEF}
+}
+
+// Choices returns the names of every Format, for flags and configuration
+// errors.
+func Choices() []string {
+	fs := Formats()
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	return out
+}
+
+// ParseFormat returns the Format named s.
+func ParseFormat(s string) (Format, error) {
+	for _, f := range Formats() {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q (choices: %s)", ErrUnknownFormat, s, strings.Join(Choices(), ", "))
+}
+
+// String returns the format's name.
+func (f Format) String() string { return string(f) }
+
+// Set parses s into f, so that *Format is a flag.Value.
+func (f *Format) Set(s string) error {
+	v, err := ParseFormat(s)
+	if err != nil {
+		return err
+	}
+	*f = v
+	return nil
+}
+
+// UnmarshalText parses a format name, so that configuration decoders reject
+// unknown names.
+func (f *Format) UnmarshalText(b []byte) error { return f.Set(string(b)) }
+
+// Device describes the firewall that writes the log: the values vendor
+// formats need and a Record does not carry. Every zero field takes the
+// documented default of the format being written.
+type Device struct {
+	// Serial is the PAN-OS serial number, FortiOS devid and CEF
+	// deviceExternalId. "" means "007000000000001" (PAN-OS, CEF) or
+	// "FGVM00PINWALL001" (FortiOS).
+	Serial string
+	// Name is the device name (PAN-OS Device Name, FortiOS devname, CEF
+	// dvchost). "" means "pinwall-fw".
+	Name string
+	// VirtualSystem is the PAN-OS vsys or FortiOS VDOM. "" means "vsys1"
+	// (PAN-OS) or "root" (FortiOS).
+	VirtualSystem string
+	// InsideZone and OutsideZone are the PAN-OS source and destination
+	// zones of the laptop's sessions. "" means "trust" and "untrust".
+	InsideZone, OutsideZone string
+	// InsideInterface and OutsideInterface are the LAN and internet
+	// interfaces. "" means "ethernet1/2" and "ethernet1/1" (PAN-OS, CEF) or
+	// "port2" and "port1" (FortiOS).
+	InsideInterface, OutsideInterface string
+	// LogAction is the PAN-OS Log Action (log forwarding profile); "" leaves
+	// it empty.
+	LogAction string
+	// Version is the product version in the CEF header. "" means "1.0".
+	Version string
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// Encoder marshals records in one format for one device. The zero Device
+// uses the defaults documented on Device.
+type Encoder struct {
+	Format Format
+	Device Device
+}
+
+// Marshal returns r in format f with the default Device. See Encoder.Marshal.
+func Marshal(f Format, r Record) ([]byte, error) {
+	return Encoder{Format: f}.Marshal(r)
+}
+
+// Marshal validates r and returns it in e.Format, without a trailing
+// newline. FormatFortiOS may return two lines joined by "\n";
+// FormatPANDecryption returns nil (no line, no error) for a record without
+// a Decryption.
+func (e Encoder) Marshal(r Record) ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	switch e.Format {
+	case FormatJSON:
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("fwlog: json: %w", err)
+		}
+		return b, nil
+	case FormatPANTraffic:
+		return csvLine(fieldValues(panTrafficFields(r, e.Device)))
+	case FormatPANDecryption:
+		if r.Decryption == nil {
+			return nil, nil
+		}
+		return csvLine(fieldValues(panDecryptionFields(r, e.Device)))
+	case FormatFortiOS:
+		return fortiOS(r, e.Device), nil
+	case FormatCEF:
+		return cef(r, e.Device), nil
+	default:
+		_, err := ParseFormat(string(e.Format))
+		return nil, err
+	}
+}
+
+// isReserved reports whether a is private, loopback, link-local or in one of
+// the documentation ranges (RFC 5737) pinwall's topologies use.
+func isReserved(a netip.Addr) bool {
+	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+		return true
+	}
+	for _, p := range []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"} {
+		if netip.MustParsePrefix(p).Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
