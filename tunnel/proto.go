@@ -300,3 +300,43 @@ func ReadReply(rd io.Reader) (Reply, error) {
 	}
 	return r, nil
 }
+
+// Greeting is the gateway's first message on a new tunnel, sent after it has
+// authenticated the device. In TLS 1.3 the client's handshake completes
+// before the server has checked the client certificate, so the client waits
+// for the Greeting to learn whether the tunnel was accepted (a refusal
+// arrives as an alert instead).
+type Greeting struct {
+	// TunnelID identifies the tunnel in both ends' logs.
+	TunnelID [16]byte
+}
+
+var greetingMagic = [4]byte{'P', 'W', 'G', 'W'}
+
+// GreetingLen is the encoded size of a Greeting.
+const GreetingLen = 4 + 1 + 16
+
+// AppendGreeting encodes g after b.
+func AppendGreeting(b []byte, g Greeting) []byte {
+	b = append(b, greetingMagic[:]...)
+	b = append(b, Version)
+	return append(b, g.TunnelID[:]...)
+}
+
+// ReadGreeting reads exactly one Greeting from rd.
+func ReadGreeting(rd io.Reader) (Greeting, error) {
+	var buf [GreetingLen]byte
+	if _, err := io.ReadFull(rd, buf[:]); err != nil {
+		return Greeting{}, fmt.Errorf("tunnel: read greeting: %w", err)
+	}
+	if [4]byte(buf[:4]) != greetingMagic {
+		return Greeting{}, fmt.Errorf("%w: bad greeting magic %q", ErrProtocol, buf[:4])
+	}
+	if buf[4] != Version {
+		return Greeting{}, fmt.Errorf("%w: greeting version %d", ErrProtocol, buf[4])
+	}
+	return Greeting{TunnelID: [16]byte(buf[5:])}, nil
+}
+
+// TunnelIDString formats a tunnel id for logs.
+func (g Greeting) TunnelIDString() string { return fmt.Sprintf("%x", g.TunnelID[:]) }

@@ -160,3 +160,29 @@ func FuzzReadReply(f *testing.F) {
 		}
 	})
 }
+
+func TestGreetingRoundTrip(t *testing.T) {
+	g := Greeting{TunnelID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}}
+	b := AppendGreeting(nil, g)
+	require.Len(t, b, GreetingLen)
+	got, err := ReadGreeting(bytes.NewReader(b))
+	require.NoError(t, err)
+	assert.Equal(t, g, got)
+	assert.Equal(t, "0102030405060708090a0b0c0d0e0f10", got.TunnelIDString())
+	bad := bytes.Clone(b)
+	bad[4] = 9
+	_, err = ReadGreeting(bytes.NewReader(bad))
+	assert.ErrorIs(t, err, ErrProtocol)
+	_, err = ReadGreeting(bytes.NewReader(b[:10]))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+}
+
+func FuzzReadGreeting(f *testing.F) {
+	f.Add(AppendGreeting(nil, Greeting{}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g, err := ReadGreeting(bytes.NewReader(data))
+		if err == nil && !bytes.Equal(AppendGreeting(nil, g), data[:GreetingLen]) {
+			t.Fatal("greeting does not round-trip")
+		}
+	})
+}

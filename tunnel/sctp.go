@@ -412,7 +412,12 @@ func (c *sctpStream) mapErr(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return os.ErrDeadlineExceeded
 	}
-	return err
+	if errors.Is(err, sctp.ErrStreamClosed) && c.writeClosed.Load() {
+		return err // our own CloseWrite
+	}
+	// Any other stream error comes from the association: the tunnel is
+	// going down under the flow.
+	return sessionLost(c.sess.Err(), err)
 }
 
 func (c *sctpStream) Write(p []byte) (int, error) {

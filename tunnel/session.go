@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/pinwall/pinwall/fault"
 )
 
 // Role says which end of a tunnel a Session is.
@@ -56,6 +58,15 @@ type Stream interface {
 
 // ErrSessionClosed is returned by operations on a closed session.
 var ErrSessionClosed = errors.New("tunnel: session closed")
+
+// sessionLost attributes a stream error caused by its session dying: the
+// flow was reset by the loss of the tunnel under it.
+func sessionLost(sessErr, err error) error {
+	if sessErr == nil {
+		sessErr = ErrSessionClosed
+	}
+	return fault.New(fault.LegClientGateway, fault.CauseConnectionReset, "tunnel stream", "", fmt.Errorf("%w (%w)", sessErr, err))
+}
 
 // ErrKeepaliveTimeout is a session's Err when the peer stopped answering pings.
 var ErrKeepaliveTimeout = errors.New("tunnel: keepalive timeout")

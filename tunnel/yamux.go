@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -114,4 +115,20 @@ func (s *yamuxSession) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 type yamuxStream struct{ *yamux.Stream }
 
 func (y yamuxStream) CloseWrite() error { return y.Stream.Close() }
-func (y yamuxStream) ID() uint32        { return y.StreamID() }
+
+func (y yamuxStream) Read(p []byte) (int, error) {
+	n, err := y.Stream.Read(p)
+	if err != nil && err != io.EOF && y.Session().IsClosed() {
+		err = sessionLost(ErrSessionClosed, err)
+	}
+	return n, err
+}
+
+func (y yamuxStream) Write(p []byte) (int, error) {
+	n, err := y.Stream.Write(p)
+	if err != nil && y.Session().IsClosed() {
+		err = sessionLost(ErrSessionClosed, err)
+	}
+	return n, err
+}
+func (y yamuxStream) ID() uint32 { return y.StreamID() }

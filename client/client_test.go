@@ -1,0 +1,319 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/tunnel"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func start(t *testing.T, spec harness.Spec) *harness.Topology {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo, err := harness.StartInProcess(ctx, spec, harness.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, topo.Close()) })
+	return topo
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func requireAllVerified(t *testing.T, outs []harness.FlowOutcome) {
+	t.Helper()
+	for _, o := range outs {
+		require.True(t, o.Verified, "flow %d to %s (%s): %v", o.Index, o.Site, o.Size, o.Err)
+	}
+}
+
+func flowEvents(evs []gateway.Event) []gateway.Event {
+	var out []gateway.Event
+	for _, e := range evs {
+		if e.Event == gateway.EventFlow {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestManyFlowsBothTransports runs 100 concurrent flows from 1 byte to
+// 16 MiB over each transport and checks every payload at both ends and
+// every destination in the gateway's log.
+func TestManyFlowsBothTransports(t *testing.T) {
+	sizes := make([]harness.ByteSize, 50)
+	base := []harness.ByteSize{1, 100, 1 << 10, 16 << 10, 64 << 10, 256 << 10}
+	for i := range sizes {
+		sizes[i] = base[i%len(base)]
+	}
+	sizes[7] = 16 << 20 // flows 7 and 57 carry 16 MiB each way
+	sizes[33] = 1 << 20
+	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
+		t.Run(string(tr), func(t *testing.T) {
+			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
+			ctx := testCtx(t, 3*time.Minute)
+			st, err := topo.Client.WaitUp(ctx)
+			require.NoError(t, err)
+			require.EqualValues(t, tr, st.Transport)
+
+			outs := topo.RunWorkload(ctx, harness.Workload{Flows: 100, Concurrency: 100, Sizes: sizes, Retries: -1, Timeout: 2 * time.Minute})
+			requireAllVerified(t, outs)
+			sum := harness.Summarize(outs)
+			assert.Equal(t, 100, sum.Tunnelled)
+			for _, o := range outs {
+				assert.Equal(t, st.TunnelID, o.TunnelID, "every flow rides the one tunnel")
+				assert.Equal(t, 1, o.Attempts)
+			}
+
+			require.NoError(t, topo.Settle(ctx))
+			flows := flowEvents(topo.GatewayEvents())
+			require.Equal(t, 100, len(flows), "the gateway logs every inner flow")
+			sites := map[string]int{}
+			for _, e := range flows {
+				sites[e.Host]++
+				assert.Equal(t, "ok", e.Result)
+				assert.Equal(t, string(tr), e.Transport)
+				assert.Equal(t, "alice@acme.test", e.Device.User)
+				assert.Equal(t, "10.10.10.100", netip.MustParseAddrPort(e.Client).Addr().String(), "no firewall: the gateway sees the laptop")
+			}
+			assert.Len(t, sites, 3, "flows reached several origins: %v", sites)
+		})
+	}
+}
+
+func TestWrongPinIsTypedAndSendsNothing(t *testing.T) {
+	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
+		t.Run(string(tr), func(t *testing.T) {
+			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr, Pin: harness.PinWrong, TunnelWait: 300 * time.Millisecond}})
+			ctx := testCtx(t, 30*time.Second)
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_, err := topo.Client.WaitUp(wctx)
+			require.Error(t, err)
+			fe, ok := fault.As(err)
+			require.True(t, ok, "typed: %v", err)
+			assert.Equal(t, fault.CausePinMismatch, fe.Cause)
+			assert.Equal(t, fault.LegClientGateway, fe.Leg)
+			var pm *fault.PinMismatchError
+			require.ErrorAs(t, err, &pm)
+			assert.Equal(t, topo.PKI.Internet.Cert.Subject.String(), pm.Issuer)
+			require.Len(t, pm.Pins, 1)
+			assert.NotEqual(t, pm.Pins[0], pm.Presented[0])
+
+			_, err = topo.Client.Dial(ctx, "tcp", "www.social.test:443")
+			assert.Equal(t, fault.CauseTunnelDown, fault.CauseOf(err), "fail-close refuses: %v", err)
+			require.ErrorAs(t, err, &pm, "the refusal carries the pin mismatch")
+			assert.Empty(t, flowEvents(topo.GatewayEvents()), "no flow reached the gateway")
+			assert.Empty(t, topo.Origins.Records(), "no flow reached an origin")
+		})
+	}
+}
+
+func TestNoDeviceCertificateRefusedAndLogged(t *testing.T) {
+	tests := []struct {
+		tr    client.TransportMode
+		mode  harness.DeviceCertMode
+		cause fault.Cause
+	}{
+		{client.TransportTLS, harness.DeviceCertNone, fault.CauseClientCertRequired},
+		{client.TransportDTLS, harness.DeviceCertNone, fault.CauseClientCertRequired},
+		{client.TransportTLS, harness.DeviceCertForeign, fault.CauseClientCertRejected},
+		{client.TransportDTLS, harness.DeviceCertForeign, fault.CauseClientCertRejected},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.tr)+"/"+string(tt.mode), func(t *testing.T) {
+			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tt.tr, DeviceCert: tt.mode, Gateways: []string{harness.PrimaryGateway}}})
+			ctx := testCtx(t, 3*time.Second)
+			_, err := topo.Client.WaitUp(ctx)
+			require.Error(t, err)
+			assert.Equal(t, tt.cause, fault.CauseOf(err), "%v", err)
+
+			var refused []gateway.Event
+			for _, e := range topo.GatewayEvents() {
+				if e.Event == gateway.EventTunnelRefused {
+					refused = append(refused, e)
+				}
+				assert.NotEqual(t, gateway.EventTunnelOpen, e.Event)
+			}
+			require.NotEmpty(t, refused)
+			e := refused[0]
+			assert.Equal(t, string(tt.tr), e.Transport)
+			assert.Equal(t, tt.cause, e.Cause)
+			assert.Equal(t, "10.10.10.100", netip.MustParseAddrPort(e.Client).Addr().String())
+			assert.NotEmpty(t, e.Reason)
+			if tt.mode == harness.DeviceCertForeign {
+				require.NotNil(t, e.Presented, "the presented certificate is logged")
+				assert.Contains(t, e.Presented.Issuer, "Some Other Device CA")
+				assert.Contains(t, e.Presented.SPKI, "sha256/")
+			} else {
+				assert.Nil(t, e.Presented)
+			}
+		})
+	}
+}
+
+func TestUDPDroppedFallsBackToTLS(t *testing.T) {
+	const fallback = 500 * time.Millisecond
+	topo := start(t, harness.Spec{Client: harness.ClientSpec{UDPLoss: 1, FallbackTimeout: fallback}})
+	ctx := testCtx(t, 30*time.Second)
+	st, err := topo.Client.WaitUp(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tunnel.TransportTLS, st.Transport)
+	require.NotNil(t, st.Fallback)
+	assert.Equal(t, fault.CauseUDPUnanswered, st.Fallback.Cause)
+	// The DTLS attempt gave up at the configured timeout, not before and
+	// not much later: the fallback is bounded by configuration.
+	assert.GreaterOrEqual(t, st.Fallback.TookMS, fallback.Milliseconds())
+	assert.Less(t, st.Fallback.TookMS, (fallback + 5*time.Second).Milliseconds())
+
+	requireAllVerified(t, topo.RunWorkload(ctx, harness.Workload{Flows: 10}))
+	// It stays on TLS after a reconnect until the network changes.
+	topo.Hosts["laptop"].Impair(harness.NoImpairment)
+	require.NoError(t, topo.GatewayByName(harness.PrimaryGateway).Close())
+	st = waitTunnel(t, topo.Client, ctx, func(s client.State) bool { return s.Up && s.Gateway == harness.BackupGateway })
+	assert.Equal(t, tunnel.TransportTLS, st.Transport, "sticky TLS after fallback")
+}
+
+func waitTunnel(t *testing.T, c *client.Client, ctx context.Context, ok func(client.State) bool) client.State {
+	t.Helper()
+	for {
+		st := c.State()
+		if ok(st) {
+			return st
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("tunnel never reached the wanted state; last %+v", st)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestPrimaryDownBackupTakesOverNoFlowLost(t *testing.T) {
+	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
+		t.Run(string(tr), func(t *testing.T) {
+			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
+			ctx := testCtx(t, time.Minute)
+			st, err := topo.Client.WaitUp(ctx)
+			require.NoError(t, err)
+			require.Equal(t, harness.PrimaryGateway, st.Gateway)
+
+			done := make(chan []harness.FlowOutcome, 1)
+			go func() {
+				done <- topo.RunWorkload(ctx, harness.Workload{Flows: 60, Concurrency: 4, Spacing: 10 * time.Millisecond, Sizes: []harness.ByteSize{64 << 10}})
+			}()
+			time.Sleep(150 * time.Millisecond)
+			require.NoError(t, topo.GatewayByName(harness.PrimaryGateway).Close())
+			outs := <-done
+			requireAllVerified(t, outs)
+			require.NoError(t, topo.Settle(ctx))
+
+			st = topo.Client.State()
+			assert.Equal(t, harness.BackupGateway, st.Gateway)
+			var usedBackup, usedPrimary bool
+			for _, e := range flowEvents(topo.GatewayEvents()) {
+				usedBackup = usedBackup || e.Gateway == harness.BackupGateway
+				usedPrimary = usedPrimary || e.Gateway == harness.PrimaryGateway
+			}
+			assert.True(t, usedPrimary && usedBackup, "flows went through both gateways")
+			var events []string
+			for _, h := range topo.Client.History() {
+				events = append(events, h.Event)
+			}
+			assert.Contains(t, events, "failover")
+		})
+	}
+}
+
+func TestFailCloseVersusFailOpen(t *testing.T) {
+	tests := []struct {
+		mode     client.FailMode
+		verified bool
+		route    client.Route
+	}{
+		{client.FailClose, false, ""},
+		{client.FailOpen, true, client.RouteDirect},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.mode), func(t *testing.T) {
+			// The pin cannot match: no tunnel will ever come up.
+			topo := start(t, harness.Spec{Client: harness.ClientSpec{Pin: harness.PinWrong, FailMode: tt.mode, TunnelWait: 200 * time.Millisecond}})
+			ctx := testCtx(t, 30*time.Second)
+			outs := topo.RunWorkload(ctx, harness.Workload{Flows: 6, Retries: -1})
+			for _, o := range outs {
+				assert.Equal(t, tt.verified, o.Verified, "flow %d: %v", o.Index, o.Err)
+				if tt.verified {
+					assert.Equal(t, tt.route, o.Route)
+				} else {
+					assert.Equal(t, fault.CauseTunnelDown, o.Cause)
+				}
+			}
+			if tt.mode == client.FailClose {
+				assert.Empty(t, topo.Origins.Records(), "fail-close: nothing leaks direct")
+			} else {
+				assert.Len(t, topo.Origins.Records(), 6, "fail-open: the origins see the laptop directly")
+				for _, r := range topo.Origins.Records() {
+					assert.Equal(t, "10.10.10.100", netip.MustParseAddrPort(r.Peer).Addr().String())
+				}
+			}
+			assert.Empty(t, flowEvents(topo.GatewayEvents()))
+		})
+	}
+}
+
+func TestSteeringExceptionsGoDirect(t *testing.T) {
+	origins := append([]harness.OriginSpec{{Name: "intranet.corp.test", Addr: netip.MustParseAddr("10.20.0.10")}}, harness.DefaultOrigins...)
+	topo := start(t, harness.Spec{Origins: origins, Client: harness.ClientSpec{ExceptDomains: []string{"*.bank.test"}}})
+	ctx := testCtx(t, 30*time.Second)
+	_, err := topo.Client.WaitUp(ctx)
+	require.NoError(t, err)
+
+	outs := topo.RunWorkload(ctx, harness.Workload{Flows: 6, Sites: []string{"www.bank.test", "intranet.corp.test", "www.social.test"}})
+	requireAllVerified(t, outs)
+	require.NoError(t, topo.Settle(ctx))
+	want := map[string]client.Route{"www.bank.test": client.RouteDirect, "intranet.corp.test": client.RouteDirect, "www.social.test": client.RouteTunnel}
+	for _, o := range outs {
+		assert.Equal(t, want[o.Site], o.Route, o.Site)
+	}
+	for _, e := range flowEvents(topo.GatewayEvents()) {
+		assert.Equal(t, "www.social.test", e.Host, "only steered flows reach the gateway")
+	}
+	route, why := topo.Client.Steer("www.bank.test", 443)
+	assert.Equal(t, client.RouteDirect, route)
+	assert.Equal(t, "exception *.bank.test", why)
+	route, why = topo.Client.Steer("www.social.test", 22)
+	assert.Equal(t, client.RouteDirect, route)
+	assert.Contains(t, why, "not steered")
+}
+
+func TestDTLSWithFivePercentLoss(t *testing.T) {
+	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, UDPLoss: 0.05, HandshakeTimeout: 20 * time.Second}})
+	ctx := testCtx(t, 3*time.Minute)
+	st, err := topo.Client.WaitUp(ctx)
+	require.NoError(t, err)
+	require.Equal(t, tunnel.TransportDTLS, st.Transport)
+	outs := topo.RunWorkload(ctx, harness.Workload{Flows: 30, Sizes: []harness.ByteSize{1, 1 << 10, 32 << 10}, Retries: -1, Timeout: 2 * time.Minute})
+	requireAllVerified(t, outs)
+	assert.Positive(t, topo.Hosts["laptop"].DroppedUDP(), "the path really lost datagrams")
+	for _, o := range outs {
+		assert.Equal(t, "dtls", o.Transport)
+	}
+}
+
+var _ = errors.Is

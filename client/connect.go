@@ -1,0 +1,339 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/tunnel"
+)
+
+// attempt is the outcome of one connection attempt to one gateway.
+type attempt struct {
+	gateway   string
+	addr      netip.AddrPort
+	transport tunnel.Transport
+	sess      tunnel.Session
+	tunnelID  string
+	err       error
+	took      time.Duration
+}
+
+// TLS alert descriptions the client interprets.
+const (
+	alertHandshakeFailure    = 40
+	alertNoCertificate       = 41
+	alertBadCertificate      = 42
+	alertCertificateUnknown  = 46
+	alertUnknownCA           = 48
+	alertAccessDenied        = 49
+	alertCertificateRequired = 116
+)
+
+// verifier checks the gateway's chain the way the client is configured to.
+type verifier struct {
+	c          *Client
+	serverName string
+	// presented records the chain for error reports.
+	presented atomic.Pointer[[]*x509.Certificate]
+}
+
+func (v *verifier) verify(rawCerts [][]byte) error {
+	certs := make([]*x509.Certificate, 0, len(rawCerts))
+	for _, raw := range rawCerts {
+		cert, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return fault.New(fault.LegClientGateway, fault.CauseHandshakeFailed, "verify gateway", v.serverName, err)
+		}
+		certs = append(certs, cert)
+	}
+	v.presented.Store(&certs)
+	if len(certs) == 0 {
+		return fault.New(fault.LegClientGateway, fault.CauseHandshakeFailed, "verify gateway", v.serverName, errors.New("no certificate presented"))
+	}
+	cfg := &v.c.cfg
+	leaf := certs[0]
+	if len(cfg.Pins) > 0 {
+		if cfg.Pins.Match(certs) {
+			return nil
+		}
+		pm := &fault.PinMismatchError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Pins: cfg.Pins.Strings()}
+		for _, c := range certs {
+			pm.Presented = append(pm.Presented, string(pki.SPKIPin(c)))
+		}
+		return fault.New(fault.LegClientGateway, fault.CausePinMismatch, "verify gateway", v.serverName, pm)
+	}
+	if cfg.RootCAs == nil {
+		return nil // InsecureSkipVerify
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{DNSName: v.serverName, Roots: cfg.RootCAs, Intermediates: inter, CurrentTime: cfg.Now()})
+	if err == nil {
+		return nil
+	}
+	ce := &fault.CertificateError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Subject: leaf.Subject.String(), SPKI: string(pki.SPKIPin(leaf)), Err: err}
+	cause := fault.CauseCertificateInvalid
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		cause = fault.CauseUnknownAuthority
+	}
+	return fault.New(fault.LegClientGateway, cause, "verify gateway", v.serverName, ce)
+}
+
+// connectTLS dials addr (directly or through the upstream proxy), runs the
+// TLS 1.3 handshake, waits for the greeting and starts a yamux session.
+func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPort) (tunnel.Session, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
+	defer cancel()
+	target := addr.String()
+	raw, err := c.dialTCPForTunnel(ctx, name, addr)
+	if err != nil {
+		return nil, "", err
+	}
+	v := &verifier{c: c, serverName: name}
+	cfg := &tls.Config{
+		ServerName:         name,
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{tunnel.ALPN},
+		InsecureSkipVerify: true, // verification is the verifier's: pins or chain
+		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+			return v.verify(rawCerts)
+		},
+	}
+	if c.cfg.DeviceCert != nil {
+		cfg.Certificates = []tls.Certificate{*c.cfg.DeviceCert}
+	}
+	conn := tls.Client(raw, cfg)
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
+	defer stop()
+	if err := conn.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, "", c.classify("tls handshake", target, err, ctx)
+	}
+	g, err := tunnel.ReadGreeting(conn)
+	if err != nil {
+		conn.Close()
+		return nil, "", c.classify("tls tunnel greeting", target, err, ctx)
+	}
+	_ = raw.SetDeadline(time.Time{})
+	sess, err := tunnel.NewTLSSession(conn, tunnel.RoleClient, c.cfg.Session)
+	if err != nil {
+		conn.Close()
+		return nil, "", fault.New(fault.LegClientGateway, fault.CauseProtocol, "tls session", target, err)
+	}
+	return sess, g.TunnelIDString(), nil
+}
+
+// dialTCPForTunnel connects to the gateway, through the upstream proxy when configured.
+func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.AddrPort) (net.Conn, error) {
+	if c.cfg.UpstreamProxy == nil {
+		conn, err := c.cfg.Stack.DialContext(ctx, "tcp", addr.String())
+		if err != nil {
+			return nil, c.classify("tcp connect", addr.String(), err, ctx)
+		}
+		return conn, nil
+	}
+	proxy := c.cfg.UpstreamProxy
+	host, port := proxy.Hostname(), proxy.Port()
+	if port == "" {
+		port = "8080"
+	}
+	ip, err := c.resolveOne(ctx, host)
+	if err != nil {
+		return nil, fault.New(fault.LegClientFirewall, fault.CauseDNS, "resolve proxy", host, err)
+	}
+	paddr := net.JoinHostPort(ip.String(), port)
+	conn, err := c.cfg.Stack.DialContext(ctx, "tcp", paddr)
+	if err != nil {
+		return nil, withLeg(c.classify("proxy connect", paddr, err, ctx), fault.LegClientFirewall)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	// CONNECT names the gateway, as a laptop's client does; the proxy resolves it.
+	dest := net.JoinHostPort(name, strconv.Itoa(int(addr.Port())))
+	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pinwall-client\r\n\r\n", dest, dest)
+	if _, err := io.WriteString(conn, req); err != nil {
+		conn.Close()
+		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), fault.LegClientFirewall)
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		conn.Close()
+		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), fault.LegClientFirewall)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		conn.Close()
+		return nil, fault.New(fault.LegClientFirewall, fault.CauseProxyRefused, "proxy CONNECT", dest, fmt.Errorf("proxy answered %s", resp.Status))
+	}
+	if br.Buffered() > 0 {
+		conn.Close()
+		return nil, fault.New(fault.LegClientFirewall, fault.CauseProtocol, "proxy CONNECT", dest, errors.New("proxy sent data before the TLS handshake"))
+	}
+	return conn, nil
+}
+
+func withLeg(err error, leg fault.Leg) error {
+	if fe, ok := fault.As(err); ok {
+		fe.Leg = leg
+	}
+	return err
+}
+
+// rxCounter counts datagrams received, to tell "UDP unanswered" from a
+// handshake that started and then timed out.
+type rxCounter struct {
+	net.PacketConn
+	n atomic.Int64
+}
+
+func (r *rxCounter) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, a, err := r.PacketConn.ReadFrom(b)
+	if err == nil {
+		r.n.Add(1)
+	}
+	return n, a, err
+}
+
+// connectDTLS runs the DTLS handshake within timeout, waits for the greeting
+// and starts an SCTP session.
+func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPort, timeout time.Duration) (tunnel.Session, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	target := addr.String()
+	uc, err := c.cfg.Stack.DialContext(ctx, "udp", target)
+	if err != nil {
+		return nil, "", c.classify("udp socket", target, err, ctx)
+	}
+	pc := &rxCounter{PacketConn: dtlsnet.PacketConnFromConn(uc)}
+	v := &verifier{c: c, serverName: name}
+	opts := []dtls.ClientOption{
+		dtls.WithServerName(name),
+		dtls.WithInsecureSkipVerify(true), // verification is the verifier's
+		dtls.WithVerifyPeerCertificate(func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+			return v.verify(rawCerts)
+		}),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+		dtls.WithSupportedProtocols(tunnel.ALPN),
+		dtls.WithLoggerFactory(tunnel.PionLoggerFactory(c.cfg.Logger)),
+	}
+	if c.cfg.DeviceCert != nil {
+		opts = append(opts, dtls.WithCertificates(*c.cfg.DeviceCert))
+	}
+	conn, err := dtls.ClientWithOptions(pc, uc.RemoteAddr(), opts...)
+	if err != nil {
+		uc.Close()
+		return nil, "", fault.New(fault.LegClientGateway, fault.CauseHandshakeFailed, "dtls setup", target, err)
+	}
+	if err := conn.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		if ctx.Err() != nil && pc.n.Load() == 0 && c.ctx.Err() == nil {
+			return nil, "", fault.New(fault.LegClientGateway, fault.CauseUDPUnanswered, "dtls handshake", target,
+				fmt.Errorf("no datagram came back within %v", timeout))
+		}
+		return nil, "", c.classify("dtls handshake", target, err, ctx)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	g, err := tunnel.ReadGreeting(conn)
+	stop()
+	if err != nil {
+		conn.Close()
+		return nil, "", c.classify("dtls tunnel greeting", target, err, ctx)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	sess, err := tunnel.NewDTLSSession(ctx, conn, tunnel.RoleClient, c.cfg.Session)
+	if err != nil {
+		conn.Close()
+		return nil, "", c.classify("dtls session", target, err, ctx)
+	}
+	return sess, g.TunnelIDString(), nil
+}
+
+// classify turns a tunnel establishment error into a *fault.Error.
+func (c *Client) classify(op, addr string, err error, ctx context.Context) error {
+	if fe, ok := fault.As(err); ok {
+		if fe.Addr == "" {
+			fe.Addr = addr
+		}
+		return err
+	}
+	leg := fault.LegClientGateway
+	if desc, ok := remoteAlert(err); ok {
+		cause := fault.CauseHandshakeFailed
+		switch desc {
+		case alertCertificateRequired, alertNoCertificate:
+			cause = fault.CauseClientCertRequired
+		case alertBadCertificate, alertUnknownCA, alertCertificateUnknown, alertAccessDenied, alertHandshakeFailure:
+			// Without a certificate of our own, any certificate complaint
+			// means the gateway wanted one.
+			if c.cfg.DeviceCert == nil {
+				cause = fault.CauseClientCertRequired
+			} else if desc != alertHandshakeFailure {
+				cause = fault.CauseClientCertRejected
+			}
+		}
+		return fault.New(leg, cause, op, addr, err)
+	}
+	if ctx != nil && ctx.Err() != nil && c.ctx.Err() == nil {
+		return fault.New(leg, fault.CauseHandshakeTimeout, op, addr, err)
+	}
+	cause := fault.Classify(err)
+	switch {
+	case cause == fault.CauseClosed && c.ctx.Err() == nil,
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		cause = fault.CauseConnectionReset
+	case cause == fault.CauseTimeout && op != "tcp connect":
+		cause = fault.CauseHandshakeTimeout
+	case cause == fault.CauseNone:
+		cause = fault.CauseHandshakeFailed
+	}
+	return fault.New(leg, cause, op, addr, err)
+}
+
+// remoteAlert extracts the description of a fatal alert the peer sent, from
+// crypto/tls or pion/dtls.
+func remoteAlert(err error) (byte, bool) {
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return byte(ae), true
+	}
+	// crypto/tls reports a received alert as a *net.OpError "remote error"
+	// around its unexported alert type, a uint8 holding the description.
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil {
+		v := reflect.ValueOf(oe.Err)
+		if t := v.Type(); t.PkgPath() == "crypto/tls" && t.Kind() == reflect.Uint8 {
+			return byte(v.Uint()), true
+		}
+	}
+	var pa interface {
+		IsFatalOrCloseNotify() bool
+		Marshal() ([]byte, error)
+	}
+	if errors.As(err, &pa) {
+		if b, merr := pa.Marshal(); merr == nil && len(b) == 2 {
+			return b[1], true
+		}
+	}
+	return 0, false
+}

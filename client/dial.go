@@ -1,0 +1,257 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/tunnel"
+)
+
+// Route says where a flow goes.
+type Route string
+
+// Routes.
+const (
+	RouteTunnel Route = "tunnel"
+	RouteDirect Route = "direct"
+)
+
+// Steer decides the route of a flow to host:port and explains why.
+func (c *Client) Steer(host string, port uint16) (Route, string) {
+	steeredPort := false
+	for _, p := range c.cfg.Steering.Ports {
+		if p == port {
+			steeredPort = true
+			break
+		}
+	}
+	if !steeredPort {
+		return RouteDirect, fmt.Sprintf("port %d is not steered", port)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		for _, p := range c.cfg.Steering.ExceptCIDRs {
+			if p.Contains(ip.Unmap()) {
+				return RouteDirect, "exception " + p.String()
+			}
+		}
+		return RouteTunnel, "steered"
+	}
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, d := range c.cfg.Steering.ExceptDomains {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		if suffix, ok := strings.CutPrefix(d, "*."); ok {
+			if strings.HasSuffix(name, "."+suffix) {
+				return RouteDirect, "exception " + d
+			}
+		} else if name == d {
+			return RouteDirect, "exception " + d
+		}
+	}
+	return RouteTunnel, "steered"
+}
+
+// steerResolved is Steer, also applying the CIDR exceptions to a name's
+// address as the client's own resolver answers it (a packet-level client
+// sees the destination IP after DNS). A name that does not resolve is
+// steered: the gateway resolves names itself.
+func (c *Client) steerResolved(ctx context.Context, host string, port uint16) (Route, string) {
+	route, why := c.Steer(host, port)
+	if route == RouteDirect || len(c.cfg.Steering.ExceptCIDRs) == 0 {
+		return route, why
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return route, why
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	ip, err := c.resolveOne(rctx, host)
+	if err != nil {
+		return route, why
+	}
+	for _, p := range c.cfg.Steering.ExceptCIDRs {
+		if p.Contains(ip.Unmap()) {
+			return RouteDirect, fmt.Sprintf("exception %s (%s resolves to %s)", p, host, ip)
+		}
+	}
+	return route, why
+}
+
+// Conn is a flow the client opened. Route says whether it went through the
+// tunnel; Origin is the address the gateway (or the laptop, direct) reached.
+type Conn struct {
+	net.Conn
+	Route     Route
+	Transport tunnel.Transport
+	TunnelID  string
+	FlowID    uint64
+	Origin    netip.AddrPort
+	remote    net.Addr
+}
+
+// RemoteAddr is the destination as the application asked for it.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// CloseWrite half-closes the flow.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+type destAddr struct{ s string }
+
+func (d destAddr) Network() string { return "tcp" }
+func (d destAddr) String() string  { return d.s }
+
+// Dial opens a flow to address ("host:port") over "tcp". Steered flows go
+// into the tunnel (or follow the fail mode when none is up); the others go
+// direct. The returned net.Conn is a *Conn.
+func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if network != "tcp" && network != "tcp4" {
+		return nil, fmt.Errorf("client: network %q: only tcp flows are carried", network)
+	}
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %q: %w", address, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 {
+		return nil, fmt.Errorf("client: dial %q: bad port", address)
+	}
+	if c.ctx.Err() != nil {
+		return nil, fault.New(fault.LegClientGateway, fault.CauseClosed, "dial", address, ErrClosed)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.TunnelWait+c.cfg.DialTimeout)
+	defer cancel()
+	if route, _ := c.steerResolved(ctx, host, uint16(port)); route == RouteDirect {
+		return c.dialDirect(ctx, host, uint16(port), address)
+	}
+	for {
+		a, err := c.waitSession(ctx)
+		if err != nil {
+			if c.cfg.FailMode == FailOpen && c.ctx.Err() == nil {
+				return c.dialDirect(ctx, host, uint16(port), address)
+			}
+			c.refused.Add(1)
+			return nil, err
+		}
+		conn, err := c.openFlow(ctx, a, host, uint16(port), address)
+		select {
+		case <-a.sess.Done():
+			if err != nil && ctx.Err() == nil {
+				// The tunnel died while the flow was opening: wait for
+				// its replacement rather than fail the flow.
+				continue
+			}
+		default:
+		}
+		return conn, err
+	}
+}
+
+// waitSession returns a live tunnel, waiting up to TunnelWait for one.
+func (c *Client) waitSession(ctx context.Context) (*attempt, error) {
+	wait := time.NewTimer(c.cfg.TunnelWait)
+	defer wait.Stop()
+	for {
+		c.mu.Lock()
+		a := c.anyUpLocked()
+		ch := c.changed
+		last := c.lastErr
+		c.mu.Unlock()
+		if a != nil {
+			return a, nil
+		}
+		var cause error = errors.New("no tunnel is up")
+		if last != nil {
+			cause = fmt.Errorf("no tunnel is up; last attempt: %w", last)
+		}
+		select {
+		case <-ch:
+		case <-wait.C:
+			return nil, fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "dial", "", cause)
+		case <-ctx.Done():
+			return nil, fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "dial", "", cause)
+		case <-c.ctx.Done():
+			return nil, fault.New(fault.LegClientGateway, fault.CauseClosed, "dial", "", ErrClosed)
+		}
+	}
+}
+
+func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uint16, address string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	st, err := a.sess.Open(ctx)
+	if err != nil {
+		return nil, fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "open stream", address, err)
+	}
+	id := c.flowID.Add(1)
+	req, err := tunnel.AppendRequest(nil, tunnel.Request{Host: host, Port: port, FlowID: id})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("client: dial %q: %w", address, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := st.Write(req); err != nil {
+		st.Close()
+		return nil, c.flowErr("send request", address, err, ctx)
+	}
+	reply, err := tunnel.ReadReply(st)
+	if err != nil {
+		st.Close()
+		return nil, c.flowErr("read reply", address, err, ctx)
+	}
+	if err := reply.Err(address); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if !stop() {
+		st.Close()
+		return nil, fault.New(fault.LegClientGateway, fault.CauseTimeout, "open flow", address, ctx.Err())
+	}
+	_ = st.SetDeadline(time.Time{})
+	c.tunnelled.Add(1)
+	return &Conn{Conn: st, Route: RouteTunnel, Transport: a.transport, TunnelID: a.tunnelID, FlowID: id, Origin: reply.Addr, remote: destAddr{address}}, nil
+}
+
+func (c *Client) flowErr(op, address string, err error, ctx context.Context) error {
+	cause := fault.Classify(err)
+	switch {
+	case ctx.Err() != nil:
+		cause = fault.CauseTimeout
+	case cause == fault.CauseNone || cause == fault.CauseClosed:
+		cause = fault.CauseConnectionReset
+	}
+	return fault.New(fault.LegClientGateway, cause, op, address, err)
+}
+
+// dialDirect resolves with the client's resolver and connects through the
+// laptop's network, bypassing the tunnel.
+func (c *Client) dialDirect(ctx context.Context, host string, port uint16, address string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	ip, err := c.resolveOne(ctx, host)
+	if err != nil {
+		return nil, fault.New(fault.LegClientOrigin, fault.CauseDNS, "resolve", host, err)
+	}
+	dst := netip.AddrPortFrom(ip, port)
+	conn, err := c.cfg.Stack.DialContext(ctx, "tcp", dst.String())
+	if err != nil {
+		cause := fault.Classify(err)
+		if cause == fault.CauseNone {
+			cause = fault.CauseConnectionRefused
+		}
+		return nil, fault.New(fault.LegClientOrigin, cause, "dial direct", address, err)
+	}
+	c.direct.Add(1)
+	return &Conn{Conn: conn, Route: RouteDirect, Origin: dst, remote: destAddr{address}}, nil
+}

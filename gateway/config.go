@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/resolve"
+	"github.com/pinwall/pinwall/tunnel"
+)
+
+// Config configures a Gateway. Zero durations and limits take the defaults
+// documented per field.
+type Config struct {
+	// Name labels the gateway in its log ("gateway-acme.sse.test").
+	Name string
+	// Addr is where to listen, TCP and UDP on the same port; an unspecified
+	// IP listens on every address of the Stack's host.
+	Addr netip.AddrPort
+	// Certificate is the gateway's server certificate (required). Its SANs
+	// should name the primary and backup gateway names.
+	Certificate *tls.Certificate
+	// ClientCAs verifies device certificates; required unless AllowAnonymous.
+	ClientCAs *x509.CertPool
+	// AllowAnonymous accepts tunnels without a device certificate. The zero
+	// value requires one on both transports.
+	AllowAnonymous bool
+	// Stack is the gateway host's network (required).
+	Stack hostnet.Stack
+	// Resolver resolves inner destinations (required): the gateway's own
+	// view of DNS, independent of the client's and the firewall's.
+	Resolver resolve.Resolver
+	// Log receives one JSON line per Event; nil keeps events in memory only.
+	Log io.Writer
+	// KeepEvents bounds events kept in memory; zero means 100000.
+	KeepEvents int
+	// Logger receives operational messages; nil discards.
+	Logger *slog.Logger
+	// Now returns the time for events; nil means time.Now.
+	Now func() time.Time
+
+	// MaxTunnels bounds concurrent tunnels; zero means 4096.
+	MaxTunnels int
+	// MaxStreams bounds concurrent flows per tunnel; zero means 1024.
+	MaxStreams int
+	// HandshakeTimeout bounds a (D)TLS handshake; zero means 10s.
+	HandshakeTimeout time.Duration
+	// HeaderTimeout bounds the wait for a stream's Request; zero means 10s.
+	HeaderTimeout time.Duration
+	// DialTimeout bounds resolving and dialing an origin; zero means 10s.
+	DialTimeout time.Duration
+	// Session tunes the multiplexers.
+	Session tunnel.Config
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Certificate == nil {
+		errs = append(errs, errors.New("Certificate is required"))
+	}
+	if c.ClientCAs == nil && !c.AllowAnonymous {
+		errs = append(errs, errors.New("ClientCAs is required unless AllowAnonymous"))
+	}
+	if c.Stack == nil {
+		errs = append(errs, errors.New("Stack is required"))
+	}
+	if c.Resolver == nil {
+		errs = append(errs, errors.New("Resolver is required"))
+	}
+	if !c.Addr.IsValid() {
+		errs = append(errs, errors.New("Addr is required"))
+	}
+	if err := c.Session.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if c.Name == "" {
+		c.Name = "gateway"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxTunnels <= 0 {
+		c.MaxTunnels = 4096
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 1024
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = 10 * time.Second
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	return nil
+}

@@ -1,0 +1,435 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/origin"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/resolve"
+)
+
+// Options tune how a topology is started.
+type Options struct {
+	// Logger receives the components' operational logs; nil discards.
+	Logger *slog.Logger
+	// Dir, if set, receives the CA certificates and the logs as files.
+	Dir string
+	// NoClient skips creating the endpoint client.
+	NoClient bool
+}
+
+// Topology is a running set of components.
+type Topology struct {
+	Spec Spec
+	PKI  *pki.Set
+	Zone *resolve.Zone
+
+	// Sim is the in-process network (nil in containers).
+	Sim *hostnet.Sim
+	// Hosts by role: "laptop", "fw-inside", "fw-outside", "origins", the
+	// gateway names, and the extra hosts' names.
+	Hosts map[string]*hostnet.Host
+
+	Gateways []*gateway.Gateway
+	Origins  *origin.Server
+	Client   *client.Client
+
+	gatewayCert *x509.Certificate
+
+	// ctx lives as long as the topology: components that serve until
+	// their context ends get this one, not the caller's start context.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	log     *slog.Logger
+	files   []*os.File
+	closers []func() error
+	once    sync.Once
+}
+
+// GatewayByName returns the gateway serving name, or nil.
+func (t *Topology) GatewayByName(name string) *gateway.Gateway {
+	for i, g := range t.Spec.Gateways {
+		if g.Name == name && i < len(t.Gateways) {
+			return t.Gateways[i]
+		}
+	}
+	return nil
+}
+
+// GatewayEvents returns every gateway's events.
+func (t *Topology) GatewayEvents() []gateway.Event {
+	var out []gateway.Event
+	for _, g := range t.Gateways {
+		out = append(out, g.Events()...)
+	}
+	return out
+}
+
+// Settle waits until every gateway has logged every flow it started, so
+// observations taken next are complete. It gives up when ctx ends.
+func (t *Topology) Settle(ctx context.Context) error {
+	for {
+		busy := 0
+		for _, g := range t.Gateways {
+			busy += g.ActiveFlows()
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("harness: %d flows still active: %w", busy, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops every component, newest first. It is idempotent.
+func (t *Topology) Close() error {
+	var errs []error
+	t.once.Do(func() {
+		for i := len(t.closers) - 1; i >= 0; i-- {
+			if err := t.closers[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, f := range t.files {
+			if err := f.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (t *Topology) onClose(f func() error) { t.closers = append(t.closers, f) }
+
+// logFile opens Dir/name for writing, or returns nil without a Dir.
+func (t *Topology) logFile(opts Options, name string) (io.Writer, error) {
+	if opts.Dir == "" {
+		return nil, nil
+	}
+	f, err := os.Create(filepath.Join(opts.Dir, name))
+	if err != nil {
+		return nil, err
+	}
+	t.files = append(t.files, f)
+	return f, nil
+}
+
+// StartInProcess builds spec on an in-process network and starts every
+// component. On error, whatever was started is stopped.
+func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, err error) {
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("harness: spec: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Topology{Spec: spec, Sim: hostnet.NewSim(log), Hosts: map[string]*hostnet.Host{}, log: log}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.onClose(func() error { t.cancel(); return nil })
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if opts.Dir != "" {
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("harness: %w", err)
+		}
+	}
+	if t.PKI, err = pki.NewSet(pki.Config{}, spec.Tenant); err != nil {
+		return nil, err
+	}
+	if opts.Dir != "" {
+		for name, ca := range map[string]*pki.CA{"internet-ca.pem": t.PKI.Internet, "tenant-ca.pem": t.PKI.Tenant, "enterprise-ca.pem": t.PKI.Enterprise} {
+			if err := os.WriteFile(filepath.Join(opts.Dir, name), ca.CertPEM(), 0o644); err != nil {
+				return nil, fmt.Errorf("harness: %w", err)
+			}
+		}
+	}
+	if t.Zone, err = buildZone(spec); err != nil {
+		return nil, err
+	}
+	if err := t.addHosts(); err != nil {
+		return nil, err
+	}
+	if err := t.startOrigins(ctx, opts); err != nil {
+		return nil, err
+	}
+	if err := t.startGateways(ctx, opts); err != nil {
+		return nil, err
+	}
+	if !opts.NoClient {
+		if err := t.startClient(); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func buildZone(spec Spec) (*resolve.Zone, error) {
+	z := &resolve.Zone{}
+	for _, g := range spec.Gateways {
+		if err := z.Add(resolve.Record{Name: g.Name, Addrs: g.Addrs(), Answer: g.Answer, Rotate: g.Rotate, TTL: g.TTL}); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range spec.Origins {
+		if err := z.Add(resolve.Record{Name: o.Name, Addrs: []netip.Addr{o.Addr}}); err != nil {
+			return nil, err
+		}
+	}
+	return z, nil
+}
+
+func (t *Topology) addHost(role string, addrs ...netip.Addr) error {
+	h, err := t.Sim.AddHost(role, addrs...)
+	if err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
+	t.Hosts[role] = h
+	return nil
+}
+
+func (t *Topology) addHosts() error {
+	s := t.Spec
+	if err := t.addHost("laptop", s.Laptop); err != nil {
+		return err
+	}
+	if s.Client.UDPLoss > 0 {
+		t.Hosts["laptop"].Impair(hostnet.Impairment{Loss: s.Client.UDPLoss, Seed: 1})
+	}
+	for _, h := range s.ExtraHosts {
+		if err := t.addHost(h.Name, h.Addr); err != nil {
+			return err
+		}
+	}
+	if s.Firewall != nil {
+		if err := t.addHost("fw-inside", s.Firewall.Inside); err != nil {
+			return err
+		}
+		if err := t.addHost("fw-outside", s.Firewall.Outside); err != nil {
+			return err
+		}
+	}
+	for _, g := range s.Gateways {
+		if err := t.addHost(g.Name, g.Addrs()...); err != nil {
+			return err
+		}
+	}
+	var oa []netip.Addr
+	for _, o := range s.Origins {
+		if !containsAddr(oa, o.Addr) {
+			oa = append(oa, o.Addr)
+		}
+	}
+	return t.addHost("origins", oa...)
+}
+
+func containsAddr(s []netip.Addr, a netip.Addr) bool {
+	for _, x := range s {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Topology) startOrigins(ctx context.Context, opts Options) error {
+	var sites []origin.Site
+	for _, o := range t.Spec.Origins {
+		sites = append(sites, origin.Site{Name: o.Name, Addrs: []netip.Addr{o.Addr}})
+	}
+	w, err := t.logFile(opts, "origins.jsonl")
+	if err != nil {
+		return err
+	}
+	srv, err := origin.New(origin.Config{
+		Stack:        t.Hosts["origins"],
+		Sites:        sites,
+		Certificates: func(name string) (*tls.Certificate, error) { return t.PKI.ServerCert(name) },
+		Logger:       t.log.With("component", "origins"),
+		AccessLog:    w,
+	})
+	if err != nil {
+		return fmt.Errorf("harness: origins: %w", err)
+	}
+	if err := srv.Start(t.ctx); err != nil {
+		return fmt.Errorf("harness: origins: %w", err)
+	}
+	t.Origins = srv
+	t.onClose(srv.Close)
+	return nil
+}
+
+// gatewayNames lists every gateway name, for the shared server certificate.
+func (t *Topology) gatewayNames() []string {
+	var names []string
+	for _, g := range t.Spec.Gateways {
+		names = append(names, g.Name)
+	}
+	return names
+}
+
+func (t *Topology) startGateways(ctx context.Context, opts Options) error {
+	cert, err := t.PKI.ServerCert(t.gatewayNames()...)
+	if err != nil {
+		return err
+	}
+	t.gatewayCert = cert.Leaf
+	w, err := t.logFile(opts, "gateway.jsonl")
+	if err != nil {
+		return err
+	}
+	var sw io.Writer
+	if w != nil {
+		sw = &syncWriter{w: w}
+	}
+	for _, g := range t.Spec.Gateways {
+		gw, err := gateway.New(gateway.Config{
+			Name:           g.Name,
+			Addr:           netip.AddrPortFrom(netip.IPv4Unspecified(), 443),
+			Certificate:    cert,
+			ClientCAs:      t.PKI.Tenant.Pool(),
+			AllowAnonymous: t.Spec.Gateway.AllowAnonymous,
+			MaxStreams:     t.Spec.Gateway.MaxStreams,
+			Stack:          t.Hosts[g.Name],
+			Resolver:       t.Zone,
+			Log:            sw,
+			Logger:         t.log.With("component", "gateway", "gateway", g.Name),
+		})
+		if err != nil {
+			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
+		}
+		if err := gw.Start(ctx); err != nil {
+			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
+		}
+		t.Gateways = append(t.Gateways, gw)
+		t.onClose(gw.Close)
+	}
+	return nil
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// ClientConfig builds the endpoint client's configuration for the laptop.
+func (t *Topology) ClientConfig() (client.Config, error) {
+	cs := t.Spec.Client
+	cfg := client.Config{
+		Name:               "laptop",
+		Tenant:             t.Spec.Tenant,
+		Gateways:           cs.Gateways,
+		Transport:          cs.Transport,
+		FallbackTimeout:    cs.FallbackTimeout,
+		HandshakeTimeout:   cs.HandshakeTimeout,
+		FailMode:           cs.FailMode,
+		TunnelWait:         cs.TunnelWait,
+		AttemptsPerGateway: cs.AttemptsPerGateway,
+		Sessions:           cs.Sessions,
+		Steering:           client.Steering{ExceptDomains: cs.ExceptDomains, ExceptCIDRs: cs.ExceptCIDRs},
+		Stack:              t.Hosts["laptop"],
+		Resolver:           t.Zone,
+		Logger:             t.log.With("component", "client"),
+	}
+	pool := x509.NewCertPool()
+	for _, tr := range cs.Trust {
+		switch tr {
+		case TrustInternet:
+			pool.AddCert(t.PKI.Internet.Cert)
+		case TrustEnterprise:
+			pool.AddCert(t.PKI.Enterprise.Cert)
+		}
+	}
+	cfg.RootCAs = pool
+	switch cs.Pin {
+	case PinGateway:
+		cert, err := t.gatewayLeaf()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Pins = pki.PinSet{pki.SPKIPin(cert)}
+	case PinWrong:
+		other, err := t.PKI.ServerCert("not-the-gateway.test")
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Pins = pki.PinSet{pki.SPKIPin(other.Leaf)}
+	}
+	switch cs.DeviceCert {
+	case DeviceCertValid:
+		dc, err := t.PKI.DeviceCert(t.Spec.Tenant, "alice@"+t.Spec.Tenant+".test", "LAPTOP-0001")
+		if err != nil {
+			return cfg, err
+		}
+		cfg.DeviceCert = dc
+	case DeviceCertForeign:
+		rogue, err := pki.NewCA(pki.Config{}, "Some Other Device CA", "other")
+		if err != nil {
+			return cfg, err
+		}
+		dc, err := rogue.Issue(pki.Leaf{Subject: pkix.Name{CommonName: "mallory@other.test", SerialNumber: "ROGUE-1"}, Usage: pki.ClientAuth})
+		if err != nil {
+			return cfg, err
+		}
+		cfg.DeviceCert = dc
+	}
+	if cs.UpstreamProxy == "firewall" && t.Spec.Firewall != nil {
+		cfg.UpstreamProxy = &url.URL{Scheme: "http", Host: netip.AddrPortFrom(t.Spec.Firewall.Inside, t.Spec.Firewall.ProxyPort).String()}
+	}
+	return cfg, nil
+}
+
+// gatewayLeaf is the certificate every gateway serves (one key, all names).
+func (t *Topology) gatewayLeaf() (*x509.Certificate, error) {
+	if len(t.Gateways) == 0 {
+		return nil, errors.New("harness: no gateway to pin")
+	}
+	return t.gatewayCert, nil
+}
+
+func (t *Topology) startClient() error {
+	cfg, err := t.ClientConfig()
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
+	if err := c.Start(); err != nil {
+		return err
+	}
+	t.Client = c
+	t.onClose(c.Close)
+	return nil
+}
