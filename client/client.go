@@ -206,6 +206,41 @@ func (c *Client) WaitUp(ctx context.Context) (State, error) {
 	}
 }
 
+// WaitOutcome waits until a tunnel is up or an attempt has failed since the
+// call, whichever comes first, and returns the state and that failure. It
+// measures single attempts (a laptop reconnecting) without waiting for
+// retries.
+func (c *Client) WaitOutcome(ctx context.Context) (State, error) {
+	c.mu.Lock()
+	seen := len(c.history)
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		ch := c.changed
+		up := c.anyUpLocked() != nil
+		var failed error
+		for _, h := range c.history[min(seen, len(c.history)):] {
+			if h.Event == "attempt-failed" {
+				failed = c.lastErr
+			}
+		}
+		c.mu.Unlock()
+		if up {
+			return c.State(), nil
+		}
+		if failed != nil {
+			return c.State(), failed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return c.State(), fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "wait for tunnel", "", ctx.Err())
+		case <-c.ctx.Done():
+			return c.State(), fault.New(fault.LegClientGateway, fault.CauseClosed, "wait for tunnel", "", ErrClosed)
+		}
+	}
+}
+
 // ErrClosed is returned by a closed Client.
 var ErrClosed = errors.New("client: closed")
 

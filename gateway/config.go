@@ -27,8 +27,9 @@ type Config struct {
 	Certificate *tls.Certificate
 	// ClientCAs verifies device certificates; required unless AllowAnonymous.
 	ClientCAs *x509.CertPool
-	// AllowAnonymous accepts tunnels without a device certificate. The zero
-	// value requires one on both transports.
+	// AllowAnonymous turns device authentication off: no client
+	// certificate is requested. The zero value requires one on both
+	// transports.
 	AllowAnonymous bool
 	// Stack is the gateway host's network (required).
 	Stack hostnet.Stack

@@ -78,7 +78,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return fmt.Errorf("gateway: listen udp %s: %w", addr, err)
 	}
 	g.tcp = l
-	g.mux = tunnel.NewUDPMux(pc, tunnel.UDPMuxConfig{MaxPeers: g.cfg.MaxTunnels, Logger: g.cfg.Logger})
+	// The mux's own peer limit sits above MaxTunnels so that admit, which
+	// logs a tunnel-refused event, refuses tunnels beyond the limit; the
+	// mux refuses (and only counts) what exceeds even the headroom.
+	g.mux = tunnel.NewUDPMux(pc, tunnel.UDPMuxConfig{MaxPeers: g.cfg.MaxTunnels + udpPeerHeadroom, Logger: g.cfg.Logger})
 	g.started = true
 	g.wg.Add(2)
 	go g.acceptTLS()
@@ -106,6 +109,18 @@ func (g *Gateway) ActiveFlows() int { return int(g.flows.Load()) }
 
 // Tunnels counts live tunnels.
 func (g *Gateway) Tunnels() int { return int(g.tunnels.Load()) }
+
+// UDPRefused counts datagrams the UDP listener dropped without starting a
+// DTLS handshake: from an unknown peer and not a DTLS ClientHello, or beyond
+// the peer limit. Zero before Start.
+func (g *Gateway) UDPRefused() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mux == nil {
+		return 0
+	}
+	return g.mux.Refused()
+}
 
 // Close stops listening, ends every tunnel and waits for all goroutines. It
 // is idempotent.
@@ -189,8 +204,15 @@ func (g *Gateway) acceptDTLS() {
 	}
 }
 
+// udpPeerHeadroom is how many DTLS peers beyond MaxTunnels the UDP mux
+// admits at once, each to be refused (and logged) by admit and forgotten.
+const udpPeerHeadroom = 64
+
 // authState records what one handshake's peer presented.
 type authState struct {
+	// helloDone is set once the peer's ClientHello was accepted and the
+	// gateway picked its certificate, i.e. asked for the device's.
+	helloDone atomic.Bool
 	presented *CertInfo
 	identity  *Identity
 	verifyErr error
@@ -240,9 +262,12 @@ func (g *Gateway) verify(st *authState, rawCerts [][]byte) error {
 	return nil
 }
 
+// clientAuth asks for a device certificate only when one is required: a
+// gateway with device authentication off sends no CertificateRequest at all
+// (which is what a TLS-intercepting firewall would notice).
 func (g *Gateway) clientAuth() tls.ClientAuthType {
 	if g.cfg.AllowAnonymous {
-		return tls.RequestClientCert
+		return tls.NoClientCert
 	}
 	return tls.RequireAnyClientCert
 }
@@ -250,10 +275,13 @@ func (g *Gateway) clientAuth() tls.ClientAuthType {
 func (g *Gateway) serveTLS(raw net.Conn) {
 	st := &authState{}
 	cfg := &tls.Config{
-		Certificates: []tls.Certificate{*g.cfg.Certificate},
-		MinVersion:   tls.VersionTLS13,
-		NextProtos:   []string{tunnel.ALPN},
-		ClientAuth:   g.clientAuth(),
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			st.helloDone.Store(true)
+			return g.cfg.Certificate, nil
+		},
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{tunnel.ALPN},
+		ClientAuth: g.clientAuth(),
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			return g.verify(st, rawCerts)
 		},
@@ -276,10 +304,13 @@ func (g *Gateway) serveDTLS(pc net.PacketConn, raddr net.Addr) {
 	st := &authState{}
 	clientAuth := dtls.RequireAnyClientCert
 	if g.cfg.AllowAnonymous {
-		clientAuth = dtls.RequestClientCert
+		clientAuth = dtls.NoClientCert
 	}
 	conn, err := dtls.ServerWithOptions(pc, raddr,
-		dtls.WithCertificates(*g.cfg.Certificate),
+		dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) {
+			st.helloDone.Store(true)
+			return g.cfg.Certificate, nil
+		}),
 		dtls.WithClientAuth(clientAuth),
 		dtls.WithVerifyPeerCertificate(func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			return g.verify(st, rawCerts)
@@ -318,7 +349,7 @@ func (g *Gateway) refuse(tr tunnel.Transport, peer net.Addr, st *authState, err 
 		e.Reason, e.Cause = st.verifyErr.Error(), fault.CauseClientCertRejected
 	case timedOut:
 		e.Reason, e.Cause = "handshake timed out: "+err.Error(), fault.CauseHandshakeTimeout
-	case !g.cfg.AllowAnonymous && st.presented == nil && isNoClientCert(err):
+	case !g.cfg.AllowAnonymous && st.presented == nil && st.helloDone.Load() && isNoClientCert(err):
 		e.Reason, e.Cause = "no device certificate presented", fault.CauseClientCertRequired
 	default:
 		e.Reason, e.Cause = err.Error(), fault.CauseHandshakeFailed
@@ -331,7 +362,9 @@ func (g *Gateway) refuse(tr tunnel.Transport, peer net.Addr, st *authState, err 
 // certificate. crypto/tls and pion/dtls both fail such a handshake with a
 // local error before VerifyPeerCertificate runs, so it is told apart from
 // the other failures by elimination: not a remote alert, not the peer going
-// away, not a timeout.
+// away, not a timeout. The caller also requires that the handshake got past
+// the ClientHello (authState.helloDone): bytes that are not TLS at all fail
+// with a local error too.
 func isNoClientCert(err error) bool {
 	var alertErr tls.AlertError
 	if errors.As(err, &alertErr) {

@@ -48,6 +48,7 @@ type Topology struct {
 
 	Gateways []*gateway.Gateway
 	Origins  *origin.Server
+	Firewall *FirewallRun
 	Client   *client.Client
 
 	gatewayCert *x509.Certificate
@@ -179,6 +180,11 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	}
 	if err := t.startGateways(ctx, opts); err != nil {
 		return nil, err
+	}
+	if spec.Firewall != nil {
+		if err := t.startFirewall(opts); err != nil {
+			return nil, err
+		}
 	}
 	if !opts.NoClient {
 		if err := t.startClient(); err != nil {
@@ -431,5 +437,28 @@ func (t *Topology) startClient() error {
 	}
 	t.Client = c
 	t.onClose(c.Close)
+	return nil
+}
+
+// Drain ends the run so that every log is complete: the client closes its
+// tunnels, the gateways finish logging their flows, the firewall's TCP
+// sessions end and its UDP flows are flushed. Components stay readable.
+func (t *Topology) Drain(ctx context.Context) error {
+	if t.Client != nil {
+		t.Client.Close()
+	}
+	if err := t.Settle(ctx); err != nil {
+		return err
+	}
+	if t.Firewall != nil {
+		for t.Firewall.ActiveSessions() > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("harness: %d firewall sessions still active: %w", t.Firewall.ActiveSessions(), ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		t.Firewall.Close()
+	}
 	return nil
 }

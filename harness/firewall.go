@@ -1,0 +1,113 @@
+package harness
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
+)
+
+// DefaultPolicyYAML is the firewall policy when a Spec gives none: allow
+// everything without decryption, the "no decryption" setting of the
+// visibility row.
+const DefaultPolicyYAML = `rules:
+  - name: allow-all
+    action: allow
+`
+
+// Policy parses the firewall spec's policy.
+func (fs *FirewallSpec) Policy() (*policy.Policy, error) {
+	src, file := fs.PolicyYAML, fs.PolicyFile
+	if src == "" {
+		src, file = DefaultPolicyYAML, "default-policy.yaml"
+	}
+	if file == "" {
+		file = "policy.yaml"
+	}
+	return policy.Parse(file, []byte(src))
+}
+
+// FirewallRun is the firewall of a running topology with its listeners.
+type FirewallRun struct {
+	*mitm.Firewall
+	// ProxyAddr is the explicit proxy's logical address on the inside leg.
+	ProxyAddr netip.AddrPort
+	wg        sync.WaitGroup
+}
+
+// Close stops the firewall and waits for its listeners' loops.
+func (r *FirewallRun) Close() error {
+	err := r.Firewall.Close()
+	r.wg.Wait()
+	return err
+}
+
+func (t *Topology) startFirewall(opts Options) error {
+	fs := t.Spec.Firewall
+	pol, err := fs.Policy()
+	if err != nil {
+		return err
+	}
+	var writers []fwlog.Logger
+	w, err := t.logFile(opts, "firewall.jsonl")
+	if err != nil {
+		return err
+	}
+	if w != nil {
+		writers = append(writers, fwlog.NewWriter(w, fwlog.FormatJSON))
+	}
+	fw, err := mitm.New(mitm.Config{
+		Outside:  t.Hosts["fw-outside"],
+		Policy:   pol,
+		CA:       t.PKI.Enterprise,
+		Roots:    t.PKI.Internet.Pool(),
+		Resolver: t.Zone,
+		Writers:  writers,
+		Logger:   t.log.With("component", "firewall"),
+	})
+	if err != nil {
+		return fmt.Errorf("harness: firewall: %w", err)
+	}
+	run := &FirewallRun{Firewall: fw}
+	t.Firewall = run
+	t.onClose(run.Close)
+	inside := t.Hosts["fw-inside"]
+	ctx := t.ctx
+	tcpL, err := inside.Listen(ctx, "tcp", netip.AddrPortFrom(fs.Inside, 0).String())
+	if err != nil {
+		return fmt.Errorf("harness: firewall intercept: %w", err)
+	}
+	udpL, err := inside.ListenPacket(ctx, "udp", netip.AddrPortFrom(fs.Inside, 0).String())
+	if err != nil {
+		tcpL.Close()
+		return fmt.Errorf("harness: firewall intercept: %w", err)
+	}
+	proxyL, err := inside.Listen(ctx, "tcp", netip.AddrPortFrom(fs.Inside, fs.ProxyPort).String())
+	if err != nil {
+		tcpL.Close()
+		udpL.Close()
+		return fmt.Errorf("harness: firewall proxy: %w", err)
+	}
+	run.ProxyAddr = proxyL.Addr().(*net.TCPAddr).AddrPort()
+	run.serve(func() error { return fw.ServeIntercept(tcpL) })
+	run.serve(func() error { return fw.ServeUDPIntercept(udpL) })
+	run.serve(func() error { return fw.ServeProxy(proxyL) })
+	t.Sim.Route(t.Spec.LAN, hostnet.Router{
+		TCP: tcpL.Addr().(*net.TCPAddr).AddrPort(),
+		UDP: udpL.LocalAddr().(*net.UDPAddr).AddrPort(),
+	})
+	return nil
+}
+
+func (r *FirewallRun) serve(f func() error) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		_ = f()
+	}()
+}

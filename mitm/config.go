@@ -1,0 +1,109 @@
+package mitm
+
+import (
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/resolve"
+)
+
+// Config configures a Firewall. Zero values take the documented defaults.
+type Config struct {
+	// Name labels the firewall in logs; empty means "pinwall-fw".
+	Name string
+	// Outside is the network the firewall dials destinations through
+	// (its outside leg, whose address is the sessions' NAT source). Required.
+	Outside hostnet.Stack
+	// Policy is the rule base (required).
+	Policy *policy.Policy
+	// CA is the enterprise CA that signs forged leaves (required).
+	CA *pki.CA
+	// Roots verifies upstream certificates when decrypting (required): the
+	// firewall's own trust store.
+	Roots *x509.CertPool
+	// Resolver resolves FQDN objects and CONNECT targets (required): the
+	// firewall's own view of DNS.
+	Resolver resolve.Resolver
+	// Writers receive every session record (e.g. fwlog.NewWriter on a file).
+	Writers []fwlog.Logger
+	// KeepRecords bounds the records kept in memory; zero means 100000.
+	KeepRecords int
+	// Logger receives operational messages; nil discards.
+	Logger *slog.Logger
+	// Now is the firewall's clock (logs, exclusion expiry, FQDN refresh); nil means time.Now.
+	Now func() time.Time
+
+	// PeekTimeout bounds the wait for a full ClientHello; zero means 10s.
+	PeekTimeout time.Duration
+	// PeekMaxBytes bounds a ClientHello; zero means 32 KiB.
+	PeekMaxBytes int
+	// HandshakeTimeout bounds each TLS handshake of a decrypted session; zero means 10s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds connecting to a destination; zero means 10s.
+	DialTimeout time.Duration
+	// MaxSessions bounds concurrent TCP sessions; zero means 20000.
+	MaxSessions int
+	// MaxUDPFlows bounds tracked UDP flows; zero means 20000.
+	MaxUDPFlows int
+	// Serial is the device serial number written in vendor logs.
+	Serial string
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Outside == nil {
+		errs = append(errs, errors.New("Outside is required"))
+	}
+	if c.Policy == nil {
+		errs = append(errs, errors.New("Policy is required"))
+	}
+	if c.CA == nil {
+		errs = append(errs, errors.New("CA is required"))
+	}
+	if c.Roots == nil {
+		errs = append(errs, errors.New("Roots is required"))
+	}
+	if c.Resolver == nil {
+		errs = append(errs, errors.New("Resolver is required"))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if c.Name == "" {
+		c.Name = "pinwall-fw"
+	}
+	if c.KeepRecords <= 0 {
+		c.KeepRecords = 100000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.PeekTimeout <= 0 {
+		c.PeekTimeout = 10 * time.Second
+	}
+	if c.PeekMaxBytes <= 0 {
+		c.PeekMaxBytes = 32 << 10
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 20000
+	}
+	if c.MaxUDPFlows <= 0 {
+		c.MaxUDPFlows = 20000
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+package mitm
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"sync/atomic"
+
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/mitm/clienthello"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/relay"
+)
+
+// TLS alerts that mean "I do not accept your certificate".
+var certificateAlerts = map[uint8]string{
+	42: "bad_certificate", 43: "unsupported_certificate", 44: "certificate_revoked",
+	45: "certificate_expired", 46: "certificate_unknown", 48: "unknown_ca", 49: "access_denied",
+}
+
+// remoteAlert returns the alert a peer sent, if err is one. crypto/tls
+// reports it as a *net.OpError "remote error" around its unexported alert
+// type, a uint8.
+func remoteAlert(err error) (uint8, bool) {
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return uint8(ae), true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil {
+		v := reflect.ValueOf(oe.Err)
+		if t := v.Type(); t.PkgPath() == "crypto/tls" && t.Kind() == reflect.Uint8 {
+			return uint8(v.Uint()), true
+		}
+	}
+	return 0, false
+}
+
+// decrypt terminates the client's TLS with a forged certificate and
+// re-originates it to the destination.
+func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.Conn, dec policy.Decision) {
+	d := s.decryption()
+	sni := s.rec.SNI
+	upRaw, err := f.dialUpstream(ctx, s)
+	if err != nil {
+		s.upstreamFailed(err)
+		resetConn(client)
+		return
+	}
+	defer upRaw.Close()
+
+	// Upstream first: the forged leaf mimics the real one, and a server
+	// that demands a client certificate must be noticed before the client
+	// is answered.
+	var requested atomic.Bool
+	serverName := sni
+	if serverName == "" {
+		serverName = s.rec.Dst.Addr().String()
+	}
+	upCfg := &tls.Config{
+		ServerName: serverName,
+		RootCAs:    f.cfg.Roots,
+		MinVersion: tls.VersionTLS12,
+		NextProtos: s.hello.ALPN,
+		Time:       f.cfg.Now,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			requested.Store(true)
+			return &tls.Certificate{}, nil // the firewall has no device certificate to give
+		},
+	}
+	up := tls.Client(upRaw, upCfg)
+	hctx, cancel := context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
+	err = up.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		f.upstreamHandshakeFailed(s, err)
+		rejectClient(client)
+		return
+	}
+	st := up.ConnectionState()
+	leaf := st.PeerCertificates[0]
+	d.UpstreamFingerprint, d.UpstreamIssuer, d.UpstreamSubject = pki.Fingerprint(leaf), leaf.Issuer.String(), leaf.Subject.String()
+	d.ChainStatus = fwlog.ChainTrusted
+	d.ServerStage = "firewall-server: handshake completed"
+
+	if requested.Load() {
+		f.clientCertRequested(ctx, s, client, up, dec)
+		return
+	}
+
+	forged, err := f.forger.Forge(ctx, sni, leaf)
+	if err != nil {
+		s.fail(fault.LegClientFirewall, fault.CauseHandshakeFailed, fwlog.EndDecryptError, fwlog.ErrorIndexResource, "forging a certificate: "+err.Error())
+		rejectClient(client)
+		return
+	}
+	d.ForgedFingerprint = forged.Fingerprint
+	srvCfg := &tls.Config{
+		Certificates: []tls.Certificate{*forged.Certificate},
+		MinVersion:   tls.VersionTLS12,
+	}
+	if st.NegotiatedProtocol != "" {
+		srvCfg.NextProtos = []string{st.NegotiatedProtocol}
+	}
+	cs := tls.Server(client, srvCfg)
+	hctx, cancel = context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
+	err = cs.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		f.clientRejected(s, err, dec)
+		return
+	}
+	cst := cs.ConnectionState()
+	d.Outcome = fwlog.OutcomeDecrypted
+	d.Reason = "decrypt rule " + dec.RuleName
+	d.TLSVersion = tlsVersionName(cst.Version)
+	d.ClientStage = "client-firewall: handshake completed"
+	d.ALPN = cst.NegotiatedProtocol
+
+	// Relay the plaintext, identifying the application from the client's
+	// first bytes.
+	sn := &sniffer{max: 64}
+	res := relay.PipeCounting(ctx, &sniffConn{Conn: cs, s: sn}, up, nil)
+	s.account(res)
+	s.rec.App = Identify(sn.buf)
+	if len(sn.buf) == 0 {
+		s.rec.App = fwlog.AppSSL
+	}
+}
+
+// sniffConn records the first bytes read from a decrypted client.
+type sniffConn struct {
+	net.Conn
+	s *sniffer
+}
+
+func (c *sniffConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.s.see(p[:n])
+	}
+	return n, err
+}
+
+func (c *sniffConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// rejectClient answers a waiting client with a fatal handshake_failure alert.
+func rejectClient(c net.Conn) {
+	_, _ = c.Write([]byte{21, 3, 3, 0, 2, 2, 40})
+	resetConn(c)
+}
+
+func tlsVersionName(v uint16) string { return clienthello.TLSVersionName(v) }
+
+// upstreamHandshakeFailed records why the firewall's own handshake with
+// the destination failed.
+func (f *Firewall) upstreamHandshakeFailed(s *session, err error) {
+	d := s.decryption()
+	d.ServerStage = "firewall-server: handshake failed"
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &ua):
+		d.ChainStatus = fwlog.ChainUntrusted
+		s.fail(fault.LegFirewallGateway, fault.CauseUnknownAuthority, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate issuer is not trusted: "+err.Error())
+	case errors.As(err, &hn), errors.As(err, &ci):
+		d.ChainStatus = fwlog.ChainUntrusted
+		s.fail(fault.LegFirewallGateway, fault.CauseCertificateInvalid, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate invalid: "+err.Error())
+	default:
+		if a, ok := remoteAlert(err); ok {
+			if name, cert := certificateAlerts[a]; cert || a == 116 {
+				if a == 116 {
+					name = "certificate_required"
+				}
+				s.fail(fault.LegFirewallGateway, fault.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server refused the handshake: "+name)
+				return
+			}
+		}
+		cause := fault.Classify(err)
+		if cause == fault.CauseNone || cause == fault.CauseClosed {
+			cause = fault.CauseHandshakeFailed
+		}
+		s.fail(fault.LegFirewallGateway, cause, fwlog.EndDecryptError, fwlog.ErrorIndexProtocol, "handshake with server failed: "+err.Error())
+	}
+}
+
+// clientCertRequested applies the rule's client-cert behaviour to a server
+// that asked for a client certificate during the firewall's handshake.
+func (f *Firewall) clientCertRequested(ctx context.Context, s *session, client *clienthello.Conn, up *tls.Conn, dec policy.Decision) {
+	d := s.decryption()
+	// The firewall has no device certificate: whatever it does, this
+	// handshake with the server ends here (the server logs the refusal).
+	up.Close()
+	switch dec.Options.ClientCert {
+	case policy.ClientCertBypass:
+		d.Outcome = fwlog.OutcomeExcluded
+		d.ChainStatus = fwlog.ChainUninspected
+		d.Reason = "server requested a client certificate: bypass (session passed undecrypted)"
+		f.cfg.Logger.Info("mitm: client-cert bypass", "dst", s.rec.Dst.String(), "sni", s.rec.SNI)
+		f.splice(ctx, s, client)
+	case policy.ClientCertLearn:
+		ttl := dec.Options.ExclusionTTL
+		f.excl.add(s.rec.Dst, s.rec.SNI, "client authentication required", ttl)
+		s.fail(fault.LegFirewallGateway, fault.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
+			fmt.Sprintf("server requested a client certificate: session blocked, server added to the decryption exclusion cache for %v", ttl))
+		f.cfg.Logger.Info("mitm: learned a decryption exclusion", "server", s.rec.Dst.String(), "sni", s.rec.SNI, "ttl", ttl)
+		rejectClient(client)
+	default:
+		s.fail(fault.LegFirewallGateway, fault.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
+			"server requested a client certificate: session blocked (client-cert block)")
+		rejectClient(client)
+	}
+}
+
+// clientRejected records a client that refused the forged certificate and,
+// when the rule says so, learns an exclusion — only from a certificate
+// alert, never from a timeout or reset, which may be transient.
+func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision) {
+	d := s.decryption()
+	d.ClientStage = "client-firewall: handshake failed"
+	if a, ok := remoteAlert(err); ok {
+		if name, cert := certificateAlerts[a]; cert {
+			s.fail(fault.LegClientFirewall, fault.CauseForgedCertRejected, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
+				"client rejected the forged certificate: "+name)
+			if dec.Options.LearnOnClientReject {
+				ttl := dec.Options.ExclusionTTL
+				f.excl.add(s.rec.Dst, s.rec.SNI, "client rejected the forged certificate ("+name+")", ttl)
+				d.Reason += fmt.Sprintf("; server added to the decryption exclusion cache for %v", ttl)
+			}
+			return
+		}
+	}
+	cause := fault.Classify(err)
+	switch cause {
+	case fault.CauseTimeout:
+		cause = fault.CauseHandshakeTimeout
+	case fault.CauseNone, fault.CauseClosed:
+		cause = fault.CauseHandshakeFailed
+	}
+	s.fail(fault.LegClientFirewall, cause, fwlog.EndDecryptError, fwlog.ErrorIndexProtocol, "client handshake failed: "+err.Error())
+}
