@@ -356,7 +356,7 @@ func (c *Client) establish(s *slot) *attempt {
 
 // connect makes one attempt at one gateway: DTLS first in auto mode (unless
 // fallen back), then TLS.
-func (c *Client) connect(s *slot, gw string) *attempt {
+func (c *Client) connect(s *slot, gw string) (last *attempt) {
 	start := time.Now()
 	addr, err := c.resolveGateway(gw)
 	if err != nil {
@@ -384,19 +384,28 @@ func (c *Client) connect(s *slot, gw string) *attempt {
 		}
 		c.failed(s, a)
 		c.mu.Lock()
-		c.stickyTLS = true
 		fb := Transition{Event: "fallback", Session: s.index, Gateway: gw, Addr: addr.String(), Transport: tunnel.TransportTLS,
 			Leg: fault.LegOf(err), Cause: fault.CauseOf(err), Error: err.Error(), TookMS: time.Since(start).Milliseconds()}
-		c.fallback = &fb
 		c.record(fb)
 		c.mu.Unlock()
+		defer func() {
+			// DTLS failed where TLS works: a UDP path problem. Stay on TLS
+			// until the network changes. If TLS fails too, the gateway is
+			// the problem and DTLS stays first in line.
+			if a := last; a != nil && a.err == nil {
+				c.mu.Lock()
+				c.stickyTLS = true
+				c.fallback = &fb
+				c.mu.Unlock()
+			}
+		}()
 	}
 	sess, id, err := c.connectTLS(c.ctx, gw, addr)
-	a := &attempt{gateway: gw, addr: addr, transport: tunnel.TransportTLS, sess: sess, tunnelID: id, err: err, took: time.Since(start)}
+	last = &attempt{gateway: gw, addr: addr, transport: tunnel.TransportTLS, sess: sess, tunnelID: id, err: err, took: time.Since(start)}
 	if err != nil {
-		c.failed(s, a)
+		c.failed(s, last)
 	}
-	return a
+	return last
 }
 
 func (c *Client) failed(s *slot, a *attempt) {

@@ -92,7 +92,10 @@ type Conn struct {
 	TunnelID  string
 	FlowID    uint64
 	Origin    netip.AddrPort
-	remote    net.Addr
+	// Why explains the route: "steered", a steering exception, or
+	// "fail-open" for a steered flow sent direct because no tunnel was up.
+	Why    string
+	remote net.Addr
 }
 
 // RemoteAddr is the destination as the application asked for it.
@@ -131,14 +134,14 @@ func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.TunnelWait+c.cfg.DialTimeout)
 	defer cancel()
-	if route, _ := c.steerResolved(ctx, host, uint16(port)); route == RouteDirect {
-		return c.dialDirect(ctx, host, uint16(port), address)
+	if route, why := c.steerResolved(ctx, host, uint16(port)); route == RouteDirect {
+		return c.dialDirect(ctx, host, uint16(port), address, why)
 	}
 	for {
 		a, err := c.waitSession(ctx)
 		if err != nil {
 			if c.cfg.FailMode == FailOpen && c.ctx.Err() == nil {
-				return c.dialDirect(ctx, host, uint16(port), address)
+				return c.dialDirect(ctx, host, uint16(port), address, "fail-open")
 			}
 			c.refused.Add(1)
 			return nil, err
@@ -220,7 +223,7 @@ func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uin
 	}
 	_ = st.SetDeadline(time.Time{})
 	c.tunnelled.Add(1)
-	return &Conn{Conn: st, Route: RouteTunnel, Transport: a.transport, TunnelID: a.tunnelID, FlowID: id, Origin: reply.Addr, remote: destAddr{address}}, nil
+	return &Conn{Conn: st, Route: RouteTunnel, Transport: a.transport, TunnelID: a.tunnelID, FlowID: id, Origin: reply.Addr, Why: "steered", remote: destAddr{address}}, nil
 }
 
 func (c *Client) flowErr(op, address string, err error, ctx context.Context) error {
@@ -236,7 +239,7 @@ func (c *Client) flowErr(op, address string, err error, ctx context.Context) err
 
 // dialDirect resolves with the client's resolver and connects through the
 // laptop's network, bypassing the tunnel.
-func (c *Client) dialDirect(ctx context.Context, host string, port uint16, address string) (net.Conn, error) {
+func (c *Client) dialDirect(ctx context.Context, host string, port uint16, address, why string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	ip, err := c.resolveOne(ctx, host)
@@ -253,5 +256,5 @@ func (c *Client) dialDirect(ctx context.Context, host string, port uint16, addre
 		return nil, fault.New(fault.LegClientOrigin, cause, "dial direct", address, err)
 	}
 	c.direct.Add(1)
-	return &Conn{Conn: conn, Route: RouteDirect, Origin: dst, remote: destAddr{address}}, nil
+	return &Conn{Conn: conn, Route: RouteDirect, Origin: dst, Why: why, remote: destAddr{address}}, nil
 }

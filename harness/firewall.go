@@ -20,16 +20,21 @@ const DefaultPolicyYAML = `rules:
     action: allow
 `
 
-// Policy parses the firewall spec's policy.
-func (fs *FirewallSpec) Policy() (*policy.Policy, error) {
-	src, file := fs.PolicyYAML, fs.PolicyFile
-	if src == "" {
-		src, file = DefaultPolicyYAML, "default-policy.yaml"
+// LoadPolicy returns the firewall spec's rule base.
+func (fs *FirewallSpec) LoadPolicy() (*policy.Policy, error) {
+	switch {
+	case fs.Policy != nil:
+		return fs.Policy, nil
+	case fs.PolicyYAML != "":
+		name := fs.PolicyFile
+		if name == "" {
+			name = "policy.yaml"
+		}
+		return policy.Parse(name, []byte(fs.PolicyYAML))
+	case fs.PolicyFile != "":
+		return policy.Load(fs.PolicyFile)
 	}
-	if file == "" {
-		file = "policy.yaml"
-	}
-	return policy.Parse(file, []byte(src))
+	return policy.Parse("default-policy.yaml", []byte(DefaultPolicyYAML))
 }
 
 // FirewallRun is the firewall of a running topology with its listeners.
@@ -49,7 +54,7 @@ func (r *FirewallRun) Close() error {
 
 func (t *Topology) startFirewall(opts Options) error {
 	fs := t.Spec.Firewall
-	pol, err := fs.Policy()
+	pol, err := fs.LoadPolicy()
 	if err != nil {
 		return err
 	}

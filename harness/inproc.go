@@ -22,6 +22,7 @@ import (
 	"github.com/pinwall/pinwall/origin"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // Options tune how a topology is started.
@@ -366,6 +367,7 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 		Stack:              t.Hosts["laptop"],
 		Resolver:           t.Zone,
 		Logger:             t.log.With("component", "client"),
+		Session:            tunnel.Config{KeepAliveInterval: cs.Keepalive},
 	}
 	pool := x509.NewCertPool()
 	for _, tr := range cs.Trust {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm/policy"
 )
 
 // Default addresses and names, from SCENARIOS.md.
@@ -43,16 +44,16 @@ type Spec struct {
 	// ExtraHosts are other LAN hosts without the client (for sni-spoof).
 	ExtraHosts []HostSpec `yaml:"extra-hosts"`
 	// Firewall, if set, sits between the LAN and the internet.
-	Firewall *FirewallSpec `yaml:"firewall"`
+	Firewall *FirewallSpec `yaml:"-"`
 	// Gateways are the gateway names and their address pools; nil means
 	// the primary and backup defaults.
 	Gateways []GatewaySpec `yaml:"gateways"`
 	// Origins are the SaaS sites; nil means DefaultOrigins.
 	Origins []OriginSpec `yaml:"origins"`
 	// Client configures the endpoint client.
-	Client ClientSpec `yaml:"client"`
+	Client ClientSpec `yaml:"-"`
 	// Gateway configures every gateway.
-	Gateway GatewayConfigSpec `yaml:"gateway"`
+	Gateway GatewayConfigSpec `yaml:"-"`
 }
 
 // HostSpec names a LAN host.
@@ -182,6 +183,9 @@ type ClientSpec struct {
 	UpstreamProxy string `yaml:"upstream-proxy"`
 	// UDPLoss drops this fraction of the laptop's datagrams (0..1).
 	UDPLoss float64 `yaml:"udp-loss"`
+	// Keepalive is the tunnel's keepalive interval (a dead gateway is
+	// noticed after three silent intervals); zero means 5s.
+	Keepalive time.Duration `yaml:"keepalive"`
 }
 
 // GatewayConfigSpec configures every gateway.
@@ -197,10 +201,13 @@ type FirewallSpec struct {
 	// Inside and Outside are its two legs; zero means 10.10.10.254 and 198.51.100.1.
 	Inside  netip.Addr `yaml:"inside"`
 	Outside netip.Addr `yaml:"outside"`
-	// PolicyYAML is the firewall policy in the mitm/policy format.
+	// Policy is the rule base; nil means PolicyYAML, then PolicyFile, then
+	// DefaultPolicyYAML (allow everything, decrypt nothing).
+	Policy *policy.Policy `yaml:"policy"`
+	// PolicyFile is a policy file's path (resolved by whoever loads the spec).
+	PolicyFile string `yaml:"policy-file"`
+	// PolicyYAML is a policy's text, for topologies built in code.
 	PolicyYAML string `yaml:"-"`
-	// PolicyFile names the file PolicyYAML came from, for error messages.
-	PolicyFile string `yaml:"-"`
 	// ProxyPort is the explicit (CONNECT) proxy port on the inside leg; zero means 8080.
 	ProxyPort uint16 `yaml:"proxy-port"`
 }
@@ -271,8 +278,9 @@ func (s Spec) WithDefaults() Spec {
 	return s
 }
 
-// Validate checks a defaulted Spec for contradictions.
+// Validate checks a Spec (with its defaults applied) for contradictions.
 func (s Spec) Validate() error {
+	s = s.WithDefaults()
 	var errs []error
 	if !s.LAN.Contains(s.Laptop) {
 		errs = append(errs, fmt.Errorf("laptop %s is outside the LAN %s", s.Laptop, s.LAN))

@@ -113,6 +113,7 @@ type FlowOutcome struct {
 	Site      string        `json:"site"`
 	Size      ByteSize      `json:"size"`
 	Route     client.Route  `json:"route,omitempty"`
+	Why       string        `json:"why,omitempty"`
 	Transport string        `json:"transport,omitempty"`
 	TunnelID  string        `json:"tunnel_id,omitempty"`
 	Attempts  int           `json:"attempts"`
@@ -210,7 +211,7 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 		cancel()
 		tr.CloseIdleConnections()
 		if conn != nil {
-			o.Route, o.Transport, o.TunnelID = conn.Route, string(conn.Transport), conn.TunnelID
+			o.Route, o.Transport, o.TunnelID, o.Why = conn.Route, string(conn.Transport), conn.TunnelID, conn.Why
 		}
 		if err == nil {
 			o.Verified, o.Err, o.Error, o.Leg, o.Cause = true, nil, "", "", ""
@@ -240,6 +241,8 @@ type Summary struct {
 	Verified  int `json:"verified"`
 	Tunnelled int `json:"tunnelled"`
 	Direct    int `json:"direct"`
+	// FailOpen counts steered flows sent direct because no tunnel was up.
+	FailOpen int `json:"fail_open"`
 }
 
 // Summarize counts outcomes.
@@ -255,6 +258,9 @@ func Summarize(outs []FlowOutcome) Summary {
 			s.Tunnelled++
 		case client.RouteDirect:
 			s.Direct++
+			if o.Why == "fail-open" {
+				s.FailOpen++
+			}
 		}
 	}
 	return s

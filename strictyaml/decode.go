@@ -470,3 +470,29 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) error 
 	}
 	return nil
 }
+
+// DecodeNode decodes n, a node taken from a document of file (for example
+// a yaml.Node field filled by Decode), into out. Fields absent from n keep
+// the values out already holds, so a node can override a copy of defaults.
+// path prefixes the field paths of errors ("variants[1].client").
+func DecodeNode(file string, n *yaml.Node, path string, out any) error {
+	rv := reflect.ValueOf(out)
+	if !rv.IsValid() || rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("strictyaml: DecodeNode needs a non-nil pointer, got %T", out)
+	}
+	types := typeCache{}
+	if err := types.check(rv.Type().Elem()); err != nil {
+		return err
+	}
+	if n == nil || n.Kind == 0 {
+		return nil
+	}
+	d := &decoder{
+		file:      file,
+		types:     types,
+		pos:       map[string]position{},
+		active:    map[*yaml.Node]bool{},
+		maxVisits: 1_000_000,
+	}
+	return d.value(n, rv.Elem(), path)
+}

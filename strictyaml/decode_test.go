@@ -833,3 +833,27 @@ func TestDecodeWrongShapeNamesTheType(t *testing.T) {
 		assert.Equal(t, msg, e.Msg, in)
 	}
 }
+
+func TestDecodeNodeOverridesDefaults(t *testing.T) {
+	type inner struct {
+		A string `yaml:"a"`
+		B int    `yaml:"b"`
+	}
+	type doc struct {
+		Base      inner     `yaml:"base"`
+		Overrides yaml.Node `yaml:"overrides"`
+	}
+	var d doc
+	require.NoError(t, Decode("f.yaml", []byte("base: {a: x, b: 1}\noverrides: {b: 2}\n"), &d))
+	got := d.Base
+	require.NoError(t, DecodeNode("f.yaml", &d.Overrides, "overrides", &got))
+	assert.Equal(t, inner{A: "x", B: 2}, got)
+
+	require.NoError(t, Decode("f.yaml", []byte("base: {a: x}\noverrides: {c: 2}\n"), &d))
+	err := DecodeNode("f.yaml", &d.Overrides, "variants[0].overrides", &got)
+	var se *Error
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 2, se.Line)
+	assert.Equal(t, "variants[0].overrides", se.Field)
+	assert.Contains(t, se.Error(), `unknown field "c"`)
+}

@@ -1,0 +1,217 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
+)
+
+// Plan is one run: a topology, what the laptop does, and what happens to
+// the network meanwhile.
+type Plan struct {
+	Spec     Spec     `json:"-"`
+	Workload Workload `json:"workload"`
+	// Reconnects, when positive, replaces the flow workload by that many
+	// tunnel attempts, each from a fresh client (a laptop reconnecting),
+	// measuring how many fail.
+	Reconnects int     `json:"reconnects,omitempty"`
+	Events     []Event `json:"events,omitempty"`
+	// Probes are extra connections from hosts without the client.
+	Probes []Probe `json:"probes,omitempty"`
+	// WaitUp bounds the wait for the first tunnel; zero means 5s.
+	WaitUp time.Duration `json:"wait_up,omitempty"`
+}
+
+// EventKind names something that happens during a run.
+type EventKind string
+
+// Event kinds.
+const (
+	// EventGatewayDown stops the gateway named by Target (or the primary).
+	EventGatewayDown EventKind = "gateway-down"
+	// EventPolicy replaces the firewall policy with Policy.
+	EventPolicy EventKind = "policy"
+	// EventFirewallPause makes the firewall stop forwarding for Duration.
+	EventFirewallPause EventKind = "firewall-pause"
+	// EventNetworkChange tells the client the network changed (it forgets a
+	// fallback to TLS).
+	EventNetworkChange EventKind = "network-change"
+)
+
+// Choices lists the event kinds.
+func (EventKind) Choices() []string {
+	return []string{string(EventGatewayDown), string(EventPolicy), string(EventFirewallPause), string(EventNetworkChange)}
+}
+
+// Event is something that happens At a time after the tunnel first came
+// up (or after the start, if it never does).
+type Event struct {
+	At     time.Duration `yaml:"at,required" json:"at"`
+	Do     EventKind     `yaml:"do,required" json:"do"`
+	Target string        `yaml:"target" json:"target,omitempty"`
+	// Policy is the new firewall policy (for "policy").
+	Policy string `yaml:"policy" json:"policy,omitempty"`
+	// Duration of a pause.
+	Duration time.Duration `yaml:"duration" json:"duration,omitempty"`
+}
+
+// Probe is a TLS connection from another LAN host, e.g. a spoofed SNI.
+type Probe struct {
+	// From names an extra host of the Spec.
+	From string `yaml:"from,required" json:"from"`
+	// To is the destination address:port.
+	To netip.AddrPort `yaml:"to,required" json:"to"`
+	// SNI is the server name the probe claims.
+	SNI string `yaml:"sni" json:"sni"`
+}
+
+// ProbeResult is what a probe saw.
+type ProbeResult struct {
+	Probe
+	// Handshake is "ok" or the error.
+	Handshake string `json:"handshake"`
+	// Issuer is the common name of the certificate's issuer, when one came.
+	Issuer string `json:"issuer,omitempty"`
+}
+
+// Observation is everything a run produced, the same in every runner.
+type Observation struct {
+	Mode string `json:"mode"`
+	// Tunnel is the client's state when the workload ended.
+	Tunnel client.State `json:"tunnel"`
+	// FirstUp is the state when the tunnel first came up, if it did.
+	FirstUp *client.State `json:"first_up,omitempty"`
+	// UpAfter is how long the first tunnel took from the client's start.
+	UpAfter time.Duration `json:"up_after_ns,omitempty"`
+	// ClientError is the client's last establishment failure.
+	ClientError     error                       `json:"-"`
+	ClientErrorText string                      `json:"client_error,omitempty"`
+	ClientLeg       fault.Leg                   `json:"client_leg,omitempty"`
+	ClientCause     fault.Cause                 `json:"client_cause,omitempty"`
+	History         []client.Transition         `json:"client_history"`
+	Flows           []FlowOutcome               `json:"flows"`
+	Summary         Summary                     `json:"summary"`
+	Attempts        *AttemptStats               `json:"attempts,omitempty"`
+	Probes          []ProbeResult               `json:"probes,omitempty"`
+	Firewall        []fwlog.Record              `json:"firewall_log"`
+	Gateway         []gateway.Event             `json:"gateway_log"`
+	FQDN            map[string]policy.FQDNState `json:"fqdn_objects,omitempty"`
+	Exclusions      any                         `json:"exclusions,omitempty"`
+	// Recovery is the time from the first failed tunnel attempt to the
+	// first tunnel up, when both happened.
+	Recovery time.Duration `json:"recovery_ns,omitempty"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	// Roles maps address sets to their members, for reading logs.
+	Roles Roles `json:"roles"`
+}
+
+// AttemptStats counts reconnect attempts.
+type AttemptStats struct {
+	Total  int            `json:"total"`
+	Failed int            `json:"failed"`
+	Causes map[string]int `json:"causes,omitempty"`
+}
+
+// Fraction is Failed/Total.
+func (a AttemptStats) Fraction() float64 {
+	if a.Total == 0 {
+		return 0
+	}
+	return float64(a.Failed) / float64(a.Total)
+}
+
+// Roles names the addresses of a topology.
+type Roles struct {
+	Laptop      netip.Addr              `json:"laptop"`
+	FirewallIn  netip.Addr              `json:"firewall_inside,omitzero"`
+	FirewallOut netip.Addr              `json:"firewall_outside,omitzero"`
+	Gateways    map[string][]netip.Addr `json:"gateways"`
+	Origins     map[string]netip.Addr   `json:"origins"`
+	Extra       map[string]netip.Addr   `json:"extra,omitempty"`
+}
+
+// RolesOf lists a defaulted Spec's addresses by role.
+func RolesOf(s Spec) Roles {
+	r := Roles{Laptop: s.Laptop, Gateways: map[string][]netip.Addr{}, Origins: map[string]netip.Addr{}, Extra: map[string]netip.Addr{}}
+	if s.Firewall != nil {
+		r.FirewallIn, r.FirewallOut = s.Firewall.Inside, s.Firewall.Outside
+	}
+	for _, g := range s.Gateways {
+		r.Gateways[g.Name] = g.Addrs()
+	}
+	for _, o := range s.Origins {
+		r.Origins[o.Name] = o.Addr
+	}
+	for _, h := range s.ExtraHosts {
+		r.Extra[h.Name] = h.Addr
+	}
+	return r
+}
+
+// IsGateway reports whether a belongs to a gateway pool.
+func (r Roles) IsGateway(a netip.Addr) bool {
+	for _, pool := range r.Gateways {
+		for _, x := range pool {
+			if x == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// IsOrigin reports whether a is an origin's address.
+func (r Roles) IsOrigin(a netip.Addr) bool {
+	for _, x := range r.Origins {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Runner runs plans: in-process or in containers, one behaviour.
+type Runner interface {
+	// Name is "inproc" or "containers".
+	Name() string
+	// Run executes a plan and returns what was observed. An error means the
+	// run could not be carried out (not that the tunnel failed).
+	Run(ctx context.Context, p Plan) (*Observation, error)
+}
+
+func (p Plan) waitUp() time.Duration {
+	if p.WaitUp > 0 {
+		return p.WaitUp
+	}
+	return 5 * time.Second
+}
+
+// Validate checks a plan against its (defaulted) spec.
+func (p Plan) Validate() error {
+	for i, e := range p.Events {
+		if e.Do == EventPolicy && e.Policy == "" {
+			return fmt.Errorf("event %d: a policy event needs a policy", i)
+		}
+		if e.Do == EventPolicy && p.Spec.Firewall == nil {
+			return fmt.Errorf("event %d: a policy event needs a firewall", i)
+		}
+	}
+	for i, pr := range p.Probes {
+		found := false
+		for _, h := range p.Spec.ExtraHosts {
+			found = found || h.Name == pr.From
+		}
+		if !found {
+			return fmt.Errorf("probe %d: %q is not an extra host of the topology", i, pr.From)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm/policy"
+)
+
+// InProcess runs plans on a hostnet.Sim: every host on its own loopback
+// address, no privileges, no Docker.
+type InProcess struct {
+	// Logger receives the components' operational logs; nil discards.
+	Logger *slog.Logger
+	// Dir, if set, receives the CAs and logs of each run (overwritten).
+	Dir string
+}
+
+// Name implements Runner.
+func (InProcess) Name() string { return "inproc" }
+
+// Run implements Runner.
+func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
+	p.Spec = p.Spec.WithDefaults()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	obs := &Observation{Mode: r.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
+	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0})
+	if err != nil {
+		return nil, err
+	}
+	defer topo.Close()
+	if p.Reconnects > 0 {
+		if err := topo.reconnects(ctx, p, obs); err != nil {
+			return nil, err
+		}
+	} else {
+		topo.exercise(ctx, p, obs)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := topo.Drain(dctx); err != nil {
+		return nil, err
+	}
+	topo.collect(obs)
+	obs.Duration = time.Since(obs.Started)
+	return obs, ctx.Err()
+}
+
+// exercise waits for the tunnel, runs the workload with the events beside
+// it, and records what the client saw.
+func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
+	// Start the workload once the tunnel is up or an attempt has failed:
+	// flows then wait for a tunnel themselves (TunnelWait), as
+	// applications on a laptop do.
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, p.waitUp())
+	_, _ = t.Client.WaitOutcome(wctx)
+	cancel()
+	var wg sync.WaitGroup
+	evCtx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t.runEvents(evCtx, p.Events)
+	}()
+	obs.Flows = t.RunWorkload(ctx, p.Workload)
+	wg.Wait()
+	obs.Probes = t.runProbes(ctx, p.Probes)
+	obs.Summary = Summarize(obs.Flows)
+	obs.Tunnel = t.Client.State()
+	obs.History = t.Client.History()
+	if cerr := t.Client.LastError(); cerr != nil {
+		obs.ClientError = cerr
+	}
+	for _, tr := range obs.History {
+		if tr.Event == "up" {
+			obs.UpAfter = tr.Time.Sub(start)
+			first := obs.Tunnel
+			first.Up, first.Gateway, first.Addr, first.Transport, first.TunnelID, first.Since = true, tr.Gateway, tr.Addr, tr.Transport, tr.TunnelID, tr.Time
+			obs.FirstUp = &first
+			break
+		}
+	}
+	obs.Recovery = recovery(obs.History)
+}
+
+// recovery is the time from the first failed attempt to the first tunnel up
+// after it.
+func recovery(h []client.Transition) time.Duration {
+	var failed time.Time
+	for _, tr := range h {
+		switch {
+		case tr.Event == "attempt-failed" && failed.IsZero():
+			failed = tr.Time
+		case tr.Event == "up" && !failed.IsZero():
+			return tr.Time.Sub(failed)
+		}
+	}
+	return 0
+}
+
+func (t *Topology) runEvents(ctx context.Context, events []Event) {
+	start := time.Now()
+	for _, e := range events {
+		wait := time.Until(start.Add(e.At))
+		if wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := t.Apply(ctx, e); err != nil {
+			t.log.Warn("harness: event failed", "event", e.Do, "err", err)
+		}
+	}
+}
+
+// Apply carries out one event now.
+func (t *Topology) Apply(ctx context.Context, e Event) error {
+	switch e.Do {
+	case EventGatewayDown:
+		name := e.Target
+		if name == "" {
+			name = t.Spec.Client.Gateways[0]
+		}
+		g := t.GatewayByName(name)
+		if g == nil {
+			return fmt.Errorf("no gateway %q", name)
+		}
+		// The gateway process stops: its addresses refuse connections.
+		return g.Close()
+	case EventPolicy:
+		if t.Firewall == nil {
+			return errors.New("no firewall")
+		}
+		pol, err := policy.Parse("event-policy.yaml", []byte(e.Policy))
+		if err != nil {
+			return err
+		}
+		return t.Firewall.SwapPolicy(pol)
+	case EventFirewallPause:
+		// In process the firewall's legs stop answering: new connections
+		// and every datagram are lost; streams already spliced by the
+		// kernel keep flowing (a container pause freezes them too).
+		for _, role := range []string{"fw-inside", "fw-outside"} {
+			t.Hosts[role].SetDown(true)
+			t.Hosts[role].Impair(hostnet.Impairment{Loss: 1})
+		}
+		select {
+		case <-time.After(e.Duration):
+		case <-ctx.Done():
+		}
+		for _, role := range []string{"fw-inside", "fw-outside"} {
+			t.Hosts[role].SetDown(false)
+			t.Hosts[role].Impair(hostnet.Impairment{})
+		}
+		return nil
+	case EventNetworkChange:
+		t.Client.ResetTransport()
+		return nil
+	}
+	return fmt.Errorf("unknown event %q", e.Do)
+}
+
+func (t *Topology) runProbes(ctx context.Context, probes []Probe) []ProbeResult {
+	var out []ProbeResult
+	for _, pr := range probes {
+		res := ProbeResult{Probe: pr, Handshake: "ok"}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := t.Hosts[pr.From].DialContext(pctx, "tcp", pr.To.String())
+		if err == nil {
+			tc := tls.Client(conn, &tls.Config{ServerName: pr.SNI, InsecureSkipVerify: true})
+			err = tc.HandshakeContext(pctx)
+			if err == nil && len(tc.ConnectionState().PeerCertificates) > 0 {
+				res.Issuer = tc.ConnectionState().PeerCertificates[0].Issuer.CommonName
+			}
+			tc.Close()
+		}
+		cancel()
+		if err != nil {
+			res.Handshake = err.Error()
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// reconnects makes p.Reconnects tunnel attempts from fresh clients.
+func (t *Topology) reconnects(ctx context.Context, p Plan, obs *Observation) error {
+	cfg, err := t.ClientConfig()
+	if err != nil {
+		return err
+	}
+	cfg.AttemptsPerGateway = 1
+	stats := &AttemptStats{Causes: map[string]int{}}
+	for i := 0; i < p.Reconnects; i++ {
+		c, err := client.New(cfg)
+		if err != nil {
+			return err
+		}
+		if err := c.Start(); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, p.waitUp())
+		st, err := c.WaitOutcome(wctx)
+		cancel()
+		stats.Total++
+		if err != nil {
+			stats.Failed++
+			stats.Causes[string(fault.CauseOf(err))]++
+			obs.ClientError = err
+		} else if obs.FirstUp == nil {
+			obs.FirstUp = &st
+		}
+		obs.History = append(obs.History, c.History()...)
+		obs.Tunnel = c.State()
+		c.Close()
+	}
+	obs.Attempts = stats
+	return nil
+}
+
+// collect reads every component's log into obs.
+func (t *Topology) collect(obs *Observation) {
+	if obs.ClientError != nil {
+		obs.ClientErrorText = obs.ClientError.Error()
+		obs.ClientLeg, obs.ClientCause = fault.LegOf(obs.ClientError), fault.CauseOf(obs.ClientError)
+	}
+	obs.Gateway = t.GatewayEvents()
+	if t.Firewall != nil {
+		obs.Firewall = t.Firewall.Records()
+		obs.FQDN = t.Firewall.Engine().FQDNSnapshot()
+		if ex := t.Firewall.Exclusions(); len(ex) > 0 {
+			obs.Exclusions = ex
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package scenarios
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+)
+
+// summarize turns an observation into the Observed summary.
+func summarize(obs *harness.Observation) Observed {
+	var o Observed
+	st := obs.Tunnel
+	o.Tunnel.State = "down"
+	if st.Up {
+		o.Tunnel.State = "up"
+		tr := string(st.Transport)
+		o.Tunnel.Transport = &tr
+		o.Tunnel.Gateway, o.Tunnel.Addr = st.Gateway, st.Addr
+	}
+	if st.Fallback != nil {
+		o.Tunnel.Fallback = string(st.Fallback.Cause)
+	}
+	for _, h := range obs.History {
+		if h.Event == "failover" {
+			o.Tunnel.Failovers++
+		}
+	}
+	s := obs.Summary
+	o.Flows = FlowsObserved{Attempted: s.Attempted, Completed: s.Completed, Verified: s.Verified, Tunnelled: s.Tunnelled, Direct: s.Direct}
+	for _, f := range obs.Flows {
+		if f.Attempts > 1 {
+			o.Flows.Retried++
+		}
+	}
+	o.Attempts = obs.Attempts
+	o.RecoveryMS = obs.Recovery.Milliseconds()
+	o.UpAfterMS = obs.UpAfter.Milliseconds()
+	o.Failure = attribute(obs)
+	return o
+}
+
+// specific causes the client can name itself better than a firewall log.
+var clientSpecific = map[fault.Cause]bool{
+	fault.CausePinMismatch: true, fault.CauseUnknownAuthority: true, fault.CauseCertificateInvalid: true,
+	fault.CauseUDPUnanswered: true, fault.CauseClientCertRejected: true, fault.CauseDNS: true,
+}
+
+// attribute derives the run's failing leg and cause. The client reports
+// its end-to-end view (leg client-gateway); the firewall knows which of its
+// sides failed, so its record refines the leg, and its cause replaces a
+// generic client cause (a handshake_failure alert, a reset).
+func attribute(obs *harness.Observation) *FailureObserved {
+	tunnelDown := !obs.Tunnel.Up
+	var flowErr *harness.FlowOutcome
+	for i := range obs.Flows {
+		if !obs.Flows[i].Verified {
+			flowErr = &obs.Flows[i]
+			break
+		}
+	}
+	attemptsFailed := obs.Attempts != nil && obs.Attempts.Failed > 0
+	if !tunnelDown && flowErr == nil && !attemptsFailed {
+		return nil
+	}
+	f := &FailureObserved{}
+	switch {
+	case obs.ClientError != nil && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == fault.CauseTunnelDown):
+		f.Leg, f.Cause, f.Source = fault.LegOf(obs.ClientError), fault.CauseOf(obs.ClientError), "client"
+		f.Detail = obs.ClientError.Error()
+	case flowErr != nil:
+		f.Leg, f.Cause, f.Source = flowErr.Leg, flowErr.Cause, "workload"
+		f.Detail = flowErr.Error
+	default:
+		f.Leg, f.Cause, f.Source = fault.LegClientGateway, fault.CauseTunnelDown, "client"
+	}
+	if f.Leg != fault.LegClientGateway {
+		return f
+	}
+	if r := tunnelFailureRecord(obs); r != nil {
+		d := r.Decryption
+		if d != nil && d.Leg != "" {
+			f.Leg = d.Leg
+			if !clientSpecific[f.Cause] {
+				f.Cause = d.Cause
+			}
+			f.Source += "+firewall"
+			f.Detail = fmt.Sprintf("%s; firewall session %d: %s", f.Detail, r.SessionID, d.Reason)
+		} else if r.Action == fwlog.ActionDeny || r.EndReason == fwlog.EndPolicyDeny {
+			f.Leg = fault.LegClientFirewall
+			if !clientSpecific[f.Cause] || f.Cause == fault.CauseUDPUnanswered {
+				f.Cause = fault.CausePolicyBlock
+				if r.Proto == fwlog.ProtoUDP {
+					f.Cause = fault.CauseUDPBlocked
+				}
+			}
+			f.Source += "+firewall"
+		}
+		return f
+	}
+	// No firewall record explains it: a gateway refusal does.
+	for _, e := range obs.Gateway {
+		if e.Event == "tunnel-refused" && e.Cause != "" {
+			if !clientSpecific[f.Cause] {
+				f.Cause = e.Cause
+			}
+			f.Source += "+gateway"
+			break
+		}
+	}
+	return f
+}
+
+// tunnelFailureRecord is the last firewall record of a failed session
+// from the laptop to a gateway.
+// A decryption failure explains more than a deny, so it wins.
+func tunnelFailureRecord(obs *harness.Observation) *fwlog.Record {
+	var failed, denied *fwlog.Record
+	for i := range obs.Firewall {
+		r := &obs.Firewall[i]
+		if r.Src.Addr() != obs.Roles.Laptop || !obs.Roles.IsGateway(r.Dst.Addr()) {
+			continue
+		}
+		if r.Decryption != nil && r.Decryption.Outcome == fwlog.OutcomeFailed {
+			failed = r
+		}
+		if r.Action == fwlog.ActionDeny || r.EndReason == fwlog.EndPolicyDeny {
+			denied = r
+		}
+	}
+	if failed != nil {
+		return failed
+	}
+	return denied
+}
+
+// transitionsUp lists the "up" transitions.
+func transitionsUp(h []client.Transition) []client.Transition {
+	var out []client.Transition
+	for _, t := range h {
+		if t.Event == "up" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func clientAddr(e gateway.Event) netip.Addr {
+	ap, err := netip.ParseAddrPort(e.Client)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
+}

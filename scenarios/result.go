@@ -1,0 +1,114 @@
+package scenarios
+
+import (
+	"time"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+)
+
+// Verdict is a run's result against its expectation.
+type Verdict string
+
+// Verdicts.
+const (
+	Pass Verdict = "pass"
+	Fail Verdict = "fail"
+	// Error: the run could not be carried out.
+	Error Verdict = "error"
+	// Incomplete: the run was interrupted.
+	Incomplete Verdict = "incomplete"
+)
+
+// Observed is the summary of what a run showed.
+type Observed struct {
+	Tunnel   TunnelObserved        `json:"tunnel"`
+	Flows    FlowsObserved         `json:"flows"`
+	Failure  *FailureObserved      `json:"failure"`
+	Attempts *harness.AttemptStats `json:"attempts,omitempty"`
+	// RecoveryMS is the time from the first failed tunnel attempt to the
+	// first tunnel up (learned exclusions), when both happened.
+	RecoveryMS int64 `json:"recovery_ms,omitempty"`
+	// UpAfterMS is how long the first tunnel took.
+	UpAfterMS int64 `json:"up_after_ms,omitempty"`
+}
+
+// TunnelObserved is the tunnel's end state; Transport is nil when down.
+type TunnelObserved struct {
+	State     string  `json:"state"`
+	Transport *string `json:"transport"`
+	Gateway   string  `json:"gateway,omitempty"`
+	Addr      string  `json:"addr,omitempty"`
+	// Fallback is the cause that sent the client to TLS, if any.
+	Fallback string `json:"fallback,omitempty"`
+	// Failovers counts moves to a backup gateway.
+	Failovers int `json:"failovers,omitempty"`
+}
+
+// FlowsObserved counts the workload's flows.
+type FlowsObserved struct {
+	Attempted int `json:"attempted"`
+	Completed int `json:"completed"`
+	Verified  int `json:"verified"`
+	Tunnelled int `json:"tunnelled"`
+	Direct    int `json:"direct"`
+	Retried   int `json:"retried"`
+}
+
+// FailureObserved is the run's failing leg and cause, and who said so.
+type FailureObserved struct {
+	Leg   fault.Leg   `json:"leg"`
+	Cause fault.Cause `json:"cause"`
+	// Source says which logs attributed it ("client", "client+firewall", …).
+	Source string `json:"source"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Check is one expectation and whether it held.
+type Check struct {
+	Name     string `json:"name"`
+	Expected string `json:"expected"`
+	Observed string `json:"observed"`
+	Pass     bool   `json:"pass"`
+}
+
+// Result is one run's evidence.
+type Result struct {
+	ID       string  `json:"id"`
+	Variant  Variant `json:"variant"`
+	Case     string  `json:"case,omitempty"`
+	Title    string  `json:"title"`
+	Describe string  `json:"describe,omitempty"`
+	Mode     string  `json:"mode"`
+
+	Expected Expect    `json:"expected"`
+	Observed Observed  `json:"observed"`
+	Checks   []Check   `json:"checks"`
+	Findings []Finding `json:"findings"`
+	Verdict  Verdict   `json:"verdict"`
+	Error    string    `json:"error,omitempty"`
+
+	FirewallLog   []fwlog.Record        `json:"firewall_log"`
+	GatewayLog    []gateway.Event       `json:"gateway_log"`
+	ClientHistory []client.Transition   `json:"client_history"`
+	Flows         []harness.FlowOutcome `json:"flow_outcomes,omitempty"`
+	Probes        []harness.ProbeResult `json:"probes,omitempty"`
+	Roles         harness.Roles         `json:"roles"`
+	Policy        string                `json:"policy,omitempty"`
+	ClientError   string                `json:"client_error,omitempty"`
+
+	Started    time.Time `json:"started"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// Key identifies the result: "id/variant[/case]".
+func (r Result) Key() string {
+	k := r.ID + "/" + string(r.Variant)
+	if r.Case != "" {
+		k += "/" + r.Case
+	}
+	return k
+}

@@ -1,0 +1,130 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/pinwall/pinwall/harness"
+)
+
+// ExecOptions tune Execute.
+type ExecOptions struct {
+	// Runner runs each plan; nil means harness.InProcess{}.
+	Runner harness.Runner
+	// Parallel bounds concurrent runs; zero means 1.
+	Parallel int
+	// Progress is called as each run finishes, from the goroutine that ran it.
+	Progress func(done, total int, r Result)
+}
+
+// AllRuns resolves every variant of every scenario, in order.
+func AllRuns(ss []*Scenario) ([]Run, error) {
+	var out []Run
+	for _, s := range ss {
+		runs, err := s.Runs()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, runs...)
+	}
+	return out, nil
+}
+
+// Execute runs every run and returns the results in the order given. When
+// ctx ends, runs in flight finish as Incomplete and those not started are
+// reported Incomplete without running.
+func Execute(ctx context.Context, runs []Run, opts ExecOptions) []Result {
+	if opts.Runner == nil {
+		opts.Runner = harness.InProcess{}
+	}
+	par := max(opts.Parallel, 1)
+	results := make([]Result, len(runs))
+	var (
+		mu   sync.Mutex
+		done int
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, par)
+	for i, r := range runs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			results[i] = incomplete(r, opts.Runner.Name(), "interrupted before it started")
+			continue
+		}
+		wg.Add(1)
+		go func(i int, r Run) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := RunOne(ctx, opts.Runner, r)
+			results[i] = res
+			if opts.Progress != nil {
+				mu.Lock()
+				done++
+				n := done
+				mu.Unlock()
+				opts.Progress(n, len(runs), res)
+			}
+		}(i, r)
+	}
+	wg.Wait()
+	return results
+}
+
+func incomplete(r Run, mode, why string) Result {
+	return Result{ID: r.Scenario.ID, Variant: r.Variant, Case: r.Case, Title: r.Scenario.Title, Describe: r.Describe,
+		Mode: mode, Expected: r.Expect, Verdict: Incomplete, Error: why, Started: time.Now()}
+}
+
+// RunOne executes one run and judges it.
+func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
+	res := Result{ID: r.Scenario.ID, Variant: r.Variant, Case: r.Case, Title: r.Scenario.Title, Describe: r.Describe,
+		Mode: runner.Name(), Expected: r.Expect, Started: time.Now()}
+	if fw := r.Plan.Spec.Firewall; fw != nil {
+		if p, err := fw.LoadPolicy(); err == nil {
+			res.Policy = p.Describe()
+		}
+	}
+	obs, err := runner.Run(ctx, r.Plan)
+	res.DurationMS = time.Since(res.Started).Milliseconds()
+	if obs != nil {
+		Judge(&res, obs)
+	}
+	switch {
+	case errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil):
+		res.Verdict, res.Error = Incomplete, "interrupted: "+err.Error()
+	case err != nil:
+		res.Verdict, res.Error = Error, err.Error()
+	}
+	return res
+}
+
+// Judge fills a result from an observation: the summary, the findings, the
+// checks and the verdict.
+func Judge(res *Result, obs *harness.Observation) {
+	res.Observed = summarize(obs)
+	res.Findings = findings(obs)
+	res.Checks = evaluate(res.Expected, obs, res.Observed, res.Findings)
+	res.FirewallLog, res.GatewayLog, res.ClientHistory = obs.Firewall, obs.Gateway, obs.History
+	res.Flows, res.Probes, res.Roles, res.ClientError = obs.Flows, obs.Probes, obs.Roles, obs.ClientErrorText
+	res.Verdict = Pass
+	for _, c := range res.Checks {
+		if !c.Pass {
+			res.Verdict = Fail
+		}
+	}
+}
+
+// Passed reports whether every result passed.
+func Passed(rs []Result) bool {
+	for _, r := range rs {
+		if r.Verdict != Pass {
+			return false
+		}
+	}
+	return len(rs) > 0
+}
