@@ -15,6 +15,12 @@ import (
 	"github.com/pinwall/pinwall/tunnel"
 )
 
+// relayBuffer is the copy buffer between a tunnel stream and its origin:
+// large writes into a stream become large frames (measured by make bench:
+// the TLS tunnel's one-flow throughput rose from about 0.5x to 0.7-0.8x of
+// raw TLS going from 32 KiB to 256 KiB; 1 MiB was slower again).
+const relayBuffer = 256 << 10
+
 // tunnelState is one live tunnel and its flows.
 type tunnelState struct {
 	g      *Gateway
@@ -114,7 +120,7 @@ func (t *tunnelState) serveFlow(ctx context.Context, st tunnel.Stream) {
 		t.g.event(ev)
 		return
 	}
-	res := relay.Pipe(ctx, st, origin)
+	res := relay.PipeBuffered(ctx, st, origin, relayBuffer)
 	ev.BytesUp, ev.BytesDown = res.Up, res.Down
 	ev.DurationMS = time.Since(start).Milliseconds()
 	ev.Result = "ok"

@@ -59,12 +59,22 @@ func (t *Topology) startFirewall(opts Options) error {
 		return err
 	}
 	var writers []fwlog.Logger
-	w, err := t.logFile(opts, "firewall.jsonl")
-	if err != nil {
-		return err
-	}
-	if w != nil {
-		writers = append(writers, fwlog.NewWriter(w, fwlog.FormatJSON))
+	for _, f := range []struct {
+		name   string
+		format fwlog.Format
+	}{
+		{"firewall.jsonl", fwlog.FormatJSON},
+		{"firewall.pan-traffic.csv", fwlog.FormatPANTraffic},
+		{"firewall.fortios.log", fwlog.FormatFortiOS},
+		{"firewall.cef.log", fwlog.FormatCEF},
+	} {
+		w, err := t.logFile(opts, f.name)
+		if err != nil {
+			return err
+		}
+		if w != nil {
+			writers = append(writers, fwlog.NewWriter(w, f.format))
+		}
 	}
 	fw, err := mitm.New(mitm.Config{
 		Outside:  t.Hosts["fw-outside"],
@@ -107,6 +117,12 @@ func (t *Topology) startFirewall(opts Options) error {
 		UDP: udpL.LocalAddr().(*net.UDPAddr).AddrPort(),
 	})
 	return nil
+}
+
+// ServeProxyOn also serves the firewall's explicit proxy on l (for
+// example a real 127.0.0.1 listener that curl or a browser can use).
+func (r *FirewallRun) ServeProxyOn(l net.Listener) {
+	r.serve(func() error { return r.Firewall.ServeProxy(l) })
 }
 
 func (r *FirewallRun) serve(f func() error) {

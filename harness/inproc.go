@@ -33,6 +33,9 @@ type Options struct {
 	Dir string
 	// NoClient skips creating the endpoint client.
 	NoClient bool
+	// PKI, if set, is used instead of a new set of CAs (so a series of runs
+	// shares one set, whose fingerprints a report can print).
+	PKI *pki.Set
 }
 
 // Topology is a running set of components.
@@ -160,8 +163,11 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 			return nil, fmt.Errorf("harness: %w", err)
 		}
 	}
-	if t.PKI, err = pki.NewSet(pki.Config{}, spec.Tenant); err != nil {
-		return nil, err
+	t.PKI = opts.PKI
+	if t.PKI == nil {
+		if t.PKI, err = pki.NewSet(pki.Config{}, spec.Tenant); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Dir != "" {
 		for name, ca := range map[string]*pki.CA{"internet-ca.pem": t.PKI.Internet, "tenant-ca.pem": t.PKI.Tenant, "enterprise-ca.pem": t.PKI.Enterprise} {

@@ -62,7 +62,15 @@ type Event struct {
 	Duration time.Duration `yaml:"duration" json:"duration,omitempty"`
 }
 
-// Probe is a TLS connection from another LAN host, e.g. a spoofed SNI.
+// AppliedEvent is an event and when it happened.
+type AppliedEvent struct {
+	Event
+	Time  time.Time `json:"time"`
+	Error string    `json:"error,omitempty"`
+}
+
+// Probe is a connection from another LAN host: a TLS ClientHello (e.g. a
+// spoofed SNI) over TCP, or one datagram over UDP.
 type Probe struct {
 	// From names an extra host of the Spec.
 	From string `yaml:"from,required" json:"from"`
@@ -70,6 +78,8 @@ type Probe struct {
 	To netip.AddrPort `yaml:"to,required" json:"to"`
 	// SNI is the server name the probe claims.
 	SNI string `yaml:"sni" json:"sni"`
+	// UDP sends one QUIC-looking datagram instead of a TLS handshake.
+	UDP bool `yaml:"udp" json:"udp,omitempty"`
 }
 
 // ProbeResult is what a probe saw.
@@ -104,6 +114,8 @@ type Observation struct {
 	Gateway         []gateway.Event             `json:"gateway_log"`
 	FQDN            map[string]policy.FQDNState `json:"fqdn_objects,omitempty"`
 	Exclusions      any                         `json:"exclusions,omitempty"`
+	// Events are the plan's events as they were applied.
+	Events []AppliedEvent `json:"events,omitempty"`
 	// Recovery is the time from the first failed tunnel attempt to the
 	// first tunnel up, when both happened.
 	Recovery time.Duration `json:"recovery_ns,omitempty"`

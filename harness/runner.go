@@ -13,6 +13,7 @@ import (
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
 )
 
 // InProcess runs plans on a hostnet.Sim: every host on its own loopback
@@ -22,6 +23,8 @@ type InProcess struct {
 	Logger *slog.Logger
 	// Dir, if set, receives the CAs and logs of each run (overwritten).
 	Dir string
+	// PKI, if set, is shared by every run instead of a new set per run.
+	PKI *pki.Set
 }
 
 // Name implements Runner.
@@ -34,7 +37,7 @@ func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
 		return nil, err
 	}
 	obs := &Observation{Mode: r.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
-	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0})
+	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0, PKI: r.PKI})
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +75,7 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t.runEvents(evCtx, p.Events)
+		obs.Events = t.runEvents(evCtx, p.Events)
 	}()
 	obs.Flows = t.RunWorkload(ctx, p.Workload)
 	wg.Wait()
@@ -110,21 +113,26 @@ func recovery(h []client.Transition) time.Duration {
 	return 0
 }
 
-func (t *Topology) runEvents(ctx context.Context, events []Event) {
+func (t *Topology) runEvents(ctx context.Context, events []Event) []AppliedEvent {
 	start := time.Now()
+	var out []AppliedEvent
 	for _, e := range events {
 		wait := time.Until(start.Add(e.At))
 		if wait > 0 {
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
-				return
+				return out
 			}
 		}
+		ae := AppliedEvent{Event: e, Time: time.Now()}
 		if err := t.Apply(ctx, e); err != nil {
+			ae.Error = err.Error()
 			t.log.Warn("harness: event failed", "event", e.Do, "err", err)
 		}
+		out = append(out, ae)
 	}
+	return out
 }
 
 // Apply carries out one event now.
@@ -179,6 +187,22 @@ func (t *Topology) runProbes(ctx context.Context, probes []Probe) []ProbeResult 
 	for _, pr := range probes {
 		res := ProbeResult{Probe: pr, Handshake: "ok"}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if pr.UDP {
+			conn, err := t.Hosts[pr.From].DialContext(pctx, "udp", pr.To.String())
+			if err == nil {
+				// A QUIC v1 long-header Initial, as far as a classifier looks.
+				_, err = conn.Write(append([]byte{0xc3, 0, 0, 0, 1, 8}, make([]byte, 1200)...))
+				conn.Close()
+			}
+			cancel()
+			if err != nil {
+				res.Handshake = err.Error()
+			} else {
+				res.Handshake = "sent"
+			}
+			out = append(out, res)
+			continue
+		}
 		conn, err := t.Hosts[pr.From].DialContext(pctx, "tcp", pr.To.String())
 		if err == nil {
 			tc := tls.Client(conn, &tls.Config{ServerName: pr.SNI, InsecureSkipVerify: true})

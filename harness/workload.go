@@ -183,10 +183,10 @@ func RunWorkload(ctx context.Context, c *client.Client, trust *x509.CertPool, w 
 	return out
 }
 
-func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Workload, i int) FlowOutcome {
+func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Workload, i int) (o FlowOutcome) {
 	site := w.Sites[i%len(w.Sites)]
 	size := w.Sizes[i%len(w.Sizes)]
-	o := FlowOutcome{Index: i, Site: site, Size: size}
+	o = FlowOutcome{Index: i, Site: site, Size: size}
 	start := time.Now()
 	defer func() { o.Duration = time.Since(start) }()
 	for attempt := 0; attempt <= max(w.Retries, 0); attempt++ {

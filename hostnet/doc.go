@@ -23,6 +23,9 @@
 // SO_ORIGINAL_DST / IP_RECVORIGDSTADDR. Neither end is modified: only the
 // laptop's network is.
 //
+// Loopback destinations (127.0.0.0/8) are outside the simulation — a tool
+// or proxy on the machine — and are dialled for real.
+//
 // Names are never resolved here: every address must be an IP literal, so a
 // misrouted name can never reach the host's DNS or the internet.
 package hostnet

@@ -360,3 +360,23 @@ func FuzzParseProxyHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestLoopbackIsOutsideTheSimulation(t *testing.T) {
+	w := newWorld(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			_, _ = c.Write([]byte("real"))
+			c.Close()
+		}
+	}()
+	c, err := w.laptop.DialContext(context.Background(), "tcp", l.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	require.NoError(t, err)
+	assert.Equal(t, "real", string(b))
+}

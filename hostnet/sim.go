@@ -404,6 +404,11 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		return nil, err
 	}
+	if dst.Addr().IsLoopback() {
+		// Outside the simulation: a program on this machine (curl, a
+		// proxy the lab exposes on 127.0.0.1). Dialled for real.
+		return h.dialReal(ctx, proto, dst, dst, nil)
+	}
 	if via, routed := h.sim.routeFor(h.addrs[0], dst.Addr()); routed {
 		return h.dialVia(ctx, proto, dst, via)
 	}

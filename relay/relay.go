@@ -41,14 +41,30 @@ type Counter func(up bool, n int)
 
 // Pipe relays between a and b until both directions end, an error occurs or
 // ctx is done, then closes both. It owns one goroutine, which has ended when
-// Pipe returns.
+// Pipe returns. Between kernel connections it keeps io.Copy's splice path.
 func Pipe(ctx context.Context, a, b net.Conn) Result {
-	return PipeCounting(ctx, a, b, nil)
+	return pipe(ctx, a, b, nil, 0)
 }
 
 // PipeCounting is Pipe with a callback on every chunk copied (for live byte
 // counters); with a nil counter it keeps io.Copy's splice fast path.
 func PipeCounting(ctx context.Context, a, b net.Conn, count Counter) Result {
+	return pipe(ctx, a, b, count, 0)
+}
+
+// PipeBuffered is Pipe copying through a buffer of size bytes in each
+// direction, for a side that is not a kernel socket (a multiplexed stream):
+// io.Copy's 32 KiB chunks there cost one frame, and one lock round trip
+// with the multiplexer's send loop, each.
+func PipeBuffered(ctx context.Context, a, b net.Conn, size int) Result {
+	return pipe(ctx, a, b, nil, size)
+}
+
+// readerOnly and writerOnly hide ReadFrom/WriteTo so io.CopyBuffer uses the buffer.
+type readerOnly struct{ io.Reader }
+type writerOnly struct{ io.Writer }
+
+func pipe(ctx context.Context, a, b net.Conn, count Counter, bufSize int) Result {
 	start := time.Now()
 	var (
 		res      Result
@@ -70,7 +86,15 @@ func PipeCounting(ctx context.Context, a, b net.Conn, count Counter) Result {
 		if count != nil {
 			w = countingWriter{w: dst, up: up, count: count}
 		}
-		n, err := io.Copy(w, src)
+		var (
+			n   int64
+			err error
+		)
+		if bufSize > 0 {
+			n, err = io.CopyBuffer(writerOnly{w}, readerOnly{src}, make([]byte, bufSize))
+		} else {
+			n, err = io.Copy(w, src)
+		}
 		if err == nil || errors.Is(err, io.EOF) {
 			once.Do(func() {
 				mu.Lock()

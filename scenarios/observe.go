@@ -69,9 +69,11 @@ func attribute(obs *harness.Observation) *FailureObserved {
 	}
 	f := &FailureObserved{}
 	switch {
-	case obs.ClientError != nil && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == fault.CauseTunnelDown):
-		f.Leg, f.Cause, f.Source = fault.LegOf(obs.ClientError), fault.CauseOf(obs.ClientError), "client"
-		f.Detail = obs.ClientError.Error()
+	case obs.ClientCause != "" && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == fault.CauseTunnelDown):
+		// The client's typed error, as recorded (in containers it crossed a
+		// process boundary as leg, cause and text).
+		f.Leg, f.Cause, f.Source = obs.ClientLeg, obs.ClientCause, "client"
+		f.Detail = obs.ClientErrorText
 	case flowErr != nil:
 		f.Leg, f.Cause, f.Source = flowErr.Leg, flowErr.Cause, "workload"
 		f.Detail = flowErr.Error
@@ -89,6 +91,7 @@ func attribute(obs *harness.Observation) *FailureObserved {
 				f.Cause = d.Cause
 			}
 			f.Source += "+firewall"
+			f.Session = r.SessionID
 			f.Detail = fmt.Sprintf("%s; firewall session %d: %s", f.Detail, r.SessionID, d.Reason)
 		} else if r.Action == fwlog.ActionDeny || r.EndReason == fwlog.EndPolicyDeny {
 			f.Leg = fault.LegClientFirewall
@@ -99,6 +102,7 @@ func attribute(obs *harness.Observation) *FailureObserved {
 				}
 			}
 			f.Source += "+firewall"
+			f.Session = r.SessionID
 		}
 		return f
 	}

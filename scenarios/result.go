@@ -65,6 +65,8 @@ type FailureObserved struct {
 	// Source says which logs attributed it ("client", "client+firewall", …).
 	Source string `json:"source"`
 	Detail string `json:"detail,omitempty"`
+	// Session is the firewall session that explains the failure, if any.
+	Session uint64 `json:"session,omitempty"`
 }
 
 // Check is one expectation and whether it held.
@@ -91,14 +93,15 @@ type Result struct {
 	Verdict  Verdict   `json:"verdict"`
 	Error    string    `json:"error,omitempty"`
 
-	FirewallLog   []fwlog.Record        `json:"firewall_log"`
-	GatewayLog    []gateway.Event       `json:"gateway_log"`
-	ClientHistory []client.Transition   `json:"client_history"`
-	Flows         []harness.FlowOutcome `json:"flow_outcomes,omitempty"`
-	Probes        []harness.ProbeResult `json:"probes,omitempty"`
-	Roles         harness.Roles         `json:"roles"`
-	Policy        string                `json:"policy,omitempty"`
-	ClientError   string                `json:"client_error,omitempty"`
+	FirewallLog   []fwlog.Record         `json:"firewall_log"`
+	GatewayLog    []gateway.Event        `json:"gateway_log"`
+	ClientHistory []client.Transition    `json:"client_history"`
+	Flows         []harness.FlowOutcome  `json:"flow_outcomes,omitempty"`
+	Probes        []harness.ProbeResult  `json:"probes,omitempty"`
+	Events        []harness.AppliedEvent `json:"events,omitempty"`
+	Roles         harness.Roles          `json:"roles"`
+	Policy        string                 `json:"policy,omitempty"`
+	ClientError   string                 `json:"client_error,omitempty"`
 
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`

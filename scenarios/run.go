@@ -111,6 +111,7 @@ func Judge(res *Result, obs *harness.Observation) {
 	res.Checks = evaluate(res.Expected, obs, res.Observed, res.Findings)
 	res.FirewallLog, res.GatewayLog, res.ClientHistory = obs.Firewall, obs.Gateway, obs.History
 	res.Flows, res.Probes, res.Roles, res.ClientError = obs.Flows, obs.Probes, obs.Roles, obs.ClientErrorText
+	res.Events = obs.Events
 	res.Verdict = Pass
 	for _, c := range res.Checks {
 		if !c.Pass {

@@ -1,0 +1,104 @@
+// Command pinwall runs pinwall's scenarios and labs: what a TLS-intercepting
+// perimeter firewall does to an endpoint security client's tunnel to its
+// cloud gateway, proven with running code.
+//
+//	pinwall list                      one scenario per line
+//	pinwall run [ID...] [--all]       run scenarios, print a verdict table, write evidence
+//	pinwall check --policy FILE       review your own firewall policy
+//	pinwall lab                       an interactive lab (SOCKS5 for curl)
+//	pinwall serve ROLE                one component, for containers or standalone use
+//
+// Exit codes: 0 every expectation held, 1 some did not, 2 usage or
+// configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// exitError carries an exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+const usage = `pinwall: what a TLS-intercepting firewall does to a tunnelling security client.
+
+Usage:
+  pinwall list                              list the scenarios
+  pinwall run [ID...] [--all] [--out DIR] [--mode inproc|containers] [--parallel N]
+                                            run scenarios, print the verdicts, write evidence
+  pinwall check --policy FILE [--client FILE]
+                                            review a firewall policy against the catalogue
+  pinwall lab [--transport auto|tls|dtls] [--socks ADDR] [--dir DIR] [--policy FILE]
+              [--firewall-proxy ADDR] [--upstream-proxy URL]
+                                            run an interactive lab until interrupted
+  pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin)
+  pinwall version                           print the version
+
+Run "pinwall COMMAND -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(stderr, "pinwall:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "pinwall:", err)
+	return 1
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: 2, err: errors.New("")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "list":
+		return cmdList(rest, stdout)
+	case "run":
+		return cmdRun(ctx, rest, stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, rest, stdout, stderr)
+	case "lab":
+		return cmdLab(ctx, rest, stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, rest, stdout, stderr)
+	case "version":
+		v, c := buildInfo()
+		fmt.Fprintf(stdout, "pinwall %s (%s)\n", v, c)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError("unknown command %q", cmd)
+}

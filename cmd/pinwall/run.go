@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/reports"
+	"github.com/pinwall/pinwall/scenarios"
+)
+
+func cmdList(args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return usageError("list takes no arguments")
+	}
+	all, err := scenarios.Catalogue()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	width := 0
+	for _, s := range all {
+		width = max(width, len(s.ID))
+	}
+	for _, s := range all {
+		fmt.Fprintf(stdout, "%-*s  %s\n", width, s.ID, s.Summary)
+	}
+	return nil
+}
+
+// runnerFor returns the runner of a --mode, sharing one set of CAs.
+func runnerFor(mode string, set *pki.Set, stderr io.Writer) (harness.Runner, error) {
+	switch mode {
+	case "inproc":
+		return harness.InProcess{PKI: set}, nil
+	case "containers":
+		return newContainerRunner(set, stderr)
+	}
+	return nil, usageError("--mode %q is not one of inproc, containers", mode)
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	all := fs.Bool("all", false, "run the whole catalogue (the default when no ID is given)")
+	out := fs.String("out", "evidence", "directory for the evidence bundle")
+	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
+	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
+	var files stringList
+	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if *parallel < 1 {
+		return usageError("--parallel must be at least 1")
+	}
+	ss, err := selectScenarios(fs.Args(), *all, files)
+	if err != nil {
+		return err
+	}
+	set, err := pki.NewSet(pki.Config{}, harness.DefaultTenant)
+	if err != nil {
+		return err
+	}
+	runner, err := runnerFor(*mode, set, stderr)
+	if err != nil {
+		return err
+	}
+	if c, ok := runner.(io.Closer); ok {
+		defer c.Close()
+	}
+	runs, err := scenarios.AllRuns(ss)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	results, meta := execute(ctx, runs, runner, *parallel, stderr)
+	meta.CommandLine = append([]string{"pinwall", "run"}, args...)
+	meta.CAs = []reports.CA{
+		{Name: set.Internet.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Internet.Cert)},
+		{Name: set.Tenant.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Tenant.Cert)},
+		{Name: set.Enterprise.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Enterprise.Cert)},
+	}
+	fmt.Fprint(stdout, reports.VerdictTable(results))
+	passed, total := reports.Summary(results)
+	if err := reports.Write(*out, meta, ss, results); err != nil {
+		return fmt.Errorf("writing the evidence bundle: %w", err)
+	}
+	abs, _ := filepath.Abs(*out)
+	fmt.Fprintf(stdout, "\n%d of %d runs as expected (%s, %.1fs). Evidence: %s (report.html, report.md, evidence.json, junit.xml)\n",
+		passed, total, meta.Mode, meta.Ended.Sub(meta.Started).Seconds(), abs)
+	if meta.Interrupted {
+		return &exitError{code: 1, err: errors.New("interrupted: incomplete runs are marked in the evidence")}
+	}
+	if passed != total {
+		return &exitError{code: 1, err: fmt.Errorf("%d run(s) did not meet their expectation", total-passed)}
+	}
+	return nil
+}
+
+// execute runs the runs with progress on stderr (when it is a terminal)
+// and returns the results with the run's metadata.
+func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, parallel int, stderr io.Writer) ([]scenarios.Result, reports.Meta) {
+	v, c := buildInfo()
+	meta := reports.Meta{
+		Version: v, Commit: c, GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
+		Mode: runner.Name(), Started: time.Now(),
+	}
+	tty := isTerminal(stderr)
+	progress := func(done, total int, r scenarios.Result) {
+		if !tty {
+			return
+		}
+		fmt.Fprintf(stderr, "[%2d/%d] %-4s %-48s %6.1fs  %s\n", done, total, strings.ToUpper(string(r.Verdict)), r.Key(),
+			float64(r.DurationMS)/1000, outcomeLine(r))
+	}
+	results := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Runner: runner, Parallel: parallel, Progress: progress})
+	meta.Ended = time.Now()
+	meta.Interrupted = ctx.Err() != nil
+	return results, meta
+}
+
+func outcomeLine(r scenarios.Result) string {
+	t := r.Observed.Tunnel
+	s := "tunnel " + t.State
+	if t.Transport != nil {
+		s += " over " + *t.Transport
+	}
+	if f := r.Observed.Failure; f != nil {
+		s += fmt.Sprintf(", %s on %s", f.Cause, f.Leg)
+	}
+	if r.Error != "" {
+		s += " (" + r.Error + ")"
+	}
+	return s
+}
+
+func selectScenarios(ids []string, all bool, files []string) ([]*scenarios.Scenario, error) {
+	var out []*scenarios.Scenario
+	for _, f := range files {
+		s, err := scenarios.Load(f)
+		if err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+		out = append(out, s)
+	}
+	if len(files) > 0 && len(ids) == 0 && !all {
+		return out, nil
+	}
+	cat, err := scenarios.Catalogue()
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	if all || len(ids) == 0 {
+		if len(ids) > 0 {
+			return nil, usageError("give scenario ids or --all, not both")
+		}
+		return append(out, cat...), nil
+	}
+	sel, err := scenarios.Find(cat, ids...)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return append(out, sel...), nil
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// version and commit are set by the Makefile's -ldflags.
+var version, commit string
+
+func buildInfo() (v, c string) {
+	v, c = "devel", "unknown"
+	if version != "" {
+		v = version
+	}
+	if commit != "" {
+		c = commit
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && commit == "" {
+			c = s.Value
+		}
+	}
+	return
+}

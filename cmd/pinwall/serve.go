@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/resolve"
+	"github.com/pinwall/pinwall/strictyaml"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("serve: which role? firewall, client, gateway or origin")
+	}
+	role, rest := args[0], args[1:]
+	switch role {
+	case "firewall":
+		return serveFirewall(ctx, rest, stdout, stderr)
+	case "client", "gateway", "origin":
+		return serveRole(ctx, role, rest, stdout, stderr)
+	}
+	return usageError("serve: unknown role %q (want firewall, client, gateway or origin)", role)
+}
+
+// zoneFile is a --hosts file: names and their addresses.
+type zoneFile struct {
+	Records []resolve.Record `yaml:"records"`
+}
+
+func loadZone(file string) (*resolve.Zone, error) {
+	if file == "" {
+		return &resolve.Zone{}, nil
+	}
+	var zf struct {
+		Records []struct {
+			Name  string       `yaml:"name,required"`
+			Addrs []netip.Addr `yaml:"addrs,required"`
+		} `yaml:"records"`
+	}
+	if err := strictyaml.DecodeFile(file, &zf); err != nil {
+		return nil, err
+	}
+	z := &resolve.Zone{}
+	for _, r := range zf.Records {
+		if err := z.Add(resolve.Record{Name: r.Name, Addrs: r.Addrs}); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+	}
+	return z, nil
+}
+
+// serveFirewall runs the firewall standalone on the machine's network: an
+// explicit-destination listener (--forward) or an HTTP CONNECT proxy
+// (--proxy), with an enterprise CA given as PEM files.
+func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve firewall", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	caCert := fs.String("ca-cert", "", "enterprise CA certificate, PEM (required)")
+	caKey := fs.String("ca-key", "", "enterprise CA private key, PEM: RSA or ECDSA, PKCS#1, SEC 1 or PKCS#8 (required)")
+	policyFile := fs.String("policy", "", "policy file, mitm/policy YAML (required)")
+	listen := fs.String("listen", "127.0.0.1:8443", "listening address")
+	forward := fs.String("forward", "", "explicit-destination mode: send every connection to this IP:port")
+	proxy := fs.Bool("proxy", false, "HTTP CONNECT proxy mode")
+	trustFile := fs.String("trust", "", "PEM bundle the firewall verifies servers with (default: the system roots)")
+	hosts := fs.String("hosts", "", "YAML file of names and addresses (records: [{name, addrs}]) for CONNECT targets and FQDN objects")
+	logFile := fs.String("log", "-", "session log file (- for stdout)")
+	logFormat := fs.String("log-format", "json", "session log format: json, pan-traffic-csv, pan-decryption-csv, fortios-kv, cef")
+	verbose := fs.Bool("v", false, "operational logs on stderr")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if *caCert == "" || *caKey == "" || *policyFile == "" {
+		return usageError("serve firewall: --ca-cert, --ca-key and --policy are required")
+	}
+	if (*forward == "") == !*proxy {
+		return usageError("serve firewall: choose exactly one of --forward IP:PORT and --proxy")
+	}
+	format, err := fwlog.ParseFormat(*logFormat)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	certPEM, err := os.ReadFile(*caCert)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	keyPEM, err := os.ReadFile(*caKey)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	ca, err := pki.LoadCA(pki.Config{}, certPEM, keyPEM)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	pol, err := policy.Load(*policyFile)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if *trustFile != "" {
+		pem, err := os.ReadFile(*trustFile)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return usageError("serve firewall: --trust %s holds no certificate", *trustFile)
+		}
+	}
+	zone, err := loadZone(*hosts)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	var out io.Writer = stdout
+	if *logFile != "-" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		defer f.Close()
+		out = f
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	fw, err := mitm.New(mitm.Config{
+		Outside: hostnet.OS{}, Policy: pol, CA: ca, Roots: roots, Resolver: zone,
+		Writers: []fwlog.Logger{fwlog.NewWriter(out, format)}, Logger: log, KeepRecords: 1,
+	})
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer fw.Close()
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return usageError("serve firewall: --listen %s: %v", *listen, err)
+	}
+	done := make(chan error, 1)
+	if *proxy {
+		go func() { done <- fw.ServeProxy(l) }()
+		fmt.Fprintf(stderr, "pinwall firewall ready: HTTP CONNECT proxy on %s, enterprise CA %q\n", l.Addr(), ca.Cert.Subject.CommonName)
+	} else {
+		up, err := netip.ParseAddrPort(*forward)
+		if err != nil {
+			l.Close()
+			return usageError("serve firewall: --forward %q: want IP:PORT", *forward)
+		}
+		go func() { done <- fw.ServeForward(l, up) }()
+		fmt.Fprintf(stderr, "pinwall firewall ready: %s forwards to %s, enterprise CA %q\n", l.Addr(), up, ca.Cert.Subject.CommonName)
+	}
+	select {
+	case <-ctx.Done():
+		fw.Close()
+		<-done
+		return nil
+	case err := <-done:
+		return err
+	}
+}

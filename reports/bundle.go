@@ -1,0 +1,236 @@
+package reports
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/scenarios"
+)
+
+// The files of a bundle.
+const (
+	EvidenceFile = "evidence.json"
+	SchemaFile   = "evidence.schema.json"
+	MarkdownFile = "report.md"
+	HTMLFile     = "report.html"
+	JUnitFile    = "junit.xml"
+	ManifestFile = "manifest.sha256"
+	// LogsDir holds one directory per result, named "id__variant[__case]".
+	LogsDir = "logs"
+)
+
+// The files of each result's log directory.
+const (
+	FirewallJSONL         = "firewall.jsonl"
+	FirewallPANTraffic    = "firewall.pan-traffic.csv"
+	FirewallPANDecryption = "firewall.pan-decryption.csv"
+	FirewallFortiOS       = "firewall.fortios.log"
+	FirewallCEF           = "firewall.cef.log"
+	GatewayJSONL          = "gateway.jsonl"
+	ClientHistoryJSON     = "client-history.json"
+)
+
+// firewallFiles maps each firewall log file to its fwlog format.
+func firewallFiles() []struct {
+	name   string
+	format fwlog.Format
+} {
+	return []struct {
+		name   string
+		format fwlog.Format
+	}{
+		{FirewallJSONL, fwlog.FormatJSON},
+		{FirewallPANTraffic, fwlog.FormatPANTraffic},
+		{FirewallPANDecryption, fwlog.FormatPANDecryption},
+		{FirewallFortiOS, fwlog.FormatFortiOS},
+		{FirewallCEF, fwlog.FormatCEF},
+	}
+}
+
+func logFileNames() []string {
+	out := []string{GatewayJSONL, ClientHistoryJSON}
+	for _, f := range firewallFiles() {
+		out = append(out, f.name)
+	}
+	return out
+}
+
+// Write writes the evidence bundle of results into dir, creating it if
+// needed. ss describes the scenarios (their explain text, setting, fix and
+// sources); a result whose scenario is not in ss is reported under its own
+// title.
+//
+// Stale files: the bundle's top-level files are overwritten, and the log
+// files of an earlier bundle are removed from logs/ (with the directories
+// they leave empty) before the new ones are written, so logs/ holds exactly
+// this bundle's runs. Files Write does not own are left alone and are not
+// listed in the manifest.
+//
+// Write writes every file it can: a record that cannot be formatted or a
+// file that cannot be written does not stop the others. The manifest,
+// written last, lists what was written; the errors are returned joined.
+func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	if err := removeStale(dir); err != nil {
+		return err
+	}
+	meta = meta.withDefaults(results)
+	dirs := logDirs(results)
+	b := &bundle{dir: dir, hashes: map[string]string{}}
+
+	ev := buildEvidence(meta, ss, results, dirs)
+	if data, err := json.MarshalIndent(ev, "", "  "); err != nil {
+		b.fail(fmt.Errorf("reports: evidence: %w", err))
+	} else {
+		b.write(EvidenceFile, append(data, '\n'))
+	}
+	b.write(SchemaFile, Schema())
+
+	v := buildView(meta, ss, results, dirs)
+	if data, err := renderMarkdown(v); err != nil {
+		b.fail(err)
+	} else {
+		b.write(MarkdownFile, data)
+	}
+	if data, err := renderHTML(v); err != nil {
+		b.fail(err)
+	} else {
+		b.write(HTMLFile, data)
+	}
+	if data, err := junit(meta, results); err != nil {
+		b.fail(err)
+	} else {
+		b.write(JUnitFile, data)
+	}
+	for i := range results {
+		b.writeLogs(dirs[i], &results[i])
+	}
+	b.writeManifest()
+	return errors.Join(b.errs...)
+}
+
+// bundle writes files under dir and remembers their hashes.
+type bundle struct {
+	dir    string
+	hashes map[string]string // slash path → hex SHA-256
+	errs   []error
+}
+
+func (b *bundle) fail(err error) { b.errs = append(b.errs, err) }
+
+func (b *bundle) write(rel string, data []byte) {
+	p := filepath.Join(b.dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		b.fail(fmt.Errorf("reports: %w", err))
+		return
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		b.fail(fmt.Errorf("reports: %w", err))
+		return
+	}
+	sum := sha256.Sum256(data)
+	b.hashes[rel] = hex.EncodeToString(sum[:])
+}
+
+func (b *bundle) writeLogs(dir string, r *scenarios.Result) {
+	for _, ff := range firewallFiles() {
+		var buf bytes.Buffer
+		w := fwlog.NewWriter(&buf, ff.format)
+		for _, rec := range r.FirewallLog {
+			if err := w.Log(rec); err != nil {
+				b.fail(fmt.Errorf("reports: %s %s: %w", r.Key(), ff.name, err))
+			}
+		}
+		b.write(path.Join(dir, ff.name), buf.Bytes())
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, e := range r.GatewayLog {
+		if err := enc.Encode(e); err != nil {
+			b.fail(fmt.Errorf("reports: %s %s: %w", r.Key(), GatewayJSONL, err))
+		}
+	}
+	b.write(path.Join(dir, GatewayJSONL), buf.Bytes())
+	hist := r.ClientHistory
+	if hist == nil {
+		hist = normalize(scenarios.Result{}).ClientHistory
+	}
+	if data, err := json.MarshalIndent(hist, "", "  "); err != nil {
+		b.fail(fmt.Errorf("reports: %s %s: %w", r.Key(), ClientHistoryJSON, err))
+	} else {
+		b.write(path.Join(dir, ClientHistoryJSON), append(data, '\n'))
+	}
+}
+
+// writeManifest writes every written file's SHA-256 in `sha256sum -c`
+// format, sorted by path.
+func (b *bundle) writeManifest() {
+	paths := make([]string, 0, len(b.hashes))
+	for p := range b.hashes {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var buf bytes.Buffer
+	for _, p := range paths {
+		fmt.Fprintf(&buf, "%s  %s\n", b.hashes[p], p)
+	}
+	p := filepath.Join(b.dir, ManifestFile)
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		b.fail(fmt.Errorf("reports: %w", err))
+	}
+}
+
+// removeStale removes an earlier bundle's log files and the directories
+// they leave empty. Anything else in logs/ stays.
+func removeStale(dir string) error {
+	logs := filepath.Join(dir, LogsDir)
+	entries, err := os.ReadDir(logs)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		sub := filepath.Join(logs, e.Name())
+		for _, n := range logFileNames() {
+			if err := os.Remove(filepath.Join(sub, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("reports: removing a stale log: %w", err)
+			}
+		}
+		_ = os.Remove(sub) // fails, as intended, when something else is left
+	}
+	_ = os.Remove(logs)
+	return nil
+}
+
+// logDirs assigns each result its log directory; a key that repeats (the
+// same run twice) gets "__2", "__3"… so no run's logs overwrite another's.
+func logDirs(results []scenarios.Result) []string {
+	out := make([]string, len(results))
+	seen := map[string]int{}
+	for i, r := range results {
+		d := logDir(r)
+		seen[d]++
+		if n := seen[d]; n > 1 {
+			d += "__" + strconv.Itoa(n)
+		}
+		out[i] = d
+	}
+	return out
+}

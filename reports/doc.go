@@ -1,0 +1,28 @@
+// Package reports writes pinwall's evidence bundle: what a set of scenario
+// runs showed, in forms that machines, auditors and people can each use.
+//
+// Write takes the scenarios and the scenarios.Result of every run (one per
+// scenario × variant × case) and writes, into one directory:
+//
+//	evidence.json          every Result, versioned ("pinwall.evidence/v1"), with Meta
+//	evidence.schema.json   the JSON Schema of evidence.json
+//	report.md, report.html the three questions answered from this run's data,
+//	                       the verdict table, and per scenario its topology,
+//	                       firewall and gateway logs side by side, the handshake
+//	                       with the failing step marked, the without/with
+//	                       comparison, checks and findings
+//	junit.xml              one testcase per run, for CI
+//	logs/<run>/…           the firewall log in each vendor format (fwlog), the
+//	                       gateway log and the client's history
+//	manifest.sha256        the SHA-256 of every other file, for sha256sum -c
+//
+// Data flows one way: Results → derived facts (facts.go: which firewall
+// sessions carried the tunnel, which went direct, what each gateway's
+// sessions became) → the answers (answers.go), the pictures (topology.go,
+// sequence.go) and a view model (view.go) → text/template for Markdown and
+// html/template for HTML (templates/). Nothing is computed in the templates.
+//
+// The HTML report is self-contained — inline CSS and inline SVG, no scripts,
+// no external references — and prints on white. VerdictTable and Summary give
+// the CLI the same verdicts as plain text.
+package reports

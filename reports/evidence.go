@@ -1,0 +1,126 @@
+package reports
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/scenarios"
+)
+
+// SchemaV1 is the schema identifier of evidence.json.
+const SchemaV1 = "pinwall.evidence/v1"
+
+// evidenceSchema is the JSON Schema (2020-12) of evidence.json v1. It is
+// written into every bundle as evidence.schema.json.
+//
+//go:embed evidence.schema.json
+var evidenceSchema string
+
+// Schema returns the JSON Schema of evidence.json v1.
+func Schema() []byte { return []byte(evidenceSchema) }
+
+// Evidence is the document evidence.json holds.
+type Evidence struct {
+	// Schema is SchemaV1.
+	Schema  string          `json:"schema"`
+	Meta    Meta            `json:"meta"`
+	Summary EvidenceSummary `json:"summary"`
+	// Scenarios describe the scenarios that were run, in catalogue order.
+	Scenarios []ScenarioInfo `json:"scenarios"`
+	// Results are one per scenario × variant × case, in run order.
+	Results []EvidenceResult `json:"results"`
+}
+
+// EvidenceSummary counts the verdicts.
+type EvidenceSummary struct {
+	Passed int `json:"passed"`
+	Total  int `json:"total"`
+	// ByVerdict counts every verdict, zero ones included.
+	ByVerdict map[scenarios.Verdict]int `json:"by_verdict"`
+}
+
+// ScenarioInfo is what evidence.json says about a scenario.
+type ScenarioInfo struct {
+	ID      string   `json:"id"`
+	Title   string   `json:"title"`
+	Summary string   `json:"summary"`
+	Explain string   `json:"explain,omitempty"`
+	Setting string   `json:"setting,omitempty"`
+	Fix     string   `json:"fix,omitempty"`
+	Sources []string `json:"sources,omitempty"`
+}
+
+// EvidenceResult is a scenarios.Result, field for field under its own JSON
+// names, plus where its logs are in the bundle. In evidence.json every list
+// is an array (never null) and a run that produced no observation reports
+// its tunnel "down".
+type EvidenceResult struct {
+	scenarios.Result
+	// Logs is the result's directory in the bundle ("logs/id__variant").
+	Logs string `json:"logs"`
+}
+
+func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, dirs []string) Evidence {
+	ev := Evidence{Schema: SchemaV1, Meta: meta, Scenarios: []ScenarioInfo{}, Results: make([]EvidenceResult, 0, len(results))}
+	ev.Summary.Passed, ev.Summary.Total = Summary(results)
+	ev.Summary.ByVerdict = map[scenarios.Verdict]int{scenarios.Pass: 0, scenarios.Fail: 0, scenarios.Error: 0, scenarios.Incomplete: 0}
+	for _, r := range results {
+		ev.Summary.ByVerdict[r.Verdict]++
+	}
+	for _, s := range ss {
+		ev.Scenarios = append(ev.Scenarios, ScenarioInfo{ID: s.ID, Title: s.Title, Summary: s.Summary, Explain: s.Explain,
+			Setting: s.Setting, Fix: s.Fix, Sources: s.Sources})
+	}
+	for i, r := range results {
+		ev.Results = append(ev.Results, EvidenceResult{Result: normalize(r), Logs: dirs[i]})
+	}
+	return ev
+}
+
+// normalize makes nil lists and maps empty and an unobserved tunnel down,
+// so that evidence.json always has the fields its schema requires.
+func normalize(r scenarios.Result) scenarios.Result {
+	if r.Observed.Tunnel.State == "" {
+		r.Observed.Tunnel.State = "down"
+	}
+	if r.Checks == nil {
+		r.Checks = []scenarios.Check{}
+	}
+	if r.Findings == nil {
+		r.Findings = []scenarios.Finding{}
+	}
+	if r.FirewallLog == nil {
+		r.FirewallLog = []fwlog.Record{}
+	}
+	if r.GatewayLog == nil {
+		r.GatewayLog = []gateway.Event{}
+	}
+	if r.ClientHistory == nil {
+		r.ClientHistory = []client.Transition{}
+	}
+	if r.Roles.Gateways == nil {
+		r.Roles.Gateways = map[string][]netip.Addr{}
+	}
+	if r.Roles.Origins == nil {
+		r.Roles.Origins = map[string]netip.Addr{}
+	}
+	return r
+}
+
+// ReadEvidence decodes an evidence.json and checks its schema identifier.
+func ReadEvidence(rd io.Reader) (*Evidence, error) {
+	var ev Evidence
+	if err := json.NewDecoder(rd).Decode(&ev); err != nil {
+		return nil, fmt.Errorf("reports: evidence: %w", err)
+	}
+	if ev.Schema != SchemaV1 {
+		return nil, fmt.Errorf("reports: evidence: schema %q, want %q", ev.Schema, SchemaV1)
+	}
+	return &ev, nil
+}

@@ -1,0 +1,29 @@
+package reports_test
+
+import (
+	"fmt"
+
+	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/reports"
+	"github.com/pinwall/pinwall/scenarios"
+)
+
+func ExampleVerdictTable() {
+	tls := "tls"
+	results := []scenarios.Result{
+		{ID: "decrypt-pinned", Variant: scenarios.WithoutFix, Case: "fail-close", Verdict: scenarios.Pass,
+			Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "down"}, Flows: scenarios.FlowsObserved{Attempted: 6},
+				Failure: &scenarios.FailureObserved{Leg: fault.LegClientFirewall, Cause: fault.CausePinMismatch}}},
+		{ID: "decrypt-pinned", Variant: scenarios.WithFix, Verdict: scenarios.Pass,
+			Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: &tls},
+				Flows: scenarios.FlowsObserved{Attempted: 6, Completed: 6, Verified: 6}}},
+	}
+	fmt.Print(reports.VerdictTable(results))
+	passed, total := reports.Summary(results)
+	fmt.Printf("%d of %d runs as expected\n", passed, total)
+	// Output:
+	// SCENARIO        VARIANT                 OUTCOME               LEG / CAUSE                     EXPECTED?
+	// decrypt-pinned  without-fix/fail-close  down, 0/6 verified    client-firewall / pin-mismatch  yes
+	// decrypt-pinned  with-fix                up tls, 6/6 verified  -                               yes
+	// 2 of 2 runs as expected
+}

@@ -1,0 +1,100 @@
+package reports
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pinwall/pinwall/scenarios"
+)
+
+// Summary counts the runs whose verdict is pass, out of all runs.
+func Summary(results []scenarios.Result) (passed, total int) {
+	for _, r := range results {
+		if r.Verdict == scenarios.Pass {
+			passed++
+		}
+	}
+	return passed, len(results)
+}
+
+// VerdictTable is the plain-text table `pinwall run` prints at the end:
+// aligned columns, no colour, a header and one line per result, in the
+// order given. Columns: scenario, variant (with the case after a slash),
+// outcome, failing leg / cause, and whether the run went as expected.
+func VerdictTable(results []scenarios.Result) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tOUTCOME\tLEG / CAUSE\tEXPECTED?")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, variantLabel(r), outcome(r), failureText(r), expectedText(r))
+	}
+	_ = tw.Flush()
+	return b.String()
+}
+
+// variantLabel is "without-fix" or "without-fix/fail-close".
+func variantLabel(r scenarios.Result) string {
+	if r.Case == "" {
+		return string(r.Variant)
+	}
+	return string(r.Variant) + "/" + r.Case
+}
+
+// outcome is the run's end state in a few words: "up dtls, 20/20
+// verified", "down, 0/6 verified", "down, 6/6 verified (6 direct)", "up
+// tls, 2/20 attempts up" for reconnect runs, "not observed" when the run
+// produced nothing.
+func outcome(r scenarios.Result) string {
+	o := r.Observed
+	if o.Tunnel.State == "" {
+		return "not observed"
+	}
+	s := o.Tunnel.State
+	if o.Tunnel.Transport != nil {
+		s += " " + *o.Tunnel.Transport
+	}
+	if a := o.Attempts; a != nil && o.Flows.Attempted == 0 {
+		return fmt.Sprintf("%s, %d/%d attempts up", s, a.Total-a.Failed, a.Total)
+	}
+	s += fmt.Sprintf(", %d/%d verified", o.Flows.Verified, o.Flows.Attempted)
+	if o.Flows.Direct > 0 {
+		s += fmt.Sprintf(" (%d direct)", o.Flows.Direct)
+	}
+	return s
+}
+
+// failureText is the observed failing leg and cause, or "-".
+func failureText(r scenarios.Result) string {
+	if r.Observed.Failure == nil {
+		return "-"
+	}
+	return legCause(r.Observed.Failure.Leg, r.Observed.Failure.Cause)
+}
+
+// failedChecks returns the checks that did not hold.
+func failedChecks(r scenarios.Result) []scenarios.Check {
+	var out []scenarios.Check
+	for _, c := range r.Checks {
+		if !c.Pass {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// expectedText says whether the run matched its expectation: "yes", "NO
+// (2 of 13 checks failed)", "ERROR", "INCOMPLETE".
+func expectedText(r scenarios.Result) string {
+	switch r.Verdict {
+	case scenarios.Pass:
+		return "yes"
+	case scenarios.Fail:
+		return fmt.Sprintf("NO (%d of %d checks failed)", len(failedChecks(r)), len(r.Checks))
+	case scenarios.Error:
+		return "ERROR"
+	case scenarios.Incomplete:
+		return "INCOMPLETE"
+	}
+	return strings.ToUpper(string(r.Verdict))
+}
