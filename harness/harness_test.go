@@ -1,0 +1,117 @@
+package harness_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/stretchr/testify/suite"
+	"go.uber.org/goleak"
+
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want harness.ByteSize
+		err  bool
+	}{
+		{"1", 1, false}, {"64KiB", 64 << 10, false}, {"16MiB", 16 << 20, false}, {"1GB", 1e9, false},
+		{"2 KiB", 2 << 10, false}, {"-1", 0, true}, {"lots", 0, true}, {"1.5MiB", 0, true},
+	}
+	for _, tt := range tests {
+		var b harness.ByteSize
+		err := b.UnmarshalText([]byte(tt.in))
+		if tt.err {
+			assert.Error(t, err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, b, tt.in)
+	}
+	assert.Equal(t, "16MiB", harness.ByteSize(16<<20).String())
+	assert.Equal(t, "1000B", harness.ByteSize(1000).String())
+}
+
+func TestSpecDefaultsAndValidation(t *testing.T) {
+	s := harness.Spec{}.WithDefaults()
+	assert.Equal(t, "acme", s.Tenant)
+	assert.Equal(t, []string{harness.PrimaryGateway, harness.BackupGateway}, s.Client.Gateways)
+	assert.Equal(t, []netip.Addr{netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")}, s.Gateways[0].Addrs())
+	require.NoError(t, s.Validate())
+
+	tests := map[string]harness.Spec{
+		"laptop outside LAN": {Laptop: netip.MustParseAddr("192.168.1.5")},
+		"unknown gateway":    {Client: harness.ClientSpec{Gateways: []string{"nope.test"}}},
+		"proxy without fw":   {Client: harness.ClientSpec{UpstreamProxy: "firewall"}},
+		"loss out of range":  {Client: harness.ClientSpec{UDPLoss: 2}},
+		"extra host outside": {ExtraHosts: []harness.HostSpec{{Name: "x", Addr: netip.MustParseAddr("10.9.9.9")}}},
+	}
+	for name, spec := range tests {
+		assert.Error(t, spec.Validate(), name)
+	}
+	roles := harness.RolesOf(harness.Spec{Firewall: &harness.FirewallSpec{}}.WithDefaults())
+	assert.True(t, roles.IsGateway(netip.MustParseAddr("203.0.113.137")))
+	assert.True(t, roles.IsOrigin(netip.MustParseAddr("192.0.2.10")))
+	assert.Equal(t, "198.51.100.1", roles.FirewallOut.String())
+}
+
+// UserSuite is what a user's own suite looks like: a topology built in
+// code with typed options, a workload, the observations, testify.
+type UserSuite struct {
+	suite.Suite
+	topo *harness.Topology
+}
+
+func (s *UserSuite) SetupTest() {
+	s.topo = harness.New(s.T(),
+		harness.WithFirewallPolicy("rules: [{name: block-quic, match: {proto: udp, port: [443]}, action: block}, {name: allow, action: allow}]"),
+		harness.WithTransport(client.TransportAuto),
+	)
+}
+
+func (s *UserSuite) TestTunnelFallsBackAndFirewallSeesOnlyTheGateway() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	flows := s.topo.RunWorkload(ctx, harness.Workload{Flows: 6})
+	obs, err := s.topo.Observe(ctx, flows)
+	s.Require().NoError(err)
+	s.Equal(6, obs.Summary.Verified)
+	s.Equal("tls", string(obs.Tunnel.Transport))
+	for _, r := range obs.Firewall {
+		s.True(obs.Roles.IsGateway(r.Dst.Addr()), "only gateway addresses: %s", r.Dst)
+		if r.Proto == fwlog.ProtoUDP {
+			s.Equal(fwlog.ActionDeny, r.Action)
+		}
+	}
+}
+
+func TestUserSuite(t *testing.T) { suite.Run(t, new(UserSuite)) }
+
+func TestInProcessRunnerEvents(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan := harness.Plan{
+		Spec:     harness.Spec{Client: harness.ClientSpec{Keepalive: 500 * time.Millisecond, FallbackTimeout: 300 * time.Millisecond}},
+		Workload: harness.Workload{Flows: 12, Concurrency: 2, Spacing: 30 * time.Millisecond},
+		Events:   []harness.Event{{At: 100 * time.Millisecond, Do: harness.EventGatewayDown}},
+	}
+	obs, err := harness.InProcess{}.Run(ctx, plan)
+	require.NoError(t, err)
+	require.Len(t, obs.Events, 1)
+	assert.Empty(t, obs.Events[0].Error)
+	assert.Equal(t, harness.BackupGateway, obs.Tunnel.Gateway)
+	assert.Equal(t, 12, obs.Summary.Verified, "no flow lost over the failover")
+
+	bad := harness.Plan{Events: []harness.Event{{Do: harness.EventPolicy}}}
+	_, err = harness.InProcess{}.Run(ctx, bad)
+	assert.Error(t, err, "a policy event needs a policy and a firewall")
+}
