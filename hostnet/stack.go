@@ -87,20 +87,3 @@ func (o OS) ListenPacket(ctx context.Context, network, address string) (net.Pack
 	lc := net.ListenConfig{Control: o.control}
 	return lc.ListenPacket(ctx, network, address)
 }
-
-func setUDPBuffers(c syscall.RawConn, size int) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		if e := syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size); e != nil {
-			serr = e
-			return
-		}
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, size)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
-func setNoDelayHint(syscall.RawConn) error { return nil }

@@ -126,7 +126,7 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 }
 
 func withFirewall(policy string, spec harness.Spec) harness.Spec {
-	spec.Firewall = &harness.FirewallSpec{PolicyYAML: policy, PolicyFile: "test-policy.yaml"}
+	spec.Firewall = &harness.FirewallSpec{PolicyYAML: policy}
 	return spec
 }
 

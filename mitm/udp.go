@@ -3,6 +3,7 @@ package mitm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -17,12 +18,72 @@ import (
 
 type flowKey struct{ src, dst netip.AddrPort }
 
+// udpSocket is where an engine's datagrams come from and how its answers
+// reach the clients: a PROXY-v2 intercept socket (ServeUDPIntercept) or a
+// TPROXY socket (ServeUDPTransparent).
+type udpSocket interface {
+	// readFlow reads the next datagram into buf and returns its flow, its
+	// payload (a slice of buf) and the address it came from. An error
+	// wrapping errBadDatagram drops the datagram; any other error is the
+	// socket's.
+	readFlow(buf []byte) (key flowKey, payload []byte, from net.Addr, err error)
+	// answerer returns how to send answers to the client of key, as if
+	// from key.dst (from is where the flow's first datagram came from),
+	// and how to release what that needs.
+	answerer(key flowKey, from net.Addr) (udpAnswerer, error)
+}
+
+// udpAnswerer sends a flow's answers to its client.
+type udpAnswerer interface {
+	send(b []byte) error
+	close()
+}
+
+// errBadDatagram marks a datagram the socket could not attribute to a flow.
+var errBadDatagram = errors.New("datagram dropped")
+
+// proxySocket is ServeUDPIntercept's socket: every datagram starts with a
+// PROXY v2 header, answers go back plain to where it came from.
+type proxySocket struct{ pc net.PacketConn }
+
+func (p proxySocket) readFlow(buf []byte) (flowKey, []byte, net.Addr, error) {
+	n, from, err := p.pc.ReadFrom(buf)
+	if err != nil {
+		return flowKey{}, nil, nil, err
+	}
+	h, payload, err := hostnet.ParseProxyHeader(buf[:n])
+	if err != nil {
+		return flowKey{}, nil, from, fmt.Errorf("%w: %w", errBadDatagram, err)
+	}
+	if h.Proto != hostnet.ProtoUDP {
+		return flowKey{}, nil, from, fmt.Errorf("%w: PROXY header for a stream on a datagram socket", errBadDatagram)
+	}
+	return flowKey{h.Src, h.Dst}, payload, from, nil
+}
+
+func (p proxySocket) answerer(_ flowKey, from net.Addr) (udpAnswerer, error) {
+	return writeTo{p.pc, from}, nil
+}
+
+// writeTo answers through the shared socket.
+type writeTo struct {
+	pc net.PacketConn
+	to net.Addr
+}
+
+func (w writeTo) send(b []byte) error {
+	_, err := w.pc.WriteTo(b, w.to)
+	return err
+}
+
+func (writeTo) close() {}
+
 // udpFlow is one tracked UDP session.
 type udpFlow struct {
 	s       *session
 	key     flowKey
-	reply   net.Addr // where the client's datagrams came from, for answers
-	up      net.Conn // nil when denied
+	reply   udpAnswerer // nil when denied
+	up      net.Conn    // nil when denied
 	denied  bool
 	last    atomic.Int64
 	sent    atomic.Uint64
@@ -34,8 +95,8 @@ type udpFlow struct {
 
 // udpEngine tracks the flows arriving on one intercept socket.
 type udpEngine struct {
-	f  *Firewall
-	pc net.PacketConn
+	f    *Firewall
+	sock udpSocket
 
 	mu    sync.Mutex
 	flows map[flowKey]*udpFlow
@@ -48,19 +109,12 @@ type udpEngine struct {
 // answers go back to the client; denied flows are logged once and dropped.
 // It returns when pc closes or the firewall does.
 func (f *Firewall) ServeUDPIntercept(pc net.PacketConn) error {
-	return f.serveUDP(pc, func(b []byte, from net.Addr) (flowKey, []byte, error) {
-		h, payload, err := hostnet.ParseProxyHeader(b)
-		if err != nil {
-			return flowKey{}, nil, err
-		}
-		if h.Proto != hostnet.ProtoUDP {
-			return flowKey{}, nil, errors.New("PROXY header for a stream on a datagram socket")
-		}
-		return flowKey{h.Src, h.Dst}, payload, nil
-	})
+	return f.serveUDP(pc, proxySocket{pc})
 }
 
-func (f *Firewall) serveUDP(pc net.PacketConn, parse func([]byte, net.Addr) (flowKey, []byte, error)) error {
+// serveUDP runs the flow engine on sock, whose underlying socket pc the
+// firewall closes when it stops.
+func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 	f.mu.Lock()
 	if f.ctx.Err() != nil {
 		f.mu.Unlock()
@@ -69,7 +123,7 @@ func (f *Firewall) serveUDP(pc net.PacketConn, parse func([]byte, net.Addr) (flo
 	}
 	f.packets[pc] = struct{}{}
 	f.mu.Unlock()
-	e := &udpEngine{f: f, pc: pc, flows: map[flowKey]*udpFlow{}}
+	e := &udpEngine{f: f, sock: sock, flows: map[flowKey]*udpFlow{}}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -78,20 +132,26 @@ func (f *Firewall) serveUDP(pc net.PacketConn, parse func([]byte, net.Addr) (flo
 	defer e.closeAll()
 	buf := make([]byte, 64<<10)
 	for {
-		n, from, err := pc.ReadFrom(buf)
+		key, payload, from, err := sock.readFlow(buf)
+		if errors.Is(err, errBadDatagram) {
+			f.cfg.Logger.Debug("mitm: dropped a datagram", "from", addrString(from), "err", err)
+			continue
+		}
 		if err != nil {
 			if f.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			continue
 		}
-		key, payload, err := parse(buf[:n], from)
-		if err != nil {
-			f.cfg.Logger.Debug("mitm: dropped a datagram", "from", from.String(), "err", err)
-			continue
-		}
 		e.handle(key, payload, from)
 	}
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 func (e *udpEngine) handle(key flowKey, payload []byte, from net.Addr) {
@@ -122,7 +182,7 @@ func (e *udpEngine) handle(key flowKey, payload []byte, from net.Addr) {
 func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	f := e.f
 	s := f.newSession(origin{src: key.src, dst: key.dst}, fwlog.ProtoUDP)
-	fl := &udpFlow{s: s, key: key, reply: from, done: make(chan struct{})}
+	fl := &udpFlow{s: s, key: key, done: make(chan struct{})}
 	app := clienthello.Classify(first)
 	s.rec.App = fwlog.App(app)
 	// The SNI of a DTLS hello is logged but not matched: SNI rules are
@@ -162,8 +222,17 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 		s.finish()
 		return fl
 	}
+	reply, err := e.sock.answerer(key, from)
+	if err != nil {
+		up.Close()
+		fl.denied = true
+		s.rec.EndReason = fwlog.EndUnknown
+		f.cfg.Logger.Warn("mitm: cannot answer a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
+		s.finish()
+		return fl
+	}
 	s.rec.NATSrc = addrPortOf(up.LocalAddr())
-	fl.up = up
+	fl.up, fl.reply = up, reply
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -183,7 +252,7 @@ func (e *udpEngine) answer(fl *udpFlow) {
 		fl.last.Store(time.Now().UnixNano())
 		fl.pktRcvd.Add(1)
 		fl.rcvd.Add(uint64(n))
-		if _, err := e.pc.WriteTo(buf[:n], fl.reply); err != nil {
+		if err := fl.reply.send(buf[:n]); err != nil {
 			return
 		}
 	}
@@ -221,6 +290,9 @@ func (e *udpEngine) reap() {
 func (e *udpEngine) end(fl *udpFlow) {
 	if fl.up != nil {
 		fl.up.Close()
+	}
+	if fl.reply != nil {
+		fl.reply.close()
 	}
 	if fl.denied {
 		return

@@ -1,0 +1,216 @@
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+)
+
+// TableName is the nftables table (family ip) that holds every rule Apply
+// installs; undo deletes it whole.
+const TableName = "pinwall"
+
+// Defaults for Intercept's TPROXY plumbing.
+const (
+	// DefaultMark is the fwmark of TPROXY-diverted datagrams (0x1bb = 443).
+	DefaultMark uint32 = 0x1bb
+	// DefaultTable is the routing table holding the local default route
+	// that delivers marked datagrams to the firewall's socket.
+	DefaultTable = 443
+	// DefaultRulePriority is the priority of the "fwmark → table" rule,
+	// ahead of the main table (32766).
+	DefaultRulePriority = 100
+)
+
+// ErrUnsupported is wrapped by Apply's error on systems other than Linux.
+var ErrUnsupported = errors.New("netsetup: not supported on this system (Linux only)")
+
+// Config is a container's network, as Apply programs it. The zero Config
+// changes nothing.
+type Config struct {
+	// Addrs are secondary addresses to add (for example the gateway's pool
+	// of /32 addresses on eth0).
+	Addrs []Addr
+	// Routes are static routes to add to the main table.
+	Routes []Route
+	// DefaultVia, when valid, replaces the default route: every existing
+	// IPv4 default route of the main table is removed (and put back by
+	// undo) and one via DefaultVia is added (the laptop's route via the
+	// firewall).
+	DefaultVia netip.Addr
+	// Intercept, when non-nil, installs the firewall's interception rules.
+	Intercept *Intercept
+	// Forward declares that this host forwards packets (the firewall). The
+	// runtime must set net.ipv4.ip_forward (docker run --sysctl
+	// net.ipv4.ip_forward=1, since /proc/sys is read-only in a container);
+	// Apply only checks it and fails with an explanation when it is 0.
+	Forward bool
+}
+
+// Addr is one address to add to an interface.
+type Addr struct {
+	// Prefix is the address with its prefix length, not masked
+	// (203.0.113.10/32).
+	Prefix netip.Prefix
+	// Iface names the interface. Empty picks one by these rules, first
+	// match wins:
+	//  1. the interface with an IPv4 subnet containing the address (the
+	//     longest such subnet);
+	//  2. the only interface other than loopback;
+	//  3. the interface with the IPv4 address sharing the longest prefix
+	//     with the address, if no other interface ties with it.
+	// Otherwise Apply fails and asks for Iface.
+	Iface string
+}
+
+// Route is a static route.
+type Route struct {
+	// Dst is the destination prefix (203.0.113.0/24).
+	Dst netip.Prefix
+	// Via is the next hop, on a directly connected subnet.
+	Via netip.Addr
+}
+
+// Intercept is the firewall's transparent interception of LAN traffic:
+// TCP is REDIRECTed to a local port, UDP is diverted with TPROXY to a
+// local port (see the package documentation for the rules and why).
+type Intercept struct {
+	// InIface is the interface LAN traffic arrives on; empty matches any.
+	InIface string
+	// LAN is the source prefix of LAN traffic; the zero Prefix matches any
+	// source. At least one of InIface and LAN must be set.
+	LAN netip.Prefix
+	// TCPPorts are the destination ports REDIRECTed to TCPTo.
+	TCPPorts []uint16
+	// TCPTo is the local port of the transparent TCP listener (required
+	// with TCPPorts).
+	TCPTo uint16
+	// UDPPorts are the destination ports diverted with TPROXY to UDPTo.
+	UDPPorts []uint16
+	// UDPTo is the local port of the transparent UDP socket (required with
+	// UDPPorts).
+	UDPTo uint16
+	// Masquerade, when valid, source-NATs traffic from this prefix leaving
+	// towards anything outside it (needs Config.Forward).
+	Masquerade netip.Prefix
+	// Mark is the fwmark of diverted datagrams; zero means DefaultMark.
+	Mark uint32
+	// Table is the routing table of the local route for marked datagrams;
+	// zero means DefaultTable.
+	Table int
+}
+
+func (ic *Intercept) mark() uint32 {
+	if ic.Mark == 0 {
+		return DefaultMark
+	}
+	return ic.Mark
+}
+
+func (ic *Intercept) table() int {
+	if ic.Table == 0 {
+		return DefaultTable
+	}
+	return ic.Table
+}
+
+// Validate reports every contradiction in c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for i, a := range c.Addrs {
+		if !a.Prefix.IsValid() || !a.Prefix.Addr().Is4() {
+			bad("Addrs[%d]: %q is not an IPv4 address/length", i, a.Prefix)
+		}
+	}
+	for i, r := range c.Routes {
+		if !r.Dst.IsValid() || !r.Dst.Addr().Is4() {
+			bad("Routes[%d]: destination %q is not an IPv4 prefix", i, r.Dst)
+		} else if r.Dst.Masked() != r.Dst {
+			bad("Routes[%d]: destination %s has host bits set (want %s)", i, r.Dst, r.Dst.Masked())
+		}
+		if !r.Via.Is4() {
+			bad("Routes[%d]: next hop %q is not an IPv4 address", i, r.Via)
+		}
+	}
+	if c.DefaultVia.IsValid() && !c.DefaultVia.Is4() {
+		bad("DefaultVia %s is not an IPv4 address", c.DefaultVia)
+	}
+	if ic := c.Intercept; ic != nil {
+		if ic.InIface == "" && !ic.LAN.IsValid() {
+			bad("Intercept: set InIface or LAN (which traffic comes from the LAN?)")
+		}
+		if len(ic.InIface) > 15 {
+			bad("Intercept: InIface %q is longer than 15 bytes", ic.InIface)
+		}
+		if ic.LAN.IsValid() && (!ic.LAN.Addr().Is4() || ic.LAN.Masked() != ic.LAN) {
+			bad("Intercept: LAN %s is not a masked IPv4 prefix", ic.LAN)
+		}
+		if len(ic.TCPPorts) > 0 && ic.TCPTo == 0 {
+			bad("Intercept: TCPPorts %v need TCPTo", ic.TCPPorts)
+		}
+		if len(ic.UDPPorts) > 0 && ic.UDPTo == 0 {
+			bad("Intercept: UDPPorts %v need UDPTo", ic.UDPPorts)
+		}
+		for _, p := range append(append([]uint16(nil), ic.TCPPorts...), ic.UDPPorts...) {
+			if p == 0 {
+				bad("Intercept: port 0 cannot be intercepted")
+				break
+			}
+		}
+		if len(ic.TCPPorts) == 0 && len(ic.UDPPorts) == 0 && !ic.Masquerade.IsValid() {
+			bad("Intercept: nothing to do (no TCPPorts, UDPPorts or Masquerade)")
+		}
+		if ic.Masquerade.IsValid() {
+			if !ic.Masquerade.Addr().Is4() || ic.Masquerade.Masked() != ic.Masquerade {
+				bad("Intercept: Masquerade %s is not a masked IPv4 prefix", ic.Masquerade)
+			}
+			if !c.Forward {
+				bad("Intercept: Masquerade rewrites forwarded traffic, set Forward (and net.ipv4.ip_forward=1)")
+			}
+		}
+		if ic.Table < 0 || ic.Table == 253 || ic.Table == 254 || ic.Table == 255 {
+			bad("Intercept: Table %d is reserved (default, main, local) or negative", ic.Table)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("netsetup: config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// OpError is a failed step of Apply or undo.
+type OpError struct {
+	// Op names the step: "add route 203.0.113.0/24 via 198.51.100.20".
+	Op string
+	// Err is the cause (usually a syscall.Errno from the kernel).
+	Err error
+}
+
+func (e *OpError) Error() string {
+	return "netsetup: " + e.Op + ": " + e.Err.Error() + hint(e.Err)
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+func opErr(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return &OpError{Op: fmt.Sprintf(format, args...), Err: err}
+}
+
+// hint names the usual cause of a kernel error.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return " (does the container have NET_ADMIN?)"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return " (is the next hop on a directly connected subnet?)"
+	case errors.Is(err, syscall.ENODEV):
+		return " (no such interface in this network namespace)"
+	}
+	return ""
+}

@@ -1,0 +1,330 @@
+//go:build linux
+
+package netsetup_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/pinwall/pinwall/netsetup"
+	"github.com/pinwall/pinwall/netsetup/nstest"
+)
+
+// netState is what Apply may change in a namespace.
+type netState struct {
+	addrs  map[string][]string // interface → IPv4 addresses
+	routes []string            // main table, "dst via gw"
+	rules  []string            // "fwmark → table" rules
+	local  []string            // routes of the TPROXY table
+	chains []string            // chains of the pinwall table, if it exists
+	table  bool
+}
+
+func readState(t *testing.T, ns *nstest.NS, rtTable int) netState {
+	t.Helper()
+	s := netState{addrs: map[string][]string{}}
+	ns.MustDo(func() error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			for _, a := range as {
+				s.addrs[l.Attrs().Name] = append(s.addrs[l.Attrs().Name], a.IPNet.String())
+			}
+		}
+		routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			dst := "default"
+			if r.Dst != nil {
+				if ones, _ := r.Dst.Mask.Size(); ones > 0 {
+					dst = r.Dst.String()
+				}
+			}
+			if r.Gw != nil {
+				s.routes = append(s.routes, dst+" via "+r.Gw.String())
+			}
+		}
+		rules, err := netlink.RuleList(netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			if r.Mark != 0 {
+				s.rules = append(s.rules, fmt.Sprintf("fwmark %#x lookup %d", r.Mark, r.Table))
+			}
+		}
+		local, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: rtTable}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return err
+		}
+		for _, r := range local {
+			s.local = append(s.local, fmt.Sprintf("type %d %v dev %d", r.Type, r.Dst, r.LinkIndex))
+		}
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		tb, err := c.ListTableOfFamily(netsetup.TableName, nftables.TableFamilyIPv4)
+		if err != nil {
+			return nil // no table
+		}
+		s.table = true
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+		if err != nil {
+			return err
+		}
+		for _, ch := range chains {
+			if ch.Table.Name == tb.Name {
+				s.chains = append(s.chains, ch.Name)
+			}
+		}
+		return nil
+	})
+	slices.Sort(s.routes)
+	slices.Sort(s.chains)
+	return s
+}
+
+// nftList renders the pinwall table with the nft tool, when there is one.
+func nftList(t *testing.T, ns *nstest.NS) string {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Log("nft not installed: the rendered rules are not checked")
+		return ""
+	}
+	var out []byte
+	ns.MustDo(func() error {
+		var err error
+		// The child is forked from this thread, inside the namespace.
+		out, err = exec.Command("nft", "list", "table", "ip", netsetup.TableName).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("nft list: %w: %s", err, out)
+		}
+		return nil
+	})
+	return string(out)
+}
+
+func applyIn(t *testing.T, ns *nstest.NS, cfg netsetup.Config) (undo func() error, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	derr := ns.Do(func() error {
+		undo, err = netsetup.Apply(ctx, cfg)
+		return nil
+	})
+	require.NoError(t, derr)
+	if undo != nil {
+		t.Cleanup(func() { _ = undo() })
+	}
+	return undo, err
+}
+
+func addRoute(dst netip.Prefix, via netip.Addr) func() error {
+	return func() error {
+		n := &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}
+		return netlink.RouteAdd(&netlink.Route{Dst: n, Gw: via.AsSlice()})
+	}
+}
+
+func TestApplyUndo(t *testing.T) {
+	env := nstest.Guard(t)
+	fw := env.NS("fw")
+	peer := env.NS("peer")
+	env.Link(fw, "wan0", pfx("198.51.100.1/24"), peer, "eth0", pfx("198.51.100.20/24"))
+	env.Link(fw, "lan0", pfx("10.10.10.254/24"), peer, "eth1", pfx("10.10.10.1/24"))
+	fw.MustDo(addRoute(pfx("0.0.0.0/0"), addr("198.51.100.20")))
+	require.NoError(t, fw.Sysctl("net.ipv4.ip_forward", "1"))
+
+	before := readState(t, fw, netsetup.DefaultTable)
+	assert.Equal(t, []string{"default via 198.51.100.20"}, before.routes)
+	assert.False(t, before.table)
+
+	undo, err := applyIn(t, fw, netsetup.Config{
+		Addrs: []netsetup.Addr{
+			{Prefix: pfx("10.10.10.7/32")},   // lan0: its subnet contains the address
+			{Prefix: pfx("203.0.113.10/32")}, // wan0: shares 4 leading bits, lan0 none
+			{Prefix: pfx("192.0.2.10/24"), Iface: "lan0"},
+			{Prefix: pfx("198.51.100.1/24")}, // already there: left alone
+		},
+		Routes:     []netsetup.Route{{Dst: pfx("192.0.2.128/25"), Via: addr("198.51.100.20")}},
+		DefaultVia: addr("10.10.10.1"),
+		Forward:    true,
+		Intercept: &netsetup.Intercept{
+			InIface: "lan0", LAN: pfx("10.10.10.0/24"),
+			TCPPorts: []uint16{443, 80}, TCPTo: 8443,
+			UDPPorts: []uint16{443}, UDPTo: 8443,
+			Masquerade: pfx("10.10.10.0/24"),
+		},
+	})
+	require.NoError(t, err)
+
+	got := readState(t, fw, netsetup.DefaultTable)
+	assert.ElementsMatch(t, []string{"10.10.10.254/24", "10.10.10.7/32", "192.0.2.10/24"}, got.addrs["lan0"])
+	assert.ElementsMatch(t, []string{"198.51.100.1/24", "203.0.113.10/32"}, got.addrs["wan0"])
+	assert.Equal(t, []string{"192.0.2.128/25 via 198.51.100.20", "default via 10.10.10.1"}, got.routes)
+	assert.Equal(t, []string{"fwmark 0x1bb lookup 443"}, got.rules)
+	assert.Equal(t, []string{"type 2 0.0.0.0/0 dev 1"}, got.local) // RTN_LOCAL via lo
+	assert.True(t, got.table)
+	assert.Equal(t, []string{"postrouting-nat", "prerouting-mangle", "prerouting-nat"}, got.chains)
+	if out := nftList(t, fw); out != "" {
+		t.Logf("nft list table ip pinwall:\n%s", out)
+		for _, want := range []string{
+			`type filter hook prerouting priority mangle; policy accept;`,
+			`iifname "lan0" ip saddr 10.10.10.0/24 udp dport 443 fib daddr type != local meta mark set 0x000001bb tproxy to :8443 accept`,
+			`type nat hook prerouting priority dstnat; policy accept;`,
+			`iifname "lan0" ip saddr 10.10.10.0/24 tcp dport 443 fib daddr type != local redirect to :8443`,
+			`iifname "lan0" ip saddr 10.10.10.0/24 tcp dport 80 fib daddr type != local redirect to :8443`,
+			`type nat hook postrouting priority srcnat; policy accept;`,
+			`ip saddr 10.10.10.0/24 ip daddr != 10.10.10.0/24 masquerade`,
+		} {
+			assert.Contains(t, out, want)
+		}
+	}
+
+	require.NoError(t, undo())
+	require.NoError(t, undo(), "undo is idempotent")
+	after := readState(t, fw, netsetup.DefaultTable)
+	assert.Equal(t, before, after)
+	assert.Equal(t, []string{"default via 198.51.100.20"}, after.routes, "the old default route is back")
+}
+
+func TestApplyAddrOnlyInterface(t *testing.T) {
+	env := nstest.Guard(t)
+	gw := env.NS("gateway")
+	fw := env.NS("fw")
+	env.Link(gw, "eth0", pfx("198.51.100.20/24"), fw, "eth0", pfx("198.51.100.1/24"))
+
+	var pool []netsetup.Addr
+	for i := 10; i < 72; i++ { // the gateway's 62 pool addresses
+		pool = append(pool, netsetup.Addr{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32)})
+	}
+	undo, err := applyIn(t, gw, netsetup.Config{Addrs: pool})
+	require.NoError(t, err)
+	got := readState(t, gw, netsetup.DefaultTable)
+	assert.Len(t, got.addrs["eth0"], 63, "the only interface but lo takes them")
+	require.NoError(t, undo())
+	assert.Equal(t, []string{"198.51.100.20/24"}, readState(t, gw, netsetup.DefaultTable).addrs["eth0"])
+}
+
+func TestApplyErrors(t *testing.T) {
+	env := nstest.Guard(t)
+	ns := env.NS("host")
+	peer := env.NS("peer")
+	env.Link(ns, "eth0", pfx("198.51.100.1/24"), peer, "eth0", pfx("198.51.100.20/24"))
+	intercept := &netsetup.Intercept{InIface: "eth0", TCPPorts: []uint16{443}, TCPTo: 8443, UDPPorts: []uint16{443}, UDPTo: 8443}
+
+	t.Run("forwarding off", func(t *testing.T) {
+		require.NoError(t, ns.Sysctl("net.ipv4.ip_forward", "0"))
+		before := readState(t, ns, netsetup.DefaultTable)
+		undo, err := applyIn(t, ns, netsetup.Config{Addrs: []netsetup.Addr{{Prefix: pfx("203.0.113.1/32")}}, Forward: true, Intercept: intercept})
+		require.Error(t, err)
+		assert.Nil(t, undo)
+		assert.Contains(t, err.Error(), "netsetup: check /proc/sys/net/ipv4/ip_forward: IP forwarding is off")
+		assert.Contains(t, err.Error(), "docker run --sysctl net.ipv4.ip_forward=1")
+		assert.Equal(t, before, readState(t, ns, netsetup.DefaultTable), "nothing applied")
+	})
+
+	t.Run("unreachable next hop rolls back", func(t *testing.T) {
+		before := readState(t, ns, netsetup.DefaultTable)
+		undo, err := applyIn(t, ns, netsetup.Config{
+			Addrs:     []netsetup.Addr{{Prefix: pfx("203.0.113.1/32")}},
+			Intercept: intercept,
+			Routes:    []netsetup.Route{{Dst: pfx("192.0.2.0/24"), Via: addr("198.51.100.30")}, {Dst: pfx("203.0.113.0/24"), Via: addr("100.64.0.1")}},
+		})
+		require.Error(t, err)
+		assert.Nil(t, undo)
+		assert.Equal(t, "netsetup: add route 203.0.113.0/24 via 100.64.0.1: network is unreachable (is the next hop on a directly connected subnet?)", err.Error())
+		assert.ErrorIs(t, err, unix.ENETUNREACH)
+		assert.Equal(t, before, readState(t, ns, netsetup.DefaultTable), "the address and the first route were removed")
+	})
+
+	t.Run("unknown interface", func(t *testing.T) {
+		_, err := applyIn(t, ns, netsetup.Config{Addrs: []netsetup.Addr{{Prefix: pfx("203.0.113.1/32"), Iface: "nope0"}}})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "netsetup: find interface nope0 for 203.0.113.1/32: Link not found")
+	})
+
+	t.Run("table already there", func(t *testing.T) {
+		undo, err := applyIn(t, ns, netsetup.Config{Intercept: intercept})
+		require.NoError(t, err)
+		_, err = applyIn(t, ns, netsetup.Config{Intercept: intercept})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "create nftables table ip pinwall: table exists")
+		assert.True(t, readState(t, ns, netsetup.DefaultTable).table, "the first Apply's table is untouched")
+		require.NoError(t, undo())
+		assert.False(t, readState(t, ns, netsetup.DefaultTable).table)
+	})
+
+}
+
+// dropCapability removes c from the calling thread's effective set.
+func dropCapability(c int) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	data[c/32].Effective &^= 1 << (c % 32)
+	return unix.Capset(&hdr, &data[0])
+}
+
+// TestApplyWithoutNetAdmin drops CAP_NET_ADMIN on a thread that is then
+// discarded. Go ends such a thread only when it gets round to it, which can
+// outlast the namespace leak check, so the check runs in a child process
+// that exits with the thread.
+func TestApplyWithoutNetAdmin(t *testing.T) {
+	if os.Getenv("PINWALL_NETSETUP_CHILD") == "" {
+		nstest.Guard(t) // skips without root and CAP_NET_ADMIN
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestApplyWithoutNetAdmin$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "PINWALL_NETSETUP_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "child: %s", out)
+		require.Contains(t, string(out), "PASS")
+		return
+	}
+	// In the child the thread stays in the process's own namespace: without
+	// NET_ADMIN the kernel refuses before looking at the route.
+	var undo func() error
+	var err error
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if derr := dropCapability(unix.CAP_NET_ADMIN); derr != nil {
+			done <- derr
+			return
+		}
+		undo, err = netsetup.Apply(context.Background(), netsetup.Config{Routes: []netsetup.Route{{Dst: pfx("203.0.113.0/24"), Via: addr("198.51.100.20")}}})
+		done <- nil
+	}()
+	require.NoError(t, <-done)
+	assert.Nil(t, undo)
+	require.Error(t, err)
+	assert.Equal(t, "netsetup: add route 203.0.113.0/24 via 198.51.100.20: operation not permitted (does the container have NET_ADMIN?)", err.Error())
+	assert.ErrorIs(t, err, os.ErrPermission)
+	var oe *netsetup.OpError
+	assert.True(t, errors.As(err, &oe))
+}
