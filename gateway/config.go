@@ -22,6 +22,11 @@ type Config struct {
 	// Addr is where to listen, TCP and UDP on the same port; an unspecified
 	// IP listens on every address of the Stack's host.
 	Addr netip.AddrPort
+	// UDPAddrs, if set, are the addresses to serve DTLS on, one socket
+	// each, on Addr's port; empty serves UDP on Addr. A host holding a
+	// pool of addresses needs this so each answer leaves from the address
+	// its client sent to.
+	UDPAddrs []netip.Addr
 	// Certificate is the gateway's server certificate (required). Its SANs
 	// should name the primary and backup gateway names.
 	Certificate *tls.Certificate

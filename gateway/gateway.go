@@ -33,7 +33,8 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	tcp      net.Listener
-	mux      *tunnel.UDPMux
+	mux      *tunnel.UDPMux   // the first UDP socket's
+	muxes    []*tunnel.UDPMux // every UDP socket's
 	sessions map[string]tunnel.Session
 	started  bool
 
@@ -72,20 +73,40 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway: listen tcp %s: %w", addr, err)
 	}
-	pc, err := g.cfg.Stack.ListenPacket(ctx, "udp", addr)
-	if err != nil {
-		l.Close()
-		return fmt.Errorf("gateway: listen udp %s: %w", addr, err)
+	// One UDP socket per address when UDPAddrs says so: a socket bound to
+	// the wildcard answers from the kernel's preferred source, which on a
+	// host holding a pool of addresses is not the one the client sent to.
+	udpAddrs := []string{addr}
+	if len(g.cfg.UDPAddrs) > 0 {
+		udpAddrs = udpAddrs[:0]
+		for _, a := range g.cfg.UDPAddrs {
+			udpAddrs = append(udpAddrs, netip.AddrPortFrom(a, g.cfg.Addr.Port()).String())
+		}
+	}
+	for _, ua := range udpAddrs {
+		pc, err := g.cfg.Stack.ListenPacket(ctx, "udp", ua)
+		if err != nil {
+			l.Close()
+			for _, m := range g.muxes {
+				m.Close()
+			}
+			g.muxes = nil
+			return fmt.Errorf("gateway: listen udp %s: %w", ua, err)
+		}
+		// The mux's own peer limit sits above MaxTunnels so that admit,
+		// which logs a tunnel-refused event, refuses tunnels beyond the
+		// limit; the mux refuses (and only counts) what exceeds even the
+		// headroom.
+		g.muxes = append(g.muxes, tunnel.NewUDPMux(pc, tunnel.UDPMuxConfig{MaxPeers: g.cfg.MaxTunnels + udpPeerHeadroom, Logger: g.cfg.Logger}))
 	}
 	g.tcp = l
-	// The mux's own peer limit sits above MaxTunnels so that admit, which
-	// logs a tunnel-refused event, refuses tunnels beyond the limit; the
-	// mux refuses (and only counts) what exceeds even the headroom.
-	g.mux = tunnel.NewUDPMux(pc, tunnel.UDPMuxConfig{MaxPeers: g.cfg.MaxTunnels + udpPeerHeadroom, Logger: g.cfg.Logger})
+	g.mux = g.muxes[0]
 	g.started = true
-	g.wg.Add(2)
+	g.wg.Add(1 + len(g.muxes))
 	go g.acceptTLS()
-	go g.acceptDTLS()
+	for _, m := range g.muxes {
+		go g.acceptDTLS(m)
+	}
 	g.cfg.Logger.Info("gateway listening", "name", g.cfg.Name, "addr", addr, "transports", "tls+dtls")
 	return nil
 }
@@ -116,10 +137,11 @@ func (g *Gateway) Tunnels() int { return int(g.tunnels.Load()) }
 func (g *Gateway) UDPRefused() int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.mux == nil {
-		return 0
+	var n int64
+	for _, m := range g.muxes {
+		n += m.Refused()
 	}
-	return g.mux.Refused()
+	return n
 }
 
 // Close stops listening, ends every tunnel and waits for all goroutines. It
@@ -131,8 +153,8 @@ func (g *Gateway) Close() error {
 		if g.tcp != nil {
 			g.tcp.Close()
 		}
-		if g.mux != nil {
-			g.mux.Close()
+		for _, m := range g.muxes {
+			m.Close()
 		}
 		for _, s := range g.sessions {
 			s.Close()
@@ -182,10 +204,10 @@ func (g *Gateway) acceptTLS() {
 	}
 }
 
-func (g *Gateway) acceptDTLS() {
+func (g *Gateway) acceptDTLS(mux *tunnel.UDPMux) {
 	defer g.wg.Done()
 	for {
-		pc, raddr, err := g.mux.Accept(g.ctx)
+		pc, raddr, err := mux.Accept(g.ctx)
 		if err != nil {
 			return
 		}

@@ -357,6 +357,19 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 // ClientConfig builds the endpoint client's configuration for the laptop.
 func (t *Topology) ClientConfig() (client.Config, error) {
+	cfg, err := t.clientSettings()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Stack = t.Hosts["laptop"]
+	cfg.Resolver = t.Zone
+	cfg.Logger = t.log.With("component", "client")
+	return cfg, nil
+}
+
+// clientSettings is the client's configuration minus its network: pins,
+// trust, device certificate, steering, timeouts.
+func (t *Topology) clientSettings() (client.Config, error) {
 	cs := t.Spec.Client
 	cfg := client.Config{
 		Name:               "laptop",
@@ -370,9 +383,6 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 		AttemptsPerGateway: cs.AttemptsPerGateway,
 		Sessions:           cs.Sessions,
 		Steering:           client.Steering{ExceptDomains: cs.ExceptDomains, ExceptCIDRs: cs.ExceptCIDRs},
-		Stack:              t.Hosts["laptop"],
-		Resolver:           t.Zone,
-		Logger:             t.log.With("component", "client"),
 		Session:            tunnel.Config{KeepAliveInterval: cs.Keepalive},
 	}
 	pool := x509.NewCertPool()
@@ -425,7 +435,7 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 
 // gatewayLeaf is the certificate every gateway serves (one key, all names).
 func (t *Topology) gatewayLeaf() (*x509.Certificate, error) {
-	if len(t.Gateways) == 0 {
+	if t.gatewayCert == nil {
 		return nil, errors.New("harness: no gateway to pin")
 	}
 	return t.gatewayCert, nil

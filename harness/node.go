@@ -51,14 +51,27 @@ type PEMPair struct {
 
 // NodeNet is how a node's network is set up.
 type NodeNet struct {
-	// Addrs are service addresses added to the node's interface.
-	Addrs []netip.Prefix `json:"addrs,omitempty"`
+	// Overlays are the VXLAN segments carrying the topology's addresses
+	// over the Docker networks (see netsetup.Overlay for why).
+	Overlays []NodeOverlay `json:"overlays,omitempty"`
+	// Addrs are service addresses added to AddrsOn.
+	Addrs   []netip.Prefix `json:"addrs,omitempty"`
+	AddrsOn string         `json:"addrs_on,omitempty"`
 	// Routes to other nodes' service addresses.
 	Routes []NodeRoute `json:"routes,omitempty"`
 	// DefaultVia replaces the default route (the laptop's: the firewall).
 	DefaultVia netip.Addr `json:"default_via,omitzero"`
 	// Intercept turns the node into a transparent firewall for LAN.
 	Intercept *NodeIntercept `json:"intercept,omitempty"`
+}
+
+// NodeOverlay is one VXLAN segment membership.
+type NodeOverlay struct {
+	Name     string       `json:"name"`
+	VNI      uint32       `json:"vni"`
+	Addr     netip.Prefix `json:"addr"`
+	Underlay netip.Addr   `json:"underlay"`
+	Peers    []netip.Addr `json:"peers"`
 }
 
 // NodeRoute routes Dst via a neighbour.
@@ -128,6 +141,7 @@ type ClientNode struct {
 	Workload      Workload      `json:"workload"`
 	Reconnects    int           `json:"reconnects,omitempty"`
 	WaitUp        time.Duration `json:"wait_up"`
+	Hold          time.Duration `json:"hold,omitempty"`
 }
 
 // ClientReport is what the laptop container reports.
@@ -210,7 +224,7 @@ func clientConfigFor(nc NodeConfig, stack hostnet.Stack, zone resolve.Resolver, 
 
 // runClientNode runs the laptop: the client, the workload (or reconnects),
 // and writes the report.
-func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone resolve.Resolver, stdout io.Writer, log *slog.Logger) error {
+func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone resolve.Resolver, stdout io.Writer, log *slog.Logger, netChange <-chan struct{}) error {
 	cn := nc.Client
 	cfg, err := clientConfigFor(nc, stack, zone, log)
 	if err != nil {
@@ -267,7 +281,20 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 	cancel()
 	rep.SettledAt = time.Now()
 	fmt.Fprintln(stdout, MarkerTunnelSettled)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		for {
+			select {
+			case <-netChange:
+				c.ResetTransport()
+			case <-stopWatch:
+				return
+			}
+		}
+	}()
 	rep.Flows = RunWorkload(ctx, c, trust, cn.Workload)
+	holdUntil(ctx, start, cn.Hold)
 	rep.Summary = Summarize(rep.Flows)
 	rep.Tunnel = c.State()
 	rep.History = c.History()

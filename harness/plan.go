@@ -27,6 +27,10 @@ type Plan struct {
 	Probes []Probe `json:"probes,omitempty"`
 	// WaitUp bounds the wait for the first tunnel; zero means 5s.
 	WaitUp time.Duration `json:"wait_up,omitempty"`
+	// Hold keeps the run going at least this long after the tunnel first
+	// settled, so that reconnections after events are observed even when
+	// the workload ends sooner.
+	Hold time.Duration `json:"hold,omitempty"`
 }
 
 // EventKind names something that happens during a run.

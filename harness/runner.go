@@ -78,6 +78,7 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 		obs.Events = t.runEvents(evCtx, p.Events)
 	}()
 	obs.Flows = t.RunWorkload(ctx, p.Workload)
+	holdUntil(ctx, start, p.Hold)
 	wg.Wait()
 	obs.Probes = t.runProbes(ctx, p.Probes)
 	obs.Summary = Summarize(obs.Flows)
@@ -96,6 +97,16 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 		}
 	}
 	obs.Recovery = recovery(obs.History)
+}
+
+// holdUntil sleeps until start+hold (or ctx ends).
+func holdUntil(ctx context.Context, start time.Time, hold time.Duration) {
+	if d := time.Until(start.Add(hold)); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
 }
 
 // recovery is the time from the first failed attempt to the first tunnel up
@@ -185,40 +196,42 @@ func (t *Topology) Apply(ctx context.Context, e Event) error {
 func (t *Topology) runProbes(ctx context.Context, probes []Probe) []ProbeResult {
 	var out []ProbeResult
 	for _, pr := range probes {
-		res := ProbeResult{Probe: pr, Handshake: "ok"}
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if pr.UDP {
-			conn, err := t.Hosts[pr.From].DialContext(pctx, "udp", pr.To.String())
-			if err == nil {
-				// A QUIC v1 long-header Initial, as far as a classifier looks.
-				_, err = conn.Write(append([]byte{0xc3, 0, 0, 0, 1, 8}, make([]byte, 1200)...))
-				conn.Close()
-			}
-			cancel()
-			if err != nil {
-				res.Handshake = err.Error()
-			} else {
-				res.Handshake = "sent"
-			}
-			out = append(out, res)
-			continue
-		}
-		conn, err := t.Hosts[pr.From].DialContext(pctx, "tcp", pr.To.String())
+		out = append(out, runProbe(ctx, t.Hosts[pr.From], pr))
+	}
+	return out
+}
+
+// runProbe makes one probe connection through stack.
+func runProbe(ctx context.Context, stack hostnet.Stack, pr Probe) ProbeResult {
+	res := ProbeResult{Probe: pr, Handshake: "ok"}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if pr.UDP {
+		conn, err := stack.DialContext(pctx, "udp", pr.To.String())
 		if err == nil {
-			tc := tls.Client(conn, &tls.Config{ServerName: pr.SNI, InsecureSkipVerify: true})
-			err = tc.HandshakeContext(pctx)
-			if err == nil && len(tc.ConnectionState().PeerCertificates) > 0 {
-				res.Issuer = tc.ConnectionState().PeerCertificates[0].Issuer.CommonName
-			}
-			tc.Close()
+			// A QUIC v1 long-header Initial, as far as a classifier looks.
+			_, err = conn.Write(append([]byte{0xc3, 0, 0, 0, 1, 8}, make([]byte, 1200)...))
+			conn.Close()
 		}
-		cancel()
+		res.Handshake = "sent"
 		if err != nil {
 			res.Handshake = err.Error()
 		}
-		out = append(out, res)
+		return res
 	}
-	return out
+	conn, err := stack.DialContext(pctx, "tcp", pr.To.String())
+	if err == nil {
+		tc := tls.Client(conn, &tls.Config{ServerName: pr.SNI, InsecureSkipVerify: true})
+		err = tc.HandshakeContext(pctx)
+		if err == nil && len(tc.ConnectionState().PeerCertificates) > 0 {
+			res.Issuer = tc.ConnectionState().PeerCertificates[0].Issuer.CommonName
+		}
+		tc.Close()
+	}
+	if err != nil {
+		res.Handshake = err.Error()
+	}
+	return res
 }
 
 // reconnects makes p.Reconnects tunnel attempts from fresh clients.

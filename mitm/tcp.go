@@ -97,10 +97,12 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 		f.cfg.Logger.Info("mitm: client never finished its hello", "src", o.src.String(), "dst", o.dst.String(), "buffered", len(pc.Buffered()))
 		return
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// The client closed (FIN) before finishing its hello.
 		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndTCPFin
-		if len(pc.Buffered()) > 0 {
-			s.rec.EndReason = fwlog.EndTCPRSTFromClient
-		}
+		return
+	case fault.Classify(err) == fault.CauseConnectionReset:
+		// The client reset before finishing its hello: not a malformed one.
+		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndTCPRSTFromClient
 		return
 	default:
 		// Malformed or oversized hello: refuse it as a real box refuses

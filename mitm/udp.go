@@ -253,6 +253,7 @@ func (e *udpEngine) answer(fl *udpFlow) {
 		fl.pktRcvd.Add(1)
 		fl.rcvd.Add(uint64(n))
 		if err := fl.reply.send(buf[:n]); err != nil {
+			e.f.cfg.Logger.Warn("mitm: cannot answer a UDP client", "src", fl.key.src.String(), "dst", fl.key.dst.String(), "err", err)
 			return
 		}
 	}

@@ -30,6 +30,9 @@ var ErrUnsupported = errors.New("netsetup: not supported on this system (Linux o
 // Config is a container's network, as Apply programs it. The zero Config
 // changes nothing.
 type Config struct {
+	// Overlays are VXLAN segments to create first, so that the addresses,
+	// routes and interception below can use them (see Overlay).
+	Overlays []Overlay
 	// Addrs are secondary addresses to add (for example the gateway's pool
 	// of /32 addresses on eth0).
 	Addrs []Addr
@@ -47,6 +50,29 @@ type Config struct {
 	// net.ipv4.ip_forward=1, since /proc/sys is read-only in a container);
 	// Apply only checks it and fails with an explanation when it is 0.
 	Forward bool
+}
+
+// Overlay is a VXLAN segment: a layer-2 link to Peers carried in UDP over
+// the underlay (a Docker network), holding Addr. Docker's bridge driver
+// drops routed traffic on internal networks — its isolation rules require
+// both addresses of a frame to lie in the network's subnet, and
+// br_netfilter applies them to bridged frames — so a topology whose hosts
+// route through one another (the laptop through the firewall) runs its
+// real addresses on overlays above internal Docker networks.
+type Overlay struct {
+	// Name of the interface to create (15 bytes at most): "pw-lan".
+	Name string
+	// VNI is the VXLAN network identifier, the same on every member.
+	VNI uint32
+	// Addr is this member's address on the segment (10.10.10.254/24).
+	Addr netip.Prefix
+	// Underlay is this member's address on the underlying network; the
+	// interface holding it carries the encapsulated frames.
+	Underlay netip.Addr
+	// Peers are the other members' underlay addresses.
+	Peers []netip.Addr
+	// MTU of the overlay; zero means 1450 (1500 less VXLAN's 50 bytes).
+	MTU int
 }
 
 // Addr is one address to add to an interface.
@@ -120,6 +146,20 @@ func (ic *Intercept) table() int {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for i, o := range c.Overlays {
+		if o.Name == "" || len(o.Name) > 15 {
+			bad("Overlays[%d]: name %q must be 1 to 15 bytes", i, o.Name)
+		}
+		if o.VNI == 0 || o.VNI >= 1<<24 {
+			bad("Overlays[%d]: VNI %d is not within 1..16777215", i, o.VNI)
+		}
+		if !o.Addr.IsValid() || !o.Addr.Addr().Is4() {
+			bad("Overlays[%d]: address %q is not an IPv4 address/length", i, o.Addr)
+		}
+		if !o.Underlay.Is4() {
+			bad("Overlays[%d]: underlay %q is not an IPv4 address", i, o.Underlay)
+		}
+	}
 	for i, a := range c.Addrs {
 		if !a.Prefix.IsValid() || !a.Prefix.Addr().Is4() {
 			bad("Addrs[%d]: %q is not an IPv4 address/length", i, a.Prefix)

@@ -123,6 +123,14 @@ func (a *applier) revert() error {
 }
 
 func (a *applier) apply(ctx context.Context, cfg *Config) error {
+	for _, o := range cfg.Overlays {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := a.addOverlay(o); err != nil {
+			return err
+		}
+	}
 	for _, ad := range cfg.Addrs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -445,4 +453,72 @@ func (a *applier) loopback() (netlink.Link, error) {
 		}
 	}
 	return nil, opErr(errors.New("no loopback interface"), "find the loopback interface for the TPROXY route")
+}
+
+// addOverlay creates a VXLAN interface on the underlay's interface, gives
+// it its address, floods unknown destinations to every peer and brings it up.
+func (a *applier) addOverlay(o Overlay) error {
+	op := fmt.Sprintf("create overlay %s (vni %d) over %s", o.Name, o.VNI, o.Underlay)
+	under, err := a.linkWithAddr(o.Underlay)
+	if err != nil {
+		return opErr(err, "%s: find the underlay interface", op)
+	}
+	mtu := o.MTU
+	if mtu == 0 {
+		mtu = 1450
+	}
+	vx := &netlink.Vxlan{
+		LinkAttrs:    netlink.LinkAttrs{Name: o.Name, MTU: mtu},
+		VxlanId:      int(o.VNI),
+		VtepDevIndex: under.Attrs().Index,
+		SrcAddr:      o.Underlay.AsSlice(),
+		Port:         4789,
+		Learning:     true,
+	}
+	if err := a.nl.LinkAdd(vx); err != nil {
+		return opErr(err, "%s", op)
+	}
+	name := o.Name
+	a.push("delete overlay "+name, func() error {
+		l, err := a.nl.LinkByName(name)
+		if err != nil {
+			if notFound(err) {
+				return nil
+			}
+			return err
+		}
+		return a.nl.LinkDel(l)
+	})
+	link, err := a.nl.LinkByName(name)
+	if err != nil {
+		return opErr(err, "%s: find it", op)
+	}
+	if err := a.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(o.Addr)}); err != nil {
+		return opErr(err, "%s: add address %s", op, o.Addr)
+	}
+	for _, p := range o.Peers {
+		n := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
+			State: netlink.NUD_PERMANENT, IP: p.AsSlice(), HardwareAddr: make(net.HardwareAddr, 6)}
+		if err := a.nl.NeighAppend(n); err != nil {
+			return opErr(err, "%s: flood to peer %s", op, p)
+		}
+	}
+	if err := a.nl.LinkSetUp(link); err != nil {
+		return opErr(err, "%s: bring it up", op)
+	}
+	return nil
+}
+
+// linkWithAddr finds the interface holding address ip.
+func (a *applier) linkWithAddr(ip netip.Addr) (netlink.Link, error) {
+	addrs, err := a.nl.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		return nil, err
+	}
+	for _, ad := range addrs {
+		if got, ok := netip.AddrFromSlice(ad.IP); ok && got.Unmap() == ip {
+			return a.nl.LinkByIndex(ad.LinkIndex)
+		}
+	}
+	return nil, fmt.Errorf("no interface has %s", ip)
 }

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"sort"
 	"sync"
 	"time"
 
@@ -47,7 +48,15 @@ func Execute(ctx context.Context, runs []Run, opts ExecOptions) []Result {
 		wg   sync.WaitGroup
 	)
 	sem := make(chan struct{}, par)
-	for i, r := range runs {
+	// Longest runs first, so parallel runners finish together; results
+	// keep the order given.
+	order := make([]int, len(runs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return estimate(runs[order[a]]) > estimate(runs[order[b]]) })
+	for _, i := range order {
+		r := runs[i]
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -73,6 +82,22 @@ func Execute(ctx context.Context, runs []Run, opts ExecOptions) []Result {
 	}
 	wg.Wait()
 	return results
+}
+
+// estimate guesses a run's length from what it waits for.
+func estimate(r Run) time.Duration {
+	p := r.Plan
+	d := p.Hold
+	for _, e := range p.Events {
+		d = max(d, e.At+e.Duration)
+	}
+	if w := p.Workload; w.Concurrency > 0 {
+		d = max(d, time.Duration(w.Flows)*w.Spacing)
+	}
+	if p.Reconnects > 0 {
+		d += time.Duration(p.Reconnects) * 50 * time.Millisecond
+	}
+	return d
 }
 
 func incomplete(r Run, mode, why string) Result {

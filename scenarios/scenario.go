@@ -72,6 +72,7 @@ type Scenario struct {
 	Events     []EventSpec               `yaml:"events"`
 	Probes     []harness.Probe           `yaml:"probes"`
 	WaitUp     time.Duration             `yaml:"wait-up"`
+	Hold       time.Duration             `yaml:"hold"`
 	Expect     Expect                    `yaml:"expect"`
 
 	Variants []VariantSpec `yaml:"variants,required"`
@@ -105,6 +106,7 @@ type VariantSpec struct {
 	Workload   yaml.Node      `yaml:"workload"`
 	Reconnects *int           `yaml:"reconnects"`
 	WaitUp     *time.Duration `yaml:"wait-up"`
+	Hold       *time.Duration `yaml:"hold"`
 	Events     yaml.Node      `yaml:"events"`
 	Probes     yaml.Node      `yaml:"probes"`
 	Expect     yaml.Node      `yaml:"expect"`
@@ -216,7 +218,7 @@ func (s *Scenario) resolveEvent(e *EventSpec, field string) error {
 	if e.PolicyFile == "" {
 		return nil
 	}
-	data, err := fs.ReadFile(s.fsys, e.PolicyFile)
+	data, err := s.readFile(e.PolicyFile)
 	if err != nil {
 		return &strictyaml.Error{File: s.File, Field: strictyaml.Key(field, "policy-file"), Msg: err.Error(), Err: err}
 	}
@@ -227,12 +229,25 @@ func (s *Scenario) resolveEvent(e *EventSpec, field string) error {
 	return nil
 }
 
+// readFile reads a file named in the scenario: relative to the scenario,
+// or absolute.
+func (s *Scenario) readFile(name string) ([]byte, error) {
+	if filepath.IsAbs(name) {
+		return os.ReadFile(name)
+	}
+	return fs.ReadFile(s.fsys, name)
+}
+
 func (s *Scenario) loadPolicy(name, field string) (*policy.Policy, error) {
-	data, err := fs.ReadFile(s.fsys, name)
+	data, err := s.readFile(name)
 	if err != nil {
 		return nil, &strictyaml.Error{File: s.File, Field: field, Msg: fmt.Sprintf("cannot read %s: %v", name, err), Err: err}
 	}
-	p, err := policy.Parse(path.Join(path.Dir(s.File), name), data)
+	file := name
+	if !filepath.IsAbs(name) {
+		file = path.Join(path.Dir(s.File), name)
+	}
+	p, err := policy.Parse(file, data)
 	if err != nil {
 		return nil, err
 	}
@@ -348,6 +363,10 @@ func (s *Scenario) resolve(i int) (Run, error) {
 	plan := harness.Plan{Spec: spec, Workload: wl, Reconnects: reconnects, Probes: probes, WaitUp: s.WaitUp}
 	if v.WaitUp != nil {
 		plan.WaitUp = *v.WaitUp
+	}
+	plan.Hold = s.Hold
+	if v.Hold != nil {
+		plan.Hold = *v.Hold
 	}
 	for _, e := range events {
 		plan.Events = append(plan.Events, e.Event)

@@ -2,17 +2,81 @@ package main
 
 import (
 	"context"
+	"debug/elf"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/pki"
 )
 
-// serveRole runs one component of a container topology.
+// serveRole runs one component of a container topology from its node
+// configuration (written by the container runner). SIGHUP reloads the
+// firewall's policy, SIGUSR1 tells the client the network changed.
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
-	return usageError("serve %s: the container roles arrive with the containers runner", role)
+	fs := flag.NewFlagSet("serve "+role, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", harness.NodeConfigPath, "node configuration (JSON, written by the container runner)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	nc, err := harness.ReadNodeConfig(*config)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if nc.Role != role {
+		return usageError("serve %s: %s configures role %q", role, *config, nc.Role)
+	}
+	reload := make(chan struct{}, 1)
+	netChange := make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			ch := reload
+			if s == syscall.SIGUSR1 {
+				ch = netChange
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return harness.RunNode(ctx, nc, harness.NodeSignals{Reload: reload, NetworkChange: netChange}, stdout, stderr)
 }
 
+// newContainerRunner returns the Docker runner, putting this very binary
+// in the image when it is static, else building one from the source.
 func newContainerRunner(set *pki.Set, stderr io.Writer) (harness.Runner, error) {
-	return nil, usageError("--mode containers: the containers runner is not available yet")
+	if err := harness.DockerAvailable(context.Background()); err != nil {
+		return nil, usageError("--mode containers: no Docker engine answers: %v", err)
+	}
+	r := &harness.Containers{PKI: set, Keep: os.Getenv("PINWALL_KEEP_CONTAINERS") != ""}
+	if exe, err := os.Executable(); err == nil && isStatic(exe) {
+		r.Binary = exe
+	} else {
+		fmt.Fprintln(stderr, "pinwall: this binary is not static; building one for the image from the source (CGO_ENABLED=0)")
+	}
+	return r, nil
+}
+
+// isStatic reports an ELF executable without a dynamic loader.
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm"
@@ -27,11 +28,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	role, rest := args[0], args[1:]
 	switch role {
 	case "firewall":
+		// With a node configuration the firewall is a container role;
+		// otherwise it runs standalone from PEM files and a policy.
+		for _, a := range rest {
+			if a == "--config" || a == "-config" || strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config=") {
+				return serveRole(ctx, role, rest, stdout, stderr)
+			}
+		}
 		return serveFirewall(ctx, rest, stdout, stderr)
-	case "client", "gateway", "origin":
+	case "client", "gateway", "origin", "probe":
 		return serveRole(ctx, role, rest, stdout, stderr)
 	}
-	return usageError("serve: unknown role %q (want firewall, client, gateway or origin)", role)
+	return usageError("serve: unknown role %q (want firewall, client, gateway, origin or probe)", role)
 }
 
 // zoneFile is a --hosts file: names and their addresses.

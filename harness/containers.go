@@ -1,0 +1,887 @@
+package harness
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	mnet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
+	"github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/pinwall/pinwall/docker"
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/resolve"
+)
+
+// LabelRun marks every container and network of a container run, so a
+// leftover check (and a manual cleanup) can find them.
+const LabelRun = "pinwall.run"
+
+// Container topology addresses. The two Docker networks are internal
+// underlays on the benchmarking range 198.18.0.0/15 (never routed on the
+// internet); each carries a VXLAN segment holding the topology's real
+// addresses: the LAN (10.10.10.0/24) and the internet side
+// (198.51.100.0/24, plus the gateway pools and origin addresses added by
+// netsetup and reached by routes).
+var (
+	lanUnderlay       = netip.MustParsePrefix("198.18.10.0/24")
+	lanUnderlayBridge = netip.MustParseAddr("198.18.10.1")
+	inetUnderlay      = netip.MustParsePrefix("198.18.100.0/24")
+	inetBridge        = netip.MustParseAddr("198.18.100.254")
+	internetNet       = netip.MustParsePrefix("198.51.100.0/24")
+	originsOnNet      = netip.MustParseAddr("198.51.100.30")
+	firstGatewayOnNet = netip.MustParseAddr("198.51.100.20")
+)
+
+// Overlay interfaces and identifiers.
+const (
+	lanOverlay  = "pw-lan"
+	inetOverlay = "pw-inet"
+	lanVNI      = 10
+	inetVNI     = 100
+)
+
+// underlayOf maps an overlay address to the node's address on the Docker
+// network under it (same host part).
+func underlayOf(overlay netip.Addr, under netip.Prefix) netip.Addr {
+	o := overlay.As4()
+	u := under.Addr().As4()
+	return netip.AddrFrom4([4]byte{u[0], u[1], u[2], o[3]})
+}
+
+// Interception ports inside the firewall container.
+const (
+	fwTCPPort = 15001
+	fwUDPPort = 15002
+)
+
+// Containers runs plans on real Docker networks with testcontainers-go:
+// the laptop on lan with the firewall as its default route, the firewall
+// on lan and internet with forwarding on and nftables interception, the
+// gateways and origins on internet with their service addresses. One
+// image FROM scratch holds the static pinwall binary; it is built once per
+// runner and reused. Runs are sequential (every run uses the same subnets).
+type Containers struct {
+	// Binary is a static (CGO_ENABLED=0) pinwall binary to put in the
+	// image; empty builds ./cmd/pinwall from this module's source.
+	Binary string
+	// PKI, if set, is shared by every run.
+	PKI *pki.Set
+	// Logger receives progress; nil discards.
+	Logger *slog.Logger
+	// Keep leaves containers and networks behind for debugging.
+	Keep bool
+
+	mu        sync.Mutex
+	runMu     sync.Mutex // runs are sequential: every run uses the same subnets
+	image     string
+	imageErr  error
+	buildOnce sync.Once
+	built     time.Duration
+}
+
+// Name implements Runner.
+func (c *Containers) Name() string { return "containers" }
+
+// ImageBuildTime reports how long building the image took (zero when reused).
+func (c *Containers) ImageBuildTime() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.built
+}
+
+func init() {
+	// Ryuk (the reaper container) would need an image pull; pinwall removes
+	// its containers itself.
+	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
+}
+
+// DockerAvailable reports whether a Docker engine answers.
+func DockerAvailable(ctx context.Context) error {
+	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	tclog.SetDefault(tclog.NewNoopLogger())
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = cli.Ping(ctx, client.PingOptions{})
+	return err
+}
+
+func (c *Containers) log() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Image builds (once) and returns the node image's tag.
+func (c *Containers) Image(ctx context.Context) (string, error) {
+	c.buildOnce.Do(func() {
+		start := time.Now()
+		c.image, c.imageErr = buildImage(ctx, c.Binary, c.log())
+		c.mu.Lock()
+		c.built = time.Since(start)
+		c.mu.Unlock()
+	})
+	return c.image, c.imageErr
+}
+
+// moduleRoot finds this module's source, for building the binary.
+func moduleRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("cannot locate the module source")
+	}
+	root := filepath.Dir(filepath.Dir(file))
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		return "", fmt.Errorf("module source not found at %s (pass a static pinwall binary instead)", root)
+	}
+	return root, nil
+}
+
+func buildImage(ctx context.Context, binary string, log *slog.Logger) (string, error) {
+	tclog.SetDefault(tclog.NewNoopLogger())
+	var bin []byte
+	if binary == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			return "", err
+		}
+		dir, err := os.MkdirTemp("", "pinwall-image-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "pinwall")
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/pinwall")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("building the static pinwall binary: %v: %s", err, b)
+		}
+		binary = out
+	}
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(bin)
+	tag := "pinwall-node:" + hex.EncodeToString(sum[:6])
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	if _, err := cli.ImageInspect(ctx, tag); err == nil {
+		log.Info("containers: reusing image", "tag", tag)
+		return tag, nil
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode int64
+	}{{"Dockerfile", docker.Dockerfile, 0o644}, {"pinwall", bin, 0o755}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return "", err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true, Labels: map[string]string{"pinwall": "node"}})
+	if err != nil {
+		return "", fmt.Errorf("docker build: %w", err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	if bytes.Contains(out, []byte(`"error"`)) {
+		return "", fmt.Errorf("docker build: %s", out)
+	}
+	log.Info("containers: built image", "tag", tag)
+	return tag, nil
+}
+
+// node is one started container.
+type node struct {
+	name string
+	cfg  NodeConfig
+	c    testcontainers.Container
+}
+
+// containerRun is one plan's containers and networks.
+type containerRun struct {
+	r     *Containers
+	id    string
+	plan  Plan
+	set   *pki.Set
+	image string
+	cli   *testcontainers.DockerClient
+	lan   *testcontainers.DockerNetwork
+	inet  *testcontainers.DockerNetwork
+	nodes map[string]*node
+	order []string
+}
+
+// Run implements Runner.
+func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
+	p.Spec = p.Spec.WithDefaults()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if p.Spec.Firewall == nil {
+		return nil, errors.New("containers: the topology needs a firewall (it is the laptop's route to the internet)")
+	}
+	image, err := c.Image(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	set := c.PKI
+	if set == nil {
+		if set, err = pki.NewSet(pki.Config{}, p.Spec.Tenant); err != nil {
+			return nil, err
+		}
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, nodes: map[string]*node{}}
+	defer func() {
+		if !c.Keep {
+			run.teardown(context.WithoutCancel(ctx))
+		}
+	}()
+	obs := &Observation{Mode: c.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
+	if err := run.start(ctx); err != nil {
+		return nil, err
+	}
+	if err := run.exercise(ctx, obs); err != nil {
+		return nil, err
+	}
+	if err := run.collect(ctx, obs); err != nil {
+		return nil, err
+	}
+	obs.Duration = time.Since(obs.Started)
+	return obs, ctx.Err()
+}
+
+func (run *containerRun) labels() map[string]string {
+	return map[string]string{LabelRun: run.id}
+}
+
+func (run *containerRun) start(ctx context.Context) error {
+	var err error
+	run.lan, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
+		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: lanUnderlay, Gateway: lanUnderlayBridge}}}))
+	if err != nil {
+		return fmt.Errorf("containers: lan network: %w", err)
+	}
+	run.inet, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
+		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: inetUnderlay, Gateway: inetBridge}}}))
+	if err != nil {
+		return fmt.Errorf("containers: internet network: %w", err)
+	}
+	cfgs, err := run.configs()
+	if err != nil {
+		return err
+	}
+	// Servers first, then the firewall; clients and probes are started by exercise.
+	for _, nc := range cfgs {
+		if nc.Role == RoleClient || nc.Role == RoleProbe {
+			continue
+		}
+		if err := run.startNode(ctx, nc, true); err != nil {
+			return err
+		}
+	}
+	for _, nc := range cfgs {
+		if nc.Role == RoleClient || nc.Role == RoleProbe {
+			run.nodes[nc.Name] = &node{name: nc.Name, cfg: nc}
+		}
+	}
+	return nil
+}
+
+// overlayAddrs is each node's address on the two segments.
+func (run *containerRun) overlayAddrs(nc NodeConfig) (lan, inet netip.Addr) {
+	s := run.plan.Spec
+	switch nc.Role {
+	case RoleFirewall:
+		return s.Firewall.Inside, s.Firewall.Outside
+	case RoleClient:
+		return s.Laptop, netip.Addr{}
+	case RoleProbe:
+		for _, h := range s.ExtraHosts {
+			if h.Name == nc.Name {
+				return h.Addr, netip.Addr{}
+			}
+		}
+	case RoleOrigin:
+		return netip.Addr{}, originsOnNet
+	case RoleGateway:
+		for i, g := range s.Gateways {
+			if g.Name == nc.Name {
+				return netip.Addr{}, nthAddr(firstGatewayOnNet, i)
+			}
+		}
+	}
+	return netip.Addr{}, netip.Addr{}
+}
+
+// attach is which Docker networks a node joins, at which underlay address.
+func (run *containerRun) attach(nc NodeConfig) map[*testcontainers.DockerNetwork]netip.Addr {
+	lan, inet := run.overlayAddrs(nc)
+	out := map[*testcontainers.DockerNetwork]netip.Addr{}
+	if lan.IsValid() {
+		out[run.lan] = underlayOf(lan, lanUnderlay)
+	}
+	if inet.IsValid() {
+		out[run.inet] = underlayOf(inet, inetUnderlay)
+	}
+	return out
+}
+
+// overlays lists a node's VXLAN memberships, flooding to every other member.
+func (run *containerRun) overlays(nc NodeConfig, all []NodeConfig) []NodeOverlay {
+	lan, inet := run.overlayAddrs(nc)
+	var out []NodeOverlay
+	member := func(name string, vni uint32, addr netip.Addr, net netip.Prefix, under netip.Prefix, pick func(NodeConfig) netip.Addr) {
+		if !addr.IsValid() {
+			return
+		}
+		o := NodeOverlay{Name: name, VNI: vni, Addr: netip.PrefixFrom(addr, net.Bits()), Underlay: underlayOf(addr, under)}
+		for _, other := range all {
+			if other.Name == nc.Name {
+				continue
+			}
+			if a := pick(other); a.IsValid() {
+				o.Peers = append(o.Peers, underlayOf(a, under))
+			}
+		}
+		out = append(out, o)
+	}
+	member(lanOverlay, lanVNI, lan, run.plan.Spec.LAN, lanUnderlay, func(o NodeConfig) netip.Addr { a, _ := run.overlayAddrs(o); return a })
+	member(inetOverlay, inetVNI, inet, internetNet, inetUnderlay, func(o NodeConfig) netip.Addr { _, a := run.overlayAddrs(o); return a })
+	return out
+}
+
+func nthAddr(a netip.Addr, n int) netip.Addr {
+	for ; n > 0; n-- {
+		a = a.Next()
+	}
+	return a
+}
+
+func (run *containerRun) startNode(ctx context.Context, nc NodeConfig, waitReady bool) error {
+	cfgJSON, err := json.Marshal(nc)
+	if err != nil {
+		return err
+	}
+	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: NodeConfigPath, FileMode: 0o644}}
+	if nc.Role == RoleFirewall {
+		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: NodePolicyPath, FileMode: 0o644})
+	}
+	// testcontainers attaches extra networks without addresses, so only the
+	// first goes through it; the others are connected, with their static
+	// address, before the container starts.
+	nets := run.attach(nc)
+	var first *testcontainers.DockerNetwork
+	for _, nw := range []*testcontainers.DockerNetwork{run.lan, run.inet} {
+		if _, ok := nets[nw]; ok && first == nil {
+			first = nw
+		}
+	}
+	opts := []testcontainers.ContainerCustomizer{
+		testcontainers.WithCmd("serve", nc.Role, "--config", NodeConfigPath),
+		testcontainers.WithLabels(run.labels()),
+		testcontainers.WithName(fmt.Sprintf("pinwall-%s-%s", run.id, sanitize(nc.Name))),
+		testcontainers.WithFiles(files...),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.CapAdd = []string{"NET_ADMIN"}
+			if nc.Role == RoleFirewall {
+				hc.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
+			}
+		}),
+		network.WithNetwork([]string{sanitize(nc.Name)}, first),
+		testcontainers.WithEndpointSettingsModifier(func(m map[string]*mnet.EndpointSettings) {
+			if es, ok := m[first.Name]; ok {
+				es.IPAMConfig = &mnet.EndpointIPAMConfig{IPv4Address: nets[first]}
+			}
+		}),
+		testcontainers.WithAdditionalLifecycleHooks(testcontainers.ContainerLifecycleHooks{
+			PreStarts: []testcontainers.ContainerHook{func(ctx context.Context, c testcontainers.Container) error {
+				for nw, addr := range nets {
+					if nw == first {
+						continue
+					}
+					_, err := run.cli.NetworkConnect(ctx, nw.ID, client.NetworkConnectOptions{
+						Container:      c.GetContainerID(),
+						EndpointConfig: &mnet.EndpointSettings{Aliases: []string{sanitize(nc.Name)}, IPAMConfig: &mnet.EndpointIPAMConfig{IPv4Address: addr}},
+					})
+					if err != nil {
+						return fmt.Errorf("connect %s to %s: %w", nc.Name, nw.Name, err)
+					}
+				}
+				return nil
+			}},
+		}),
+		testcontainers.WithWaitStrategy(wait.ForLog(MarkerReady).WithStartupTimeout(60 * time.Second)),
+	}
+	c, err := testcontainers.Run(ctx, run.image, opts...)
+	n := &node{name: nc.Name, cfg: nc, c: c}
+	run.nodes[nc.Name] = n
+	run.order = append(run.order, nc.Name)
+	if err != nil {
+		logs := ""
+		if c != nil {
+			logs = containerLogs(ctx, c)
+		}
+		return fmt.Errorf("containers: start %s %s: %w\n%s", nc.Role, nc.Name, err, logs)
+	}
+	return nil
+}
+
+func sanitize(s string) string {
+	return strings.NewReplacer(".", "-", "_", "-").Replace(s)
+}
+
+func containerLogs(ctx context.Context, c testcontainers.Container) string {
+	rc, err := c.Logs(ctx)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+	return string(b)
+}
+
+// waitLog polls a container's output until it holds marker.
+func waitLog(ctx context.Context, c testcontainers.Container, marker string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if strings.Contains(containerLogs(ctx, c), marker) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containers: no %q after %v", marker, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// exercise starts the laptop, runs the events beside its workload, then
+// the probes.
+func (run *containerRun) exercise(ctx context.Context, obs *Observation) error {
+	laptop := run.nodes["laptop"]
+	if err := run.startNode(ctx, laptop.cfg, true); err != nil {
+		return err
+	}
+	laptop = run.nodes["laptop"]
+	if err := waitLog(ctx, laptop.c, MarkerTunnelSettled, 2*time.Minute); err != nil {
+		return err
+	}
+	evCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		obs.Events = run.runEvents(evCtx, run.plan.Events)
+	}()
+	err := waitLog(ctx, laptop.c, MarkerDone, 10*time.Minute)
+	stop()
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, containerLogs(ctx, laptop.c))
+	}
+	for _, h := range run.plan.Spec.ExtraHosts {
+		n := run.nodes[h.Name]
+		if len(n.cfg.Probes) == 0 {
+			continue
+		}
+		if err := run.startNode(ctx, n.cfg, true); err != nil {
+			return err
+		}
+		if err := waitLog(ctx, run.nodes[h.Name].c, MarkerDone, time.Minute); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (run *containerRun) runEvents(ctx context.Context, events []Event) []AppliedEvent {
+	start := time.Now()
+	var out []AppliedEvent
+	for _, e := range events {
+		if wait := time.Until(start.Add(e.At)); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return out
+			}
+		}
+		ae := AppliedEvent{Event: e, Time: time.Now()}
+		if err := run.apply(ctx, e); err != nil {
+			ae.Error = err.Error()
+		}
+		out = append(out, ae)
+	}
+	return out
+}
+
+// Apply carries out an event on the containers.
+func (run *containerRun) apply(ctx context.Context, e Event) error {
+	switch e.Do {
+	case EventGatewayDown:
+		name := e.Target
+		if name == "" {
+			name = run.plan.Spec.Client.Gateways[0]
+		}
+		n := run.nodes[name]
+		if n == nil || n.c == nil {
+			return fmt.Errorf("no gateway %q", name)
+		}
+		zero := time.Duration(0)
+		return n.c.Stop(ctx, &zero) // docker kill: the gateway's host vanishes
+	case EventFirewallPause:
+		id := run.nodes["firewall"].c.GetContainerID()
+		if _, err := run.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
+			return err
+		}
+		select {
+		case <-time.After(e.Duration):
+		case <-ctx.Done():
+		}
+		_, err := run.cli.ContainerUnpause(context.WithoutCancel(ctx), id, client.ContainerUnpauseOptions{})
+		return err
+	case EventPolicy:
+		fw := run.nodes["firewall"].c
+		if err := fw.CopyToContainer(ctx, []byte(e.Policy), NodePolicyPath, 0o644); err != nil {
+			return err
+		}
+		_, err := run.cli.ContainerKill(ctx, fw.GetContainerID(), client.ContainerKillOptions{Signal: "HUP"})
+		return err
+	case EventNetworkChange:
+		_, err := run.cli.ContainerKill(ctx, run.nodes["laptop"].c.GetContainerID(), client.ContainerKillOptions{Signal: "USR1"})
+		return err
+	}
+	return fmt.Errorf("unknown event %q", e.Do)
+}
+
+// collect stops the servers (the firewall gracefully, so its UDP flows are
+// logged) and reads every log out of the containers.
+func (run *containerRun) collect(ctx context.Context, obs *Observation) error {
+	grace := 10 * time.Second
+	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
+		_ = fw.c.Stop(ctx, &grace)
+	}
+	var rep ClientReport
+	if err := run.readJSON(ctx, "laptop", "client.json", &rep); err != nil {
+		return err
+	}
+	obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
+	obs.ClientErrorText, obs.ClientLeg, obs.ClientCause, obs.UpAfter = rep.ErrorText, rep.Leg, rep.Cause, rep.UpAfter
+	for _, tr := range obs.History {
+		if tr.Event == "up" {
+			first := obs.Tunnel
+			first.Up, first.Gateway, first.Addr, first.Transport, first.TunnelID, first.Since = true, tr.Gateway, tr.Addr, tr.Transport, tr.TunnelID, tr.Time
+			obs.FirstUp = &first
+			break
+		}
+	}
+	obs.Recovery = recovery(obs.History)
+	recs, err := run.read(ctx, "firewall", "firewall.jsonl")
+	if err != nil {
+		return err
+	}
+	if obs.Firewall, err = fwlog.ReadJSONL(bytes.NewReader(recs)); err != nil {
+		return err
+	}
+	var state struct {
+		FQDN       map[string]policy.FQDNState `json:"fqdn_objects"`
+		Exclusions json.RawMessage             `json:"exclusions"`
+	}
+	if err := run.readJSON(ctx, "firewall", "firewall-state.json", &state); err == nil {
+		obs.FQDN = state.FQDN
+		if len(state.Exclusions) > 0 {
+			obs.Exclusions = state.Exclusions
+		}
+	}
+	for _, g := range run.plan.Spec.Gateways {
+		b, err := run.read(ctx, g.Name, "gateway.jsonl")
+		if err != nil {
+			return err
+		}
+		evs, err := gateway.ReadEvents(bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		obs.Gateway = append(obs.Gateway, evs...)
+	}
+	for _, h := range run.plan.Spec.ExtraHosts {
+		var pr []ProbeResult
+		if n := run.nodes[h.Name]; n != nil && n.c != nil {
+			if err := run.readJSON(ctx, h.Name, "probes.json", &pr); err == nil {
+				obs.Probes = append(obs.Probes, pr...)
+			}
+		}
+	}
+	return nil
+}
+
+func (run *containerRun) read(ctx context.Context, nodeName, file string) ([]byte, error) {
+	n := run.nodes[nodeName]
+	if n == nil || n.c == nil {
+		return nil, fmt.Errorf("containers: no node %q", nodeName)
+	}
+	rc, err := n.c.CopyFileFromContainer(ctx, NodeOut+"/"+file)
+	if err != nil {
+		return nil, fmt.Errorf("containers: read %s from %s: %w\n%s", file, nodeName, err, containerLogs(ctx, n.c))
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+func (run *containerRun) readJSON(ctx context.Context, nodeName, file string, v any) error {
+	b, err := run.read(ctx, nodeName, file)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// teardown removes every container and network of the run.
+func (run *containerRun) teardown(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for i := len(run.order) - 1; i >= 0; i-- {
+		if n := run.nodes[run.order[i]]; n != nil && n.c != nil {
+			_ = n.c.Terminate(ctx)
+		}
+	}
+	for _, nw := range []*testcontainers.DockerNetwork{run.lan, run.inet} {
+		if nw != nil {
+			_ = nw.Remove(ctx)
+		}
+	}
+}
+
+// Leftovers lists containers and networks of any pinwall run still present.
+func Leftovers(ctx context.Context) ([]string, error) {
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	f := client.Filters{}.Add("label", LabelRun)
+	var out []string
+	cs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs.Items {
+		out = append(out, "container "+strings.Join(c.Names, ","))
+	}
+	ns, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range ns.Items {
+		out = append(out, "network "+n.Name)
+	}
+	return out, nil
+}
+
+// configs writes every node's configuration from the plan.
+func (run *containerRun) configs() ([]NodeConfig, error) {
+	s := run.plan.Spec
+	set := run.set
+	var zone []resolve.Record
+	for _, g := range s.Gateways {
+		zone = append(zone, resolve.Record{Name: g.Name, Addrs: g.Addrs(), Answer: g.Answer, Rotate: g.Rotate, TTL: g.TTL})
+	}
+	for _, o := range s.Origins {
+		zone = append(zone, resolve.Record{Name: o.Name, Addrs: []netip.Addr{o.Addr}})
+	}
+	var names []string
+	for _, g := range s.Gateways {
+		names = append(names, g.Name)
+	}
+	gwCert, err := set.ServerCert(names...)
+	if err != nil {
+		return nil, err
+	}
+	gwPair, err := pemPair(gwCert)
+	if err != nil {
+		return nil, err
+	}
+	var out []NodeConfig
+	// Origins.
+	on := &OriginNode{Sites: s.Origins, Certs: map[string]PEMPair{}}
+	var originRoutes []NodeRoute
+	var originAddrs []netip.Prefix
+	seen := map[netip.Addr]bool{}
+	for _, o := range s.Origins {
+		c, err := set.ServerCert(o.Name)
+		if err != nil {
+			return nil, err
+		}
+		if on.Certs[o.Name], err = pemPair(c); err != nil {
+			return nil, err
+		}
+		if !seen[o.Addr] {
+			seen[o.Addr] = true
+			originAddrs = append(originAddrs, netip.PrefixFrom(o.Addr, 32))
+			originRoutes = append(originRoutes, NodeRoute{Dst: netip.PrefixFrom(o.Addr, 32), Via: originsOnNet})
+		}
+	}
+	out = append(out, NodeConfig{Role: RoleOrigin, Name: "origins", Tenant: s.Tenant, Net: NodeNet{Addrs: originAddrs}, Zone: zone, Origin: on})
+	// Gateways.
+	var gwRoutes []NodeRoute
+	for i, g := range s.Gateways {
+		var addrs []netip.Prefix
+		for _, a := range g.Addrs() {
+			addrs = append(addrs, netip.PrefixFrom(a, 32))
+			gwRoutes = append(gwRoutes, NodeRoute{Dst: netip.PrefixFrom(a, 32), Via: nthAddr(firstGatewayOnNet, i)})
+		}
+		out = append(out, NodeConfig{Role: RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
+			Net:     NodeNet{Addrs: addrs, Routes: originRoutes},
+			Gateway: &GatewayNode{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams}})
+	}
+	// Firewall.
+	fs := s.Firewall
+	pol, err := fs.LoadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	polYAML, err := pol.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	caKey, err := set.Enterprise.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, NodeConfig{Role: RoleFirewall, Name: "firewall", Tenant: s.Tenant, Zone: zone,
+		Net: NodeNet{Routes: append(append([]NodeRoute{}, gwRoutes...), originRoutes...),
+			Intercept: &NodeIntercept{LAN: s.LAN, TCPPorts: []uint16{80, 443, 8443}, TCPTo: fwTCPPort, UDPPorts: []uint16{443}, UDPTo: fwUDPPort}},
+		Firewall: &FirewallNode{Policy: string(polYAML), CA: PEMPair{Cert: string(set.Enterprise.CertPEM()), Key: string(caKey)},
+			Roots: string(set.Internet.CertPEM()), Inside: fs.Inside, Outside: fs.Outside, ProxyPort: fs.ProxyPort, LAN: s.LAN}})
+	// Laptop.
+	cn, err := run.clientNode(gwCert)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, NodeConfig{Role: RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: NodeNet{DefaultVia: fs.Inside}, Client: cn})
+	// Extra hosts run probes.
+	for _, h := range s.ExtraHosts {
+		var probes []Probe
+		for _, p := range run.plan.Probes {
+			if p.From == h.Name {
+				probes = append(probes, p)
+			}
+		}
+		out = append(out, NodeConfig{Role: RoleProbe, Name: h.Name, Tenant: s.Tenant, Zone: zone, Net: NodeNet{DefaultVia: fs.Inside}, Probes: probes})
+	}
+	for i := range out {
+		out[i].Net.Overlays = run.overlays(out[i], out)
+		if len(out[i].Net.Addrs) > 0 {
+			out[i].Net.AddrsOn = inetOverlay
+		}
+	}
+	return out, nil
+}
+
+func pemPair(c *tls.Certificate) (PEMPair, error) {
+	key, err := pki.KeyPEM(c.PrivateKey.(crypto.Signer))
+	if err != nil {
+		return PEMPair{}, err
+	}
+	return PEMPair{Cert: string(pki.ChainPEM(c)), Key: string(key)}, nil
+}
+
+// clientNode builds the laptop's settings as the in-process topology does.
+func (run *containerRun) clientNode(gwCert *tls.Certificate) (*ClientNode, error) {
+	s := run.plan.Spec
+	topo := &Topology{Spec: s, PKI: run.set}
+	topo.gatewayCert = gwCert.Leaf
+	topo.Gateways = nil
+	cfg, err := topo.clientSettings()
+	if err != nil {
+		return nil, err
+	}
+	cn := &ClientNode{Spec: s.Client, Workload: run.plan.Workload.WithDefaults(s), Reconnects: run.plan.Reconnects, WaitUp: run.plan.waitUp(), Hold: run.plan.Hold}
+	for _, p := range cfg.Pins {
+		cn.Pins = append(cn.Pins, string(p))
+	}
+	var roots, app bytes.Buffer
+	for _, tr := range s.Client.Trust {
+		switch tr {
+		case TrustInternet:
+			roots.Write(run.set.Internet.CertPEM())
+		case TrustEnterprise:
+			roots.Write(run.set.Enterprise.CertPEM())
+		}
+	}
+	app.Write(roots.Bytes())
+	cn.RootCAs, cn.AppTrust = roots.String(), app.String()
+	if cfg.DeviceCert != nil {
+		p, err := pemPair(cfg.DeviceCert)
+		if err != nil {
+			return nil, err
+		}
+		cn.DeviceCert = &p
+	}
+	if cfg.UpstreamProxy != nil {
+		cn.UpstreamProxy = cfg.UpstreamProxy.String()
+	}
+	return cn, nil
+}

@@ -1,0 +1,275 @@
+package harness
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm"
+	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/netsetup"
+	"github.com/pinwall/pinwall/origin"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/resolve"
+)
+
+// Node file names inside a container.
+const (
+	NodeConfigPath = "/etc/pinwall/node.json"
+	NodePolicyPath = "/etc/pinwall/policy.yaml"
+	NodeOut        = "/out"
+)
+
+// NodeSignals are the control signals a node reacts to, delivered by the
+// caller (the CLI maps SIGHUP and SIGUSR1 to them).
+type NodeSignals struct {
+	// Reload asks the firewall to re-read NodePolicyPath.
+	Reload <-chan struct{}
+	// NetworkChange tells the client the network changed.
+	NetworkChange <-chan struct{}
+}
+
+// RunNode runs one container role until ctx ends (servers) or its work is
+// done (client, probe). It prints MarkerReady once serving.
+func RunNode(ctx context.Context, nc NodeConfig, sig NodeSignals, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if nc.Out == "" {
+		nc.Out = NodeOut
+	}
+	if err := os.MkdirAll(nc.Out, 0o755); err != nil {
+		return err
+	}
+	undo, err := applyNodeNet(ctx, nc)
+	if err != nil {
+		return fmt.Errorf("%s %s: network: %w", nc.Role, nc.Name, err)
+	}
+	defer undo()
+	zone, err := resolve.NewZone(nc.Zone...)
+	if err != nil {
+		return err
+	}
+	switch nc.Role {
+	case RoleGateway:
+		return runGatewayNode(ctx, nc, zone, stdout, log)
+	case RoleOrigin:
+		return runOriginNode(ctx, nc, stdout, log)
+	case RoleFirewall:
+		return runFirewallNode(ctx, nc, zone, sig, stdout, log)
+	case RoleClient:
+		fmt.Fprintln(stdout, MarkerReady)
+		err := runClientNode(ctx, nc, hostnet.OS{}, zone, stdout, log, sig.NetworkChange)
+		fmt.Fprintln(stdout, MarkerDone)
+		return err
+	case RoleProbe:
+		fmt.Fprintln(stdout, MarkerReady)
+		res := runProbesOS(ctx, nc.Probes)
+		err := writeJSON(filepath.Join(nc.Out, "probes.json"), res)
+		fmt.Fprintln(stdout, MarkerDone)
+		return err
+	}
+	return fmt.Errorf("unknown role %q", nc.Role)
+}
+
+func applyNodeNet(ctx context.Context, nc NodeConfig) (func() error, error) {
+	var cfg netsetup.Config
+	for _, o := range nc.Net.Overlays {
+		cfg.Overlays = append(cfg.Overlays, netsetup.Overlay{Name: o.Name, VNI: o.VNI, Addr: o.Addr, Underlay: o.Underlay, Peers: o.Peers})
+	}
+	for _, a := range nc.Net.Addrs {
+		cfg.Addrs = append(cfg.Addrs, netsetup.Addr{Prefix: a, Iface: nc.Net.AddrsOn})
+	}
+	for _, r := range nc.Net.Routes {
+		cfg.Routes = append(cfg.Routes, netsetup.Route{Dst: r.Dst, Via: r.Via})
+	}
+	cfg.DefaultVia = nc.Net.DefaultVia
+	if ic := nc.Net.Intercept; ic != nil {
+		cfg.Forward = true
+		cfg.Intercept = &netsetup.Intercept{LAN: ic.LAN, TCPPorts: ic.TCPPorts, TCPTo: ic.TCPTo, UDPPorts: ic.UDPPorts, UDPTo: ic.UDPTo, Masquerade: ic.LAN}
+	}
+	if len(cfg.Overlays) == 0 && len(cfg.Addrs) == 0 && len(cfg.Routes) == 0 && !cfg.DefaultVia.IsValid() && cfg.Intercept == nil {
+		return func() error { return nil }, nil
+	}
+	return netsetup.Apply(ctx, cfg)
+}
+
+func createOut(nc NodeConfig, name string) (*os.File, error) {
+	return os.Create(filepath.Join(nc.Out, name))
+}
+
+func runGatewayNode(ctx context.Context, nc NodeConfig, zone resolve.Resolver, stdout io.Writer, log *slog.Logger) error {
+	gn := nc.Gateway
+	cert, err := parseKeyPair(gn.Cert)
+	if err != nil {
+		return fmt.Errorf("gateway certificate: %w", err)
+	}
+	cas, err := poolOf(gn.ClientCA)
+	if err != nil {
+		return fmt.Errorf("tenant CA: %w", err)
+	}
+	f, err := createOut(nc, "gateway.jsonl")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var pool []netip.Addr
+	for _, p := range nc.Net.Addrs {
+		pool = append(pool, p.Addr())
+	}
+	gw, err := gateway.New(gateway.Config{
+		Name: nc.Name, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 443), UDPAddrs: pool, Certificate: cert, ClientCAs: cas,
+		AllowAnonymous: gn.AllowAnonymous, MaxStreams: gn.MaxStreams, Stack: hostnet.OS{}, Resolver: zone,
+		Log: f, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := gw.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, MarkerReady)
+	<-ctx.Done()
+	return gw.Close()
+}
+
+func runOriginNode(ctx context.Context, nc NodeConfig, stdout io.Writer, log *slog.Logger) error {
+	on := nc.Origin
+	certs := map[string]*tls.Certificate{}
+	for name, p := range on.Certs {
+		c, err := parseKeyPair(p)
+		if err != nil {
+			return fmt.Errorf("origin %s certificate: %w", name, err)
+		}
+		certs[name] = c
+	}
+	var sites []origin.Site
+	for _, o := range on.Sites {
+		sites = append(sites, origin.Site{Name: o.Name, Addrs: []netip.Addr{o.Addr}})
+	}
+	f, err := createOut(nc, "origins.jsonl")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	srv, err := origin.New(origin.Config{Stack: hostnet.OS{}, Sites: sites, Certificates: origin.CertMap(certs), Logger: log, AccessLog: f})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, MarkerReady)
+	<-ctx.Done()
+	return srv.Close()
+}
+
+func runFirewallNode(ctx context.Context, nc NodeConfig, zone resolve.Resolver, sig NodeSignals, stdout io.Writer, log *slog.Logger) error {
+	fn := nc.Firewall
+	ca, err := pki.LoadCA(pki.Config{}, []byte(fn.CA.Cert), []byte(fn.CA.Key))
+	if err != nil {
+		return fmt.Errorf("enterprise CA: %w", err)
+	}
+	roots, err := poolOf(fn.Roots)
+	if err != nil {
+		return fmt.Errorf("firewall trust store: %w", err)
+	}
+	pol, err := policy.Parse("policy.yaml", []byte(fn.Policy))
+	if err != nil {
+		return err
+	}
+	var writers []fwlog.Logger
+	for _, out := range []struct {
+		name   string
+		format fwlog.Format
+	}{
+		{"firewall.jsonl", fwlog.FormatJSON}, {"firewall.pan-traffic.csv", fwlog.FormatPANTraffic},
+		{"firewall.fortios.log", fwlog.FormatFortiOS}, {"firewall.cef.log", fwlog.FormatCEF},
+	} {
+		f, err := createOut(nc, out.name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		writers = append(writers, fwlog.NewWriter(f, out.format))
+	}
+	fw, err := mitm.New(mitm.Config{Outside: hostnet.OS{}, Policy: pol, CA: ca, Roots: roots, Resolver: zone, Writers: writers, Logger: log})
+	if err != nil {
+		return err
+	}
+	ic := nc.Net.Intercept
+	tcpL, err := mitm.ListenTransparentTCP(ctx, fmt.Sprintf("0.0.0.0:%d", ic.TCPTo))
+	if err != nil {
+		return err
+	}
+	udpL, err := mitm.ListenTransparentUDP(ctx, fmt.Sprintf("0.0.0.0:%d", ic.UDPTo))
+	if err != nil {
+		tcpL.Close()
+		return err
+	}
+	proxyL, err := net.Listen("tcp4", netip.AddrPortFrom(fn.Inside, fn.ProxyPort).String())
+	if err != nil {
+		tcpL.Close()
+		udpL.Close()
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, serve := range []func() error{
+		func() error { return fw.ServeTransparent(tcpL) },
+		func() error { return fw.ServeUDPTransparent(udpL) },
+		func() error { return fw.ServeProxy(proxyL) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serve(); err != nil {
+				log.Warn("firewall listener", "err", err)
+			}
+		}()
+	}
+	fmt.Fprintln(stdout, MarkerReady)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-sig.Reload:
+			data, err := os.ReadFile(NodePolicyPath)
+			if err == nil {
+				var p *policy.Policy
+				if p, err = policy.Parse(NodePolicyPath, data); err == nil {
+					err = fw.SwapPolicy(p)
+				}
+			}
+			if err != nil {
+				log.Warn("firewall: policy reload failed", "err", err)
+			} else {
+				fmt.Fprintln(stdout, "pinwall firewall: policy reloaded")
+			}
+		}
+	}
+	// Closing flushes the UDP flows' records (aged out at shutdown).
+	fw.Close()
+	wg.Wait()
+	extra := map[string]any{"fqdn_objects": fw.Engine().FQDNSnapshot()}
+	if ex := fw.Exclusions(); len(ex) > 0 {
+		extra["exclusions"] = ex
+	}
+	return writeJSON(filepath.Join(nc.Out, "firewall-state.json"), extra)
+}
+
+// runProbesOS runs probes from this machine's network.
+func runProbesOS(ctx context.Context, probes []Probe) []ProbeResult {
+	var out []ProbeResult
+	for _, pr := range probes {
+		out = append(out, runProbe(ctx, hostnet.OS{}, pr))
+	}
+	return out
+}
