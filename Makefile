@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PINWALL  := bin/pinwall
 PARALLEL ?= 2
 
-.PHONY: all build demo test test-short lint fuzz bench lab-demo image clean
+.PHONY: all build demo test test-short lint fuzz bench lab-demo image compose clean
 
 all: lint test
 
@@ -61,5 +61,14 @@ bench:
 lab-demo: build
 	./scripts/lab-demo.sh
 
+# image builds the node image (FROM scratch, the static binary) as
+# pinwall-node:local; compose writes the visibility topology as a
+# docker-compose project in docker/visibility.
+image: build
+	cp $(PINWALL) docker/pinwall && docker build -q -t pinwall-node:local docker; rm -f docker/pinwall
+
+compose: image
+	./$(PINWALL) compose --scenario visibility --dir docker/visibility
+
 clean:
-	rm -rf bin evidence lab
+	rm -rf bin evidence lab docker/visibility

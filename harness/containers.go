@@ -255,6 +255,7 @@ type containerRun struct {
 	cli   *testcontainers.DockerClient
 	lan   *testcontainers.DockerNetwork
 	inet  *testcontainers.DockerNetwork
+	mu    sync.Mutex // guards nodes and order while servers start together
 	nodes map[string]*node
 	order []string
 }
@@ -330,14 +331,30 @@ func (run *containerRun) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Servers first, then the firewall; clients and probes are started by exercise.
+	// Servers (origins, gateways, the firewall) start together; clients
+	// and probes are started by exercise.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, nc := range cfgs {
 		if nc.Role == RoleClient || nc.Role == RoleProbe {
 			continue
 		}
-		if err := run.startNode(ctx, nc, true); err != nil {
-			return err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run.startNode(ctx, nc, true); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	for _, nc := range cfgs {
 		if nc.Role == RoleClient || nc.Role == RoleProbe {
@@ -474,8 +491,10 @@ func (run *containerRun) startNode(ctx context.Context, nc NodeConfig, waitReady
 	}
 	c, err := testcontainers.Run(ctx, run.image, opts...)
 	n := &node{name: nc.Name, cfg: nc, c: c}
+	run.mu.Lock()
 	run.nodes[nc.Name] = n
 	run.order = append(run.order, nc.Name)
+	run.mu.Unlock()
 	if err != nil {
 		logs := ""
 		if c != nil {
@@ -702,11 +721,18 @@ func (run *containerRun) readJSON(ctx context.Context, nodeName, file string, v 
 func (run *containerRun) teardown(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for i := len(run.order) - 1; i >= 0; i-- {
-		if n := run.nodes[run.order[i]]; n != nil && n.c != nil {
-			_ = n.c.Terminate(ctx)
+	var wg sync.WaitGroup
+	for _, name := range run.order {
+		if n := run.nodes[name]; n != nil && n.c != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				zero := time.Duration(0)
+				_ = n.c.Terminate(ctx, testcontainers.StopTimeout(zero))
+			}()
 		}
 	}
+	wg.Wait()
 	for _, nw := range []*testcontainers.DockerNetwork{run.lan, run.inet} {
 		if nw != nil {
 			_ = nw.Remove(ctx)

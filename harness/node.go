@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -142,6 +143,9 @@ type ClientNode struct {
 	Reconnects    int           `json:"reconnects,omitempty"`
 	WaitUp        time.Duration `json:"wait_up"`
 	Hold          time.Duration `json:"hold,omitempty"`
+	// SOCKS, if set, serves the client's SOCKS5 listener there after the
+	// workload, until the container stops (for poking at it by hand).
+	SOCKS string `json:"socks,omitempty"`
 }
 
 // ClientReport is what the laptop container reports.
@@ -307,8 +311,21 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 			break
 		}
 	}
-	return writeJSON(filepath.Join(nc.Out, "client.json"), rep)
+	if err := writeJSON(filepath.Join(nc.Out, "client.json"), rep); err != nil {
+		return err
+	}
+	if cn.SOCKS != "" {
+		l, err := net.Listen("tcp", cn.SOCKS)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "pinwall client: SOCKS5 on", l.Addr())
+		return c.ServeSOCKS(ctx, l)
+	}
+	return nil
 }
+
+func marshalIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
 
 func writeJSON(file string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")

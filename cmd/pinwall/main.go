@@ -46,7 +46,9 @@ Usage:
   pinwall lab [--transport auto|tls|dtls] [--socks ADDR] [--dir DIR] [--policy FILE]
               [--firewall-proxy ADDR] [--upstream-proxy URL]
                                             run an interactive lab until interrupted
-  pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin)
+  pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin, probe)
+  pinwall compose [--scenario ID] [--dir DIR]
+                                            write a docker-compose project of a scenario's topology
   pinwall version                           print the version
 
 Run "pinwall COMMAND -h" for a command's flags.
@@ -91,6 +93,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdLab(ctx, rest, stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
+	case "compose":
+		return cmdCompose(rest, stdout, stderr)
 	case "version":
 		v, c := buildInfo()
 		fmt.Fprintf(stdout, "pinwall %s (%s)\n", v, c)

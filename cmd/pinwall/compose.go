@@ -1,0 +1,63 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/scenarios"
+)
+
+// cmdCompose writes a docker-compose project of one scenario run, to poke
+// at by hand.
+func cmdCompose(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compose", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	id := fs.String("scenario", "visibility", "scenario whose topology to write")
+	variant := fs.String("variant", "", "variant key (e.g. with-fix); empty means the first")
+	dir := fs.String("dir", "docker/visibility", "directory to write the project to")
+	image := fs.String("image", "pinwall-node:local", "pinwall node image (make image builds pinwall-node:local)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	all, err := scenarios.Catalogue()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	ss, err := scenarios.Find(all, *id)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	runs, err := ss[0].Runs()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	run := runs[0]
+	for _, r := range runs {
+		if string(r.Variant) == *variant || r.Key() == *id+"/"+*variant {
+			run = r
+		}
+	}
+	set, err := pki.NewSet(pki.Config{}, run.Plan.Spec.WithDefaults().Tenant)
+	if err != nil {
+		return err
+	}
+	files, err := harness.ComposeFiles(run.Plan, set, *image)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range harness.SortedNames(files) {
+		if err := os.WriteFile(filepath.Join(*dir, name), files[name], 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s): cd %s && docker-compose up\n", *dir, run.Key(), *dir)
+	return nil
+}
