@@ -97,6 +97,9 @@ type Containers struct {
 	Logger *slog.Logger
 	// Keep leaves containers and networks behind for debugging.
 	Keep bool
+	// Rebuild removes an existing image of the same binary first (a cold
+	// start, for measuring).
+	Rebuild bool
 
 	mu        sync.Mutex
 	runMu     sync.Mutex // runs are sequential: every run uses the same subnets
@@ -150,7 +153,7 @@ func (c *Containers) log() *slog.Logger {
 func (c *Containers) Image(ctx context.Context) (string, error) {
 	c.buildOnce.Do(func() {
 		start := time.Now()
-		c.image, c.imageErr = buildImage(ctx, c.Binary, c.log())
+		c.image, c.imageErr = buildImage(ctx, c.Binary, c.Rebuild, c.log())
 		c.mu.Lock()
 		c.built = time.Since(start)
 		c.mu.Unlock()
@@ -171,7 +174,7 @@ func moduleRoot() (string, error) {
 	return root, nil
 }
 
-func buildImage(ctx context.Context, binary string, log *slog.Logger) (string, error) {
+func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logger) (string, error) {
 	tclog.SetDefault(tclog.NewNoopLogger())
 	var bin []byte
 	if binary == "" {
@@ -205,8 +208,13 @@ func buildImage(ctx context.Context, binary string, log *slog.Logger) (string, e
 	}
 	defer cli.Close()
 	if _, err := cli.ImageInspect(ctx, tag); err == nil {
-		log.Info("containers: reusing image", "tag", tag)
-		return tag, nil
+		if !rebuild {
+			log.Info("containers: reusing image", "tag", tag)
+			return tag, nil
+		}
+		if _, err := cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true}); err != nil {
+			return "", fmt.Errorf("remove image %s: %w", tag, err)
+		}
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -208,14 +208,23 @@ func runProbe(ctx context.Context, stack hostnet.Stack, pr Probe) ProbeResult {
 	defer cancel()
 	if pr.UDP {
 		conn, err := stack.DialContext(pctx, "udp", pr.To.String())
-		if err == nil {
-			// A QUIC v1 long-header Initial, as far as a classifier looks.
-			_, err = conn.Write(append([]byte{0xc3, 0, 0, 0, 1, 8}, make([]byte, 1200)...))
-			conn.Close()
-		}
-		res.Handshake = "sent"
 		if err != nil {
 			res.Handshake = err.Error()
+			return res
+		}
+		defer conn.Close()
+		// A QUIC v1 long-header Initial, as far as a classifier looks.
+		if _, err := conn.Write(append([]byte{0xc3, 0, 0, 0, 1, 8}, make([]byte, 1200)...)); err != nil {
+			res.Handshake = err.Error()
+			return res
+		}
+		// Wait briefly for an answer: nothing answers QUIC here, but the
+		// wait lets the firewall see the datagram before the run ends.
+		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := conn.Read(make([]byte, 2048)); err != nil {
+			res.Handshake = "sent, no answer"
+		} else {
+			res.Handshake = "sent, answered"
 		}
 		return res
 	}

@@ -108,14 +108,16 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	if st.NegotiatedProtocol != "" {
 		srvCfg.NextProtos = []string{st.NegotiatedProtocol}
 	}
-	cs := tls.Server(client, srvCfg)
+	tail := &alertTail{Conn: client}
+	cs := tls.Server(tail, srvCfg)
 	hctx, cancel = context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
 	err = cs.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
-		f.clientRejected(s, err, dec)
+		f.clientRejected(s, err, dec, tail.alert())
 		return
 	}
+	tail.done.Store(true)
 	cst := cs.ConnectionState()
 	d.Outcome = fwlog.OutcomeDecrypted
 	d.Reason = "decrypt rule " + dec.RuleName
@@ -227,10 +229,14 @@ func (f *Firewall) clientCertRequested(ctx context.Context, s *session, client *
 // clientRejected records a client that refused the forged certificate and,
 // when the rule says so, learns an exclusion — only from a certificate
 // alert, never from a timeout or reset, which may be transient.
-func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision) {
+func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision, plainAlert int) {
 	d := s.decryption()
 	d.ClientStage = "client-firewall: handshake failed"
-	if a, ok := remoteAlert(err); ok {
+	a, ok := remoteAlert(err)
+	if !ok && plainAlert >= 0 {
+		a, ok = uint8(plainAlert), true
+	}
+	if ok {
 		if name, cert := certificateAlerts[a]; cert {
 			s.fail(fault.LegClientFirewall, fault.CauseForgedCertRejected, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
 				"client rejected the forged certificate: "+name)
@@ -250,4 +256,53 @@ func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision) {
 		cause = fault.CauseHandshakeFailed
 	}
 	s.fail(fault.LegClientFirewall, cause, fwlog.EndDecryptError, fwlog.ErrorIndexProtocol, "client handshake failed: "+err.Error())
+}
+
+// alertTail remembers the last bytes read from a client during the
+// handshake. A TLS 1.3 client built on OpenSSL that rejects the server's
+// certificate sends its alert unencrypted (it has not switched to its
+// handshake keys yet); crypto/tls, expecting an encrypted record, reports
+// "bad record MAC" instead of the alert. The tail lets the firewall read the
+// alert itself.
+type alertTail struct {
+	net.Conn
+	buf  [7]byte
+	n    int
+	done atomic.Bool
+}
+
+func (t *alertTail) Read(p []byte) (int, error) {
+	n, err := t.Conn.Read(p)
+	if n > 0 && !t.done.Load() {
+		if n >= len(t.buf) {
+			copy(t.buf[:], p[n-len(t.buf):n])
+			t.n = len(t.buf)
+		} else {
+			keep := min(t.n, len(t.buf)-n)
+			copy(t.buf[:keep], t.buf[t.n-keep:t.n])
+			copy(t.buf[keep:], p[:n])
+			t.n = keep + n
+		}
+	}
+	return n, err
+}
+
+// alert returns the description of a plaintext fatal alert record that
+// ended the bytes read, or -1.
+func (t *alertTail) alert() int {
+	if t.n < 7 {
+		return -1
+	}
+	b := t.buf
+	if b[0] == 21 && b[1] == 3 && b[3] == 0 && b[4] == 2 && b[5] == 2 {
+		return int(b[6])
+	}
+	return -1
+}
+
+func (t *alertTail) CloseWrite() error {
+	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return t.Conn.Close()
 }

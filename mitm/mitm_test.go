@@ -1,9 +1,11 @@
 package mitm
 
 import (
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -43,4 +45,37 @@ func FuzzIdentify(f *testing.F) {
 			t.Fatal("non-empty input cannot be incomplete")
 		}
 	})
+}
+
+func TestAlertTailReadsAPlaintextAlert(t *testing.T) {
+	tests := []struct {
+		name  string
+		reads [][]byte
+		want  int
+	}{
+		{"one read", [][]byte{{22, 3, 3, 0, 1, 1, 21, 3, 3, 0, 2, 2, 48}}, 48},
+		{"split", [][]byte{{21, 3}, {3, 0, 2}, {2, 42}}, 42},
+		{"not an alert", [][]byte{{23, 3, 3, 0, 2, 2, 48}}, -1},
+		{"warning level", [][]byte{{21, 3, 3, 0, 2, 1, 0}}, -1},
+		{"too short", [][]byte{{2, 48}}, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			tail := &alertTail{Conn: b}
+			go func() {
+				for _, r := range tt.reads {
+					_, _ = a.Write(r)
+				}
+			}()
+			buf := make([]byte, 64)
+			for range tt.reads {
+				_, err := tail.Read(buf)
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tt.want, tail.alert())
+		})
+	}
 }

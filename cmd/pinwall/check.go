@@ -198,6 +198,14 @@ func tunnelAnswer(obs *harness.Observation, want string) (bool, string) {
 	if why == "" && !obs.Tunnel.Up {
 		why = "no tunnel"
 	}
+	if why == "" {
+		for _, f := range obs.Flows {
+			if !f.Verified {
+				why = fmt.Sprintf("flow to %s failed: %s", f.Site, f.Error)
+				break
+			}
+		}
+	}
 	if obs.Tunnel.Up && want != "" && string(obs.Tunnel.Transport) != want {
 		why = fmt.Sprintf("the tunnel only came up over %s", obs.Tunnel.Transport)
 	}
@@ -252,7 +260,10 @@ func overBypassAnswer(obs *harness.Observation, probes []harness.Probe) (bool, s
 			lines = append(lines, "- "+what+": no firewall record (not seen)")
 			continue
 		}
-		passedUndecrypted := rec.Action == fwlog.ActionAllow && (rec.Decryption == nil || rec.Decryption.Outcome == fwlog.OutcomeNotDecrypted || rec.Decryption.Outcome == fwlog.OutcomeExcluded)
+		// Over-bypassed means a bypass (no-decrypt) rule or an exclusion
+		// let it through; a plain allow or the default is not a bypass.
+		passedUndecrypted := rec.Action == fwlog.ActionAllow && rec.Decryption != nil &&
+			(rec.Decryption.Outcome == fwlog.OutcomeNotDecrypted || rec.Decryption.Outcome == fwlog.OutcomeExcluded)
 		if p.UDP {
 			if rec.Action == fwlog.ActionAllow {
 				lines = append(lines, fmt.Sprintf("- %s: allowed by rule %q (QUIC can dodge decryption; fine only if intended)", what, rec.Rule))
@@ -263,7 +274,11 @@ func overBypassAnswer(obs *harness.Observation, probes []harness.Probe) (bool, s
 		}
 		if passedUndecrypted && rec.EndReason != fwlog.EndDecryptCertValidation {
 			ok = false
-			lines = append(lines, fmt.Sprintf("- %s: OVER-BYPASSED, rule %q passed it undecrypted — narrow it with destination ranges or sni-cert-check strict", what, rec.Rule))
+			advice := "pair the names with the gateway ranges, or add sni-cert-check: strict"
+			if p.To.Port() != 443 {
+				advice = "restrict the bypass to port 443"
+			}
+			lines = append(lines, fmt.Sprintf("- %s: OVER-BYPASSED, rule %q passed it undecrypted — %s", what, rec.Rule, advice))
 		} else {
 			lines = append(lines, fmt.Sprintf("- %s: %s", what, describeRecord(*rec)))
 		}

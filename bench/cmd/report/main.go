@@ -29,14 +29,15 @@ import (
 func main() {
 	var (
 		d         = flag.Duration("d", bench.DefaultDuration, "how long each figure runs")
-		only      = flag.String("only", "", `measure one section: "tunnel" or "firewall"`)
+		only      = flag.String("only", "", `measure one section: "tunnel", "firewall" or "catalogue"`)
+		noCont    = flag.Bool("no-containers", false, "leave the container catalogue out")
 		noTools   = flag.Bool("no-tools", false, "leave sslsplit and mitmproxy out")
 		noInstall = flag.Bool("no-install", false, "do not apt-get install a missing sslsplit or mitmproxy")
 		quiet     = flag.Bool("q", false, "no progress on standard error")
 	)
 	flag.Parse()
-	if *only != "" && *only != "tunnel" && *only != "firewall" {
-		fmt.Fprintf(os.Stderr, "report: -only %q: want tunnel or firewall\n", *only)
+	if *only != "" && *only != "tunnel" && *only != "firewall" && *only != "catalogue" {
+		fmt.Fprintf(os.Stderr, "report: -only %q: want tunnel, firewall or catalogue\n", *only)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -45,13 +46,13 @@ func main() {
 	cfg := bench.Config{
 		Log:          os.Stderr,
 		Duration:     *d,
-		SkipTunnel:   *only == "firewall",
-		SkipFirewall: *only == "tunnel",
+		SkipTunnel:   *only == "firewall" || *only == "catalogue",
+		SkipFirewall: *only == "tunnel" || *only == "catalogue",
 		SkipTools:    *noTools,
 		NoInstall:    *noInstall,
-		// Extra: the scenario catalogue's wall time (in-process, containers
-		// cold and warm) goes here as a bench.SectionFunc built from
-		// bench.WallTime rows once the catalogue runner exists.
+	}
+	if *only == "" || *only == "catalogue" {
+		cfg.Extra = append(cfg.Extra, bench.CatalogueSection(!*noCont))
 	}
 	if *quiet {
 		cfg.Log = nil
