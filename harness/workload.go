@@ -172,6 +172,14 @@ func RunWorkload(ctx context.Context, c *client.Client, trust *x509.CertPool, w 
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 		}
+		if ctx.Err() != nil {
+			// Interrupted: the flows not started are reported, not lost.
+			for j := i; j < w.Flows; j++ {
+				out[j] = FlowOutcome{Index: j, Site: w.Sites[j%len(w.Sites)], Size: w.Sizes[j%len(w.Sizes)],
+					Leg: fault.LegClientGateway, Cause: fault.CauseClosed, Error: "run interrupted before the flow started"}
+			}
+			break
+		}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()

@@ -170,6 +170,9 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	c.Close()
 	<-socksDone
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_ = topo.Settle(sctx) // every flow's event written
+	scancel()
 	fmt.Fprintln(stdout, "\npinwall lab: stopping; what the gateway saw:")
 	printGatewaySummary(stdout, topo.GatewayEvents())
 	return nil

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/net/proxy"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func run(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := dispatch(ctx, args, &out, &errOut)
+	code := exitCode(err, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func TestListAndUsage(t *testing.T) {
+	out, _, code := run(t, context.Background(), "list")
+	require.Equal(t, 0, code)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 12)
+	assert.True(t, strings.HasPrefix(lines[0], "visibility "), lines[0])
+	assert.Regexp(t, `^learned-exclusion\s+PAN-style`, lines[11])
+
+	_, errOut, code := run(t, context.Background(), "frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `unknown command "frobnicate"`)
+	_, _, code = run(t, context.Background())
+	assert.Equal(t, 2, code)
+	_, errOut, code = run(t, context.Background(), "run", "no-such-row")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "unknown scenario no-such-row (valid: visibility")
+	_, _, code = run(t, context.Background(), "run", "--mode", "vm")
+	assert.Equal(t, 2, code)
+}
+
+func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	out, _, code := run(t, context.Background(), "run", "--out", dir, "visibility", "udp-blocked")
+	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `(?m)^visibility\s+baseline\s+up dtls, 20/20 verified\s+-\s+yes$`, out)
+	assert.Contains(t, out, "3 of 3 runs as expected (inproc")
+	for _, f := range []string{"evidence.json", "report.html", "report.md", "junit.xml", "manifest.sha256"} {
+		assert.FileExists(t, filepath.Join(dir, f))
+	}
+
+	// A scenario whose expectation does not hold: exit 1.
+	wrong := filepath.Join(t.TempDir(), "wrong.yaml")
+	require.NoError(t, os.WriteFile(wrong, []byte(`id: wrong
+title: An expectation that cannot hold
+summary: expects DTLS where UDP/443 is blocked
+firewall: { policy-file: `+abs(t, "../../scenarios/policies/udp-blocked.yaml")+` }
+client: { fallback-timeout: 300ms }
+variants: [{ variant: baseline }]
+expect: { tunnel: { transport: dtls } }
+`), 0o644))
+	out, _, code = run(t, context.Background(), "run", "--out", t.TempDir(), "--file", wrong)
+	assert.Equal(t, 1, code, out)
+	assert.Regexp(t, `wrong\s+baseline\s+up tls.*NO \(1 of 1 checks failed\)`, out)
+
+	// A broken file: exit 2 with a one-line error naming file, line, field.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("id: bad\ntitle: t\nsummary: s\nvariants: [{variant: baseline}]\nexpect: {tunnel: {state: sideways}}\n"), 0o644))
+	_, errOut, code := run(t, context.Background(), "run", "--file", bad)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, errOut)
+	assert.Contains(t, errOut, bad+`:5:`)
+	assert.Contains(t, errOut, `expect.tunnel.state: "sideways" is not one of: up, down`)
+}
+
+func abs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	require.NoError(t, err)
+	return a
+}
+
+// TestRunInterrupted cancels a whole-catalogue run: it stops, writes what
+// it has with the unfinished runs marked incomplete, and exits 1; goleak
+// (TestMain) proves no goroutine, hence no listener, outlived it.
+func TestRunInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	_, errOut, code := run(t, ctx, "run", "--all", "--parallel", "1", "--out", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "interrupted")
+	var ev struct {
+		Meta struct {
+			Interrupted bool `json:"interrupted"`
+		} `json:"meta"`
+		Results []struct {
+			ID      string `json:"id"`
+			Verdict string `json:"verdict"`
+		} `json:"results"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "evidence.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &ev))
+	assert.True(t, ev.Meta.Interrupted)
+	require.Len(t, ev.Results, 25, "every run is in the bundle")
+	incomplete := 0
+	for _, r := range ev.Results {
+		if r.Verdict == "incomplete" {
+			incomplete++
+		}
+	}
+	assert.Positive(t, incomplete, "unfinished runs are marked")
+}
+
+// TestLab starts the interactive lab, fetches a site through the client's
+// SOCKS5 listener and through the firewall's explicit proxy, then stops it.
+func TestLab(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var errOut bytes.Buffer
+	go func() {
+		err := dispatch(ctx, []string{"lab", "--socks", "127.0.0.1:0", "--firewall-proxy", "127.0.0.1:0", "--dir", dir,
+			"--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml")}, pw, &errOut)
+		pw.Close()
+		done <- exitCode(err, &errOut)
+	}()
+	sc := bufio.NewScanner(pr)
+	var out strings.Builder
+	var socks, fwProxy string
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if m := regexp.MustCompile(`firewall proxy: http://(\S+)`).FindStringSubmatch(line); m != nil {
+			fwProxy = m[1]
+		}
+		if m := regexp.MustCompile(`ready: socks5 (\S+); tunnel up over dtls`).FindStringSubmatch(line); m != nil {
+			socks = m[1]
+			break
+		}
+	}
+	require.NotEmpty(t, socks, "lab output:\n%s\n%s", out.String(), errOut.String())
+	require.NotEmpty(t, fwProxy)
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(&out, pr)
+	}()
+
+	pool := func(name string) *x509.CertPool {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		p := x509.NewCertPool()
+		require.True(t, p.AppendCertsFromPEM(b))
+		return p
+	}
+	dialer, err := proxy.SOCKS5("tcp", socks, nil, proxy.Direct)
+	require.NoError(t, err)
+	cl := &http.Client{Transport: &http.Transport{
+		DialContext:     dialer.(proxy.ContextDialer).DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: pool("internet-ca.pem")},
+	}, Timeout: 20 * time.Second}
+	resp, err := cl.Get("https://www.social.test/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(body), "www.social.test")
+
+	// Through the firewall's explicit proxy the site is decrypted: the
+	// certificate comes from the enterprise CA.
+	pu, _ := url.Parse("http://" + fwProxy)
+	var issuer string
+	cl2 := &http.Client{Transport: &http.Transport{
+		Proxy: http.ProxyURL(pu),
+		TLSClientConfig: &tls.Config{RootCAs: pool("enterprise-ca.pem"), VerifyConnection: func(cs tls.ConnectionState) error {
+			issuer = cs.PeerCertificates[0].Issuer.CommonName
+			return nil
+		}},
+	}, Timeout: 20 * time.Second}
+	resp, err = cl2.Get("https://app.files.test/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	cl2.CloseIdleConnections()
+	cl.CloseIdleConnections()
+	assert.Contains(t, issuer, "Enterprise")
+
+	cancel()
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, errOut.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("lab did not stop")
+	}
+	<-copied
+	assert.Contains(t, out.String(), "flow to www.social.test:443")
+	for _, f := range []string{"internet-ca.pem", "enterprise-ca.pem", "gateway.jsonl", "firewall.jsonl", "firewall.pan-traffic.csv"} {
+		assert.FileExists(t, filepath.Join(dir, f))
+	}
+	fw, err := os.ReadFile(filepath.Join(dir, "firewall.jsonl"))
+	require.NoError(t, err)
+	assert.Contains(t, string(fw), `"sni":"app.files.test"`)
+	assert.Contains(t, string(fw), `"outcome":"decrypted"`)
+}
+
+// TestCheck reviews the catalogue's recommended policy (no problem) and an
+// SNI-only one (spoofable).
+func TestCheck(t *testing.T) {
+	out, _, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "No problem found")
+	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-only.yaml"))
+	assert.Equal(t, 1, code, out)
+	assert.Regexp(t, `PROBLEM\s+Over-bypass`, out)
+	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse"`)
+	assert.Regexp(t, `PROBLEM\s+Tunnel over DTLS`, out, "an SNI rule leaves UDP/443 blocked")
+	_, errOut, code := run(t, context.Background(), "check")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "--policy FILE is required")
+}
+
+var _ = net.Listen
