@@ -68,12 +68,24 @@ func attribute(obs *harness.Observation) *FailureObserved {
 		return nil
 	}
 	f := &FailureObserved{}
+	clientLeg, clientCause, clientText := obs.ClientLeg, obs.ClientCause, obs.ClientErrorText
+	// A DTLS attempt failing is routine (the client falls back to TLS); when
+	// a TLS attempt failed too, that one explains why the tunnel is down.
+	for i := len(obs.History) - 1; i >= 0; i-- {
+		h := obs.History[i]
+		if h.Event == "attempt-failed" && h.Transport == "tls" {
+			if clientCause == fault.CauseUDPUnanswered {
+				clientLeg, clientCause, clientText = h.Leg, h.Cause, h.Error
+			}
+			break
+		}
+	}
 	switch {
-	case obs.ClientCause != "" && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == fault.CauseTunnelDown):
+	case clientCause != "" && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == fault.CauseTunnelDown):
 		// The client's typed error, as recorded (in containers it crossed a
 		// process boundary as leg, cause and text).
-		f.Leg, f.Cause, f.Source = obs.ClientLeg, obs.ClientCause, "client"
-		f.Detail = obs.ClientErrorText
+		f.Leg, f.Cause, f.Source = clientLeg, clientCause, "client"
+		f.Detail = clientText
 	case flowErr != nil:
 		f.Leg, f.Cause, f.Source = flowErr.Leg, flowErr.Cause, "workload"
 		f.Detail = flowErr.Error
