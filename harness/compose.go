@@ -19,7 +19,7 @@ func ComposeFiles(p Plan, set *pki.Set, image string) (map[string][]byte, error)
 	if p.Spec.Firewall == nil {
 		return nil, fmt.Errorf("compose: the topology needs a firewall")
 	}
-	run := &containerRun{plan: p, set: set}
+	run := &containerRun{plan: p, set: set, under: underlaySlot(0)}
 	cfgs, err := run.configs()
 	if err != nil {
 		return nil, err
@@ -34,7 +34,7 @@ func ComposeFiles(p Plan, set *pki.Set, image string) (map[string][]byte, error)
 		nc.Out = NodeOut
 		if nc.Role == RoleClient {
 			lan, _ := run.overlayAddrs(nc)
-			nc.Client.SOCKS = netip.AddrPortFrom(underlayOf(lan, lanUnderlay), 1080).String()
+			nc.Client.SOCKS = netip.AddrPortFrom(underlayOf(lan, run.under.lan), 1080).String()
 		}
 		name := sanitize(nc.Name)
 		b, err := marshalIndent(nc)
@@ -51,10 +51,10 @@ func ComposeFiles(p Plan, set *pki.Set, image string) (map[string][]byte, error)
 		lan, inet := run.overlayAddrs(nc)
 		svc.WriteString("    networks:\n")
 		if lan.IsValid() {
-			fmt.Fprintf(&svc, "      lan:\n        ipv4_address: %s\n", underlayOf(lan, lanUnderlay))
+			fmt.Fprintf(&svc, "      lan:\n        ipv4_address: %s\n", underlayOf(lan, run.under.lan))
 		}
 		if inet.IsValid() {
-			fmt.Fprintf(&svc, "      internet:\n        ipv4_address: %s\n", underlayOf(inet, inetUnderlay))
+			fmt.Fprintf(&svc, "      internet:\n        ipv4_address: %s\n", underlayOf(inet, run.under.inet))
 		}
 		if nc.Role == RoleClient || nc.Role == RoleProbe {
 			svc.WriteString("    depends_on: [firewall]\n")
@@ -68,8 +68,8 @@ func ComposeFiles(p Plan, set *pki.Set, image string) (map[string][]byte, error)
 	compose.WriteString("# Logs: docker-compose logs; files: docker cp CONTAINER:/out .\n")
 	compose.WriteString("version: \"2.4\"\nservices:\n")
 	compose.WriteString(svc.String())
-	fmt.Fprintf(&compose, "networks:\n  lan:\n    internal: true\n    ipam:\n      config:\n        - subnet: %s\n          gateway: %s\n", lanUnderlay, lanUnderlayBridge)
-	fmt.Fprintf(&compose, "  internet:\n    internal: true\n    ipam:\n      config:\n        - subnet: %s\n          gateway: %s\n", inetUnderlay, inetBridge)
+	fmt.Fprintf(&compose, "networks:\n  lan:\n    internal: true\n    ipam:\n      config:\n        - subnet: %s\n          gateway: %s\n", run.under.lan, run.under.lanBridge)
+	fmt.Fprintf(&compose, "  internet:\n    internal: true\n    ipam:\n      config:\n        - subnet: %s\n          gateway: %s\n", run.under.inet, run.under.inetBridge)
 	files["compose.yaml"] = []byte(compose.String())
 	return files, nil
 }

@@ -48,12 +48,10 @@ const LabelRun = "pinwall.run"
 // internet); each carries a VXLAN segment holding the topology's real
 // addresses: the LAN (10.10.10.0/24) and the internet side
 // (198.51.100.0/24, plus the gateway pools and origin addresses added by
-// netsetup and reached by routes).
+// netsetup and reached by routes). The topology's addresses live only
+// inside the containers, so runs at once differ only in their underlays:
+// run slot k uses 198.18.(10+k).0/24 and 198.18.(100+k).0/24.
 var (
-	lanUnderlay       = netip.MustParsePrefix("198.18.10.0/24")
-	lanUnderlayBridge = netip.MustParseAddr("198.18.10.1")
-	inetUnderlay      = netip.MustParsePrefix("198.18.100.0/24")
-	inetBridge        = netip.MustParseAddr("198.18.100.254")
 	internetNet       = netip.MustParsePrefix("198.51.100.0/24")
 	originsOnNet      = netip.MustParseAddr("198.51.100.30")
 	firstGatewayOnNet = netip.MustParseAddr("198.51.100.20")
@@ -66,6 +64,28 @@ const (
 	lanVNI      = 10
 	inetVNI     = 100
 )
+
+// underlays is one run slot's pair of Docker subnets.
+type underlays struct {
+	lan, inet             netip.Prefix
+	lanBridge, inetBridge netip.Addr
+}
+
+// MaxParallelRuns bounds Containers.Parallel: slots beyond it would make the
+// LAN underlays run into the internet ones.
+const MaxParallelRuns = 32
+
+// underlaySlot is run slot k's underlays (k < MaxParallelRuns).
+func underlaySlot(k int) underlays {
+	lan := netip.AddrFrom4([4]byte{198, 18, byte(10 + k), 0})
+	inet := netip.AddrFrom4([4]byte{198, 18, byte(100 + k), 0})
+	return underlays{
+		lan:        netip.PrefixFrom(lan, 24),
+		inet:       netip.PrefixFrom(inet, 24),
+		lanBridge:  netip.AddrFrom4([4]byte{198, 18, byte(10 + k), 1}),
+		inetBridge: netip.AddrFrom4([4]byte{198, 18, byte(100 + k), 254}),
+	}
+}
 
 // underlayOf maps an overlay address to the node's address on the Docker
 // network under it (same host part).
@@ -86,7 +106,8 @@ const (
 // on lan and internet with forwarding on and nftables interception, the
 // gateways and origins on internet with their service addresses. One
 // image FROM scratch holds the static pinwall binary; it is built once per
-// runner and reused. Runs are sequential (every run uses the same subnets).
+// runner and reused. Up to Parallel runs go at once, each on its own pair
+// of underlay subnets; more wait for a free slot.
 type Containers struct {
 	// Binary is a static (CGO_ENABLED=0) pinwall binary to put in the
 	// image; empty builds ./cmd/pinwall from this module's source.
@@ -100,9 +121,14 @@ type Containers struct {
 	// Rebuild removes an existing image of the same binary first (a cold
 	// start, for measuring).
 	Rebuild bool
+	// Parallel is how many runs may hold containers at once, each on its
+	// own underlay subnets; zero means 4, and it is capped at
+	// MaxParallelRuns.
+	Parallel int
 
 	mu        sync.Mutex
-	runMu     sync.Mutex // runs are sequential: every run uses the same subnets
+	slotsOnce sync.Once
+	slots     chan int // free run slots
 	image     string
 	imageErr  error
 	buildOnce sync.Once
@@ -263,6 +289,7 @@ type containerRun struct {
 	cli   *testcontainers.DockerClient
 	lan   *testcontainers.DockerNetwork
 	inet  *testcontainers.DockerNetwork
+	under underlays
 	mu    sync.Mutex // guards nodes and order while servers start together
 	nodes map[string]*node
 	order []string
@@ -281,11 +308,11 @@ func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.runMu.Lock()
-	defer c.runMu.Unlock()
-	if err := ctx.Err(); err != nil {
+	slot, err := c.acquire(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer c.release(slot)
 	set := c.PKI
 	if set == nil {
 		if set, err = pki.NewSet(pki.Config{}, p.Spec.Tenant); err != nil {
@@ -299,7 +326,7 @@ func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
 	defer cli.Close()
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
-	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, nodes: map[string]*node{}}
+	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, under: underlaySlot(slot), nodes: map[string]*node{}}
 	defer func() {
 		if !c.Keep {
 			run.teardown(context.WithoutCancel(ctx))
@@ -319,6 +346,29 @@ func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
 	return obs, ctx.Err()
 }
 
+// acquire waits for a free run slot.
+func (c *Containers) acquire(ctx context.Context) (int, error) {
+	c.slotsOnce.Do(func() {
+		n := c.Parallel
+		if n <= 0 {
+			n = 4
+		}
+		n = min(n, MaxParallelRuns)
+		c.slots = make(chan int, n)
+		for k := range n {
+			c.slots <- k
+		}
+	})
+	select {
+	case k := <-c.slots:
+		return k, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (c *Containers) release(k int) { c.slots <- k }
+
 func (run *containerRun) labels() map[string]string {
 	return map[string]string{LabelRun: run.id}
 }
@@ -326,12 +376,12 @@ func (run *containerRun) labels() map[string]string {
 func (run *containerRun) start(ctx context.Context) error {
 	var err error
 	run.lan, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
-		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: lanUnderlay, Gateway: lanUnderlayBridge}}}))
+		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: run.under.lan, Gateway: run.under.lanBridge}}}))
 	if err != nil {
 		return fmt.Errorf("containers: lan network: %w", err)
 	}
 	run.inet, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
-		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: inetUnderlay, Gateway: inetBridge}}}))
+		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: run.under.inet, Gateway: run.under.inetBridge}}}))
 	if err != nil {
 		return fmt.Errorf("containers: internet network: %w", err)
 	}
@@ -403,10 +453,10 @@ func (run *containerRun) attach(nc NodeConfig) map[*testcontainers.DockerNetwork
 	lan, inet := run.overlayAddrs(nc)
 	out := map[*testcontainers.DockerNetwork]netip.Addr{}
 	if lan.IsValid() {
-		out[run.lan] = underlayOf(lan, lanUnderlay)
+		out[run.lan] = underlayOf(lan, run.under.lan)
 	}
 	if inet.IsValid() {
-		out[run.inet] = underlayOf(inet, inetUnderlay)
+		out[run.inet] = underlayOf(inet, run.under.inet)
 	}
 	return out
 }
@@ -430,8 +480,8 @@ func (run *containerRun) overlays(nc NodeConfig, all []NodeConfig) []NodeOverlay
 		}
 		out = append(out, o)
 	}
-	member(lanOverlay, lanVNI, lan, run.plan.Spec.LAN, lanUnderlay, func(o NodeConfig) netip.Addr { a, _ := run.overlayAddrs(o); return a })
-	member(inetOverlay, inetVNI, inet, internetNet, inetUnderlay, func(o NodeConfig) netip.Addr { _, a := run.overlayAddrs(o); return a })
+	member(lanOverlay, lanVNI, lan, run.plan.Spec.LAN, run.under.lan, func(o NodeConfig) netip.Addr { a, _ := run.overlayAddrs(o); return a })
+	member(inetOverlay, inetVNI, inet, internetNet, run.under.inet, func(o NodeConfig) netip.Addr { _, a := run.overlayAddrs(o); return a })
 	return out
 }
 

@@ -42,7 +42,7 @@ func TestContainersCatalogue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	start := time.Now()
-	results := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Runner: r})
+	results := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Runner: r, Parallel: 2})
 	t.Logf("container catalogue: %d runs in %v (image build %v)", len(results), time.Since(start).Round(time.Millisecond), r.ImageBuildTime().Round(time.Millisecond))
 	for _, res := range results {
 		for _, c := range res.Checks {

@@ -53,11 +53,14 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 
 // newContainerRunner returns the Docker runner, putting this very binary
 // in the image when it is static, else building one from the source.
-func newContainerRunner(set *pki.Set, stderr io.Writer) (harness.Runner, error) {
+func newContainerRunner(set *pki.Set, parallel int, stderr io.Writer) (harness.Runner, error) {
 	if err := harness.DockerAvailable(context.Background()); err != nil {
 		return nil, usageError("--mode containers: no Docker engine answers: %v", err)
 	}
-	r := &harness.Containers{PKI: set, Keep: os.Getenv("PINWALL_KEEP_CONTAINERS") != ""}
+	if parallel > harness.MaxParallelRuns {
+		return nil, usageError("--mode containers: --parallel %d: at most %d runs hold containers at once (each needs its own pair of subnets)", parallel, harness.MaxParallelRuns)
+	}
+	r := &harness.Containers{PKI: set, Parallel: parallel, Keep: os.Getenv("PINWALL_KEEP_CONTAINERS") != ""}
 	if exe, err := os.Executable(); err == nil && isStatic(exe) {
 		r.Binary = exe
 	} else {

@@ -37,13 +37,14 @@ func cmdList(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// runnerFor returns the runner of a --mode, sharing one set of CAs.
-func runnerFor(mode string, set *pki.Set, stderr io.Writer) (harness.Runner, error) {
+// runnerFor returns the runner of a --mode, sharing one set of CAs; parallel
+// is how many runs the container runner lets hold containers at once.
+func runnerFor(mode string, set *pki.Set, parallel int, stderr io.Writer) (harness.Runner, error) {
 	switch mode {
 	case "inproc":
 		return harness.InProcess{PKI: set}, nil
 	case "containers":
-		return newContainerRunner(set, stderr)
+		return newContainerRunner(set, parallel, stderr)
 	}
 	return nil, usageError("--mode %q is not one of inproc, containers", mode)
 }
@@ -71,7 +72,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	runner, err := runnerFor(*mode, set, stderr)
+	runner, err := runnerFor(*mode, set, *parallel, stderr)
 	if err != nil {
 		return err
 	}
