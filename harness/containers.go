@@ -611,7 +611,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *Observation) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		obs.Events = run.runEvents(evCtx, run.plan.Events)
+		obs.Events = runEvents(evCtx, run.plan.Events, run.apply, run.r.log())
 	}()
 	err := waitLog(ctx, laptop.c, MarkerDone, 10*time.Minute)
 	stop()
@@ -632,26 +632,6 @@ func (run *containerRun) exercise(ctx context.Context, obs *Observation) error {
 		}
 	}
 	return nil
-}
-
-func (run *containerRun) runEvents(ctx context.Context, events []Event) []AppliedEvent {
-	start := time.Now()
-	var out []AppliedEvent
-	for _, e := range events {
-		if wait := time.Until(start.Add(e.At)); wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return out
-			}
-		}
-		ae := AppliedEvent{Event: e, Time: time.Now()}
-		if err := run.apply(ctx, e); err != nil {
-			ae.Error = err.Error()
-		}
-		out = append(out, ae)
-	}
-	return out
 }
 
 // Apply carries out an event on the containers.

@@ -75,7 +75,7 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		obs.Events = t.runEvents(evCtx, p.Events)
+		obs.Events = runEvents(evCtx, p.Events, t.Apply, t.log)
 	}()
 	obs.Flows = t.RunWorkload(ctx, p.Workload)
 	holdUntil(ctx, start, p.Hold)
@@ -124,12 +124,14 @@ func recovery(h []client.Transition) time.Duration {
 	return 0
 }
 
-func (t *Topology) runEvents(ctx context.Context, events []Event) []AppliedEvent {
+// runEvents applies a plan's events at their offsets from now, in order,
+// recording each; a cancelled ctx stops before the next one. Both runners
+// schedule events with it and differ only in apply.
+func runEvents(ctx context.Context, events []Event, apply func(context.Context, Event) error, log *slog.Logger) []AppliedEvent {
 	start := time.Now()
 	var out []AppliedEvent
 	for _, e := range events {
-		wait := time.Until(start.Add(e.At))
-		if wait > 0 {
+		if wait := time.Until(start.Add(e.At)); wait > 0 {
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
@@ -137,9 +139,9 @@ func (t *Topology) runEvents(ctx context.Context, events []Event) []AppliedEvent
 			}
 		}
 		ae := AppliedEvent{Event: e, Time: time.Now()}
-		if err := t.Apply(ctx, e); err != nil {
+		if err := apply(ctx, e); err != nil {
 			ae.Error = err.Error()
-			t.log.Warn("harness: event failed", "event", e.Do, "err", err)
+			log.Warn("harness: event failed", "event", e.Do, "err", err)
 		}
 		out = append(out, ae)
 	}

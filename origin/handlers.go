@@ -142,19 +142,25 @@ func (s *Server) index(x *exchange, r *http.Request, st *site) {
 	}
 }
 
+// sizeAndSeed parses a query of a required size parameter (named sizeKey,
+// at most MaxPayloadSize) and an optional seed, refusing any other key.
+func sizeAndSeed(raw, sizeKey string) (size, seed uint64, err error) {
+	q, err := parseQuery(raw, sizeKey, "seed")
+	if err != nil {
+		return 0, 0, err
+	}
+	if size, err = q.uint(sizeKey, true, MaxPayloadSize); err != nil {
+		return 0, 0, err
+	}
+	if seed, err = q.uint("seed", false, 1<<64-1); err != nil {
+		return 0, 0, err
+	}
+	return size, seed, nil
+}
+
 // payload answers GET /payload?size=N&seed=S.
 func (s *Server) payload(x *exchange, r *http.Request) {
-	q, err := parseQuery(r.URL.RawQuery, "size", "seed")
-	if err != nil {
-		x.fail(http.StatusBadRequest, "%v", err)
-		return
-	}
-	size, err := q.uint("size", true, MaxPayloadSize)
-	if err != nil {
-		x.fail(http.StatusBadRequest, "%v", err)
-		return
-	}
-	seed, err := q.uint("seed", false, 1<<64-1)
+	size, seed, err := sizeAndSeed(r.URL.RawQuery, "size")
 	if err != nil {
 		x.fail(http.StatusBadRequest, "%v", err)
 		return
@@ -165,17 +171,7 @@ func (s *Server) payload(x *exchange, r *http.Request) {
 // flow answers POST /flow?resp=N&seed=S: check the body against its claimed
 // hash, then reply with the payload.
 func (s *Server) flow(x *exchange, r *http.Request) {
-	q, err := parseQuery(r.URL.RawQuery, "resp", "seed")
-	if err != nil {
-		x.fail(http.StatusBadRequest, "%v", err)
-		return
-	}
-	resp, err := q.uint("resp", true, MaxPayloadSize)
-	if err != nil {
-		x.fail(http.StatusBadRequest, "%v", err)
-		return
-	}
-	seed, err := q.uint("seed", false, 1<<64-1)
+	resp, seed, err := sizeAndSeed(r.URL.RawQuery, "resp")
 	if err != nil {
 		x.fail(http.StatusBadRequest, "%v", err)
 		return
