@@ -37,16 +37,14 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@GOOS=darwin $(GO) vet ./netsetup ./mitm ./hostnet 2>/dev/null || true
 
-# fuzz runs every fuzz target for FUZZTIME each.
+# fuzz runs every fuzz target (found with go test -list) for FUZZTIME each.
 FUZZTIME ?= 20s
 fuzz:
-	@set -e; for spec in \
-		./hostnet:FuzzParseProxyHeader ./tunnel:FuzzReadRequest ./tunnel:FuzzReadReply ./tunnel:FuzzReadGreeting \
-		./mitm/clienthello:FuzzParse ./mitm/clienthello:FuzzParseDTLS ./mitm/clienthello:FuzzClassify \
-		./mitm/policy:FuzzParse ./strictyaml:FuzzDecode ./socks5:FuzzReadRequest ./mitm:FuzzIdentify \
-		./mitm/fwlog:FuzzReadJSONL; do \
-		pkg=$${spec%%:*}; fn=$${spec##*:}; echo "== $$fn ($$pkg)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; \
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for fn in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
+			echo "== $$fn ($$dir)"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$dir; \
+		done; \
 	done
 
 # bench measures the tunnel and the firewall (beside a Go relay, sslsplit and

@@ -315,6 +315,9 @@ func TestProxyHeaderRejects(t *testing.T) {
 		"family":      mutate(13, 0x31),
 		"transport":   mutate(13, 0x13),
 		"huge length": append(bytes.Clone(good[:14]), 0xff, 0xff),
+		// Present in full, but more TLV bytes than either parser accepts:
+		// the slice parser must not take what the stream reader refuses.
+		"oversized TLVs": append(append(append(bytes.Clone(good[:14]), 0x04, 0x24), good[16:]...), make([]byte, 0x424-12)...),
 	}
 	for name, b := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -43,7 +43,8 @@ type ProxyHeader struct {
 // ErrProxyHeader reports a malformed PROXY v2 header.
 var ErrProxyHeader = errors.New("hostnet: malformed PROXY v2 header")
 
-// maxProxyHeader bounds the header length a reader accepts (addresses plus TLVs).
+// maxProxyHeader bounds the header length either parser accepts (addresses
+// plus TLVs).
 const maxProxyHeader = 16 + 536
 
 // AppendProxyHeader appends h's encoding to b.
@@ -83,7 +84,10 @@ func ParseProxyHeader(b []byte) (ProxyHeader, []byte, error) {
 	if len(b) < 16 {
 		return ProxyHeader{}, nil, fmt.Errorf("%w: %d bytes, need 16", ErrProxyHeader, len(b))
 	}
-	n := 16 + int(binary.BigEndian.Uint16(b[14:16]))
+	n, err := proxyHeaderLen(b[:16])
+	if err != nil {
+		return ProxyHeader{}, nil, err
+	}
 	if len(b) < n {
 		return ProxyHeader{}, nil, fmt.Errorf("%w: truncated (%d of %d bytes)", ErrProxyHeader, len(b), n)
 	}
@@ -100,16 +104,33 @@ func ReadProxyHeader(r io.Reader) (ProxyHeader, error) {
 	if _, err := io.ReadFull(r, fixed[:]); err != nil {
 		return ProxyHeader{}, fmt.Errorf("%w: %w", ErrProxyHeader, err)
 	}
-	n := int(binary.BigEndian.Uint16(fixed[14:16]))
-	if 16+n > maxProxyHeader {
-		return ProxyHeader{}, fmt.Errorf("%w: length %d exceeds %d", ErrProxyHeader, n, maxProxyHeader-16)
+	n, err := proxyHeaderLen(fixed[:])
+	if err != nil {
+		return ProxyHeader{}, err
 	}
-	buf := make([]byte, 16+n)
+	buf := make([]byte, n)
 	copy(buf, fixed[:])
 	if _, err := io.ReadFull(r, buf[16:]); err != nil {
 		return ProxyHeader{}, fmt.Errorf("%w: %w", ErrProxyHeader, err)
 	}
 	return decodeProxyHeader(buf)
+}
+
+// proxyHeaderLen checks a header's fixed 16 bytes (signature, version,
+// bounded length) before anything more is read, and returns the whole
+// header's length.
+func proxyHeaderLen(fixed []byte) (int, error) {
+	if [12]byte(fixed[:12]) != proxySig {
+		return 0, fmt.Errorf("%w: bad signature", ErrProxyHeader)
+	}
+	if fixed[12] != 0x21 {
+		return 0, fmt.Errorf("%w: version/command 0x%02x, want 0x21", ErrProxyHeader, fixed[12])
+	}
+	n := int(binary.BigEndian.Uint16(fixed[14:16]))
+	if 16+n > maxProxyHeader {
+		return 0, fmt.Errorf("%w: length %d exceeds %d", ErrProxyHeader, n, maxProxyHeader-16)
+	}
+	return 16 + n, nil
 }
 
 func decodeProxyHeader(b []byte) (ProxyHeader, error) {

@@ -1,6 +1,7 @@
 package mitm
 
 import (
+	"io"
 	"net"
 	"testing"
 
@@ -78,4 +79,61 @@ func TestAlertTailReadsAPlaintextAlert(t *testing.T) {
 			assert.Equal(t, tt.want, tail.alert())
 		})
 	}
+}
+
+// chunkConn hands out its chunks one per Read.
+type chunkConn struct {
+	net.Conn
+	chunks [][]byte
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// FuzzAlertTail: however the bytes arrive, the tail finds a fatal alert
+// exactly when the last seven bytes read are one.
+func FuzzAlertTail(f *testing.F) {
+	f.Add([]byte{22, 3, 3, 0, 1, 1, 21, 3, 3, 0, 2, 2, 48}, []byte{3, 1})
+	f.Add([]byte{21, 3, 3, 0, 2, 2, 42}, []byte{2, 3, 2})
+	f.Add([]byte{23, 3, 3, 0, 2, 2, 48}, []byte{})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		var chunks [][]byte
+		rest := data
+		for _, c := range cuts {
+			if len(rest) == 0 {
+				break
+			}
+			n := min(int(c)%8+1, len(rest))
+			chunks = append(chunks, rest[:n])
+			rest = rest[n:]
+		}
+		if len(rest) > 0 {
+			chunks = append(chunks, rest)
+		}
+		tail := &alertTail{Conn: &chunkConn{chunks: chunks}}
+		buf := make([]byte, 5) // smaller than the tail: reads split records too
+		for {
+			if _, err := tail.Read(buf); err != nil {
+				break
+			}
+		}
+		want := -1
+		if n := len(data); n >= 7 {
+			b := data[n-7:]
+			if b[0] == 21 && b[1] == 3 && b[3] == 0 && b[4] == 2 && b[5] == 2 {
+				want = int(b[6])
+			}
+		}
+		if got := tail.alert(); got != want {
+			t.Fatalf("alert() = %d, want %d for % x in %d chunks", got, want, data, len(chunks))
+		}
+	})
 }
