@@ -196,7 +196,11 @@ func (s *sctpSession) pingLoop(ctl *sctp.Stream) {
 		seq++
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], seq)
-		if _, err := ctl.Write(b[:]); err != nil {
+		// A dead peer stops acknowledging, the window fills and blocking
+		// writes wait for room that never comes: bound the ping's write so
+		// that this loop keeps its appointment with the silence check.
+		_ = ctl.SetWriteDeadline(time.Now().Add(s.cfg.keepAliveInterval()))
+		if _, err := ctl.Write(b[:]); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, os.ErrDeadlineExceeded) {
 			s.die(fmt.Errorf("%w: keepalive write: %w", ErrSessionClosed, err))
 			return
 		}

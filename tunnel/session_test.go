@@ -300,6 +300,43 @@ func TestDTLSKeepaliveDetectsSilentPeer(t *testing.T) {
 	assert.Error(t, p.client.Err())
 }
 
+// TestDTLSKeepaliveDetectsSilentPeerUnderLoad: when the gateway vanishes
+// while a flow is sending, the unacknowledged data fills the association's
+// window and blocks every write, pings included; the session must still die
+// of the keepalive, not wait on a write forever.
+func TestDTLSKeepaliveDetectsSilentPeerUnderLoad(t *testing.T) {
+	p := dtlsPair(t, Config{KeepAliveInterval: 100 * time.Millisecond}, nil)
+	defer p.cleanup()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := p.client.Open(ctx)
+	require.NoError(t, err)
+	defer st.Close()
+	p.impair(hostnet.Impairment{Loss: 1})
+	writeDone := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 32<<10)
+		for {
+			if _, err := st.Write(chunk); err != nil {
+				writeDone <- err
+				return
+			}
+		}
+	}()
+	select {
+	case <-p.client.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("keepalive never fired while a write was blocked")
+	}
+	require.ErrorIs(t, p.client.Err(), ErrKeepaliveTimeout)
+	select {
+	case err := <-writeDone:
+		assert.Error(t, err, "the blocked write ends with the session")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flow's write stayed blocked after the session died")
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	assert.NoError(t, Config{}.Validate())
 	assert.Error(t, Config{KeepAliveInterval: time.Second, KeepAliveTimeout: time.Millisecond}.Validate())
