@@ -77,7 +77,11 @@ func Peek(conn net.Conn, opts PeekOptions) (*Info, *Conn, error) {
 	limit, timeout := opts.maxBytes(), opts.timeout()
 	c := &Conn{conn: conn}
 	if timeout > 0 {
-		if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		// A connection already closed (net.Pipe refuses deadlines once
+		// either end has hung up) is no reason to fail here: its first
+		// read returns at once and says what happened.
+		if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil &&
+			!errors.Is(err, io.ErrClosedPipe) && !errors.Is(err, net.ErrClosed) {
 			return nil, c, fmt.Errorf("clienthello: peek: set read deadline: %w", err)
 		}
 		// Best effort: a connection closed meanwhile has no deadline left.

@@ -217,6 +217,20 @@ func TestPeekErrors(t *testing.T) {
 	}
 }
 
+// TestPeekPeerGoneBeforePeek: a client that hung up before the firewall
+// got to peek is io.EOF, not a deadline error (net.Pipe refuses deadlines
+// once either end is closed).
+func TestPeekPeerGoneBeforePeek(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	require.NoError(t, client.Close())
+	info, pc, err := clienthello.Peek(server, clienthello.PeekOptions{Timeout: time.Second})
+	assert.Nil(t, info)
+	require.NotNil(t, pc)
+	require.ErrorIs(t, err, io.EOF)
+	assert.NotContains(t, err.Error(), "deadline")
+}
+
 // TestPeekNotTLSIsReplayable: after ErrNotTLS the caller can still forward
 // or inspect the stream from its first byte.
 func TestPeekNotTLSIsReplayable(t *testing.T) {
