@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"reflect"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/mitm/clienthello"
@@ -247,6 +249,16 @@ func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision, pl
 			}
 			return
 		}
+	}
+	// A client that hangs up before answering (an agent shutting down, an
+	// abandoned reconnect) ended the session itself: no decryption error.
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		s.fail(fault.LegClientFirewall, fault.CauseConnectionReset, fwlog.EndTCPFin, fwlog.ErrorIndexProtocol, "client closed the connection during the handshake: "+err.Error())
+		return
+	case errors.Is(err, syscall.ECONNRESET):
+		s.fail(fault.LegClientFirewall, fault.CauseConnectionReset, fwlog.EndTCPRSTFromClient, fwlog.ErrorIndexProtocol, "client reset the connection during the handshake: "+err.Error())
+		return
 	}
 	cause := fault.Classify(err)
 	switch cause {

@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -468,6 +469,48 @@ func TestSlowHelloAgesOut(t *testing.T) {
 	assert.GreaterOrEqual(t, r.Duration(), peek*8/10)
 	assert.Equal(t, 1, fl.logs.count(msgNeverHello))
 	fl.requireGoodSession(t)
+}
+
+// TestClientHangsUpMidHandshake: a client that leaves after the forged
+// certificate's flight without a word (an agent shutting down, an abandoned
+// reconnect) ended the session itself; the firewall logs that, not a
+// decryption error.
+func TestClientHangsUpMidHandshake(t *testing.T) {
+	tests := []struct {
+		name  string
+		leave func(*net.TCPConn) error
+		end   fwlog.EndReason
+	}{
+		{"FIN", (*net.TCPConn).CloseWrite, fwlog.EndTCPFin},
+		{"RST", func(c *net.TCPConn) error {
+			if err := c.SetLinger(0); err != nil {
+				return err
+			}
+			return c.Close()
+		}, fwlog.EndTCPRSTFromClient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fl := startForwardLab(t, nil)
+			c := fl.dial(t)
+			writeConn(t, c, goHello(t))
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+			_, err := io.ReadFull(c, make([]byte, 5))
+			require.NoError(t, err, "the firewall answers with its first flight")
+			require.NoError(t, tt.leave(c.(*net.TCPConn)))
+
+			recs := waitRecords(t, fl.fw, 1)
+			require.Len(t, recs, 1)
+			r := recs[0]
+			require.NotNil(t, r.Decryption)
+			assert.Equal(t, fwlog.OutcomeFailed, r.Decryption.Outcome)
+			assert.Equal(t, fault.LegClientFirewall, r.Decryption.Leg)
+			assert.Equal(t, fault.CauseConnectionReset, r.Decryption.Cause)
+			assert.Equal(t, tt.end, r.EndReason)
+			assert.NotEmpty(t, r.Decryption.ForgedFingerprint, "the forgery was shown before the client left")
+			fl.requireGoodSession(t)
+		})
+	}
 }
 
 // raiseNoFile makes sure this process may hold want file descriptors,
