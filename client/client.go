@@ -23,6 +23,9 @@ type Client struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// stopping is closed by Shutdown: no new tunnel attempt starts.
+	stopping chan struct{}
+	stopOnce sync.Once
 
 	mu        sync.Mutex
 	slots     []*slot
@@ -86,7 +89,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: config: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, changed: make(chan struct{})}
+	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, changed: make(chan struct{}), stopping: make(chan struct{})}
 	for i := 0; i < cfg.Sessions; i++ {
 		c.slots = append(c.slots, &slot{index: i})
 	}
@@ -130,6 +133,40 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 	})
 	return nil
+}
+
+// Shutdown stops the client gracefully: no new tunnel attempt starts, an
+// attempt in flight is allowed to finish (so that the firewall and the
+// gateway see it end on its own terms, not cut short by the shutdown), and
+// then Close tears everything down. When ctx ends first, Close cuts the
+// attempt short and Shutdown returns ctx's error. It is safe to call with
+// or after Close.
+func (c *Client) Shutdown(ctx context.Context) error {
+	c.stopOnce.Do(func() { close(c.stopping) })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.wg.Wait()
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	c.Close()
+	<-done
+	return err
+}
+
+// stopped reports whether Close or Shutdown has begun.
+func (c *Client) stopped() bool {
+	select {
+	case <-c.stopping:
+		return true
+	default:
+		return c.ctx.Err() != nil
+	}
 }
 
 // ResetTransport forgets a fallback to TLS, as after a network change: the
@@ -278,7 +315,7 @@ func (c *Client) notifyLocked() {
 func (c *Client) keep(s *slot) {
 	defer c.wg.Done()
 	backoff := c.cfg.BackoffMin
-	for c.ctx.Err() == nil {
+	for !c.stopped() {
 		a := c.establish(s)
 		if a == nil {
 			// Every gateway failed this round.
@@ -298,11 +335,12 @@ func (c *Client) keep(s *slot) {
 		select {
 		case <-a.sess.Done():
 		case <-c.ctx.Done():
+		case <-c.stopping:
 		}
 		a.sess.Close()
 		c.mu.Lock()
 		s.up = nil
-		if c.ctx.Err() == nil {
+		if !c.stopped() {
 			errText := ""
 			if err := a.sess.Err(); err != nil {
 				errText = err.Error()
@@ -322,6 +360,8 @@ func (c *Client) sleep(d time.Duration) bool {
 		return true
 	case <-c.ctx.Done():
 		return false
+	case <-c.stopping:
+		return false
 	}
 }
 
@@ -333,13 +373,16 @@ func jitter(d time.Duration) time.Duration {
 // returns the first tunnel up, or nil.
 func (c *Client) establish(s *slot) *attempt {
 	for gi, gw := range c.cfg.Gateways {
+		if c.stopped() {
+			return nil
+		}
 		if gi > 0 {
 			c.mu.Lock()
 			c.record(Transition{Event: "failover", Session: s.index, Gateway: gw})
 			c.mu.Unlock()
 		}
 		for try := 0; try < c.cfg.AttemptsPerGateway; try++ {
-			if c.ctx.Err() != nil {
+			if c.stopped() {
 				return nil
 			}
 			if try > 0 && !c.sleep(jitter(c.cfg.BackoffMin)) {
@@ -376,7 +419,7 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 		}
 		sess, id, err := c.connectDTLS(c.ctx, gw, addr, timeout)
 		a := &attempt{gateway: gw, addr: addr, transport: tunnel.TransportDTLS, sess: sess, tunnelID: id, err: err, took: time.Since(start)}
-		if err == nil || mode == TransportDTLS || c.ctx.Err() != nil {
+		if err == nil || mode == TransportDTLS || c.stopped() {
 			if err != nil {
 				c.failed(s, a)
 			}

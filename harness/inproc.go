@@ -458,12 +458,21 @@ func (t *Topology) startClient() error {
 	return nil
 }
 
-// Drain ends the run so that every log is complete: the client closes its
-// tunnels, the gateways finish logging their flows, the firewall's TCP
-// sessions end and its UDP flows are flushed. Components stay readable.
+// drainGrace bounds how long Drain waits for a tunnel attempt in flight.
+const drainGrace = 10 * time.Second
+
+// Drain ends the run so that every log is complete: the client stops (an
+// attempt in flight may finish first) and closes its tunnels, the gateways
+// finish logging their flows, the firewall's TCP sessions end and its UDP
+// flows are flushed. Components stay readable.
 func (t *Topology) Drain(ctx context.Context) error {
 	if t.Client != nil {
-		t.Client.Close()
+		// Let a tunnel attempt in flight end on its own terms, so that the
+		// logs show what the firewall and the gateway did with it rather
+		// than the harness cutting it short.
+		sctx, cancel := context.WithTimeout(ctx, drainGrace)
+		_ = t.Client.Shutdown(sctx)
+		cancel()
 	}
 	if err := t.Settle(ctx); err != nil {
 		return err

@@ -275,7 +275,12 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() {
+		// As Drain does in-process: an attempt in flight ends on its own.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainGrace)
+		_ = c.Shutdown(sctx)
+		cancel()
+	}()
 	start := time.Now()
 	if err := c.Start(); err != nil {
 		return err
