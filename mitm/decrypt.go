@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"syscall"
 
@@ -70,7 +71,11 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 		RootCAs:    f.cfg.Roots,
 		MinVersion: tls.VersionTLS12,
 		NextProtos: s.hello.ALPN,
-		Time:       f.cfg.Now,
+		// Offer the server the key exchanges the client offered: decryption
+		// neither adds post-quantum protection the client did not ask for
+		// nor strips what it did.
+		CurvePreferences: mirrorGroups(s.hello.Groups),
+		Time:             f.cfg.Now,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			requested.Store(true)
 			return &tls.Certificate{}, nil // the firewall has no device certificate to give
@@ -90,6 +95,7 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	d.UpstreamFingerprint, d.UpstreamIssuer, d.UpstreamSubject = pki.Fingerprint(leaf), leaf.Issuer.String(), leaf.Subject.String()
 	d.ChainStatus = fwlog.ChainTrusted
 	d.ServerStage = "firewall-server: handshake completed"
+	d.UpstreamKeyExchange = groupName(st.CurveID)
 
 	if requested.Load() {
 		f.clientCertRequested(ctx, s, client, up, dec)
@@ -126,6 +132,7 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	d.TLSVersion = tlsVersionName(cst.Version)
 	d.ClientStage = "client-firewall: handshake completed"
 	d.ALPN = cst.NegotiatedProtocol
+	d.KeyExchange = groupName(cst.CurveID)
 
 	// Relay the plaintext, identifying the application from the client's
 	// first bytes.
@@ -166,6 +173,37 @@ func rejectClient(c net.Conn) {
 }
 
 func tlsVersionName(v uint16) string { return clienthello.TLSVersionName(v) }
+
+// mirrorGroups is the client's supported_groups, in its order, limited to
+// what crypto/tls implements (the groups named in groupNames); nil
+// (crypto/tls's defaults) when none is.
+func mirrorGroups(offered []uint16) []tls.CurveID {
+	var out []tls.CurveID
+	for _, g := range offered {
+		if _, ok := groupNames[tls.CurveID(g)]; ok && !slices.Contains(out, tls.CurveID(g)) {
+			out = append(out, tls.CurveID(g))
+		}
+	}
+	return out
+}
+
+// groupNames are the IANA TLS Supported Groups registry's names.
+var groupNames = map[tls.CurveID]string{
+	tls.X25519: "x25519", tls.CurveP256: "secp256r1", tls.CurveP384: "secp384r1", tls.CurveP521: "secp521r1",
+	tls.X25519MLKEM768: "X25519MLKEM768", tls.SecP256r1MLKEM768: "SecP256r1MLKEM768", tls.SecP384r1MLKEM1024: "SecP384r1MLKEM1024",
+}
+
+// groupName names a negotiated key exchange as IANA does; empty when there
+// was none (TLS 1.2 with RSA key transport).
+func groupName(id tls.CurveID) string {
+	if id == 0 {
+		return ""
+	}
+	if n, ok := groupNames[id]; ok {
+		return n
+	}
+	return id.String()
+}
 
 // upstreamHandshakeFailed records why the firewall's own handshake with
 // the destination failed.

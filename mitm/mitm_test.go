@@ -1,6 +1,7 @@
 package mitm
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"testing"
@@ -136,4 +137,23 @@ func FuzzAlertTail(f *testing.F) {
 			t.Fatalf("alert() = %d, want %d for % x in %d chunks", got, want, data, len(chunks))
 		}
 	})
+}
+
+func TestMirrorGroups(t *testing.T) {
+	tests := []struct {
+		name    string
+		offered []uint16
+		want    []tls.CurveID
+	}{
+		{"chrome-like with GREASE", []uint16{0x0a0a, 4588, 29, 23, 24}, []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384}},
+		{"order kept", []uint16{23, 29}, []tls.CurveID{tls.CurveP256, tls.X25519}},
+		{"duplicates once", []uint16{29, 29}, []tls.CurveID{tls.X25519}},
+		{"only finite-field groups: crypto/tls defaults", []uint16{256, 257}, nil},
+		{"none offered", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, mirrorGroups(tt.offered))
+		})
+	}
 }

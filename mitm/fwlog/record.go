@@ -176,6 +176,12 @@ type Decryption struct {
 	ErrorIndex      ErrorIndex  `json:"error_index,omitempty"`
 	// ALPN is the negotiated (or, undecrypted, the offered first) protocol.
 	ALPN string `json:"alpn,omitempty"`
+	// KeyExchange and UpstreamKeyExchange are the groups negotiated on the
+	// client's leg and on the firewall's own leg to the server ("X25519",
+	// "X25519MLKEM768"), like the PAN-OS Decryption log's elliptic curve:
+	// they show whether interception kept post-quantum key exchange.
+	KeyExchange         string `json:"key_exchange,omitempty"`
+	UpstreamKeyExchange string `json:"upstream_key_exchange,omitempty"`
 	// JA3 and JA4 fingerprint the client's ClientHello.
 	JA3 string `json:"ja3,omitempty"`
 	JA4 string `json:"ja4,omitempty"`
