@@ -251,7 +251,10 @@ func (s *Server) writePayload(x *exchange, r *http.Request, seed uint64, size in
 	if err != nil {
 		x.rec.Error = "origin: client gone while hashing the payload: " + err.Error()
 		x.w.status = 499 // nginx's "client closed request", for the record only
-		return
+		// Returning would let net/http answer "200 OK" with an empty body
+		// on a connection still open (the server closing, not the client):
+		// abort the connection instead, after the deferred record.
+		panic(http.ErrAbortHandler)
 	}
 	sumHex := hex.EncodeToString(sum[:])
 	x.rec.ResponseSHA256 = sumHex

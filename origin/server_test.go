@@ -747,6 +747,14 @@ func TestLifecycle(t *testing.T) {
 	t.Run("close interrupts the hashing of a 1 GiB payload", func(t *testing.T) {
 		s, err := New(cfg)
 		require.NoError(t, err)
+		// A real 1 GiB hash can finish before Close on a loaded machine;
+		// this one lasts until its request is cancelled.
+		hashing := make(chan struct{})
+		s.hashes.hash = func(ctx context.Context, _ uint64, _ int64) ([32]byte, error) {
+			close(hashing)
+			<-ctx.Done()
+			return [32]byte{}, ctx.Err()
+		}
 		require.NoError(t, s.Start(context.Background()))
 		got := make(chan error, 1)
 		go func() {
@@ -756,9 +764,17 @@ func TestLifecycle(t *testing.T) {
 			}
 			got <- err
 		}()
-		require.Eventually(t, func() bool { return s.active.count() >= 2 }, 10*time.Second, time.Millisecond, "a handler is running")
+		select {
+		case <-hashing:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the handler never started hashing")
+		}
 		closeWithin(t, s)
 		assert.Error(t, <-got, "no reply: the server closed while hashing")
+		recs := s.Records()
+		require.Len(t, recs, 1)
+		assert.Equal(t, 499, recs[0].Status)
+		assert.Contains(t, recs[0].Error, "client gone while hashing")
 	})
 }
 
