@@ -52,6 +52,26 @@ type sctpSession struct {
 	lastHeard atomic.Int64 // unix nanos of the last control message from the peer
 }
 
+// errTransportEnded marks the end of the DTLS connection under an
+// association.
+var errTransportEnded = errors.New("tunnel: dtls connection ended")
+
+// endWatch is the DTLS connection as the association reads it. pion ends
+// every stream still open with the connection's read error, which after the
+// peer's close_notify is io.EOF — the same io.EOF as a peer's orderly stream
+// reset. endWatch renames that error so the two stay apart: a stream reset
+// in order reads io.EOF (pion no longer holds it when the connection ends),
+// a stream cut by the end of the connection reads errTransportEnded.
+type endWatch struct{ net.Conn }
+
+func (w endWatch) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if err != nil {
+		err = fmt.Errorf("%w (%v)", errTransportEnded, err)
+	}
+	return n, err
+}
+
 // NewDTLSSession runs the SCTP association handshake over conn, an
 // established DTLS connection, and returns the session. ctx bounds the
 // handshake only.
@@ -61,7 +81,7 @@ func NewDTLSSession(ctx context.Context, conn net.Conn, role Role, cfg Config) (
 	}
 	log := cfg.logger().With("mux", "sctp", "role", role.String())
 	opts := []sctp.AssociationOption{
-		sctp.WithNetConn(conn),
+		sctp.WithNetConn(endWatch{conn}),
 		sctp.WithLoggerFactory(PionLoggerFactory(log)),
 		sctp.WithMaxReceiveBufferSize(cfg.receiveBuffer()),
 		sctp.WithMTU(cfg.mtu()),
@@ -235,7 +255,7 @@ func (s *sctpSession) controlEcho(ctl *sctp.Stream) {
 }
 
 func (s *sctpSession) newStream(st *sctp.Stream, opened bool) *sctpStream {
-	ss := &sctpStream{st: st, sess: s, rbuf: make([]byte, 0, sctpReadBuffer)}
+	ss := &sctpStream{st: st, sess: s, opened: opened, rbuf: make([]byte, 0, sctpReadBuffer)}
 	if opened {
 		ss.holdsOpenSlot.Store(true)
 	}
@@ -352,6 +372,8 @@ func (s *sctpSession) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 type sctpStream struct {
 	st   *sctp.Stream
 	sess *sctpSession
+	// opened: this side opened the stream (the client's flows).
+	opened bool
 
 	rmu  sync.Mutex
 	rbuf []byte
@@ -412,6 +434,11 @@ func (c *sctpStream) Read(p []byte) (int, error) {
 func (c *sctpStream) mapErr(err error) error {
 	switch {
 	case errors.Is(err, io.EOF):
+		return io.EOF
+	case errors.Is(err, errTransportEnded) && !c.opened:
+		// The accepting side (the gateway) cannot tell a cut flow from one
+		// its client closed in order just before ending the tunnel, whose
+		// stream reset the tunnel's end overtook; as over yamux, EOF.
 		return io.EOF
 	case errors.Is(err, context.DeadlineExceeded):
 		return os.ErrDeadlineExceeded

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/suite"
 	"go.uber.org/goleak"
 
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
 )
@@ -270,6 +271,38 @@ func (s *SessionSuite) TestCloseEndsSession() {
 	_, err := s.p.client.Open(s.ctx)
 	s.Require().Error(err)
 	s.Require().NoError(s.p.client.Close(), "Close is idempotent after death")
+}
+
+// TestGatewayGoneMidFlowIsNotEOF: a flow whose tunnel dies under it must
+// not read a clean end of stream (an application would take a truncated
+// reply for a whole one) but a typed connection reset on the tunnel.
+func (s *SessionSuite) TestGatewayGoneMidFlowIsNotEOF() {
+	st, err := s.p.client.Open(s.ctx)
+	s.Require().NoError(err)
+	defer st.Close()
+	_, err = st.Write([]byte(">half a request"))
+	s.Require().NoError(err)
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(st) // the echo server answers only at EOF: this waits
+		read <- err
+	}()
+	s.Require().NoError(s.p.gateway.Close())
+	select {
+	case err = <-read:
+	case <-time.After(10 * time.Second):
+		s.FailNow("the flow's read never ended")
+	}
+	s.Require().Error(err, "a clean EOF would pass a truncated flow off as complete")
+	s.Equal(fault.CauseConnectionReset, fault.CauseOf(err), "%v", err)
+	s.Equal(fault.LegClientGateway, fault.LegOf(err))
+}
+
+// TestPeerCloseWriteIsEOF: the peer's orderly end of its direction is a
+// clean io.EOF, with the session alive.
+func (s *SessionSuite) TestPeerCloseWriteIsEOF() {
+	s.Require().NoError(roundTrip(s.ctx, s.p.client, 1000, 7))
+	s.Nil(s.p.client.Err())
 }
 
 func TestTLSSession(t *testing.T) { suite.Run(t, &SessionSuite{transport: TransportTLS}) }

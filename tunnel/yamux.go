@@ -61,7 +61,7 @@ func (s *yamuxSession) Open(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, s.wrapErr("open stream", err)
 	}
-	return yamuxStream{st}, nil
+	return yamuxStream{Stream: st, eofIsLoss: true}, nil
 }
 
 func (s *yamuxSession) Accept(ctx context.Context) (Stream, error) {
@@ -72,7 +72,7 @@ func (s *yamuxSession) Accept(ctx context.Context) (Stream, error) {
 		}
 		return nil, s.wrapErr("accept stream", err)
 	}
-	return yamuxStream{st}, nil
+	return yamuxStream{Stream: st}, nil
 }
 
 func (s *yamuxSession) wrapErr(op string, err error) error {
@@ -112,13 +112,29 @@ func (s *yamuxSession) NumStreams() int      { return s.mux.NumStreams() }
 func (s *yamuxSession) LocalAddr() net.Addr  { return s.conn.LocalAddr() }
 func (s *yamuxSession) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
-type yamuxStream struct{ *yamux.Stream }
+type yamuxStream struct {
+	*yamux.Stream
+	// eofIsLoss: an EOF read once the session has closed is the tunnel
+	// ending under the flow (see Read).
+	eofIsLoss bool
+}
 
 func (y yamuxStream) CloseWrite() error { return y.Stream.Close() }
 
+// Read maps the end of the session to a typed loss. yamux force-closes
+// every stream when its session ends, and a force-closed stream reads io.EOF
+// like one its peer closed in order; yamux marks the session closed first.
+// On the opening side (the client's flows) an EOF from a closed session is
+// therefore the tunnel ending under the flow: the application must not take
+// a truncated reply for a whole one. The accepting side (the gateway) cannot
+// tell that from a flow its client closed in order just before closing the
+// tunnel, which yamux leaves looking the same, so there EOF stays EOF.
 func (y yamuxStream) Read(p []byte) (int, error) {
 	n, err := y.Stream.Read(p)
-	if err != nil && err != io.EOF && y.Session().IsClosed() {
+	switch {
+	case err == io.EOF && y.eofIsLoss && y.Session().IsClosed():
+		err = sessionLost(ErrSessionClosed, io.ErrUnexpectedEOF)
+	case err != nil && err != io.EOF && y.Session().IsClosed():
 		err = sessionLost(ErrSessionClosed, err)
 	}
 	return n, err
