@@ -377,7 +377,11 @@ func (e EventExpect) mismatch(roles harness.Roles, ev gateway.Event) string {
 		diffs = append(diffs, fmt.Sprintf("cause %s (want %s)", orNone(string(ev.Cause)), e.Cause))
 	}
 	if e.Result != "" && e.Result != ev.Result {
-		diffs = append(diffs, fmt.Sprintf("result %s (want %s)", orNone(ev.Result), e.Result))
+		d := fmt.Sprintf("result %s (want %s)", orNone(ev.Result), e.Result)
+		if ev.Error != "" {
+			d += ": " + ev.Error
+		}
+		diffs = append(diffs, d)
 	}
 	if e.Transport != "" && string(e.Transport) != ev.Transport {
 		diffs = append(diffs, fmt.Sprintf("transport %s (want %s)", ev.Transport, e.Transport))
