@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -56,7 +57,7 @@ func TestListAndUsage(t *testing.T) {
 
 func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	out, _, code := run(t, context.Background(), "run", "--out", dir, "visibility", "udp-blocked")
+	out, _, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
 	require.Equal(t, 0, code, out)
 	assert.Regexp(t, `(?m)^visibility\s+baseline\s+up dtls, 20/20 verified\s+-\s+yes$`, out)
 	assert.Contains(t, out, "3 of 3 runs as expected (inproc")
@@ -237,3 +238,31 @@ func TestCheck(t *testing.T) {
 }
 
 var _ = net.Listen
+
+func TestParseInterspersed(t *testing.T) {
+	tests := []struct {
+		args []string
+		pos  []string
+		out  string
+	}{
+		{[]string{"visibility", "--out", "d"}, []string{"visibility"}, "d"},
+		{[]string{"--out", "d", "visibility", "udp-blocked"}, []string{"visibility", "udp-blocked"}, "d"},
+		{[]string{"a", "--out=d", "b"}, []string{"a", "b"}, "d"},
+		{[]string{"a", "--", "--out", "b"}, []string{"a", "--out", "b"}, "x"},
+		{nil, nil, "x"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			out := fs.String("out", "x", "")
+			pos, err := parseInterspersed(fs, tt.args)
+			require.NoError(t, err)
+			assert.Equal(t, tt.pos, pos)
+			assert.Equal(t, tt.out, *out)
+		})
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	_, err := parseInterspersed(fs, []string{"a", "--nope"})
+	assert.Error(t, err, "an unknown flag after an ID is still an error")
+}

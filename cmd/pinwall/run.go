@@ -49,6 +49,28 @@ func runnerFor(mode string, set *pki.Set, parallel int, stderr io.Writer) (harne
 	return nil, usageError("--mode %q is not one of inproc, containers", mode)
 }
 
+// parseInterspersed parses flags wherever they stand among the positional
+// arguments ("run visibility --out DIR" as well as "run --out DIR
+// visibility") and returns the positional ones; after "--" every argument
+// is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -58,13 +80,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	ids, err := parseInterspersed(fs, args)
+	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	if *parallel < 1 {
 		return usageError("--parallel must be at least 1")
 	}
-	ss, err := selectScenarios(fs.Args(), *all, files)
+	ss, err := selectScenarios(ids, *all, files)
 	if err != nil {
 		return err
 	}
