@@ -99,6 +99,16 @@ func (t *tunnelState) serveFlow(ctx context.Context, st tunnel.Stream) {
 		FlowID: req.FlowID, StreamID: st.ID(), Host: req.Host, Port: req.Port}
 
 	origin, err := t.dial(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		// The tunnel or the gateway is closing: that is no verdict on the
+		// origin, and a reply would make the client blame it. The stream
+		// ends with the tunnel.
+		st.Close()
+		ev.Result, ev.Error = "tunnel-closed", err.Error()
+		ev.DurationMS = time.Since(start).Milliseconds()
+		t.g.event(ev)
+		return
+	}
 	if err != nil {
 		status := tunnel.StatusFor(fault.Classify(err))
 		_, _ = st.Write(tunnel.AppendReply(nil, tunnel.Reply{Status: status, Message: err.Error()}))

@@ -862,3 +862,63 @@ func BenchmarkGatewayFlowOpen(b *testing.B) {
 		})
 	}
 }
+
+// stallResolver answers like next, except that looking up stallHost waits
+// for its context (announcing each wait on started).
+type stallResolver struct {
+	next    resolve.Resolver
+	started chan struct{}
+}
+
+const stallHost = "stall.test"
+
+func (r *stallResolver) Lookup(ctx context.Context, host string) (resolve.Answer, error) {
+	if host != stallHost {
+		return r.next.Lookup(ctx, host)
+	}
+	r.started <- struct{}{}
+	<-ctx.Done()
+	return resolve.Answer{}, ctx.Err()
+}
+
+// TestClosingGatewayBlamesNoOrigin: a flow whose origin dial the gateway's
+// own shutdown cut short gets no verdict on the origin (no dns-failure or
+// unreachable reply the client would take for the destination's fault): the
+// stream just ends with the tunnel, and the log says the tunnel closed.
+func TestClosingGatewayBlamesNoOrigin(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(string(tr), func(t *testing.T) {
+			sr := &stallResolver{started: make(chan struct{}, 1)}
+			w := newWorld(t, func(c *gateway.Config) {
+				sr.next = c.Resolver
+				c.Resolver = sr
+			})
+			ctx := testCtx(t, 20*time.Second)
+			sess := w.openTunnel(t, ctx, tr)
+			req, err := tunnel.AppendRequest(nil, tunnel.Request{Host: stallHost, Port: 443, FlowID: 1})
+			require.NoError(t, err)
+			got := make(chan error, 1)
+			go func() {
+				st, rep, err := exchange(ctx, sess, req, false)
+				if err == nil {
+					st.Close()
+					err = rep.Err(stallHost)
+				}
+				got <- err
+			}()
+			select {
+			case <-sr.started:
+			case <-ctx.Done():
+				t.Fatal("the gateway never looked the destination up")
+			}
+			require.NoError(t, w.gw.Close())
+			err = <-got
+			require.Error(t, err)
+			assert.NotEqual(t, fault.LegGatewayOrigin, fault.LegOf(err), "the origin is not to blame: %v", err)
+			var se *tunnel.StatusError
+			assert.False(t, errors.As(err, &se), "no status reply: %v", err)
+			evs := w.waitEvents(t, 1, func(e gateway.Event) bool { return e.Event == gateway.EventFlow && e.Host == stallHost })
+			assert.Equal(t, "tunnel-closed", evs[0].Result)
+		})
+	}
+}

@@ -109,7 +109,10 @@ func TestInProcessRunnerEvents(t *testing.T) {
 	require.Len(t, obs.Events, 1)
 	assert.Empty(t, obs.Events[0].Error)
 	assert.Equal(t, harness.BackupGateway, obs.Tunnel.Gateway)
-	assert.Equal(t, 12, obs.Summary.Verified, "no flow lost over the failover")
+	for _, f := range obs.Flows {
+		assert.True(t, f.Verified, "no flow lost over the failover: flow %d (%d attempts, %s/%s): %s", f.Index, f.Attempts, f.Leg, f.Cause, f.Error)
+	}
+	assert.Equal(t, 12, obs.Summary.Verified)
 
 	bad := harness.Plan{Events: []harness.Event{{Do: harness.EventPolicy}}}
 	_, err = harness.InProcess{}.Run(ctx, bad)
