@@ -584,7 +584,9 @@ func readOutcomes(conns []net.Conn, deadline time.Time) map[string]int {
 				case isReset(err):
 					out[i] = "reset"
 				case errors.Is(err, os.ErrDeadlineExceeded):
-					out[i] = "timeout"
+					// A goroutine descheduled past its deadline times out
+					// without looking at the socket: look now.
+					out[i] = peekOutcome(conns[i])
 				default:
 					out[i] = err.Error()
 				}
@@ -597,6 +599,34 @@ func readOutcomes(conns []net.Conn, deadline time.Time) map[string]int {
 		counts[o]++
 	}
 	return counts
+}
+
+// peekOutcome looks at c's socket without waiting: "reset" or "eof" when
+// the peer has ended the connection, "data" when bytes wait, else "timeout".
+func peekOutcome(c net.Conn) string {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return "timeout"
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return "timeout"
+	}
+	out := "timeout"
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_DONTWAIT|syscall.MSG_PEEK)
+		switch {
+		case errors.Is(err, syscall.ECONNRESET):
+			out = "reset"
+		case err == nil && n == 0:
+			out = "eof"
+		case err == nil:
+			out = "data"
+		}
+		return true
+	})
+	return out
 }
 
 // Environment of the idle-clients helper process.
@@ -847,4 +877,35 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// TestPeekOutcome: the look at a socket that readOutcomes falls back on.
+func TestPeekOutcome(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	pair := func() (client, server *net.TCPConn) {
+		c, err := net.Dial("tcp", l.Addr().String())
+		require.NoError(t, err)
+		s, err := l.Accept()
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close(); s.Close() })
+		return c.(*net.TCPConn), s.(*net.TCPConn)
+	}
+	c, _ := pair()
+	assert.Equal(t, "timeout", peekOutcome(c), "idle")
+
+	c, s := pair()
+	_, err = s.Write([]byte("x"))
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool { return peekOutcome(c) == "data" }, 5*time.Second, time.Millisecond)
+
+	c, s = pair()
+	require.NoError(t, s.Close())
+	assert.Eventually(t, func() bool { return peekOutcome(c) == "eof" }, 5*time.Second, time.Millisecond)
+
+	c, s = pair()
+	require.NoError(t, s.SetLinger(0))
+	require.NoError(t, s.Close())
+	assert.Eventually(t, func() bool { return peekOutcome(c) == "reset" }, 5*time.Second, time.Millisecond)
 }
