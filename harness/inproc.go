@@ -458,8 +458,13 @@ func (t *Topology) startClient() error {
 	return nil
 }
 
-// drainGrace bounds how long Drain waits for a tunnel attempt in flight.
-const drainGrace = 10 * time.Second
+// drainGrace bounds how long Drain waits for a tunnel attempt in flight;
+// settleGrace how long it lets the gateway finish flows before the tunnel
+// closes.
+const (
+	drainGrace  = 10 * time.Second
+	settleGrace = 2 * time.Second
+)
 
 // Drain ends the run so that every log is complete: the client stops (an
 // attempt in flight may finish first) and closes its tunnels, the gateways
@@ -467,6 +472,13 @@ const drainGrace = 10 * time.Second
 // flows are flushed. Components stay readable.
 func (t *Topology) Drain(ctx context.Context) error {
 	if t.Client != nil {
+		// Flows the applications have finished still carry their last
+		// bytes at the gateway (the origin's close_notify): let them end
+		// there before the tunnel closes under them. A flow that would only
+		// end with the tunnel holds this for settleGrace at most.
+		pctx, cancel := context.WithTimeout(ctx, settleGrace)
+		_ = t.Settle(pctx)
+		cancel()
 		// Let a tunnel attempt in flight end on its own terms, so that the
 		// logs show what the firewall and the gateway did with it rather
 		// than the harness cutting it short.
