@@ -75,6 +75,40 @@ type underlays struct {
 // LAN underlays run into the internet ones.
 const MaxParallelRuns = 32
 
+// underlayClaims are the underlay slots the runs of this process hold, so
+// that two Containers values never pick the same subnets.
+var underlayClaims struct {
+	sync.Mutex
+	held [MaxParallelRuns]bool
+}
+
+// claimUnderlay takes the lowest underlay slot neither held in this process
+// nor in tried.
+func claimUnderlay(tried map[int]bool) (int, bool) {
+	underlayClaims.Lock()
+	defer underlayClaims.Unlock()
+	for k := range underlayClaims.held {
+		if !underlayClaims.held[k] && !tried[k] {
+			underlayClaims.held[k] = true
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+func releaseUnderlay(k int) {
+	underlayClaims.Lock()
+	underlayClaims.held[k] = false
+	underlayClaims.Unlock()
+}
+
+// poolOverlaps reports the Docker engine refusing a subnet another network
+// (another process's run, or anything else on the engine) already has. The
+// engine says so only in words.
+func poolOverlaps(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Pool overlaps")
+}
+
 // underlaySlot is run slot k's underlays (k < MaxParallelRuns).
 func underlaySlot(k int) underlays {
 	lan := netip.AddrFrom4([4]byte{198, 18, byte(10 + k), 0})
@@ -290,6 +324,7 @@ type containerRun struct {
 	lan   *testcontainers.DockerNetwork
 	inet  *testcontainers.DockerNetwork
 	under underlays
+	slot  int        // the underlay slot claimed for under
 	mu    sync.Mutex // guards nodes and order while servers start together
 	nodes map[string]*node
 	order []string
@@ -313,6 +348,10 @@ func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
 		return nil, err
 	}
 	defer c.release(slot)
+	under, ok := claimUnderlay(nil)
+	if !ok {
+		return nil, fmt.Errorf("containers: all %d underlay slots are in use by this process", MaxParallelRuns)
+	}
 	set := c.PKI
 	if set == nil {
 		if set, err = pki.NewSet(pki.Config{}, p.Spec.Tenant); err != nil {
@@ -326,11 +365,12 @@ func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
 	defer cli.Close()
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
-	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, under: underlaySlot(slot), nodes: map[string]*node{}}
+	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, under: underlaySlot(under), slot: under, nodes: map[string]*node{}}
 	defer func() {
 		if !c.Keep {
 			run.teardown(context.WithoutCancel(ctx))
 		}
+		releaseUnderlay(run.slot)
 	}()
 	obs := &Observation{Mode: c.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
 	if err := run.start(ctx); err != nil {
@@ -373,17 +413,48 @@ func (run *containerRun) labels() map[string]string {
 	return map[string]string{LabelRun: run.id}
 }
 
-func (run *containerRun) start(ctx context.Context) error {
+// networks creates the run's two underlay networks, moving to another
+// underlay slot while the engine says a subnet is taken.
+func (run *containerRun) networks(ctx context.Context) error {
+	tried := map[int]bool{}
+	for {
+		err := run.createNetworks(ctx)
+		if !poolOverlaps(err) {
+			return err
+		}
+		tried[run.slot] = true
+		k, ok := claimUnderlay(tried)
+		if !ok {
+			return fmt.Errorf("containers: every underlay slot overlaps a network already on the Docker engine: %w", err)
+		}
+		releaseUnderlay(run.slot)
+		run.slot, run.under = k, underlaySlot(k)
+	}
+}
+
+// createNetworks creates both underlays, or neither.
+func (run *containerRun) createNetworks(ctx context.Context) error {
 	var err error
 	run.lan, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
 		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: run.under.lan, Gateway: run.under.lanBridge}}}))
 	if err != nil {
-		return fmt.Errorf("containers: lan network: %w", err)
+		run.lan = nil
+		return fmt.Errorf("containers: lan network %s: %w", run.under.lan, err)
 	}
 	run.inet, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
 		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: run.under.inet, Gateway: run.under.inetBridge}}}))
 	if err != nil {
-		return fmt.Errorf("containers: internet network: %w", err)
+		run.inet = nil
+		_ = run.lan.Remove(context.WithoutCancel(ctx))
+		run.lan = nil
+		return fmt.Errorf("containers: internet network %s: %w", run.under.inet, err)
+	}
+	return nil
+}
+
+func (run *containerRun) start(ctx context.Context) error {
+	if err := run.networks(ctx); err != nil {
+		return err
 	}
 	cfgs, err := run.configs()
 	if err != nil {

@@ -2,11 +2,14 @@ package harness_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
+	mnet "github.com/moby/moby/api/types/network"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/testcontainers/testcontainers-go/network"
 
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/scenarios"
@@ -99,4 +102,26 @@ func TestContainersFirewallPause(t *testing.T) {
 	}
 	assert.Positive(t, downs, "the client noticed the tunnel die under the pause")
 	assert.True(t, obs.Tunnel.Up, "and rebuilt it afterwards")
+}
+
+// TestContainersUnderlayTaken: a network already on the engine over the
+// first underlay slot's subnet (another process's run, say) moves the run
+// to another slot instead of failing it.
+func TestContainersUnderlayTaken(t *testing.T) {
+	r := containerRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	squatter, err := network.New(ctx, network.WithInternal(), network.WithLabels(map[string]string{harness.LabelRun: "squatter"}),
+		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: netip.MustParsePrefix("198.18.10.0/24")}}}))
+	require.NoError(t, err)
+	// Registered after containerRunner's leftover check, so it runs first.
+	t.Cleanup(func() { require.NoError(t, squatter.Remove(context.Background())) })
+
+	plan := harness.Plan{
+		Spec:     harness.Spec{Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"}},
+		Workload: harness.Workload{Flows: 2},
+	}
+	obs, err := r.Run(ctx, plan)
+	require.NoError(t, err, "the run moves to a free underlay")
+	assert.Equal(t, 2, obs.Summary.Verified)
 }
