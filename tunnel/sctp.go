@@ -59,15 +59,16 @@ var errTransportEnded = errors.New("tunnel: dtls connection ended")
 // endWatch is the DTLS connection as the association reads it. pion ends
 // every stream still open with the connection's read error, which after the
 // peer's close_notify is io.EOF — the same io.EOF as a peer's orderly stream
-// reset. endWatch renames that error so the two stay apart: a stream reset
+// reset. endWatch marks that error so the two stay apart: a stream reset
 // in order reads io.EOF (pion no longer holds it when the connection ends),
-// a stream cut by the end of the connection reads errTransportEnded.
+// a stream cut by the end of the connection reads errTransportEnded
+// (wrapping the connection's own error).
 type endWatch struct{ net.Conn }
 
 func (w endWatch) Read(p []byte) (int, error) {
 	n, err := w.Conn.Read(p)
 	if err != nil {
-		err = fmt.Errorf("%w (%v)", errTransportEnded, err)
+		err = fmt.Errorf("%w (%w)", errTransportEnded, err)
 	}
 	return n, err
 }
@@ -433,9 +434,11 @@ func (c *sctpStream) Read(p []byte) (int, error) {
 
 func (c *sctpStream) mapErr(err error) error {
 	switch {
-	case errors.Is(err, io.EOF):
-		return io.EOF
-	case errors.Is(err, errTransportEnded) && !c.opened:
+	case errors.Is(err, errTransportEnded) && c.opened:
+		// Checked before io.EOF, which it may wrap: the tunnel ended under
+		// the flow.
+		return sessionLost(c.sess.Err(), err)
+	case errors.Is(err, io.EOF), errors.Is(err, errTransportEnded):
 		// The accepting side (the gateway) cannot tell a cut flow from one
 		// its client closed in order just before ending the tunnel, whose
 		// stream reset the tunnel's end overtook; as over yamux, EOF.
