@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -278,7 +277,7 @@ func (c *Client) classify(op, addr string, err error, ctx context.Context) error
 		return err
 	}
 	leg := fault.LegClientGateway
-	if desc, ok := remoteAlert(err); ok {
+	if desc, ok := fault.RemoteAlert(err); ok {
 		cause := fault.CauseHandshakeFailed
 		switch desc {
 		case alertCertificateRequired, alertNoCertificate:
@@ -308,32 +307,4 @@ func (c *Client) classify(op, addr string, err error, ctx context.Context) error
 		cause = fault.CauseHandshakeFailed
 	}
 	return fault.New(leg, cause, op, addr, err)
-}
-
-// remoteAlert extracts the description of a fatal alert the peer sent, from
-// crypto/tls or pion/dtls.
-func remoteAlert(err error) (byte, bool) {
-	var ae tls.AlertError
-	if errors.As(err, &ae) {
-		return byte(ae), true
-	}
-	// crypto/tls reports a received alert as a *net.OpError "remote error"
-	// around its unexported alert type, a uint8 holding the description.
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil {
-		v := reflect.ValueOf(oe.Err)
-		if t := v.Type(); t.PkgPath() == "crypto/tls" && t.Kind() == reflect.Uint8 {
-			return byte(v.Uint()), true
-		}
-	}
-	var pa interface {
-		IsFatalOrCloseNotify() bool
-		Marshal() ([]byte, error)
-	}
-	if errors.As(err, &pa) {
-		if b, merr := pa.Marshal(); merr == nil && len(b) == 2 {
-			return b[1], true
-		}
-	}
-	return 0, false
 }

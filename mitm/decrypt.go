@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"reflect"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -25,24 +24,6 @@ import (
 var certificateAlerts = map[uint8]string{
 	42: "bad_certificate", 43: "unsupported_certificate", 44: "certificate_revoked",
 	45: "certificate_expired", 46: "certificate_unknown", 48: "unknown_ca", 49: "access_denied",
-}
-
-// remoteAlert returns the alert a peer sent, if err is one. crypto/tls
-// reports it as a *net.OpError "remote error" around its unexported alert
-// type, a uint8.
-func remoteAlert(err error) (uint8, bool) {
-	var ae tls.AlertError
-	if errors.As(err, &ae) {
-		return uint8(ae), true
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil {
-		v := reflect.ValueOf(oe.Err)
-		if t := v.Type(); t.PkgPath() == "crypto/tls" && t.Kind() == reflect.Uint8 {
-			return uint8(v.Uint()), true
-		}
-	}
-	return 0, false
 }
 
 // decrypt terminates the client's TLS with a forged certificate and
@@ -221,7 +202,7 @@ func (f *Firewall) upstreamHandshakeFailed(s *session, err error) {
 		d.ChainStatus = fwlog.ChainUntrusted
 		s.fail(fault.LegFirewallGateway, fault.CauseCertificateInvalid, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate invalid: "+err.Error())
 	default:
-		if a, ok := remoteAlert(err); ok {
+		if a, ok := fault.RemoteAlert(err); ok {
 			if name, cert := certificateAlerts[a]; cert || a == 116 {
 				if a == 116 {
 					name = "certificate_required"
@@ -272,7 +253,7 @@ func (f *Firewall) clientCertRequested(ctx context.Context, s *session, client *
 func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision, plainAlert int) {
 	d := s.decryption()
 	d.ClientStage = "client-firewall: handshake failed"
-	a, ok := remoteAlert(err)
+	a, ok := fault.RemoteAlert(err)
 	if !ok && plainAlert >= 0 {
 		a, ok = uint8(plainAlert), true
 	}
