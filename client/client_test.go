@@ -218,7 +218,17 @@ func TestPrimaryDownBackupTakesOverNoFlowLost(t *testing.T) {
 			go func() {
 				done <- topo.RunWorkload(ctx, harness.Workload{Flows: 60, Concurrency: 4, Spacing: 10 * time.Millisecond, Sizes: []harness.ByteSize{64 << 10}})
 			}()
-			time.Sleep(150 * time.Millisecond)
+			// Close the primary once it has carried flows (not after a fixed
+			// sleep, which a loaded machine can outlast before the first flow).
+			require.Eventually(t, func() bool {
+				n := 0
+				for _, e := range flowEvents(topo.GatewayEvents()) {
+					if e.Gateway == harness.PrimaryGateway {
+						n++
+					}
+				}
+				return n >= 2
+			}, 30*time.Second, 5*time.Millisecond, "the primary carries flows")
 			require.NoError(t, topo.GatewayByName(harness.PrimaryGateway).Close())
 			outs := <-done
 			requireAllVerified(t, outs)
