@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/tunnel"
 )
@@ -59,8 +59,8 @@ type Transition struct {
 	Addr      string           `json:"addr,omitempty"`
 	Transport tunnel.Transport `json:"transport,omitempty"`
 	TunnelID  string           `json:"tunnel_id,omitempty"`
-	Leg       fault.Leg        `json:"leg,omitempty"`
-	Cause     fault.Cause      `json:"cause,omitempty"`
+	Leg       failure.Leg      `json:"leg,omitempty"`
+	Cause     failure.Cause    `json:"cause,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	TookMS    int64            `json:"took_ms,omitempty"`
 }
@@ -219,7 +219,7 @@ func (c *Client) LastError() error {
 }
 
 // WaitUp waits until a tunnel is up, ctx ends or the client closes. On
-// failure it returns the last establishment error (a *fault.Error) if any.
+// failure it returns the last establishment error (a *failure.Error) if any.
 func (c *Client) WaitUp(ctx context.Context) (State, error) {
 	for {
 		c.mu.Lock()
@@ -236,9 +236,9 @@ func (c *Client) WaitUp(ctx context.Context) (State, error) {
 			if last != nil {
 				return c.State(), last
 			}
-			return c.State(), fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "wait for tunnel", "", ctx.Err())
+			return c.State(), failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "wait for tunnel", "", ctx.Err())
 		case <-c.ctx.Done():
-			return c.State(), fault.New(fault.LegClientGateway, fault.CauseClosed, "wait for tunnel", "", ErrClosed)
+			return c.State(), failure.New(failure.LegClientGateway, failure.CauseClosed, "wait for tunnel", "", ErrClosed)
 		}
 	}
 }
@@ -271,9 +271,9 @@ func (c *Client) WaitOutcome(ctx context.Context) (State, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return c.State(), fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "wait for tunnel", "", ctx.Err())
+			return c.State(), failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "wait for tunnel", "", ctx.Err())
 		case <-c.ctx.Done():
-			return c.State(), fault.New(fault.LegClientGateway, fault.CauseClosed, "wait for tunnel", "", ErrClosed)
+			return c.State(), failure.New(failure.LegClientGateway, failure.CauseClosed, "wait for tunnel", "", ErrClosed)
 		}
 	}
 }
@@ -345,7 +345,7 @@ func (c *Client) keep(s *slot) {
 			if err := a.sess.Err(); err != nil {
 				errText = err.Error()
 			}
-			c.record(Transition{Event: "down", Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, Cause: fault.CauseConnectionReset, Leg: fault.LegClientGateway, Error: errText})
+			c.record(Transition{Event: "down", Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, Cause: failure.CauseConnectionReset, Leg: failure.LegClientGateway, Error: errText})
 		}
 		c.notifyLocked()
 		c.mu.Unlock()
@@ -403,7 +403,7 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 	start := time.Now()
 	addr, err := c.resolveGateway(gw)
 	if err != nil {
-		a := &attempt{gateway: gw, err: fault.New(fault.LegClientGateway, fault.CauseDNS, "resolve gateway", gw, err)}
+		a := &attempt{gateway: gw, err: failure.New(failure.LegClientGateway, failure.CauseDNS, "resolve gateway", gw, err)}
 		c.failed(s, a)
 		return a
 	}
@@ -428,7 +428,7 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 		c.failed(s, a)
 		c.mu.Lock()
 		fb := Transition{Event: "fallback", Session: s.index, Gateway: gw, Addr: addr.String(), Transport: tunnel.TransportTLS,
-			Leg: fault.LegOf(err), Cause: fault.CauseOf(err), Error: err.Error(), TookMS: time.Since(start).Milliseconds()}
+			Leg: failure.LegOf(err), Cause: failure.CauseOf(err), Error: err.Error(), TookMS: time.Since(start).Milliseconds()}
 		c.record(fb)
 		c.mu.Unlock()
 		defer func() {
@@ -458,7 +458,7 @@ func (c *Client) failed(s *slot, a *attempt) {
 		return
 	}
 	c.lastErr = a.err
-	t := Transition{Event: "attempt-failed", Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: fault.LegOf(a.err), Cause: fault.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
+	t := Transition{Event: "attempt-failed", Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
 	if a.addr.IsValid() {
 		t.Addr = a.addr.String()
 	}

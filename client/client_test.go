@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/tunnel"
@@ -106,18 +106,18 @@ func TestWrongPinIsTypedAndSendsNothing(t *testing.T) {
 			defer cancel()
 			_, err := topo.Client.WaitUp(wctx)
 			require.Error(t, err)
-			fe, ok := fault.As(err)
+			fe, ok := failure.As(err)
 			require.True(t, ok, "typed: %v", err)
-			assert.Equal(t, fault.CausePinMismatch, fe.Cause)
-			assert.Equal(t, fault.LegClientGateway, fe.Leg)
-			var pm *fault.PinMismatchError
+			assert.Equal(t, failure.CausePinMismatch, fe.Cause)
+			assert.Equal(t, failure.LegClientGateway, fe.Leg)
+			var pm *failure.PinMismatchError
 			require.ErrorAs(t, err, &pm)
 			assert.Equal(t, topo.PKI.Internet.Cert.Subject.String(), pm.Issuer)
 			require.Len(t, pm.Pins, 1)
 			assert.NotEqual(t, pm.Pins[0], pm.Presented[0])
 
 			_, err = topo.Client.Dial(ctx, "tcp", "www.social.test:443")
-			assert.Equal(t, fault.CauseTunnelDown, fault.CauseOf(err), "fail-close refuses: %v", err)
+			assert.Equal(t, failure.CauseTunnelDown, failure.CauseOf(err), "fail-close refuses: %v", err)
 			require.ErrorAs(t, err, &pm, "the refusal carries the pin mismatch")
 			assert.Empty(t, flowEvents(topo.GatewayEvents()), "no flow reached the gateway")
 			assert.Empty(t, topo.Origins.Records(), "no flow reached an origin")
@@ -129,12 +129,12 @@ func TestNoDeviceCertificateRefusedAndLogged(t *testing.T) {
 	tests := []struct {
 		tr    client.TransportMode
 		mode  harness.DeviceCertMode
-		cause fault.Cause
+		cause failure.Cause
 	}{
-		{client.TransportTLS, harness.DeviceCertNone, fault.CauseClientCertRequired},
-		{client.TransportDTLS, harness.DeviceCertNone, fault.CauseClientCertRequired},
-		{client.TransportTLS, harness.DeviceCertForeign, fault.CauseClientCertRejected},
-		{client.TransportDTLS, harness.DeviceCertForeign, fault.CauseClientCertRejected},
+		{client.TransportTLS, harness.DeviceCertNone, failure.CauseClientCertRequired},
+		{client.TransportDTLS, harness.DeviceCertNone, failure.CauseClientCertRequired},
+		{client.TransportTLS, harness.DeviceCertForeign, failure.CauseClientCertRejected},
+		{client.TransportDTLS, harness.DeviceCertForeign, failure.CauseClientCertRejected},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.tr)+"/"+string(tt.mode), func(t *testing.T) {
@@ -142,7 +142,7 @@ func TestNoDeviceCertificateRefusedAndLogged(t *testing.T) {
 			ctx := testCtx(t, 3*time.Second)
 			_, err := topo.Client.WaitUp(ctx)
 			require.Error(t, err)
-			assert.Equal(t, tt.cause, fault.CauseOf(err), "%v", err)
+			assert.Equal(t, tt.cause, failure.CauseOf(err), "%v", err)
 
 			var refused []gateway.Event
 			for _, e := range topo.GatewayEvents() {
@@ -176,7 +176,7 @@ func TestUDPDroppedFallsBackToTLS(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tunnel.TransportTLS, st.Transport)
 	require.NotNil(t, st.Fallback)
-	assert.Equal(t, fault.CauseUDPUnanswered, st.Fallback.Cause)
+	assert.Equal(t, failure.CauseUDPUnanswered, st.Fallback.Cause)
 	// The DTLS attempt gave up at the configured timeout, not before and
 	// not much later: the fallback is bounded by configuration.
 	assert.GreaterOrEqual(t, st.Fallback.TookMS, fallback.Milliseconds())
@@ -271,7 +271,7 @@ func TestFailCloseVersusFailOpen(t *testing.T) {
 				if tt.verified {
 					assert.Equal(t, tt.route, o.Route)
 				} else {
-					assert.Equal(t, fault.CauseTunnelDown, o.Cause)
+					assert.Equal(t, failure.CauseTunnelDown, o.Cause)
 				}
 			}
 			if tt.mode == client.FailClose {

@@ -18,7 +18,7 @@ import (
 	"github.com/pion/dtls/v3"
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/tunnel"
 )
@@ -58,13 +58,13 @@ func (v *verifier) verify(rawCerts [][]byte) error {
 	for _, raw := range rawCerts {
 		cert, err := x509.ParseCertificate(raw)
 		if err != nil {
-			return fault.New(fault.LegClientGateway, fault.CauseHandshakeFailed, "verify gateway", v.serverName, err)
+			return failure.New(failure.LegClientGateway, failure.CauseHandshakeFailed, "verify gateway", v.serverName, err)
 		}
 		certs = append(certs, cert)
 	}
 	v.presented.Store(&certs)
 	if len(certs) == 0 {
-		return fault.New(fault.LegClientGateway, fault.CauseHandshakeFailed, "verify gateway", v.serverName, errors.New("no certificate presented"))
+		return failure.New(failure.LegClientGateway, failure.CauseHandshakeFailed, "verify gateway", v.serverName, errors.New("no certificate presented"))
 	}
 	cfg := &v.c.cfg
 	leaf := certs[0]
@@ -72,11 +72,11 @@ func (v *verifier) verify(rawCerts [][]byte) error {
 		if cfg.Pins.Match(certs) {
 			return nil
 		}
-		pm := &fault.PinMismatchError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Pins: cfg.Pins.Strings()}
+		pm := &failure.PinMismatchError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Pins: cfg.Pins.Strings()}
 		for _, c := range certs {
 			pm.Presented = append(pm.Presented, string(pki.SPKIPin(c)))
 		}
-		return fault.New(fault.LegClientGateway, fault.CausePinMismatch, "verify gateway", v.serverName, pm)
+		return failure.New(failure.LegClientGateway, failure.CausePinMismatch, "verify gateway", v.serverName, pm)
 	}
 	if cfg.RootCAs == nil {
 		return nil // InsecureSkipVerify
@@ -89,13 +89,13 @@ func (v *verifier) verify(rawCerts [][]byte) error {
 	if err == nil {
 		return nil
 	}
-	ce := &fault.CertificateError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Subject: leaf.Subject.String(), SPKI: string(pki.SPKIPin(leaf)), Err: err}
-	cause := fault.CauseCertificateInvalid
+	ce := &failure.CertificateError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Subject: leaf.Subject.String(), SPKI: string(pki.SPKIPin(leaf)), Err: err}
+	cause := failure.CauseCertificateInvalid
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		cause = fault.CauseUnknownAuthority
+		cause = failure.CauseUnknownAuthority
 	}
-	return fault.New(fault.LegClientGateway, cause, "verify gateway", v.serverName, ce)
+	return failure.New(failure.LegClientGateway, cause, "verify gateway", v.serverName, ce)
 }
 
 // connectTLS dials addr (directly or through the upstream proxy), runs the
@@ -137,7 +137,7 @@ func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPor
 	sess, err := tunnel.NewTLSSession(conn, tunnel.RoleClient, c.cfg.Session)
 	if err != nil {
 		conn.Close()
-		return nil, "", fault.New(fault.LegClientGateway, fault.CauseProtocol, "tls session", target, err)
+		return nil, "", failure.New(failure.LegClientGateway, failure.CauseProtocol, "tls session", target, err)
 	}
 	return sess, g.TunnelIDString(), nil
 }
@@ -158,12 +158,12 @@ func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.A
 	}
 	ip, err := c.resolveOne(ctx, host)
 	if err != nil {
-		return nil, fault.New(fault.LegClientFirewall, fault.CauseDNS, "resolve proxy", host, err)
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseDNS, "resolve proxy", host, err)
 	}
 	paddr := net.JoinHostPort(ip.String(), port)
 	conn, err := c.cfg.Stack.DialContext(ctx, "tcp", paddr)
 	if err != nil {
-		return nil, withLeg(c.classify("proxy connect", paddr, err, ctx), fault.LegClientFirewall)
+		return nil, withLeg(c.classify("proxy connect", paddr, err, ctx), failure.LegClientFirewall)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
@@ -172,28 +172,28 @@ func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.A
 	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pinwall-client\r\n\r\n", dest, dest)
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), fault.LegClientFirewall)
+		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), failure.LegClientFirewall)
 	}
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), fault.LegClientFirewall)
+		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), failure.LegClientFirewall)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
-		return nil, fault.New(fault.LegClientFirewall, fault.CauseProxyRefused, "proxy CONNECT", dest, fmt.Errorf("proxy answered %s", resp.Status))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProxyRefused, "proxy CONNECT", dest, fmt.Errorf("proxy answered %s", resp.Status))
 	}
 	if br.Buffered() > 0 {
 		conn.Close()
-		return nil, fault.New(fault.LegClientFirewall, fault.CauseProtocol, "proxy CONNECT", dest, errors.New("proxy sent data before the TLS handshake"))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProtocol, "proxy CONNECT", dest, errors.New("proxy sent data before the TLS handshake"))
 	}
 	return conn, nil
 }
 
-func withLeg(err error, leg fault.Leg) error {
-	if fe, ok := fault.As(err); ok {
+func withLeg(err error, leg failure.Leg) error {
+	if fe, ok := failure.As(err); ok {
 		fe.Leg = leg
 	}
 	return err
@@ -242,12 +242,12 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 	conn, err := dtls.ClientWithOptions(pc, uc.RemoteAddr(), opts...)
 	if err != nil {
 		uc.Close()
-		return nil, "", fault.New(fault.LegClientGateway, fault.CauseHandshakeFailed, "dtls setup", target, err)
+		return nil, "", failure.New(failure.LegClientGateway, failure.CauseHandshakeFailed, "dtls setup", target, err)
 	}
 	if err := conn.HandshakeContext(ctx); err != nil {
 		conn.Close()
 		if ctx.Err() != nil && pc.n.Load() == 0 && c.ctx.Err() == nil {
-			return nil, "", fault.New(fault.LegClientGateway, fault.CauseUDPUnanswered, "dtls handshake", target,
+			return nil, "", failure.New(failure.LegClientGateway, failure.CauseUDPUnanswered, "dtls handshake", target,
 				fmt.Errorf("no datagram came back within %v", timeout))
 		}
 		return nil, "", c.classify("dtls handshake", target, err, ctx)
@@ -268,43 +268,43 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 	return sess, g.TunnelIDString(), nil
 }
 
-// classify turns a tunnel establishment error into a *fault.Error.
+// classify turns a tunnel establishment error into a *failure.Error.
 func (c *Client) classify(op, addr string, err error, ctx context.Context) error {
-	if fe, ok := fault.As(err); ok {
+	if fe, ok := failure.As(err); ok {
 		if fe.Addr == "" {
 			fe.Addr = addr
 		}
 		return err
 	}
-	leg := fault.LegClientGateway
-	if desc, ok := fault.RemoteAlert(err); ok {
-		cause := fault.CauseHandshakeFailed
+	leg := failure.LegClientGateway
+	if desc, ok := failure.RemoteAlert(err); ok {
+		cause := failure.CauseHandshakeFailed
 		switch desc {
 		case alertCertificateRequired, alertNoCertificate:
-			cause = fault.CauseClientCertRequired
+			cause = failure.CauseClientCertRequired
 		case alertBadCertificate, alertUnknownCA, alertCertificateUnknown, alertAccessDenied, alertHandshakeFailure:
 			// Without a certificate of our own, any certificate complaint
 			// means the gateway wanted one.
 			if c.cfg.DeviceCert == nil {
-				cause = fault.CauseClientCertRequired
+				cause = failure.CauseClientCertRequired
 			} else if desc != alertHandshakeFailure {
-				cause = fault.CauseClientCertRejected
+				cause = failure.CauseClientCertRejected
 			}
 		}
-		return fault.New(leg, cause, op, addr, err)
+		return failure.New(leg, cause, op, addr, err)
 	}
 	if ctx != nil && ctx.Err() != nil && c.ctx.Err() == nil {
-		return fault.New(leg, fault.CauseHandshakeTimeout, op, addr, err)
+		return failure.New(leg, failure.CauseHandshakeTimeout, op, addr, err)
 	}
-	cause := fault.Classify(err)
+	cause := failure.Classify(err)
 	switch {
-	case cause == fault.CauseClosed && c.ctx.Err() == nil,
+	case cause == failure.CauseClosed && c.ctx.Err() == nil,
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		cause = fault.CauseConnectionReset
-	case cause == fault.CauseTimeout && op != "tcp connect":
-		cause = fault.CauseHandshakeTimeout
-	case cause == fault.CauseNone:
-		cause = fault.CauseHandshakeFailed
+		cause = failure.CauseConnectionReset
+	case cause == failure.CauseTimeout && op != "tcp connect":
+		cause = failure.CauseHandshakeTimeout
+	case cause == failure.CauseNone:
+		cause = failure.CauseHandshakeFailed
 	}
-	return fault.New(leg, cause, op, addr, err)
+	return failure.New(leg, cause, op, addr, err)
 }

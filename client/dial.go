@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/tunnel"
 )
 
@@ -130,7 +130,7 @@ func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, e
 		return nil, fmt.Errorf("client: dial %q: bad port", address)
 	}
 	if c.ctx.Err() != nil {
-		return nil, fault.New(fault.LegClientGateway, fault.CauseClosed, "dial", address, ErrClosed)
+		return nil, failure.New(failure.LegClientGateway, failure.CauseClosed, "dial", address, ErrClosed)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.TunnelWait+c.cfg.DialTimeout)
 	defer cancel()
@@ -180,11 +180,11 @@ func (c *Client) waitSession(ctx context.Context) (*attempt, error) {
 		select {
 		case <-ch:
 		case <-wait.C:
-			return nil, fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "dial", "", cause)
+			return nil, failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "dial", "", cause)
 		case <-ctx.Done():
-			return nil, fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "dial", "", cause)
+			return nil, failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "dial", "", cause)
 		case <-c.ctx.Done():
-			return nil, fault.New(fault.LegClientGateway, fault.CauseClosed, "dial", "", ErrClosed)
+			return nil, failure.New(failure.LegClientGateway, failure.CauseClosed, "dial", "", ErrClosed)
 		}
 	}
 }
@@ -194,7 +194,7 @@ func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uin
 	defer cancel()
 	st, err := a.sess.Open(ctx)
 	if err != nil {
-		return nil, fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "open stream", address, err)
+		return nil, failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "open stream", address, err)
 	}
 	id := c.flowID.Add(1)
 	req, err := tunnel.AppendRequest(nil, tunnel.Request{Host: host, Port: port, FlowID: id})
@@ -219,7 +219,7 @@ func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uin
 	}
 	if !stop() {
 		st.Close()
-		return nil, fault.New(fault.LegClientGateway, fault.CauseTimeout, "open flow", address, ctx.Err())
+		return nil, failure.New(failure.LegClientGateway, failure.CauseTimeout, "open flow", address, ctx.Err())
 	}
 	_ = st.SetDeadline(time.Time{})
 	c.tunnelled.Add(1)
@@ -227,14 +227,14 @@ func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uin
 }
 
 func (c *Client) flowErr(op, address string, err error, ctx context.Context) error {
-	cause := fault.Classify(err)
+	cause := failure.Classify(err)
 	switch {
 	case ctx.Err() != nil:
-		cause = fault.CauseTimeout
-	case cause == fault.CauseNone || cause == fault.CauseClosed:
-		cause = fault.CauseConnectionReset
+		cause = failure.CauseTimeout
+	case cause == failure.CauseNone || cause == failure.CauseClosed:
+		cause = failure.CauseConnectionReset
 	}
-	return fault.New(fault.LegClientGateway, cause, op, address, err)
+	return failure.New(failure.LegClientGateway, cause, op, address, err)
 }
 
 // dialDirect resolves with the client's resolver and connects through the
@@ -244,16 +244,16 @@ func (c *Client) dialDirect(ctx context.Context, host string, port uint16, addre
 	defer cancel()
 	ip, err := c.resolveOne(ctx, host)
 	if err != nil {
-		return nil, fault.New(fault.LegClientOrigin, fault.CauseDNS, "resolve", host, err)
+		return nil, failure.New(failure.LegClientOrigin, failure.CauseDNS, "resolve", host, err)
 	}
 	dst := netip.AddrPortFrom(ip, port)
 	conn, err := c.cfg.Stack.DialContext(ctx, "tcp", dst.String())
 	if err != nil {
-		cause := fault.Classify(err)
-		if cause == fault.CauseNone {
-			cause = fault.CauseConnectionRefused
+		cause := failure.Classify(err)
+		if cause == failure.CauseNone {
+			cause = failure.CauseConnectionRefused
 		}
-		return nil, fault.New(fault.LegClientOrigin, cause, "dial direct", address, err)
+		return nil, failure.New(failure.LegClientOrigin, cause, "dial direct", address, err)
 	}
 	c.direct.Add(1)
 	return &Conn{Conn: conn, Route: RouteDirect, Origin: dst, Why: why, remote: destAddr{address}}, nil

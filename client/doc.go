@@ -19,12 +19,12 @@
 // pattern, CIDR — RFC 1918 by default) goes into the tunnel as a new stream;
 // the gateway resolves the name. Everything else goes direct through the
 // laptop's network. With no tunnel up, fail-close refuses steered flows with
-// a fault.CauseTunnelDown error, fail-open sends them direct.
+// a failure.CauseTunnelDown error, fail-open sends them direct.
 //
 // # Failures
 //
-// Every error names its leg and cause as a *fault.Error: pin mismatch (with
-// the presented issuer and keys, *fault.PinMismatchError), unknown
+// Every error names its leg and cause as a *failure.Error: pin mismatch (with
+// the presented issuer and keys, *failure.PinMismatchError), unknown
 // authority, client certificate required or rejected by the gateway,
 // handshake timeout, UDP unanswered, connection reset or refused, proxy
 // refused, tunnel down.

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/resolve"
 )
@@ -85,7 +85,7 @@ func TestShutdownLetsTheAttemptInFlightFinish(t *testing.T) {
 	require.NotEmpty(t, h)
 	last := h[len(h)-1]
 	assert.Equal(t, "attempt-failed", last.Event)
-	assert.Equal(t, fault.CauseConnectionReset, last.Cause, "the attempt's own outcome, not the shutdown's")
+	assert.Equal(t, failure.CauseConnectionReset, last.Cause, "the attempt's own outcome, not the shutdown's")
 	select {
 	case extra := <-accepted:
 		extra.Close()
@@ -106,5 +106,5 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	require.ErrorIs(t, c.Shutdown(ctx), context.DeadlineExceeded)
 	assert.NoError(t, c.Close(), "Close after Shutdown is harmless")
 	_, err := c.Dial(context.Background(), "tcp", "www.social.test:443")
-	assert.Equal(t, fault.CauseClosed, fault.CauseOf(err), "a closed client refuses flows: %v", err)
+	assert.Equal(t, failure.CauseClosed, failure.CauseOf(err), "a closed client refuses flows: %v", err)
 }

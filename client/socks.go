@@ -14,7 +14,7 @@ import (
 //
 // It returns nil when ctx ends, ErrClosed when the client is (or gets)
 // closed, and the accept error if l fails. Each refused request is logged by
-// the client's Logger with its SOCKS reply and fault cause; the refused
+// the client's Logger with its SOCKS reply and failure cause; the refused
 // steered flows are also counted in State().Refused.
 func (c *Client) ServeSOCKS(ctx context.Context, l net.Listener) error {
 	c.mu.Lock()

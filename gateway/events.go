@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // Event kinds.
@@ -47,9 +47,9 @@ type Event struct {
 	Device *Identity `json:"device,omitempty"`
 
 	// Tunnel refusals.
-	Presented *CertInfo   `json:"presented,omitempty"`
-	Reason    string      `json:"reason,omitempty"`
-	Cause     fault.Cause `json:"cause,omitempty"`
+	Presented *CertInfo     `json:"presented,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Cause     failure.Cause `json:"cause,omitempty"`
 
 	// Flows.
 	FlowID     uint64 `json:"flow_id,omitempty"`

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/relay"
 	"github.com/pinwall/pinwall/tunnel"
 )
@@ -110,7 +110,7 @@ func (t *tunnelState) serveFlow(ctx context.Context, st tunnel.Stream) {
 		return
 	}
 	if err != nil {
-		status := tunnel.StatusFor(fault.Classify(err))
+		status := tunnel.StatusFor(failure.Classify(err))
 		_, _ = st.Write(tunnel.AppendReply(nil, tunnel.Reply{Status: status, Message: err.Error()}))
 		st.Close()
 		ev.Result, ev.Error = status.String(), err.Error()
@@ -150,7 +150,7 @@ func (t *tunnelState) dial(ctx context.Context, req tunnel.Request) (net.Conn, e
 	defer cancel()
 	ans, err := t.g.cfg.Resolver.Lookup(ctx, req.Host)
 	if err != nil {
-		return nil, fault.New(fault.LegGatewayOrigin, fault.CauseDNS, "resolve", req.Host, err)
+		return nil, failure.New(failure.LegGatewayOrigin, failure.CauseDNS, "resolve", req.Host, err)
 	}
 	var last error
 	for _, ip := range ans.Addrs {
@@ -162,11 +162,11 @@ func (t *tunnelState) dial(ctx context.Context, req tunnel.Request) (net.Conn, e
 		last = err
 	}
 	if last == nil {
-		return nil, fault.New(fault.LegGatewayOrigin, fault.CauseDNS, "resolve", req.Host, errors.New("no addresses"))
+		return nil, failure.New(failure.LegGatewayOrigin, failure.CauseDNS, "resolve", req.Host, errors.New("no addresses"))
 	}
-	cause := fault.Classify(last)
-	if cause == fault.CauseNone || cause == fault.CauseClosed {
-		cause = fault.CauseConnectionRefused
+	cause := failure.Classify(last)
+	if cause == failure.CauseNone || cause == failure.CauseClosed {
+		cause = failure.CauseConnectionRefused
 	}
-	return nil, fault.New(fault.LegGatewayOrigin, cause, "dial origin", req.Destination(), last)
+	return nil, failure.New(failure.LegGatewayOrigin, cause, "dial origin", req.Destination(), last)
 }

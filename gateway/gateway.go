@@ -16,7 +16,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/tunnel"
 )
@@ -191,7 +191,7 @@ func (g *Gateway) acceptTLS() {
 		}
 		if !g.admit() {
 			g.event(Event{Event: EventTunnelRefused, Transport: string(tunnel.TransportTLS), Client: c.RemoteAddr().String(),
-				Reason: fmt.Sprintf("tunnel limit %d reached", g.cfg.MaxTunnels), Cause: fault.CauseStreamLimit})
+				Reason: fmt.Sprintf("tunnel limit %d reached", g.cfg.MaxTunnels), Cause: failure.CauseStreamLimit})
 			c.Close()
 			continue
 		}
@@ -213,7 +213,7 @@ func (g *Gateway) acceptDTLS(mux *tunnel.UDPMux) {
 		}
 		if !g.admit() {
 			g.event(Event{Event: EventTunnelRefused, Transport: string(tunnel.TransportDTLS), Client: raddr.String(),
-				Reason: fmt.Sprintf("tunnel limit %d reached", g.cfg.MaxTunnels), Cause: fault.CauseStreamLimit})
+				Reason: fmt.Sprintf("tunnel limit %d reached", g.cfg.MaxTunnels), Cause: failure.CauseStreamLimit})
 			pc.Close()
 			continue
 		}
@@ -366,15 +366,15 @@ func (g *Gateway) refuse(tr tunnel.Transport, peer net.Addr, st *authState, err 
 	e := Event{Event: EventTunnelRefused, Transport: string(tr), Client: peer.String(), Presented: st.presented}
 	switch {
 	case st.verifyErr != nil && st.presented == nil:
-		e.Reason, e.Cause = st.verifyErr.Error(), fault.CauseClientCertRequired
+		e.Reason, e.Cause = st.verifyErr.Error(), failure.CauseClientCertRequired
 	case st.verifyErr != nil:
-		e.Reason, e.Cause = st.verifyErr.Error(), fault.CauseClientCertRejected
+		e.Reason, e.Cause = st.verifyErr.Error(), failure.CauseClientCertRejected
 	case timedOut:
-		e.Reason, e.Cause = "handshake timed out: "+err.Error(), fault.CauseHandshakeTimeout
+		e.Reason, e.Cause = "handshake timed out: "+err.Error(), failure.CauseHandshakeTimeout
 	case !g.cfg.AllowAnonymous && st.presented == nil && st.helloDone.Load() && isNoClientCert(err):
-		e.Reason, e.Cause = "no device certificate presented", fault.CauseClientCertRequired
+		e.Reason, e.Cause = "no device certificate presented", failure.CauseClientCertRequired
 	default:
-		e.Reason, e.Cause = err.Error(), fault.CauseHandshakeFailed
+		e.Reason, e.Cause = err.Error(), failure.CauseHandshakeFailed
 	}
 	g.event(e)
 	g.cfg.Logger.Info("gateway: tunnel refused", "peer", e.Client, "transport", tr, "cause", e.Cause, "reason", e.Reason)
@@ -396,8 +396,8 @@ func isNoClientCert(err error) bool {
 	if errors.As(err, &remote) {
 		return false // a pion alert from the peer
 	}
-	switch fault.Classify(err) {
-	case fault.CauseConnectionReset, fault.CauseTimeout, fault.CauseClosed:
+	switch failure.Classify(err) {
+	case failure.CauseConnectionReset, failure.CauseTimeout, failure.CauseClosed:
 		return false
 	}
 	return !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF)
@@ -423,7 +423,7 @@ func (g *Gateway) serveTunnel(conn net.Conn, tr tunnel.Transport, st *authState,
 	if err != nil {
 		conn.Close()
 		g.event(Event{Event: EventTunnelRefused, TunnelID: id, Transport: string(tr), Client: conn.RemoteAddr().String(),
-			Device: st.identity, Presented: st.presented, Reason: "multiplexer setup: " + err.Error(), Cause: fault.CauseProtocol})
+			Device: st.identity, Presented: st.presented, Reason: "multiplexer setup: " + err.Error(), Cause: failure.CauseProtocol})
 		return
 	}
 	g.mu.Lock()

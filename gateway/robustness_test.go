@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
@@ -462,7 +462,7 @@ func TestMalformedStreamsRefused(t *testing.T) {
 					e := evs[0]
 					assert.Regexp(t, tt.reason, e.Reason)
 					assert.Contains(t, e.Reason, "bad stream header")
-					assert.Equal(t, fault.CauseProtocol, e.Cause)
+					assert.Equal(t, failure.CauseProtocol, e.Cause)
 					assert.Equal(t, tunnel.StatusBadRequest.String(), e.Result)
 					assert.Equal(t, string(tr), e.Transport)
 					require.NotNil(t, e.Device)
@@ -552,7 +552,7 @@ func TestStreamLimit(t *testing.T) {
 			}
 
 			refused := w.waitEvents(t, tt.extra, func(e gateway.Event) bool {
-				return e.Event == gateway.EventStreamRefused && e.Cause == fault.CauseStreamLimit
+				return e.Event == gateway.EventStreamRefused && e.Cause == failure.CauseStreamLimit
 			})
 			assert.Len(t, refused, tt.extra, "each extra stream is logged once")
 			for _, e := range refused[:3] {
@@ -660,7 +660,7 @@ func TestTunnelRefusals(t *testing.T) {
 		// transport, cause and reason describe the tunnel-refused event
 		// expected; an empty transport means none may be logged.
 		transport tunnel.Transport
-		cause     fault.Cause
+		cause     failure.Cause
 		reason    string
 		// minWait is how long the refusal must not come before.
 		minWait time.Duration
@@ -677,7 +677,7 @@ func TestTunnelRefusals(t *testing.T) {
 				require.NoError(t, err)
 				requireClosedByPeer(t, c)
 			},
-			transport: tunnel.TransportTLS, cause: fault.CauseHandshakeFailed, reason: `does not look like a TLS handshake`,
+			transport: tunnel.TransportTLS, cause: failure.CauseHandshakeFailed, reason: `does not look like a TLS handshake`,
 		},
 		{
 			name: "tls client hello then garbage",
@@ -690,7 +690,7 @@ func TestTunnelRefusals(t *testing.T) {
 				require.NoError(t, err)
 				requireClosedByPeer(t, c)
 			},
-			transport: tunnel.TransportTLS, cause: fault.CauseHandshakeFailed, reason: `tls: error decoding message`,
+			transport: tunnel.TransportTLS, cause: failure.CauseHandshakeFailed, reason: `tls: error decoding message`,
 		},
 		{
 			name: "silent tcp",
@@ -700,7 +700,7 @@ func TestTunnelRefusals(t *testing.T) {
 				defer c.Close()
 				requireClosedByPeer(t, c)
 			},
-			transport: tunnel.TransportTLS, cause: fault.CauseHandshakeTimeout, reason: `handshake timed out`, minWait: handshakeTimeout,
+			transport: tunnel.TransportTLS, cause: failure.CauseHandshakeTimeout, reason: `handshake timed out`, minWait: handshakeTimeout,
 		},
 		{
 			name: "garbage udp",
@@ -728,7 +728,7 @@ func TestTunnelRefusals(t *testing.T) {
 				_, err = c.Write(d)
 				require.NoError(t, err)
 			},
-			transport: tunnel.TransportDTLS, cause: fault.CauseHandshakeTimeout, reason: `handshake timed out`, minWait: handshakeTimeout,
+			transport: tunnel.TransportDTLS, cause: failure.CauseHandshakeTimeout, reason: `handshake timed out`, minWait: handshakeTimeout,
 		},
 		{
 			name: "dtls handshake but no sctp",
@@ -739,7 +739,7 @@ func TestTunnelRefusals(t *testing.T) {
 				// Hold the connection until the gateway gives up on it.
 				w.waitEvents(t, 1, func(e gateway.Event) bool { return e.Event == gateway.EventTunnelRefused })
 			},
-			transport: tunnel.TransportDTLS, cause: fault.CauseProtocol, reason: `multiplexer setup`, minWait: handshakeTimeout,
+			transport: tunnel.TransportDTLS, cause: failure.CauseProtocol, reason: `multiplexer setup`, minWait: handshakeTimeout,
 		},
 	}
 	for _, tt := range tests {
@@ -832,7 +832,7 @@ func TestMaxTunnels(t *testing.T) {
 			evs := w.waitEvents(t, 1, func(e gateway.Event) bool { return e.Event == gateway.EventTunnelRefused })
 			e := evs[0]
 			assert.Equal(t, string(tt.extra), e.Transport)
-			assert.Equal(t, fault.CauseStreamLimit, e.Cause)
+			assert.Equal(t, failure.CauseStreamLimit, e.Cause)
 			assert.Equal(t, fmt.Sprintf("tunnel limit %d reached", limit), e.Reason)
 			assert.Equal(t, laptopIP.String(), netip.MustParseAddrPort(e.Client).Addr().String())
 
@@ -914,7 +914,7 @@ func TestClosingGatewayBlamesNoOrigin(t *testing.T) {
 			require.NoError(t, w.gw.Close())
 			err = <-got
 			require.Error(t, err)
-			assert.NotEqual(t, fault.LegGatewayOrigin, fault.LegOf(err), "the origin is not to blame: %v", err)
+			assert.NotEqual(t, failure.LegGatewayOrigin, failure.LegOf(err), "the origin is not to blame: %v", err)
 			var se *tunnel.StatusError
 			assert.False(t, errors.As(err, &se), "no status reply: %v", err)
 			evs := w.waitEvents(t, 1, func(e gateway.Event) bool { return e.Event == gateway.EventFlow && e.Host == stallHost })

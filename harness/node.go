@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
@@ -156,8 +156,8 @@ type ClientReport struct {
 	Summary   Summary             `json:"summary"`
 	Attempts  *AttemptStats       `json:"attempts,omitempty"`
 	ErrorText string              `json:"error,omitempty"`
-	Leg       fault.Leg           `json:"leg,omitempty"`
-	Cause     fault.Cause         `json:"cause,omitempty"`
+	Leg       failure.Leg         `json:"leg,omitempty"`
+	Cause     failure.Cause       `json:"cause,omitempty"`
 	UpAfter   time.Duration       `json:"up_after_ns"`
 	Probes    []ProbeResult       `json:"probes,omitempty"`
 	SettledAt time.Time           `json:"settled_at"`
@@ -261,8 +261,8 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 			stats.Total++
 			if err != nil {
 				stats.Failed++
-				stats.Causes[string(fault.CauseOf(err))]++
-				rep.ErrorText, rep.Leg, rep.Cause = err.Error(), fault.LegOf(err), fault.CauseOf(err)
+				stats.Causes[string(failure.CauseOf(err))]++
+				rep.ErrorText, rep.Leg, rep.Cause = err.Error(), failure.LegOf(err), failure.CauseOf(err)
 			}
 			rep.History = append(rep.History, c.History()...)
 			rep.Tunnel = c.State()
@@ -308,7 +308,7 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 	rep.Tunnel = c.State()
 	rep.History = c.History()
 	if err := c.LastError(); err != nil {
-		rep.ErrorText, rep.Leg, rep.Cause = err.Error(), fault.LegOf(err), fault.CauseOf(err)
+		rep.ErrorText, rep.Leg, rep.Cause = err.Error(), failure.LegOf(err), failure.CauseOf(err)
 	}
 	for _, tr := range rep.History {
 		if tr.Event == "up" {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
@@ -107,8 +107,8 @@ type Observation struct {
 	// ClientError is the client's last establishment failure.
 	ClientError     error                       `json:"-"`
 	ClientErrorText string                      `json:"client_error,omitempty"`
-	ClientLeg       fault.Leg                   `json:"client_leg,omitempty"`
-	ClientCause     fault.Cause                 `json:"client_cause,omitempty"`
+	ClientLeg       failure.Leg                 `json:"client_leg,omitempty"`
+	ClientCause     failure.Cause               `json:"client_cause,omitempty"`
 	History         []client.Transition         `json:"client_history"`
 	Flows           []FlowOutcome               `json:"flows"`
 	Summary         Summary                     `json:"summary"`

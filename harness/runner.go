@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/pki"
@@ -267,7 +267,7 @@ func (t *Topology) reconnects(ctx context.Context, p Plan, obs *Observation) err
 		stats.Total++
 		if err != nil {
 			stats.Failed++
-			stats.Causes[string(fault.CauseOf(err))]++
+			stats.Causes[string(failure.CauseOf(err))]++
 			obs.ClientError = err
 		} else if obs.FirstUp == nil {
 			obs.FirstUp = &st
@@ -284,7 +284,7 @@ func (t *Topology) reconnects(ctx context.Context, p Plan, obs *Observation) err
 func (t *Topology) collect(obs *Observation) {
 	if obs.ClientError != nil {
 		obs.ClientErrorText = obs.ClientError.Error()
-		obs.ClientLeg, obs.ClientCause = fault.LegOf(obs.ClientError), fault.CauseOf(obs.ClientError)
+		obs.ClientLeg, obs.ClientCause = failure.LegOf(obs.ClientError), failure.CauseOf(obs.ClientError)
 	}
 	obs.Gateway = t.GatewayEvents()
 	if t.Firewall != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/origin"
 )
 
@@ -118,8 +118,8 @@ type FlowOutcome struct {
 	TunnelID  string        `json:"tunnel_id,omitempty"`
 	Attempts  int           `json:"attempts"`
 	Verified  bool          `json:"verified"`
-	Leg       fault.Leg     `json:"leg,omitempty"`
-	Cause     fault.Cause   `json:"cause,omitempty"`
+	Leg       failure.Leg   `json:"leg,omitempty"`
+	Cause     failure.Cause `json:"cause,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	Duration  time.Duration `json:"duration_ns"`
 	// Err is the typed failure (nil when verified).
@@ -127,9 +127,9 @@ type FlowOutcome struct {
 }
 
 // retryable reports causes an application would retry: the tunnel broke.
-func retryable(c fault.Cause) bool {
+func retryable(c failure.Cause) bool {
 	switch c {
-	case fault.CauseConnectionReset, fault.CauseTunnelDown, fault.CauseClosed, fault.CauseTimeout:
+	case failure.CauseConnectionReset, failure.CauseTunnelDown, failure.CauseClosed, failure.CauseTimeout:
 		return true
 	}
 	return false
@@ -176,7 +176,7 @@ func RunWorkload(ctx context.Context, c *client.Client, trust *x509.CertPool, w 
 			// Interrupted: the flows not started are reported, not lost.
 			for j := i; j < w.Flows; j++ {
 				out[j] = FlowOutcome{Index: j, Site: w.Sites[j%len(w.Sites)], Size: w.Sizes[j%len(w.Sizes)],
-					Leg: fault.LegClientGateway, Cause: fault.CauseClosed, Error: "run interrupted before the flow started"}
+					Leg: failure.LegClientGateway, Cause: failure.CauseClosed, Error: "run interrupted before the flow started"}
 			}
 			break
 		}
@@ -226,9 +226,9 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 			return o
 		}
 		o.Err, o.Error = err, err.Error()
-		o.Leg, o.Cause = fault.LegOf(err), fault.CauseOf(err)
-		if conn != nil && conn.Route == client.RouteDirect && o.Leg == fault.LegClientGateway {
-			o.Leg = fault.LegClientOrigin
+		o.Leg, o.Cause = failure.LegOf(err), failure.CauseOf(err)
+		if conn != nil && conn.Route == client.RouteDirect && o.Leg == failure.LegClientGateway {
+			o.Leg = failure.LegClientOrigin
 		}
 		if !retryable(o.Cause) || ctx.Err() != nil {
 			return o

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
@@ -85,7 +85,7 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 
 	forged, err := f.forger.Forge(ctx, sni, leaf)
 	if err != nil {
-		s.fail(fault.LegClientFirewall, fault.CauseHandshakeFailed, fwlog.EndDecryptError, fwlog.ErrorIndexResource, "forging a certificate: "+err.Error())
+		s.fail(failure.LegClientFirewall, failure.CauseHandshakeFailed, fwlog.EndDecryptError, fwlog.ErrorIndexResource, "forging a certificate: "+err.Error())
 		rejectClient(client)
 		return
 	}
@@ -197,25 +197,25 @@ func (f *Firewall) upstreamHandshakeFailed(s *session, err error) {
 	switch {
 	case errors.As(err, &ua):
 		d.ChainStatus = fwlog.ChainUntrusted
-		s.fail(fault.LegFirewallGateway, fault.CauseUnknownAuthority, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate issuer is not trusted: "+err.Error())
+		s.fail(failure.LegFirewallGateway, failure.CauseUnknownAuthority, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate issuer is not trusted: "+err.Error())
 	case errors.As(err, &hn), errors.As(err, &ci):
 		d.ChainStatus = fwlog.ChainUntrusted
-		s.fail(fault.LegFirewallGateway, fault.CauseCertificateInvalid, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate invalid: "+err.Error())
+		s.fail(failure.LegFirewallGateway, failure.CauseCertificateInvalid, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate invalid: "+err.Error())
 	default:
-		if a, ok := fault.RemoteAlert(err); ok {
+		if a, ok := failure.RemoteAlert(err); ok {
 			if name, cert := certificateAlerts[a]; cert || a == 116 {
 				if a == 116 {
 					name = "certificate_required"
 				}
-				s.fail(fault.LegFirewallGateway, fault.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server refused the handshake: "+name)
+				s.fail(failure.LegFirewallGateway, failure.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server refused the handshake: "+name)
 				return
 			}
 		}
-		cause := fault.Classify(err)
-		if cause == fault.CauseNone || cause == fault.CauseClosed {
-			cause = fault.CauseHandshakeFailed
+		cause := failure.Classify(err)
+		if cause == failure.CauseNone || cause == failure.CauseClosed {
+			cause = failure.CauseHandshakeFailed
 		}
-		s.fail(fault.LegFirewallGateway, cause, fwlog.EndDecryptError, fwlog.ErrorIndexProtocol, "handshake with server failed: "+err.Error())
+		s.fail(failure.LegFirewallGateway, cause, fwlog.EndDecryptError, fwlog.ErrorIndexProtocol, "handshake with server failed: "+err.Error())
 	}
 }
 
@@ -236,12 +236,12 @@ func (f *Firewall) clientCertRequested(ctx context.Context, s *session, client *
 	case policy.ClientCertLearn:
 		ttl := dec.Options.ExclusionTTL
 		f.excl.add(s.rec.Dst, s.rec.SNI, "client authentication required", ttl)
-		s.fail(fault.LegFirewallGateway, fault.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
+		s.fail(failure.LegFirewallGateway, failure.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
 			fmt.Sprintf("server requested a client certificate: session blocked, server added to the decryption exclusion cache for %v", ttl))
 		f.cfg.Logger.Info("mitm: learned a decryption exclusion", "server", s.rec.Dst.String(), "sni", s.rec.SNI, "ttl", ttl)
 		rejectClient(client)
 	default:
-		s.fail(fault.LegFirewallGateway, fault.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
+		s.fail(failure.LegFirewallGateway, failure.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
 			"server requested a client certificate: session blocked (client-cert block)")
 		rejectClient(client)
 	}
@@ -253,13 +253,13 @@ func (f *Firewall) clientCertRequested(ctx context.Context, s *session, client *
 func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision, plainAlert int) {
 	d := s.decryption()
 	d.ClientStage = "client-firewall: handshake failed"
-	a, ok := fault.RemoteAlert(err)
+	a, ok := failure.RemoteAlert(err)
 	if !ok && plainAlert >= 0 {
 		a, ok = uint8(plainAlert), true
 	}
 	if ok {
 		if name, cert := certificateAlerts[a]; cert {
-			s.fail(fault.LegClientFirewall, fault.CauseForgedCertRejected, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
+			s.fail(failure.LegClientFirewall, failure.CauseForgedCertRejected, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
 				"client rejected the forged certificate: "+name)
 			if dec.Options.LearnOnClientReject {
 				ttl := dec.Options.ExclusionTTL
@@ -273,20 +273,20 @@ func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision, pl
 	// abandoned reconnect) ended the session itself: no decryption error.
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		s.fail(fault.LegClientFirewall, fault.CauseConnectionReset, fwlog.EndTCPFin, fwlog.ErrorIndexProtocol, "client closed the connection during the handshake: "+err.Error())
+		s.fail(failure.LegClientFirewall, failure.CauseConnectionReset, fwlog.EndTCPFin, fwlog.ErrorIndexProtocol, "client closed the connection during the handshake: "+err.Error())
 		return
 	case errors.Is(err, syscall.ECONNRESET):
-		s.fail(fault.LegClientFirewall, fault.CauseConnectionReset, fwlog.EndTCPRSTFromClient, fwlog.ErrorIndexProtocol, "client reset the connection during the handshake: "+err.Error())
+		s.fail(failure.LegClientFirewall, failure.CauseConnectionReset, fwlog.EndTCPRSTFromClient, fwlog.ErrorIndexProtocol, "client reset the connection during the handshake: "+err.Error())
 		return
 	}
-	cause := fault.Classify(err)
+	cause := failure.Classify(err)
 	switch cause {
-	case fault.CauseTimeout:
-		cause = fault.CauseHandshakeTimeout
-	case fault.CauseNone, fault.CauseClosed:
-		cause = fault.CauseHandshakeFailed
+	case failure.CauseTimeout:
+		cause = failure.CauseHandshakeTimeout
+	case failure.CauseNone, failure.CauseClosed:
+		cause = failure.CauseHandshakeFailed
 	}
-	s.fail(fault.LegClientFirewall, cause, fwlog.EndDecryptError, fwlog.ErrorIndexProtocol, "client handshake failed: "+err.Error())
+	s.fail(failure.LegClientFirewall, cause, fwlog.EndDecryptError, fwlog.ErrorIndexProtocol, "client handshake failed: "+err.Error())
 }
 
 // alertTail remembers the last bytes read from a client during the

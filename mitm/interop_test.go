@@ -24,7 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/pki"
@@ -273,14 +273,14 @@ func TestOpenSSLAndCurlThroughProxy(t *testing.T) {
 			// leg.
 			for _, v := range []struct {
 				max   string
-				cause []fault.Cause
+				cause []failure.Cause
 			}{
-				{"1.2", []fault.Cause{fault.CauseForgedCertRejected}},
+				{"1.2", []failure.Cause{failure.CauseForgedCertRejected}},
 				// OpenSSL sends this alert unencrypted: it rejects the
 				// certificate before switching to its handshake keys, and
 				// crypto/tls, expecting an encrypted record, reports "bad
 				// record MAC"; the firewall reads the plaintext alert itself.
-				{"1.3", []fault.Cause{fault.CauseForgedCertRejected}},
+				{"1.3", []failure.Cause{failure.CauseForgedCertRejected}},
 			} {
 				t.Run("curl TLS "+v.max+" without the enterprise CA", func(t *testing.T) {
 					curl := needTool(t, "curl")
@@ -291,9 +291,9 @@ func TestOpenSSLAndCurlThroughProxy(t *testing.T) {
 					r := pl.waitSession(t, n)
 					require.NotNil(t, r.Decryption)
 					assert.Equal(t, fwlog.OutcomeFailed, r.Decryption.Outcome)
-					assert.Equal(t, fault.LegClientFirewall, r.Decryption.Leg)
+					assert.Equal(t, failure.LegClientFirewall, r.Decryption.Leg)
 					assert.Contains(t, v.cause, r.Decryption.Cause, "%s", r.Decryption.Reason)
-					if r.Decryption.Cause == fault.CauseForgedCertRejected {
+					if r.Decryption.Cause == failure.CauseForgedCertRejected {
 						assert.Equal(t, fwlog.EndDecryptCertValidation, r.EndReason)
 						assert.Contains(t, r.Decryption.Reason, "unknown_ca")
 					}

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -147,8 +147,8 @@ func records(topo *harness.Topology, keep func(fwlog.Record) bool) []fwlog.Recor
 // first because the gateway demanded a device certificate it could not
 // present (and answered the client with a handshake_failure alert).
 func interceptionFailed(err error) bool {
-	switch fault.CauseOf(err) {
-	case fault.CausePinMismatch, fault.CauseHandshakeFailed:
+	switch failure.CauseOf(err) {
+	case failure.CausePinMismatch, failure.CauseHandshakeFailed:
 		return true
 	}
 	return false
@@ -230,7 +230,7 @@ func TestUDPBlocked(t *testing.T) {
 			recs := records(topo, toGateway)
 			if tt.transport == tunnel.TransportTLS {
 				require.NotNil(t, st.Fallback)
-				assert.Equal(t, fault.CauseUDPUnanswered, st.Fallback.Cause)
+				assert.Equal(t, failure.CauseUDPUnanswered, st.Fallback.Cause)
 				require.GreaterOrEqual(t, len(recs), 2)
 				deny := recs[0]
 				assert.Equal(t, fwlog.ProtoUDP, deny.Proto)
@@ -290,8 +290,8 @@ func TestDecryptPinned(t *testing.T) {
 			_, err := topo.Client.WaitUp(wctx)
 			cancel()
 			require.Error(t, err)
-			assert.Equal(t, fault.CausePinMismatch, fault.CauseOf(err))
-			var pm *fault.PinMismatchError
+			assert.Equal(t, failure.CausePinMismatch, failure.CauseOf(err))
+			var pm *failure.PinMismatchError
 			require.ErrorAs(t, err, &pm)
 			assert.Contains(t, pm.Issuer, "Enterprise", "the client saw the enterprise CA's forgery")
 
@@ -305,13 +305,13 @@ func TestDecryptPinned(t *testing.T) {
 			for _, r := range fails {
 				require.NotNil(t, r.Decryption)
 				assert.Equal(t, fwlog.OutcomeFailed, r.Decryption.Outcome)
-				assert.Equal(t, fault.LegClientFirewall, r.Decryption.Leg)
-				if r.Decryption.Cause == fault.CauseConnectionReset {
+				assert.Equal(t, failure.LegClientFirewall, r.Decryption.Leg)
+				if r.Decryption.Cause == failure.CauseConnectionReset {
 					abandoned++
 					assert.Contains(t, []fwlog.EndReason{fwlog.EndTCPFin, fwlog.EndTCPRSTFromClient}, r.EndReason)
 					continue
 				}
-				assert.Equal(t, fault.CauseForgedCertRejected, r.Decryption.Cause)
+				assert.Equal(t, failure.CauseForgedCertRejected, r.Decryption.Cause)
 				assert.Equal(t, fwlog.EndDecryptCertValidation, r.EndReason)
 				assert.NotEmpty(t, r.Decryption.ForgedFingerprint)
 				assert.NotEmpty(t, r.Decryption.UpstreamFingerprint)
@@ -322,7 +322,7 @@ func TestDecryptPinned(t *testing.T) {
 			direct := records(topo, func(r fwlog.Record) bool { return !toGateway(r) && r.Proto == fwlog.ProtoTCP })
 			if tt.mode == client.FailClose {
 				for _, o := range outs {
-					assert.Equal(t, fault.CauseTunnelDown, o.Cause)
+					assert.Equal(t, failure.CauseTunnelDown, o.Cause)
 				}
 				assert.Empty(t, direct, "fail-close: nothing leaks direct")
 				return
@@ -376,7 +376,7 @@ func TestDecryptMTLS(t *testing.T) {
 			for _, e := range topo.GatewayEvents() {
 				if e.Event == gateway.EventTunnelRefused {
 					refusals++
-					assert.Equal(t, fault.CauseClientCertRequired, e.Cause)
+					assert.Equal(t, failure.CauseClientCertRequired, e.Cause)
 					assert.Equal(t, "198.51.100.1", netip.MustParseAddrPort(e.Client).Addr().String(), "the refused peer is the firewall")
 				}
 			}
@@ -385,8 +385,8 @@ func TestDecryptMTLS(t *testing.T) {
 			switch tt.behaviour {
 			case "block", "learn":
 				assert.Equal(t, fwlog.OutcomeFailed, first.Decryption.Outcome)
-				assert.Equal(t, fault.LegFirewallGateway, first.Decryption.Leg)
-				assert.Equal(t, fault.CauseClientCertRequired, first.Decryption.Cause)
+				assert.Equal(t, failure.LegFirewallGateway, first.Decryption.Leg)
+				assert.Equal(t, failure.CauseClientCertRequired, first.Decryption.Cause)
 				assert.Equal(t, fwlog.EndDecryptCertValidation, first.EndReason)
 			case "bypass":
 				assert.Equal(t, fwlog.OutcomeExcluded, first.Decryption.Outcome)
@@ -610,7 +610,7 @@ func TestSNISpoof(t *testing.T) {
 				// with the origin for the gateway's name fails, so the
 				// spoof is blocked rather than passed.
 				assert.Equal(t, "decrypt-rest", r.Rule)
-				assert.Equal(t, fault.LegFirewallGateway, r.Decryption.Leg)
+				assert.Equal(t, failure.LegFirewallGateway, r.Decryption.Leg)
 				assert.Error(t, herr)
 				assert.Empty(t, issuer)
 			default:

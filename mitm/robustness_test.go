@@ -29,7 +29,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -504,8 +504,8 @@ func TestClientHangsUpMidHandshake(t *testing.T) {
 			r := recs[0]
 			require.NotNil(t, r.Decryption)
 			assert.Equal(t, fwlog.OutcomeFailed, r.Decryption.Outcome)
-			assert.Equal(t, fault.LegClientFirewall, r.Decryption.Leg)
-			assert.Equal(t, fault.CauseConnectionReset, r.Decryption.Cause)
+			assert.Equal(t, failure.LegClientFirewall, r.Decryption.Leg)
+			assert.Equal(t, failure.CauseConnectionReset, r.Decryption.Cause)
 			assert.Equal(t, tt.end, r.EndReason)
 			assert.NotEmpty(t, r.Decryption.ForgedFingerprint, "the forgery was shown before the client left")
 			fl.requireGoodSession(t)

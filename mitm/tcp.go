@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
@@ -68,7 +68,7 @@ func (s *session) decryption() *fwlog.Decryption {
 }
 
 // fail records a decryption failure.
-func (s *session) fail(leg fault.Leg, cause fault.Cause, end fwlog.EndReason, idx fwlog.ErrorIndex, reason string) {
+func (s *session) fail(leg failure.Leg, cause failure.Cause, end fwlog.EndReason, idx fwlog.ErrorIndex, reason string) {
 	d := s.decryption()
 	d.Outcome, d.Leg, d.Cause, d.Reason, d.ErrorIndex = fwlog.OutcomeFailed, leg, cause, reason, idx
 	s.rec.EndReason = end
@@ -100,7 +100,7 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 		// The client closed (FIN) before finishing its hello.
 		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndTCPFin
 		return
-	case fault.Classify(err) == fault.CauseConnectionReset:
+	case failure.Classify(err) == failure.CauseConnectionReset:
 		// The client reset before finishing its hello: not a malformed one.
 		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndTCPRSTFromClient
 		return
@@ -199,9 +199,9 @@ func (f *Firewall) splice(ctx context.Context, s *session, client net.Conn) {
 func (s *session) account(res relay.Result) {
 	s.rec.BytesSent, s.rec.BytesReceived = uint64(max(res.Up, 0)), uint64(max(res.Down, 0))
 	switch {
-	case res.UpErr != nil && fault.Classify(res.UpErr) == fault.CauseConnectionReset:
+	case res.UpErr != nil && failure.Classify(res.UpErr) == failure.CauseConnectionReset:
 		s.rec.EndReason = fwlog.EndTCPRSTFromClient
-	case res.DownErr != nil && fault.Classify(res.DownErr) == fault.CauseConnectionReset:
+	case res.DownErr != nil && failure.Classify(res.DownErr) == failure.CauseConnectionReset:
 		s.rec.EndReason = fwlog.EndTCPRSTFromServer
 	case errors.Is(res.Err(), context.Canceled):
 		s.rec.EndReason = fwlog.EndAgedOut
@@ -256,7 +256,7 @@ func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 		return true
 	}
 	d.ChainStatus = fwlog.ChainUntrusted
-	s.fail(fault.LegFirewallGateway, fault.CauseCertificateInvalid, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, reason)
+	s.fail(failure.LegFirewallGateway, failure.CauseCertificateInvalid, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, reason)
 	d.Outcome = fwlog.OutcomeNotDecrypted
 	s.rec.Action = fwlog.ActionResetBoth
 	f.cfg.Logger.Info("mitm: blocked by sni-cert-check", "src", s.rec.Src.String(), "dst", s.rec.Dst.String(), "sni", s.rec.SNI, "reason", reason)

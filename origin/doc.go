@@ -34,7 +34,7 @@
 //	        ◄──200, body=Payload(seed'), X-Pinwall-Sha256, X-Pinwall-Request-Sha256──
 //	hash reply, compare with PayloadSHA256(seed') and with the header;
 //	compare X-Pinwall-Request-Sha256 with what was sent
-//	→ FlowResult{Verified}, or a *fault.Error with CausePayloadMismatch
+//	→ FlowResult{Verified}, or a *failure.Error with CausePayloadMismatch
 //
 // Every request is logged as one JSON line (Record) to Config.AccessLog and
 // kept in a bounded in-memory ring (Server.Records).

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // responseSeedMask derives a flow's reply seed from its seed, so that the two
@@ -39,8 +39,8 @@ type Flow struct {
 	// Seed determines both payloads (see RequestSeed and ResponseSeed).
 	Seed uint64
 	// Leg is the leg a failure is attributed to when the error carries none
-	// of its own; empty means fault.LegClientGateway.
-	Leg fault.Leg
+	// of its own; empty means failure.LegClientGateway.
+	Leg failure.Leg
 }
 
 // RequestSeed is the seed of the request body: Seed.
@@ -49,9 +49,9 @@ func (f Flow) RequestSeed() uint64 { return f.Seed }
 // ResponseSeed is the seed of the reply: Seed XOR 0x9e3779b97f4a7c15.
 func (f Flow) ResponseSeed() uint64 { return f.Seed ^ responseSeedMask }
 
-func (f Flow) leg() fault.Leg {
-	if f.Leg == fault.LegNone {
-		return fault.LegClientGateway
+func (f Flow) leg() failure.Leg {
+	if f.Leg == failure.LegNone {
+		return failure.LegClientGateway
 	}
 	return f.Leg
 }
@@ -118,7 +118,7 @@ type FlowResult struct {
 }
 
 // MismatchError details a payload that did not arrive intact. RunFlow wraps
-// it in a *fault.Error with fault.CausePayloadMismatch.
+// it in a *failure.Error with failure.CausePayloadMismatch.
 type MismatchError struct {
 	// What names the check: "request body at origin", "reply body",
 	// "reply length", "request hash echoed by origin", "reply hash header".
@@ -141,9 +141,9 @@ const errorBodyLimit = 4 << 10
 // how the origin is reached (directly, through a tunnel, a proxy); RunFlow
 // only speaks HTTP.
 //
-// Failures are *fault.Error values: a payload that did not arrive intact has
-// fault.CausePayloadMismatch (wrapping a *MismatchError) on f.Leg; a transport
-// error already attributed (a *fault.Error from the tunnel's dialer) is
+// Failures are *failure.Error values: a payload that did not arrive intact has
+// failure.CausePayloadMismatch (wrapping a *MismatchError) on f.Leg; a transport
+// error already attributed (a *failure.Error from the tunnel's dialer) is
 // returned as is, wrapped; any other is classified on f.Leg. The FlowResult is
 // filled as far as the flow got, also on error.
 func RunFlow(ctx context.Context, client *http.Client, f Flow) (FlowResult, error) {
@@ -193,13 +193,13 @@ func RunFlow(ctx context.Context, client *http.Client, f Flow) (FlowResult, erro
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 		res.Duration = time.Since(start)
 		if resp.StatusCode == http.StatusUnprocessableEntity {
-			return res, fault.New(f.leg(), fault.CausePayloadMismatch, "origin flow", u, &MismatchError{
+			return res, failure.New(f.leg(), failure.CausePayloadMismatch, "origin flow", u, &MismatchError{
 				What: "request body at origin",
 				Want: res.RequestSHA256,
 				Got:  resp.Header.Get(HeaderRequestSHA256),
 			})
 		}
-		return res, fault.New(f.leg(), fault.CauseProtocol, "origin flow", u,
+		return res, failure.New(f.leg(), failure.CauseProtocol, "origin flow", u,
 			fmt.Errorf("origin replied %s: %s", resp.Status, trimMessage(msg)))
 	}
 
@@ -218,7 +218,7 @@ func RunFlow(ctx context.Context, client *http.Client, f Flow) (FlowResult, erro
 	res.BytesSent = sent.Load()
 
 	mismatch := func(what, want, got string) error {
-		return fault.New(f.leg(), fault.CausePayloadMismatch, "origin flow", u, &MismatchError{What: what, Want: want, Got: got})
+		return failure.New(f.leg(), failure.CausePayloadMismatch, "origin flow", u, &MismatchError{What: what, Want: want, Got: got})
 	}
 	if got := resp.Header.Get(HeaderRequestSHA256); got != res.RequestSHA256 {
 		return res, mismatch("request hash echoed by origin", res.RequestSHA256, got)
@@ -249,18 +249,18 @@ func trimMessage(b []byte) string {
 	return s
 }
 
-// attribute turns a transport error into a *fault.Error on f's leg, keeping
+// attribute turns a transport error into a *failure.Error on f's leg, keeping
 // one that is already attributed.
 func attribute(f Flow, u string, err error) error {
-	if _, ok := fault.As(err); ok {
+	if _, ok := failure.As(err); ok {
 		return fmt.Errorf("origin.RunFlow %s: %w", u, err)
 	}
-	return fault.New(f.leg(), classify(err), "origin flow", u, err)
+	return failure.New(f.leg(), classify(err), "origin flow", u, err)
 }
 
-// classify extends fault.Classify with TLS and truncation errors.
-func classify(err error) fault.Cause {
-	if c := fault.Classify(err); c != fault.CauseNone {
+// classify extends failure.Classify with TLS and truncation errors.
+func classify(err error) failure.Cause {
+	if c := failure.Classify(err); c != failure.CauseNone {
 		return c
 	}
 	var (
@@ -273,17 +273,17 @@ func classify(err error) fault.Cause {
 	)
 	switch {
 	case errors.As(err, &unknownAuth):
-		return fault.CauseUnknownAuthority
+		return failure.CauseUnknownAuthority
 	case errors.As(err, &hostErr), errors.As(err, &invalid):
-		return fault.CauseCertificateInvalid
+		return failure.CauseCertificateInvalid
 	case errors.As(err, &verify):
-		return fault.CauseCertificateInvalid
+		return failure.CauseCertificateInvalid
 	case errors.As(err, &alert), errors.As(err, &record), isRemoteAlert(err):
-		return fault.CauseHandshakeFailed
+		return failure.CauseHandshakeFailed
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return fault.CauseConnectionReset
+		return failure.CauseConnectionReset
 	}
-	return fault.CauseProtocol
+	return failure.CauseProtocol
 }
 
 // isRemoteAlert reports a TLS alert received from the peer, which crypto/tls

@@ -28,7 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
@@ -290,12 +290,12 @@ func TestRunFlowDetectsCorruption(t *testing.T) {
 	tests := []struct {
 		name     string
 		rt       corrupter
-		leg      fault.Leg
-		wantLeg  fault.Leg
+		leg      failure.Leg
+		wantLeg  failure.Leg
 		wantWhat string
 	}{
-		{"request altered, origin refuses", corrupter{request: true}, fault.LegGatewayOrigin, fault.LegGatewayOrigin, "request body at origin"},
-		{"reply altered, client notices", corrupter{response: true}, "", fault.LegClientGateway, "reply body"},
+		{"request altered, origin refuses", corrupter{request: true}, failure.LegGatewayOrigin, failure.LegGatewayOrigin, "request body at origin"},
+		{"reply altered, client notices", corrupter{response: true}, "", failure.LegClientGateway, "reply body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,8 +305,8 @@ func TestRunFlowDetectsCorruption(t *testing.T) {
 			res, err := RunFlow(context.Background(), client, f)
 			require.Error(t, err)
 			assert.False(t, res.Verified)
-			assert.Equal(t, fault.CausePayloadMismatch, fault.CauseOf(err))
-			assert.Equal(t, tt.wantLeg, fault.LegOf(err))
+			assert.Equal(t, failure.CausePayloadMismatch, failure.CauseOf(err))
+			assert.Equal(t, tt.wantLeg, failure.LegOf(err))
 			var me *MismatchError
 			require.ErrorAs(t, err, &me)
 			assert.Equal(t, tt.wantWhat, me.What)
@@ -324,11 +324,11 @@ func TestRunFlowErrors(t *testing.T) {
 	ctx := context.Background()
 
 	_, err := RunFlow(ctx, client, Flow{Site: "nosuch.test"})
-	assert.Equal(t, fault.CauseDNS, fault.CauseOf(err), "%v", err)
-	assert.Equal(t, fault.LegClientGateway, fault.LegOf(err))
+	assert.Equal(t, failure.CauseDNS, failure.CauseOf(err), "%v", err)
+	assert.Equal(t, failure.LegClientGateway, failure.LegOf(err))
 
 	_, err = RunFlow(ctx, client, Flow{Site: "login.mail.test", Scheme: "http"})
-	assert.Equal(t, fault.CauseConnectionRefused, fault.CauseOf(err), "plain HTTP disabled: the host is up, the port closed")
+	assert.Equal(t, failure.CauseConnectionRefused, failure.CauseOf(err), "plain HTTP disabled: the host is up, the port closed")
 
 	// A host that is down never answers: the flow times out.
 	w.origin.SetDown(true)
@@ -336,25 +336,25 @@ func TestRunFlowErrors(t *testing.T) {
 	_, err = RunFlow(ctxShort, client, Flow{Site: "www.social.test", Scheme: "http"})
 	cancel()
 	w.origin.SetDown(false)
-	assert.Equal(t, fault.CauseTimeout, fault.CauseOf(err), "%v", err)
+	assert.Equal(t, failure.CauseTimeout, failure.CauseOf(err), "%v", err)
 
 	// A transport error that is already attributed keeps its leg and cause.
 	blocked := &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
-		return nil, fault.New(fault.LegClientFirewall, fault.CausePolicyBlock, "dial", "192.0.2.10:443", nil)
+		return nil, failure.New(failure.LegClientFirewall, failure.CausePolicyBlock, "dial", "192.0.2.10:443", nil)
 	}}}
-	_, err = RunFlow(ctx, blocked, Flow{Site: "www.social.test", Leg: fault.LegGatewayOrigin})
-	assert.Equal(t, fault.CausePolicyBlock, fault.CauseOf(err))
-	assert.Equal(t, fault.LegClientFirewall, fault.LegOf(err))
+	_, err = RunFlow(ctx, blocked, Flow{Site: "www.social.test", Leg: failure.LegGatewayOrigin})
+	assert.Equal(t, failure.CausePolicyBlock, failure.CauseOf(err))
+	assert.Equal(t, failure.LegClientFirewall, failure.LegOf(err))
 
 	// A client that does not trust the CA.
 	untrusting := &http.Client{Transport: &http.Transport{DialContext: w.dial}}
 	_, err = RunFlow(ctx, untrusting, Flow{Site: "www.social.test"})
-	assert.Equal(t, fault.CauseUnknownAuthority, fault.CauseOf(err), "%v", err)
+	assert.Equal(t, failure.CauseUnknownAuthority, failure.CauseOf(err), "%v", err)
 	untrusting.CloseIdleConnections()
 
 	// Too large a request for the origin: 413, a protocol failure, not a mismatch.
 	_, err = RunFlow(ctx, client, Flow{Site: "www.social.test", ReqSize: DefaultMaxBodySize + 1})
-	assert.Equal(t, fault.CauseProtocol, fault.CauseOf(err))
+	assert.Equal(t, failure.CauseProtocol, failure.CauseOf(err))
 	assert.ErrorContains(t, err, "413")
 
 	for _, bad := range []Flow{{}, {Site: "a.test", Scheme: "ftp"}, {Site: "a.test", ReqSize: -1}, {Site: "a.test", RespSize: MaxPayloadSize + 1}, {Site: "a.test", Port: 70000}, {Site: "a.test", Leg: "sideways"}} {
@@ -384,7 +384,7 @@ func TestUnknownSNIRefused(t *testing.T) {
 			err = c.Handshake()
 			require.Error(t, err)
 			assert.ErrorContains(t, err, "remote error: tls:", "the server sends an alert")
-			assert.Equal(t, fault.CauseHandshakeFailed, classify(err))
+			assert.Equal(t, failure.CauseHandshakeFailed, classify(err))
 			assert.Eventually(t, func() bool {
 				return strings.Contains(w.logs.String(), "unknown SNI") && strings.Contains(w.logs.String(), `sni=`+tt.sni)
 			}, 10*time.Second, 10*time.Millisecond, w.logs.String())

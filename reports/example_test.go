@@ -3,7 +3,7 @@ package reports_test
 import (
 	"fmt"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/reports"
 	"github.com/pinwall/pinwall/scenarios"
 )
@@ -13,7 +13,7 @@ func ExampleVerdictTable() {
 	results := []scenarios.Result{
 		{ID: "decrypt-pinned", Variant: scenarios.WithoutFix, Case: "fail-close", Verdict: scenarios.Pass,
 			Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "down"}, Flows: scenarios.FlowsObserved{Attempted: 6},
-				Failure: &scenarios.FailureObserved{Leg: fault.LegClientFirewall, Cause: fault.CausePinMismatch}}},
+				Failure: &scenarios.FailureObserved{Leg: failure.LegClientFirewall, Cause: failure.CausePinMismatch}}},
 		{ID: "decrypt-pinned", Variant: scenarios.WithFix, Verdict: scenarios.Pass,
 			Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: &tls},
 				Flows: scenarios.FlowsObserved{Attempted: 6, Completed: 6, Verified: 6}}},

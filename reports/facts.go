@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -145,7 +145,7 @@ func decryptionText(rec fwlog.Record) string {
 	return s
 }
 
-func legCause(l fault.Leg, c fault.Cause) string {
+func legCause(l failure.Leg, c failure.Cause) string {
 	switch {
 	case l == "" && c == "":
 		return "-"

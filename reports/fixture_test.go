@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -159,7 +159,7 @@ func fixtureResults() []scenarios.Result {
 			Src: ap(fmt.Sprintf("10.10.10.100:%d", 55900+id)), Dst: ap(dst), NATSrc: ap(fmt.Sprintf("198.51.100.1:%d", 40300+id)),
 			Proto: fwlog.ProtoTCP, App: fwlog.AppSSL, SNI: "gateway-acme.sse.test", Rule: "decrypt-all", Action: fwlog.ActionResetBoth,
 			Decryption: &fwlog.Decryption{Outcome: fwlog.OutcomeFailed, Reason: "client rejected the forged certificate: bad_certificate",
-				Leg: fault.LegClientFirewall, Cause: fault.CauseForgedCertRejected,
+				Leg: failure.LegClientFirewall, Cause: failure.CauseForgedCertRejected,
 				ClientStage: "client-firewall: handshake failed", ServerStage: "firewall-server: handshake completed",
 				ForgedFingerprint:   "6e37580a5031d448a17f3b2625995b88a3108fb231808688a83c21cf4561ae5d",
 				UpstreamFingerprint: "2b0b5a93970b2f514fedf73f97b1c0ff3fe542a5206169fdce6f0aa9ba0a5bdf",
@@ -181,7 +181,7 @@ func fixtureResults() []scenarios.Result {
 			Failure: &scenarios.FailureExpect{Leg: "client-firewall", Cause: "pin-mismatch"}},
 		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "down"},
 			Flows:   scenarios.FlowsObserved{Attempted: 3},
-			Failure: &scenarios.FailureObserved{Leg: fault.LegClientFirewall, Cause: fault.CausePinMismatch, Source: "client+firewall", Detail: pinErr}},
+			Failure: &scenarios.FailureObserved{Leg: failure.LegClientFirewall, Cause: failure.CausePinMismatch, Source: "client+firewall", Detail: pinErr}},
 		Checks: []scenarios.Check{
 			pass("tunnel state", "down", "down"), pass("flows verified (SHA-256 at both ends)", "none of 3", "0 of 3"),
 			pass("failing leg and cause", "leg client-firewall, cause pin-mismatch", "leg client-firewall, cause pin-mismatch"),
@@ -201,16 +201,16 @@ func fixtureResults() []scenarios.Result {
 		},
 		ClientHistory: []client.Transition{
 			{Time: at(605), Event: "attempt-failed", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443", Transport: tunnel.TransportDTLS,
-				Leg: fault.LegClientGateway, Cause: fault.CauseUDPUnanswered, Error: "no datagram came back within 300ms", TookMS: 300},
+				Leg: failure.LegClientGateway, Cause: failure.CauseUDPUnanswered, Error: "no datagram came back within 300ms", TookMS: 300},
 			{Time: at(605), Event: "fallback", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443", Transport: tunnel.TransportTLS,
-				Leg: fault.LegClientGateway, Cause: fault.CauseUDPUnanswered, TookMS: 300},
+				Leg: failure.LegClientGateway, Cause: failure.CauseUDPUnanswered, TookMS: 300},
 			{Time: at(609), Event: "attempt-failed", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443", Transport: tunnel.TransportTLS,
-				Leg: fault.LegClientGateway, Cause: fault.CausePinMismatch, Error: pinErr, TookMS: 303},
+				Leg: failure.LegClientGateway, Cause: failure.CausePinMismatch, Error: pinErr, TookMS: 303},
 		},
 	}
 	for i := range 3 {
 		closeRes.Flows = append(closeRes.Flows, harness.FlowOutcome{Index: i, Site: sites[i], Size: 1024, Attempts: 1,
-			Leg: fault.LegClientGateway, Cause: fault.CauseTunnelDown, Error: "no tunnel (fail-close)"})
+			Leg: failure.LegClientGateway, Cause: failure.CauseTunnelDown, Error: "no tunnel (fail-close)"})
 	}
 	out = append(out, closeRes)
 
@@ -262,9 +262,9 @@ func fixtureResults() []scenarios.Result {
 			if i < failed {
 				rec.Rule, rec.Action, rec.EndReason = "decrypt-rest", fwlog.ActionResetBoth, fwlog.EndDecryptCertValidation
 				rec.Decryption = &fwlog.Decryption{Outcome: fwlog.OutcomeFailed, Reason: "server requested a client certificate: session blocked (client-cert block)",
-					Leg: fault.LegFirewallGateway, Cause: fault.CauseClientCertRequired, ServerStage: "firewall-server: handshake completed",
+					Leg: failure.LegFirewallGateway, Cause: failure.CauseClientCertRequired, ServerStage: "firewall-server: handshake completed",
 					ChainStatus: fwlog.ChainTrusted, ErrorIndex: fwlog.ErrorIndexCertificate}
-				ev.Event, ev.Cause, ev.Reason = gateway.EventTunnelRefused, fault.CauseClientCertRequired, "no device certificate"
+				ev.Event, ev.Cause, ev.Reason = gateway.EventTunnelRefused, failure.CauseClientCertRequired, "no device certificate"
 			} else {
 				rec.Rule, rec.Action, rec.EndReason = "no-decrypt-sse", fwlog.ActionAllow, fwlog.EndTCPFin
 				rec.Decryption = &fwlog.Decryption{Outcome: fwlog.OutcomeNotDecrypted, Reason: "no-decrypt rule no-decrypt-sse"}
@@ -277,7 +277,7 @@ func fixtureResults() []scenarios.Result {
 		r.Findings = []scenarios.Finding{}
 		if failed > 0 {
 			r.Observed.Tunnel.State = "down"
-			r.Observed.Failure = &scenarios.FailureObserved{Leg: fault.LegFirewallGateway, Cause: fault.CauseClientCertRequired, Source: "client+firewall",
+			r.Observed.Failure = &scenarios.FailureObserved{Leg: failure.LegFirewallGateway, Cause: failure.CauseClientCertRequired, Source: "client+firewall",
 				Detail: "tls handshake 203.0.113.89:443: handshake-failed on leg client-gateway: remote error: tls: handshake failure; firewall session 3: server requested a client certificate"}
 			r.Expected = scenarios.Expect{Attempts: &scenarios.AttemptsExpect{FailedFraction: fraction(">0")}}
 			r.Checks = []scenarios.Check{pass("tunnel attempts failed", "fraction >0", "3 of 4 (0.75)"),

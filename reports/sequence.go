@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 )
@@ -36,7 +36,7 @@ type step struct {
 	reply    bool
 	// leg is the leg a failing step belongs to; session the firewall
 	// session it was drawn from (0 for none).
-	leg     fault.Leg
+	leg     failure.Leg
 	session uint64
 }
 
@@ -109,7 +109,7 @@ func buildSequence(f *facts) sequence {
 				ss = append(ss, step{from: gw, to: laneLaptop, reply: true, label: "DTLS handshake done: tunnel up (DTLS 1.2 + SCTP)"})
 			}
 		} else {
-			ss = append(ss, step{from: laneLaptop, to: fw, mark: markWarn, leg: fault.LegClientFirewall, session: rec.SessionID,
+			ss = append(ss, step{from: laneLaptop, to: fw, mark: markWarn, leg: failure.LegClientFirewall, session: rec.SessionID,
 				label: fmt.Sprintf("%s: %s by %s (%s)%s", hello, rec.Action, ruleName(*rec), rec.EndReason, likeIt(n))})
 			if fb := r.Observed.Tunnel.Fallback; fb != "" {
 				ss = append(ss, step{from: laneLaptop, to: laneLaptop, label: "no answer (" + fb + "): the client falls back to TLS over tcp/443"})
@@ -172,14 +172,14 @@ func buildSequence(f *facts) sequence {
 		st := step{from: gw, to: org, label: fmt.Sprintf("HTTPS to %s: %d ok", list(f.sites), ok)}
 		if ok < len(f.flows) {
 			st.label += fmt.Sprintf(", %d failed", len(f.flows)-ok)
-			st.mark, st.leg = markWarn, fault.LegGatewayOrigin
+			st.mark, st.leg = markWarn, failure.LegGatewayOrigin
 		}
 		segs = append(segs, segment{at: f.flows[0].Time, steps: append(ss, st)})
 	}
 	refused := 0
 	var refusedAt time.Time
 	for _, fl := range r.Flows {
-		if !fl.Verified && fl.Cause == fault.CauseTunnelDown {
+		if !fl.Verified && fl.Cause == failure.CauseTunnelDown {
 			refused++
 		}
 	}
@@ -187,7 +187,7 @@ func buildSequence(f *facts) sequence {
 		if len(r.ClientHistory) > 0 {
 			refusedAt = r.ClientHistory[len(r.ClientHistory)-1].Time
 		}
-		segs = append(segs, segment{at: refusedAt, steps: []step{{from: laneLaptop, to: laneLaptop, mark: markWarn, leg: fault.LegClientGateway,
+		segs = append(segs, segment{at: refusedAt, steps: []step{{from: laneLaptop, to: laneLaptop, mark: markWarn, leg: failure.LegClientGateway,
 			label: fmt.Sprintf("%s refused: no tunnel, fail-close", plural(refused, "flow"))}}})
 	}
 
@@ -289,7 +289,7 @@ func tcpSteps(f *facts, rec fwlog.Record, n, laptop, fw, gw int) []step {
 			case tunnelOpened(f, rec):
 				out = append(out, step{from: gw, to: laptop, reply: true, session: id, label: "the gateway's own certificate; TLS 1.3 and the tunnel up"})
 			case rec.EndReason == fwlog.EndTCPRSTFromServer || rec.EndReason == fwlog.EndTCPRSTFromClient:
-				out = append(out, step{from: gw, to: laptop, reply: true, session: id, mark: markWarn, leg: fault.LegClientGateway,
+				out = append(out, step{from: gw, to: laptop, reply: true, session: id, mark: markWarn, leg: failure.LegClientGateway,
 					label: fmt.Sprintf("session reset (%s): no tunnel", rec.EndReason)})
 			default:
 				out = append(out, step{from: gw, to: laptop, reply: true, session: id, label: fmt.Sprintf("the gateway's own certificate (session ended: %s)", rec.EndReason)})
@@ -297,11 +297,11 @@ func tcpSteps(f *facts, rec fwlog.Record, n, laptop, fw, gw int) []step {
 		case rec.EndReason.IsDecrypt():
 			out = append(out,
 				step{from: fw, to: gw, session: id, label: "forwarded, " + why + "; the server certificate is checked"},
-				step{from: gw, to: fw, reply: true, session: id, mark: markWarn, leg: fault.LegFirewallGateway,
+				step{from: gw, to: fw, reply: true, session: id, mark: markWarn, leg: failure.LegFirewallGateway,
 					label: fmt.Sprintf("certificate does not pass the check (%s)", legCause(dLeg(d), dCause(d)))},
 				step{from: fw, to: laptop, reply: true, session: id, label: fmt.Sprintf("%s (%s)", rec.Action, rec.EndReason)})
 		default:
-			out[0].mark, out[0].leg = markWarn, fault.LegClientFirewall
+			out[0].mark, out[0].leg = markWarn, failure.LegClientFirewall
 			out[0].label += fmt.Sprintf(": %s by %s (%s)", rec.Action, ruleName(rec), rec.EndReason)
 		}
 	case d.Outcome == fwlog.OutcomeDecrypted:
@@ -313,17 +313,17 @@ func tcpSteps(f *facts, rec fwlog.Record, n, laptop, fw, gw int) []step {
 			step{from: fw, to: fw, session: id, label: fmt.Sprintf("decrypted: app %s, ALPN %s — inner flows still opaque", rec.App, orDash(d.ALPN))})
 	default: // failed
 		out = append(out, step{from: fw, to: gw, session: id, label: "the firewall's own TLS handshake (decrypt rule " + ruleName(rec) + ")"})
-		serverSide := d.Leg == fault.LegFirewallGateway || (d.Leg == "" && strings.Contains(d.ServerStage, "failed"))
+		serverSide := d.Leg == failure.LegFirewallGateway || (d.Leg == "" && strings.Contains(d.ServerStage, "failed"))
 		if serverSide {
 			out = append(out,
-				step{from: gw, to: fw, reply: true, session: id, mark: markWarn, leg: fault.LegFirewallGateway,
+				step{from: gw, to: fw, reply: true, session: id, mark: markWarn, leg: failure.LegFirewallGateway,
 					label: fmt.Sprintf("refused: %s — %s", orDash(string(d.Cause)), orDash(d.Reason))},
 				step{from: fw, to: laptop, reply: true, session: id, label: fmt.Sprintf("%s (%s)", rec.Action, rec.EndReason)})
 		} else {
 			out = append(out,
 				step{from: gw, to: fw, reply: true, session: id, label: "the gateway's real certificate, chain " + orDash(string(d.ChainStatus))},
 				step{from: fw, to: laptop, reply: true, session: id, label: "forged certificate for " + orDash(rec.SNI) + ", signed by the enterprise CA"},
-				step{from: laptop, to: fw, session: id, mark: markWarn, leg: orLeg(d.Leg, fault.LegClientFirewall),
+				step{from: laptop, to: fw, session: id, mark: markWarn, leg: orLeg(d.Leg, failure.LegClientFirewall),
 					label: fmt.Sprintf("the client rejects it: %s (%s)", orDash(string(d.Cause)), rec.EndReason)})
 		}
 	}
@@ -356,21 +356,21 @@ func firstEvent(hs []client.Transition, event string) (client.Transition, bool) 
 	return client.Transition{}, false
 }
 
-func dLeg(d *fwlog.Decryption) fault.Leg {
+func dLeg(d *fwlog.Decryption) failure.Leg {
 	if d == nil {
 		return ""
 	}
 	return d.Leg
 }
 
-func dCause(d *fwlog.Decryption) fault.Cause {
+func dCause(d *fwlog.Decryption) failure.Cause {
 	if d == nil {
 		return ""
 	}
 	return d.Cause
 }
 
-func orLeg(l, def fault.Leg) fault.Leg {
+func orLeg(l, def failure.Leg) failure.Leg {
 	if l == "" {
 		return def
 	}

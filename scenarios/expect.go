@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/strictyaml"
@@ -62,17 +62,17 @@ type TransportName string
 // Choices lists the transports.
 func (TransportName) Choices() []string { return []string{"dtls", "tls"} }
 
-// LegName is a fault.Leg in a scenario file.
+// LegName is a failure.Leg in a scenario file.
 type LegName string
 
 // Choices lists the legs.
-func (LegName) Choices() []string { return strs(fault.Legs) }
+func (LegName) Choices() []string { return strs(failure.Legs) }
 
-// CauseName is a fault.Cause in a scenario file; "none" means no fallback.
+// CauseName is a failure.Cause in a scenario file; "none" means no fallback.
 type CauseName string
 
 // Choices lists the causes.
-func (CauseName) Choices() []string { return append(strs(fault.Causes), "none") }
+func (CauseName) Choices() []string { return append(strs(failure.Causes), "none") }
 
 // TunnelExpect checks the client's tunnel at the end of the run.
 type TunnelExpect struct {

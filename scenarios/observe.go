@@ -5,7 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -45,9 +45,9 @@ func summarize(obs *harness.Observation) Observed {
 }
 
 // specific causes the client can name itself better than a firewall log.
-var clientSpecific = map[fault.Cause]bool{
-	fault.CausePinMismatch: true, fault.CauseUnknownAuthority: true, fault.CauseCertificateInvalid: true,
-	fault.CauseUDPUnanswered: true, fault.CauseClientCertRejected: true, fault.CauseDNS: true,
+var clientSpecific = map[failure.Cause]bool{
+	failure.CausePinMismatch: true, failure.CauseUnknownAuthority: true, failure.CauseCertificateInvalid: true,
+	failure.CauseUDPUnanswered: true, failure.CauseClientCertRejected: true, failure.CauseDNS: true,
 }
 
 // attribute derives the run's failing leg and cause. The client reports
@@ -74,14 +74,14 @@ func attribute(obs *harness.Observation) *FailureObserved {
 	for i := len(obs.History) - 1; i >= 0; i-- {
 		h := obs.History[i]
 		if h.Event == "attempt-failed" && h.Transport == "tls" {
-			if clientCause == fault.CauseUDPUnanswered {
+			if clientCause == failure.CauseUDPUnanswered {
 				clientLeg, clientCause, clientText = h.Leg, h.Cause, h.Error
 			}
 			break
 		}
 	}
 	switch {
-	case clientCause != "" && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == fault.CauseTunnelDown):
+	case clientCause != "" && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == failure.CauseTunnelDown):
 		// The client's typed error, as recorded (in containers it crossed a
 		// process boundary as leg, cause and text).
 		f.Leg, f.Cause, f.Source = clientLeg, clientCause, "client"
@@ -90,9 +90,9 @@ func attribute(obs *harness.Observation) *FailureObserved {
 		f.Leg, f.Cause, f.Source = flowErr.Leg, flowErr.Cause, "workload"
 		f.Detail = flowErr.Error
 	default:
-		f.Leg, f.Cause, f.Source = fault.LegClientGateway, fault.CauseTunnelDown, "client"
+		f.Leg, f.Cause, f.Source = failure.LegClientGateway, failure.CauseTunnelDown, "client"
 	}
-	if f.Leg != fault.LegClientGateway {
+	if f.Leg != failure.LegClientGateway {
 		return f
 	}
 	if r := tunnelFailureRecord(obs); r != nil {
@@ -106,11 +106,11 @@ func attribute(obs *harness.Observation) *FailureObserved {
 			f.Session = r.SessionID
 			f.Detail = fmt.Sprintf("%s; firewall session %d: %s", f.Detail, r.SessionID, d.Reason)
 		} else if r.Action == fwlog.ActionDeny || r.EndReason == fwlog.EndPolicyDeny {
-			f.Leg = fault.LegClientFirewall
-			if !clientSpecific[f.Cause] || f.Cause == fault.CauseUDPUnanswered {
-				f.Cause = fault.CausePolicyBlock
+			f.Leg = failure.LegClientFirewall
+			if !clientSpecific[f.Cause] || f.Cause == failure.CauseUDPUnanswered {
+				f.Cause = failure.CausePolicyBlock
 				if r.Proto == fwlog.ProtoUDP {
-					f.Cause = fault.CauseUDPBlocked
+					f.Cause = failure.CauseUDPBlocked
 				}
 			}
 			f.Source += "+firewall"

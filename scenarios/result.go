@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -60,8 +60,8 @@ type FlowsObserved struct {
 
 // FailureObserved is the run's failing leg and cause, and who said so.
 type FailureObserved struct {
-	Leg   fault.Leg   `json:"leg"`
-	Cause fault.Cause `json:"cause"`
+	Leg   failure.Leg   `json:"leg"`
+	Cause failure.Cause `json:"cause"`
 	// Source says which logs attributed it ("client", "client+firewall", …).
 	Source string `json:"source"`
 	Detail string `json:"detail,omitempty"`

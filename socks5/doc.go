@@ -35,8 +35,8 @@
 //
 // # Reply codes
 //
-// ReplyFor turns a dial error into a reply code from its fault cause
-// (fault.Classify, so both attributed *fault.Error values and plain network
+// ReplyFor turns a dial error into a reply code from its failure cause
+// (failure.Classify, so both attributed *failure.Error values and plain network
 // errors are understood); the table is in ReplyFor's documentation.
 //
 // # Goroutines

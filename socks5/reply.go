@@ -1,11 +1,11 @@
 package socks5
 
 import (
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // ReplyFor maps a dial error to the reply code sent to the client, from the
-// error's fault cause (fault.Classify: the outermost *fault.Error's cause, or
+// error's failure cause (failure.Classify: the outermost *failure.Error's cause, or
 // the cause of a plain network error):
 //
 //	nil                                        0x00 succeeded
@@ -19,19 +19,19 @@ import (
 // names the IP time-to-live there (an ICMP time-exceeded), which a dial that
 // simply got no answer has not seen. Host unreachable is what a SYN to a
 // silent host amounts to, and it is what curl and browsers show sensibly.
-// The fault cause itself, finer than any reply code, is logged by the server.
+// The failure cause itself, finer than any reply code, is logged by the server.
 func ReplyFor(err error) Reply {
 	if err == nil {
 		return ReplySucceeded
 	}
-	switch fault.Classify(err) {
-	case fault.CauseConnectionRefused:
+	switch failure.Classify(err) {
+	case failure.CauseConnectionRefused:
 		return ReplyConnectionRefused
-	case fault.CauseDNS:
+	case failure.CauseDNS:
 		return ReplyHostUnreachable
-	case fault.CausePolicyBlock, fault.CauseTunnelDown, fault.CauseProxyRefused:
+	case failure.CausePolicyBlock, failure.CauseTunnelDown, failure.CauseProxyRefused:
 		return ReplyNotAllowed
-	case fault.CauseTimeout, fault.CauseHandshakeTimeout:
+	case failure.CauseTimeout, failure.CauseHandshakeTimeout:
 		return ReplyHostUnreachable
 	}
 	return ReplyGeneralFailure

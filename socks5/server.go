@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // Defaults for the zero values of Server's fields.
@@ -351,11 +351,11 @@ func (s *Server) handle(ctx context.Context, st *serveState, sess *session) {
 			up.Close()
 		}
 		rep := ReplyFor(err)
-		cause := string(fault.Classify(err))
+		cause := string(failure.Classify(err))
 		if cause == "" {
 			cause = "unclassified"
 		}
-		log.Warn("socks5: refused", "reply", rep.String(), "cause", cause, "leg", string(fault.LegOf(err)), "err", err)
+		log.Warn("socks5: refused", "reply", rep.String(), "cause", cause, "leg", string(failure.LegOf(err)), "err", err)
 		refuse(c, AppendReply(nil, rep, netip.AddrPort{}))
 		return
 	}
@@ -403,7 +403,7 @@ func causeOfRead(err error) string {
 	case errors.Is(err, io.EOF):
 		return "closed before handshake"
 	}
-	if c := fault.Classify(err); c != fault.CauseNone {
+	if c := failure.Classify(err); c != failure.CauseNone {
 		return string(c)
 	}
 	return "read error"

@@ -24,7 +24,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/net/proxy"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -268,15 +268,15 @@ func TestReplyCodesPerCause(t *testing.T) {
 		want      Reply
 		wantCause string
 	}{
-		{"refused (attributed)", fault.New(fault.LegGatewayOrigin, fault.CauseConnectionRefused, "dial", "192.0.2.10:443", nil), ReplyConnectionRefused, "connection-refused"},
+		{"refused (attributed)", failure.New(failure.LegGatewayOrigin, failure.CauseConnectionRefused, "dial", "192.0.2.10:443", nil), ReplyConnectionRefused, "connection-refused"},
 		{"refused (plain syscall error)", refused, ReplyConnectionRefused, "connection-refused"},
-		{"dns", fault.New(fault.LegGatewayOrigin, fault.CauseDNS, "resolve", "x.test", nil), ReplyHostUnreachable, "dns-failure"},
+		{"dns", failure.New(failure.LegGatewayOrigin, failure.CauseDNS, "resolve", "x.test", nil), ReplyHostUnreachable, "dns-failure"},
 		{"dns (plain)", &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}, ReplyHostUnreachable, "dns-failure"},
-		{"policy block", fault.New(fault.LegClientFirewall, fault.CausePolicyBlock, "dial", "", nil), ReplyNotAllowed, "policy-block"},
-		{"tunnel down (fail-close)", fmt.Errorf("client.Dial: %w", fault.New(fault.LegClientGateway, fault.CauseTunnelDown, "dial", "", nil)), ReplyNotAllowed, "tunnel-down"},
-		{"timeout", fault.New(fault.LegClientGateway, fault.CauseTimeout, "open stream", "", nil), ReplyHostUnreachable, "timeout"},
+		{"policy block", failure.New(failure.LegClientFirewall, failure.CausePolicyBlock, "dial", "", nil), ReplyNotAllowed, "policy-block"},
+		{"tunnel down (fail-close)", fmt.Errorf("client.Dial: %w", failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "dial", "", nil)), ReplyNotAllowed, "tunnel-down"},
+		{"timeout", failure.New(failure.LegClientGateway, failure.CauseTimeout, "open stream", "", nil), ReplyHostUnreachable, "timeout"},
 		{"deadline (plain)", context.DeadlineExceeded, ReplyHostUnreachable, "timeout"},
-		{"pin mismatch", fault.New(fault.LegClientGateway, fault.CausePinMismatch, "tls", "", nil), ReplyGeneralFailure, "pin-mismatch"},
+		{"pin mismatch", failure.New(failure.LegClientGateway, failure.CausePinMismatch, "tls", "", nil), ReplyGeneralFailure, "pin-mismatch"},
 		{"unknown", errors.New("boom"), ReplyGeneralFailure, "cause=unclassified"},
 	}
 	for _, tt := range tests {
@@ -553,7 +553,7 @@ func TestServeNeedsDial(t *testing.T) {
 func TestDialHonoursConnectTimeoutAndClose(t *testing.T) {
 	hang := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		<-ctx.Done()
-		return nil, fault.New(fault.LegClientGateway, fault.CauseTimeout, "dial", "", ctx.Err())
+		return nil, failure.New(failure.LegClientGateway, failure.CauseTimeout, "dial", "", ctx.Err())
 	}
 	var logs logBuffer
 	addr := startServer(t, &Server{Dial: hang, ConnectTimeout: 100 * time.Millisecond, Logger: logs.logger()})
@@ -582,7 +582,7 @@ func TestCurlSocks5Hostname(t *testing.T) {
 		asked = append(asked, address)
 		mu.Unlock()
 		if address != "www.social.test:80" {
-			return nil, fault.New(fault.LegGatewayOrigin, fault.CauseDNS, "resolve", address, nil)
+			return nil, failure.New(failure.LegGatewayOrigin, failure.CauseDNS, "resolve", address, nil)
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, network, target)

@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // Transport names how a tunnel is carried.
@@ -143,44 +143,44 @@ func (s Status) String() string {
 	return fmt.Sprintf("status(%d)", byte(s))
 }
 
-// Cause maps a status to the fault cause the client reports.
-func (s Status) Cause() fault.Cause {
+// Cause maps a status to the failure cause the client reports.
+func (s Status) Cause() failure.Cause {
 	switch s {
 	case StatusOK:
-		return fault.CauseNone
+		return failure.CauseNone
 	case StatusDNSFailure:
-		return fault.CauseDNS
+		return failure.CauseDNS
 	case StatusRefused:
-		return fault.CauseConnectionRefused
+		return failure.CauseConnectionRefused
 	case StatusTimeout:
-		return fault.CauseTimeout
+		return failure.CauseTimeout
 	case StatusPolicyDenied:
-		return fault.CausePolicyBlock
+		return failure.CausePolicyBlock
 	case StatusStreamLimit:
-		return fault.CauseStreamLimit
+		return failure.CauseStreamLimit
 	case StatusBadRequest:
-		return fault.CauseProtocol
+		return failure.CauseProtocol
 	default:
-		return fault.CauseConnectionRefused
+		return failure.CauseConnectionRefused
 	}
 }
 
 // StatusFor maps a cause (from dialing the origin) to a Status.
-func StatusFor(c fault.Cause) Status {
+func StatusFor(c failure.Cause) Status {
 	switch c {
-	case fault.CauseNone:
+	case failure.CauseNone:
 		return StatusOK
-	case fault.CauseDNS:
+	case failure.CauseDNS:
 		return StatusDNSFailure
-	case fault.CauseConnectionRefused:
+	case failure.CauseConnectionRefused:
 		return StatusRefused
-	case fault.CauseTimeout, fault.CauseHandshakeTimeout:
+	case failure.CauseTimeout, failure.CauseHandshakeTimeout:
 		return StatusTimeout
-	case fault.CausePolicyBlock:
+	case failure.CausePolicyBlock:
 		return StatusPolicyDenied
-	case fault.CauseStreamLimit:
+	case failure.CauseStreamLimit:
 		return StatusStreamLimit
-	case fault.CauseProtocol:
+	case failure.CauseProtocol:
 		return StatusBadRequest
 	default:
 		return StatusUnreachable
@@ -196,12 +196,12 @@ type Reply struct {
 	Message string
 }
 
-// Err returns nil for StatusOK, else an *fault.Error on the gateway-origin leg.
+// Err returns nil for StatusOK, else an *failure.Error on the gateway-origin leg.
 func (r Reply) Err(dest string) error {
 	if r.Status == StatusOK {
 		return nil
 	}
-	return fault.New(fault.LegGatewayOrigin, r.Status.Cause(), "gateway dial", dest, &StatusError{Status: r.Status, Message: r.Message})
+	return failure.New(failure.LegGatewayOrigin, r.Status.Cause(), "gateway dial", dest, &StatusError{Status: r.Status, Message: r.Message})
 }
 
 // StatusError carries a non-OK Reply.

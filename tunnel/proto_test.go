@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 func TestRequestRoundTrip(t *testing.T) {
@@ -83,21 +83,21 @@ func TestReplyErrAttribution(t *testing.T) {
 	require.NoError(t, Reply{Status: StatusOK}.Err("x:1"))
 	tests := []struct {
 		status Status
-		cause  fault.Cause
+		cause  failure.Cause
 	}{
-		{StatusDNSFailure, fault.CauseDNS},
-		{StatusRefused, fault.CauseConnectionRefused},
-		{StatusTimeout, fault.CauseTimeout},
-		{StatusPolicyDenied, fault.CausePolicyBlock},
-		{StatusStreamLimit, fault.CauseStreamLimit},
-		{StatusBadRequest, fault.CauseProtocol},
-		{StatusUnreachable, fault.CauseConnectionRefused},
+		{StatusDNSFailure, failure.CauseDNS},
+		{StatusRefused, failure.CauseConnectionRefused},
+		{StatusTimeout, failure.CauseTimeout},
+		{StatusPolicyDenied, failure.CausePolicyBlock},
+		{StatusStreamLimit, failure.CauseStreamLimit},
+		{StatusBadRequest, failure.CauseProtocol},
+		{StatusUnreachable, failure.CauseConnectionRefused},
 	}
 	for _, tt := range tests {
 		err := Reply{Status: tt.status, Message: "m"}.Err("www.social.test:443")
-		fe, ok := fault.As(err)
+		fe, ok := failure.As(err)
 		require.True(t, ok)
-		assert.Equal(t, fault.LegGatewayOrigin, fe.Leg)
+		assert.Equal(t, failure.LegGatewayOrigin, fe.Leg)
 		assert.Equal(t, tt.cause, fe.Cause, tt.status.String())
 		var se *StatusError
 		require.True(t, errors.As(err, &se))

@@ -8,7 +8,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // Role says which end of a tunnel a Session is.
@@ -65,7 +65,7 @@ func sessionLost(sessErr, err error) error {
 	if sessErr == nil {
 		sessErr = ErrSessionClosed
 	}
-	return fault.New(fault.LegClientGateway, fault.CauseConnectionReset, "tunnel stream", "", fmt.Errorf("%w (%w)", sessErr, err))
+	return failure.New(failure.LegClientGateway, failure.CauseConnectionReset, "tunnel stream", "", fmt.Errorf("%w (%w)", sessErr, err))
 }
 
 // ErrKeepaliveTimeout is a session's Err when the peer stopped answering pings.

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/suite"
 	"go.uber.org/goleak"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
 )
@@ -294,8 +294,8 @@ func (s *SessionSuite) TestGatewayGoneMidFlowIsNotEOF() {
 		s.FailNow("the flow's read never ended")
 	}
 	s.Require().Error(err, "a clean EOF would pass a truncated flow off as complete")
-	s.Equal(fault.CauseConnectionReset, fault.CauseOf(err), "%v", err)
-	s.Equal(fault.LegClientGateway, fault.LegOf(err))
+	s.Equal(failure.CauseConnectionReset, failure.CauseOf(err), "%v", err)
+	s.Equal(failure.LegClientGateway, failure.LegOf(err))
 }
 
 // TestPeerCloseWriteIsEOF: the peer's orderly end of its direction is a

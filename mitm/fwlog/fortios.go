@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // FortiOS key=value lines, after the FortiOS Log Message Reference and the
@@ -138,7 +138,7 @@ func fortiAction(r Record) string {
 	case EndAgedOut:
 		return "timeout"
 	case EndDecryptCertValidation, EndDecryptUnsupportParam, EndDecryptError:
-		if r.Decryption != nil && r.Decryption.Leg == fault.LegFirewallGateway {
+		if r.Decryption != nil && r.Decryption.Leg == failure.LegFirewallGateway {
 			return "server-rst"
 		}
 		return "client-rst"
@@ -163,9 +163,9 @@ func fortiSSLEvent(r Record, d Device) []byte {
 	} else {
 		eventtype, level, action = "ssl-anomalies", "warning", "blocked"
 		switch dec.Cause {
-		case fault.CauseUnknownAuthority, fault.CauseCertificateInvalid:
+		case failure.CauseUnknownAuthority, failure.CauseCertificateInvalid:
 			logid, msg, reason = "1700062002", "Server certificate blocked", "block-cert-invalid"
-		case fault.CauseClientCertRequired, fault.CauseClientCertRejected:
+		case failure.CauseClientCertRequired, failure.CauseClientCertRejected:
 			logid, msg, reason = "1700062051", "Certificate request blocked", string(dec.Cause)
 		default:
 			logid, msg, reason = "1700062308", "SSL handshake failure", orDefault(string(dec.Cause), "handshake-failed")

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -92,8 +92,8 @@ func testRecords() []testRecord {
 			Decryption: &Decryption{
 				Outcome:             OutcomeFailed,
 				Reason:              "client rejected the forged certificate: remote error: tls: bad certificate",
-				Leg:                 fault.LegClientFirewall,
-				Cause:               fault.CauseForgedCertRejected,
+				Leg:                 failure.LegClientFirewall,
+				Cause:               failure.CauseForgedCertRejected,
 				TLSVersion:          "TLS1.3",
 				ClientStage:         "client-firewall: certificate rejected",
 				ServerStage:         "firewall-gateway: handshake completed",
@@ -373,7 +373,7 @@ func TestFortiOSLines(t *testing.T) {
 	// Server-side failures and certificate-request blocks.
 	r := recs[2].rec
 	dec := *r.Decryption
-	dec.Leg, dec.Cause = fault.LegFirewallGateway, fault.CauseClientCertRequired
+	dec.Leg, dec.Cause = failure.LegFirewallGateway, failure.CauseClientCertRequired
 	r.Decryption = &dec
 	got = lines(r)
 	assert.Contains(t, got[0], `logid="1700062051"`)
@@ -563,9 +563,9 @@ func TestLogFanOutAndMemory(t *testing.T) {
 
 	failed := l.Filter(func(r Record) bool { return r.Outcome() == OutcomeFailed })
 	require.Len(t, failed, 1)
-	assert.Equal(t, fault.LegClientFirewall, failed[0].Decryption.Leg)
-	failed[0].Decryption.Leg = fault.LegNone
-	assert.Equal(t, fault.LegClientFirewall, l.Filter(func(r Record) bool { return r.SessionID == 1003 })[0].Decryption.Leg,
+	assert.Equal(t, failure.LegClientFirewall, failed[0].Decryption.Leg)
+	failed[0].Decryption.Leg = failure.LegNone
+	assert.Equal(t, failure.LegClientFirewall, l.Filter(func(r Record) bool { return r.SessionID == 1003 })[0].Decryption.Leg,
 		"callers get copies")
 
 	// Zero times are stamped with the injected clock.

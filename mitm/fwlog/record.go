@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pinwall/pinwall/fault"
+	"github.com/pinwall/pinwall/failure"
 )
 
 // Proto is a session's transport protocol.
@@ -155,8 +155,8 @@ type Decryption struct {
 	// required").
 	Reason string `json:"reason,omitempty"`
 	// Leg and Cause attribute a failure (Outcome failed).
-	Leg   fault.Leg   `json:"leg,omitempty"`
-	Cause fault.Cause `json:"cause,omitempty"`
+	Leg   failure.Leg   `json:"leg,omitempty"`
+	Cause failure.Cause `json:"cause,omitempty"`
 	// TLSVersion as PAN-OS writes it: "TLS1.2", "TLS1.3".
 	TLSVersion string `json:"tls_version,omitempty"`
 	// ClientStage and ServerStage are how far each handshake got, like the
@@ -279,10 +279,10 @@ func (r Record) validate() error {
 			errs = append(errs, fmt.Errorf("decryption.outcome %q is not one of %v", d.Outcome, Outcomes))
 		}
 		if !d.Leg.Valid() {
-			errs = append(errs, fmt.Errorf("decryption.leg %q is not a fault leg", d.Leg))
+			errs = append(errs, fmt.Errorf("decryption.leg %q is not a failure leg", d.Leg))
 		}
 		if !d.Cause.Valid() {
-			errs = append(errs, fmt.Errorf("decryption.cause %q is not a fault cause", d.Cause))
+			errs = append(errs, fmt.Errorf("decryption.cause %q is not a failure cause", d.Cause))
 		}
 		switch d.ChainStatus {
 		case "", ChainTrusted, ChainUntrusted, ChainUninspected:

@@ -1,4 +1,4 @@
-// Package fault attributes failures to a leg of the path and a cause.
+// Package failure attributes failures to a leg of the path and a cause.
 //
 // pinwall's topologies have three legs: the laptop's access leg to the
 // perimeter firewall (client-firewall), the firewall's outside leg to the
@@ -11,4 +11,4 @@
 // matching message text. Detailed cause-specific facts ride in the wrapped
 // error: *PinMismatchError for a certificate that matched no pin,
 // *CertificateError for a chain that did not verify.
-package fault
+package failure
