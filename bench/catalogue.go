@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/containers"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -18,10 +19,10 @@ const (
 )
 
 // CatalogueSection measures the whole scenario catalogue's wall time
-// in process (parallel on every core) and, when containers is set and a
+// in process (parallel on every core) and, when withContainers is set and a
 // Docker engine answers, in containers cold (image build included) and warm
 // (image reused).
-func CatalogueSection(containers bool) SectionFunc {
+func CatalogueSection(withContainers bool) SectionFunc {
 	return func(ctx context.Context, log io.Writer) (Section, error) {
 		sec := Section{Title: "Scenario catalogue: wall time of every row × variant"}
 		all, err := scenarios.Catalogue()
@@ -51,18 +52,18 @@ func CatalogueSection(containers bool) SectionFunc {
 			return d
 		}
 		measure("in-process", harness.InProcess{}, runtime.NumCPU(), CatalogueInProcessGoal)
-		if !containers {
+		if !withContainers {
 			return sec, nil
 		}
-		if err := harness.DockerAvailable(ctx); err != nil {
+		if err := containers.DockerAvailable(ctx); err != nil {
 			sec.Add(Missing("containers, cold (image build included)", UnitSeconds, "no Docker engine answers: "+err.Error()))
 			return sec, nil
 		}
 		par := runtime.NumCPU()
-		cold := &harness.Containers{Rebuild: true, Parallel: par}
+		cold := &containers.Runner{Rebuild: true, Parallel: par}
 		measure("containers, cold (image build included)", cold, par, 0)
 		sec.Notes = append(sec.Notes, fmt.Sprintf("cold: building the static binary and the FROM-scratch image took %v of it", cold.ImageBuildTime().Round(time.Millisecond)))
-		measure("containers, warm (image reused)", &harness.Containers{Parallel: par}, par, CatalogueContainerGoal)
+		measure("containers, warm (image reused)", &containers.Runner{Parallel: par}, par, CatalogueContainerGoal)
 		sec.Notes = append(sec.Notes, "containers: each run at once on its own pair of underlay subnets")
 		return sec, nil
 	}

@@ -2,8 +2,6 @@ package harness
 
 import (
 	"context"
-	"testing"
-	"time"
 
 	"github.com/pinwall/pinwall/client"
 )
@@ -39,24 +37,6 @@ func WithAnonymousGateway() Option { return func(s *Spec) { s.Gateway.AllowAnony
 
 // WithSpec edits the Spec directly.
 func WithSpec(f func(*Spec)) Option { return f }
-
-// New starts an in-process topology for a test and stops it with
-// t.Cleanup. It fails the test if the topology cannot start.
-func New(t testing.TB, opts ...Option) *Topology {
-	t.Helper()
-	var spec Spec
-	for _, o := range opts {
-		o(&spec)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topo, err := StartInProcess(ctx, spec, Options{})
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	t.Cleanup(func() { _ = topo.Close() })
-	return topo
-}
 
 // Observe ends the run (the client closes, logs are completed) and
 // returns everything the components logged, as a Runner would.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/harnesstest"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 )
 
@@ -72,7 +73,7 @@ type UserSuite struct {
 }
 
 func (s *UserSuite) SetupTest() {
-	s.topo = harness.New(s.T(),
+	s.topo = harnesstest.New(s.T(),
 		harness.WithFirewallPolicy("rules: [{name: block-quic, match: {proto: udp, port: [443]}, action: block}, {name: allow, action: allow}]"),
 		harness.WithTransport(client.TransportAuto),
 	)

@@ -370,6 +370,19 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 // clientSettings is the client's configuration minus its network: pins,
 // trust, device certificate, steering, timeouts.
 func (t *Topology) clientSettings() (client.Config, error) {
+	return ClientSettings(t.Spec, t.PKI, t.gatewayCert)
+}
+
+// ClientSettings is the laptop client's configuration for spec minus its
+// network (stack, resolver, logger): pins, trust, device certificate,
+// steering, timeouts. gatewayLeaf is the certificate every gateway serves
+// (one key, all names); it may be nil unless the client pins the gateway.
+// The container runner writes the same settings into the laptop's node.
+func ClientSettings(spec Spec, set *pki.Set, gatewayLeaf *x509.Certificate) (client.Config, error) {
+	t := struct {
+		Spec Spec
+		PKI  *pki.Set
+	}{spec, set}
 	cs := t.Spec.Client
 	cfg := client.Config{
 		Name:               "laptop",
@@ -397,11 +410,10 @@ func (t *Topology) clientSettings() (client.Config, error) {
 	cfg.RootCAs = pool
 	switch cs.Pin {
 	case PinGateway:
-		cert, err := t.gatewayLeaf()
-		if err != nil {
-			return cfg, err
+		if gatewayLeaf == nil {
+			return cfg, errors.New("harness: no gateway to pin")
 		}
-		cfg.Pins = pki.PinSet{pki.SPKIPin(cert)}
+		cfg.Pins = pki.PinSet{pki.SPKIPin(gatewayLeaf)}
 	case PinWrong:
 		other, err := t.PKI.ServerCert("not-the-gateway.test")
 		if err != nil {
@@ -433,14 +445,6 @@ func (t *Topology) clientSettings() (client.Config, error) {
 	return cfg, nil
 }
 
-// gatewayLeaf is the certificate every gateway serves (one key, all names).
-func (t *Topology) gatewayLeaf() (*x509.Certificate, error) {
-	if t.gatewayCert == nil {
-		return nil, errors.New("harness: no gateway to pin")
-	}
-	return t.gatewayCert, nil
-}
-
 func (t *Topology) startClient() error {
 	cfg, err := t.ClientConfig()
 	if err != nil {
@@ -458,11 +462,11 @@ func (t *Topology) startClient() error {
 	return nil
 }
 
-// drainGrace bounds how long Drain waits for a tunnel attempt in flight;
+// DrainGrace bounds how long Drain (and a container client's shutdown) waits for a tunnel attempt in flight;
 // settleGrace how long it lets the gateway finish flows before the tunnel
 // closes.
 const (
-	drainGrace  = 10 * time.Second
+	DrainGrace  = 10 * time.Second
 	settleGrace = 2 * time.Second
 )
 
@@ -482,7 +486,7 @@ func (t *Topology) Drain(ctx context.Context) error {
 		// Let a tunnel attempt in flight end on its own terms, so that the
 		// logs show what the firewall and the gateway did with it rather
 		// than the harness cutting it short.
-		sctx, cancel := context.WithTimeout(ctx, drainGrace)
+		sctx, cancel := context.WithTimeout(ctx, DrainGrace)
 		_ = t.Client.Shutdown(sctx)
 		cancel()
 	}

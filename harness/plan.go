@@ -203,7 +203,9 @@ type Runner interface {
 	Run(ctx context.Context, p Plan) (*Observation, error)
 }
 
-func (p Plan) waitUp() time.Duration {
+// UpWait is how long a run waits for the tunnel before its workload: WaitUp,
+// or 5 s when zero.
+func (p Plan) UpWait() time.Duration {
 	if p.WaitUp > 0 {
 		return p.WaitUp
 	}

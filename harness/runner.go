@@ -66,7 +66,7 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	// flows then wait for a tunnel themselves (TunnelWait), as
 	// applications on a laptop do.
 	start := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, p.waitUp())
+	wctx, cancel := context.WithTimeout(ctx, p.UpWait())
 	_, _ = t.Client.WaitOutcome(wctx)
 	cancel()
 	var wg sync.WaitGroup
@@ -75,10 +75,10 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		obs.Events = runEvents(evCtx, p.Events, t.Apply, t.log)
+		obs.Events = RunEvents(evCtx, p.Events, t.Apply, t.log)
 	}()
 	obs.Flows = t.RunWorkload(ctx, p.Workload)
-	holdUntil(ctx, start, p.Hold)
+	HoldUntil(ctx, start, p.Hold)
 	wg.Wait()
 	obs.Probes = t.runProbes(ctx, p.Probes)
 	obs.Summary = Summarize(obs.Flows)
@@ -96,11 +96,11 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 			break
 		}
 	}
-	obs.Recovery = recovery(obs.History)
+	obs.Recovery = Recovery(obs.History)
 }
 
-// holdUntil sleeps until start+hold (or ctx ends).
-func holdUntil(ctx context.Context, start time.Time, hold time.Duration) {
+// HoldUntil sleeps until start+hold (or ctx ends): a workload's hold time.
+func HoldUntil(ctx context.Context, start time.Time, hold time.Duration) {
 	if d := time.Until(start.Add(hold)); d > 0 {
 		select {
 		case <-time.After(d):
@@ -109,9 +109,9 @@ func holdUntil(ctx context.Context, start time.Time, hold time.Duration) {
 	}
 }
 
-// recovery is the time from the first failed attempt to the first tunnel up
+// Recovery is the time from the first failed attempt to the first tunnel up
 // after it.
-func recovery(h []client.Transition) time.Duration {
+func Recovery(h []client.Transition) time.Duration {
 	var failed time.Time
 	for _, tr := range h {
 		switch {
@@ -124,10 +124,10 @@ func recovery(h []client.Transition) time.Duration {
 	return 0
 }
 
-// runEvents applies a plan's events at their offsets from now, in order,
+// RunEvents applies a plan's events at their offsets from now, in order,
 // recording each; a cancelled ctx stops before the next one. Both runners
 // schedule events with it and differ only in apply.
-func runEvents(ctx context.Context, events []Event, apply func(context.Context, Event) error, log *slog.Logger) []AppliedEvent {
+func RunEvents(ctx context.Context, events []Event, apply func(context.Context, Event) error, log *slog.Logger) []AppliedEvent {
 	start := time.Now()
 	var out []AppliedEvent
 	for _, e := range events {
@@ -198,13 +198,14 @@ func (t *Topology) Apply(ctx context.Context, e Event) error {
 func (t *Topology) runProbes(ctx context.Context, probes []Probe) []ProbeResult {
 	var out []ProbeResult
 	for _, pr := range probes {
-		out = append(out, runProbe(ctx, t.Hosts[pr.From], pr))
+		out = append(out, RunProbe(ctx, t.Hosts[pr.From], pr))
 	}
 	return out
 }
 
-// runProbe makes one probe connection through stack.
-func runProbe(ctx context.Context, stack hostnet.Stack, pr Probe) ProbeResult {
+// RunProbe makes one probe connection through stack (the laptop's network
+// in process, the kernel's in a container).
+func RunProbe(ctx context.Context, stack hostnet.Stack, pr Probe) ProbeResult {
 	res := ProbeResult{Probe: pr, Handshake: "ok"}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -261,7 +262,7 @@ func (t *Topology) reconnects(ctx context.Context, p Plan, obs *Observation) err
 		if err := c.Start(); err != nil {
 			return err
 		}
-		wctx, cancel := context.WithTimeout(ctx, p.waitUp())
+		wctx, cancel := context.WithTimeout(ctx, p.UpWait())
 		st, err := c.WaitOutcome(wctx)
 		cancel()
 		stats.Total++

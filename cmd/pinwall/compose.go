@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/containers"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/scenarios"
 )
@@ -46,14 +46,14 @@ func cmdCompose(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	files, err := harness.ComposeFiles(run.Plan, set, *image)
+	files, err := containers.ComposeFiles(run.Plan, set, *image)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range harness.SortedNames(files) {
+	for _, name := range containers.SortedNames(files) {
 		if err := os.WriteFile(filepath.Join(*dir, name), files[name], 0o644); err != nil {
 			return err
 		}

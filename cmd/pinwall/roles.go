@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/containers"
+	"github.com/pinwall/pinwall/internal/node"
 	"github.com/pinwall/pinwall/pki"
 )
 
@@ -20,11 +22,11 @@ import (
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve "+role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", harness.NodeConfigPath, "node configuration (JSON, written by the container runner)")
+	config := fs.String("config", node.ConfigPath, "node configuration (JSON, written by the container runner)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	nc, err := harness.ReadNodeConfig(*config)
+	nc, err := node.ReadConfig(*config)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -48,19 +50,19 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 			}
 		}
 	}()
-	return harness.RunNode(ctx, nc, harness.NodeSignals{Reload: reload, NetworkChange: netChange}, stdout, stderr)
+	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange}, stdout, stderr)
 }
 
 // newContainerRunner returns the Docker runner, putting this very binary
 // in the image when it is static, else building one from the source.
 func newContainerRunner(set *pki.Set, parallel int, stderr io.Writer) (harness.Runner, error) {
-	if err := harness.DockerAvailable(context.Background()); err != nil {
+	if err := containers.DockerAvailable(context.Background()); err != nil {
 		return nil, usageError("--mode containers: no Docker engine answers: %v", err)
 	}
-	if parallel > harness.MaxParallelRuns {
-		return nil, usageError("--mode containers: --parallel %d: at most %d runs hold containers at once (each needs its own pair of subnets)", parallel, harness.MaxParallelRuns)
+	if parallel > containers.MaxParallelRuns {
+		return nil, usageError("--mode containers: --parallel %d: at most %d runs hold containers at once (each needs its own pair of subnets)", parallel, containers.MaxParallelRuns)
 	}
-	r := &harness.Containers{PKI: set, Parallel: parallel, Keep: os.Getenv("PINWALL_KEEP_CONTAINERS") != ""}
+	r := &containers.Runner{PKI: set, Parallel: parallel, Keep: os.Getenv("PINWALL_KEEP_CONTAINERS") != ""}
 	if exe, err := os.Executable(); err == nil && isStatic(exe) {
 		r.Binary = exe
 	} else {

@@ -1,4 +1,12 @@
-package harness
+// Package node is the entrypoint of one container of the container runner
+// (harness/containers): `pinwall serve ROLE` reads the Config the runner
+// wrote, sets up the container's network with netsetup (VXLAN overlays,
+// addresses, routes, the firewall's nftables interception), and runs one
+// role (client, firewall, gateway, origin or probe) with the same component
+// code as in process. Servers run until their context ends; the client and
+// the probe write their report into Config.Out and finish. The runner
+// waits for the markers a node prints on stdout.
+package node
 
 import (
 	"context"
@@ -18,15 +26,11 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
-
-// A node is one container of the container runner, running one role with
-// the configuration the runner wrote for it. The same component code runs
-// as in process; only the network (the kernel's, programmed with netsetup)
-// differs.
 
 // Node roles.
 const (
@@ -50,24 +54,24 @@ type PEMPair struct {
 	Key  string `json:"key,omitempty"`
 }
 
-// NodeNet is how a node's network is set up.
-type NodeNet struct {
+// Net is how a node's network is set up.
+type Net struct {
 	// Overlays are the VXLAN segments carrying the topology's addresses
 	// over the Docker networks (see netsetup.Overlay for why).
-	Overlays []NodeOverlay `json:"overlays,omitempty"`
+	Overlays []Overlay `json:"overlays,omitempty"`
 	// Addrs are service addresses added to AddrsOn.
 	Addrs   []netip.Prefix `json:"addrs,omitempty"`
 	AddrsOn string         `json:"addrs_on,omitempty"`
 	// Routes to other nodes' service addresses.
-	Routes []NodeRoute `json:"routes,omitempty"`
+	Routes []Route `json:"routes,omitempty"`
 	// DefaultVia replaces the default route (the laptop's: the firewall).
 	DefaultVia netip.Addr `json:"default_via,omitzero"`
 	// Intercept turns the node into a transparent firewall for LAN.
-	Intercept *NodeIntercept `json:"intercept,omitempty"`
+	Intercept *Intercept `json:"intercept,omitempty"`
 }
 
-// NodeOverlay is one VXLAN segment membership.
-type NodeOverlay struct {
+// Overlay is one VXLAN segment membership.
+type Overlay struct {
 	Name     string       `json:"name"`
 	VNI      uint32       `json:"vni"`
 	Addr     netip.Prefix `json:"addr"`
@@ -75,14 +79,14 @@ type NodeOverlay struct {
 	Peers    []netip.Addr `json:"peers"`
 }
 
-// NodeRoute routes Dst via a neighbour.
-type NodeRoute struct {
+// Route routes Dst via a neighbour.
+type Route struct {
 	Dst netip.Prefix `json:"dst"`
 	Via netip.Addr   `json:"via"`
 }
 
-// NodeIntercept describes the firewall's interception.
-type NodeIntercept struct {
+// Intercept describes the firewall's interception.
+type Intercept struct {
 	LAN      netip.Prefix `json:"lan"`
 	TCPPorts []uint16     `json:"tcp_ports"`
 	UDPPorts []uint16     `json:"udp_ports"`
@@ -90,38 +94,38 @@ type NodeIntercept struct {
 	UDPTo    uint16       `json:"udp_to"`
 }
 
-// NodeConfig is everything one container needs.
-type NodeConfig struct {
+// Config is everything one container needs.
+type Config struct {
 	Role   string           `json:"role"`
 	Name   string           `json:"name"`
 	Tenant string           `json:"tenant"`
 	Out    string           `json:"out"`
-	Net    NodeNet          `json:"net"`
+	Net    Net              `json:"net"`
 	Zone   []resolve.Record `json:"zone"`
 
-	Gateway  *GatewayNode  `json:"gateway,omitempty"`
-	Origin   *OriginNode   `json:"origin,omitempty"`
-	Firewall *FirewallNode `json:"firewall,omitempty"`
-	Client   *ClientNode   `json:"client,omitempty"`
-	Probes   []Probe       `json:"probes,omitempty"`
+	Gateway  *Gateway        `json:"gateway,omitempty"`
+	Origin   *Origin         `json:"origin,omitempty"`
+	Firewall *Firewall       `json:"firewall,omitempty"`
+	Client   *Client         `json:"client,omitempty"`
+	Probes   []harness.Probe `json:"probes,omitempty"`
 }
 
-// GatewayNode configures a gateway container.
-type GatewayNode struct {
+// Gateway configures a gateway container.
+type Gateway struct {
 	Cert           PEMPair `json:"cert"`
 	ClientCA       string  `json:"client_ca"`
 	AllowAnonymous bool    `json:"allow_anonymous"`
 	MaxStreams     int     `json:"max_streams"`
 }
 
-// OriginNode configures the origins container.
-type OriginNode struct {
-	Sites []OriginSpec       `json:"sites"`
-	Certs map[string]PEMPair `json:"certs"`
+// Origin configures the origins container.
+type Origin struct {
+	Sites []harness.OriginSpec `json:"sites"`
+	Certs map[string]PEMPair   `json:"certs"`
 }
 
-// FirewallNode configures the firewall container.
-type FirewallNode struct {
+// Firewall configures the firewall container.
+type Firewall struct {
 	Policy    string       `json:"policy"`
 	CA        PEMPair      `json:"ca"`
 	Roots     string       `json:"roots"`
@@ -131,18 +135,18 @@ type FirewallNode struct {
 	LAN       netip.Prefix `json:"lan"`
 }
 
-// ClientNode configures the laptop container.
-type ClientNode struct {
-	Spec          ClientSpec    `json:"spec"`
-	Pins          []string      `json:"pins,omitempty"`
-	RootCAs       string        `json:"root_cas"`
-	AppTrust      string        `json:"app_trust"`
-	DeviceCert    *PEMPair      `json:"device_cert,omitempty"`
-	UpstreamProxy string        `json:"upstream_proxy,omitempty"`
-	Workload      Workload      `json:"workload"`
-	Reconnects    int           `json:"reconnects,omitempty"`
-	WaitUp        time.Duration `json:"wait_up"`
-	Hold          time.Duration `json:"hold,omitempty"`
+// Client configures the laptop container.
+type Client struct {
+	Spec          harness.ClientSpec `json:"spec"`
+	Pins          []string           `json:"pins,omitempty"`
+	RootCAs       string             `json:"root_cas"`
+	AppTrust      string             `json:"app_trust"`
+	DeviceCert    *PEMPair           `json:"device_cert,omitempty"`
+	UpstreamProxy string             `json:"upstream_proxy,omitempty"`
+	Workload      harness.Workload   `json:"workload"`
+	Reconnects    int                `json:"reconnects,omitempty"`
+	WaitUp        time.Duration      `json:"wait_up"`
+	Hold          time.Duration      `json:"hold,omitempty"`
 	// SOCKS, if set, serves the client's SOCKS5 listener there after the
 	// workload, until the container stops (for poking at it by hand).
 	SOCKS string `json:"socks,omitempty"`
@@ -150,22 +154,22 @@ type ClientNode struct {
 
 // ClientReport is what the laptop container reports.
 type ClientReport struct {
-	Tunnel    client.State        `json:"tunnel"`
-	History   []client.Transition `json:"history"`
-	Flows     []FlowOutcome       `json:"flows"`
-	Summary   Summary             `json:"summary"`
-	Attempts  *AttemptStats       `json:"attempts,omitempty"`
-	ErrorText string              `json:"error,omitempty"`
-	Leg       failure.Leg         `json:"leg,omitempty"`
-	Cause     failure.Cause       `json:"cause,omitempty"`
-	UpAfter   time.Duration       `json:"up_after_ns"`
-	Probes    []ProbeResult       `json:"probes,omitempty"`
-	SettledAt time.Time           `json:"settled_at"`
+	Tunnel    client.State          `json:"tunnel"`
+	History   []client.Transition   `json:"history"`
+	Flows     []harness.FlowOutcome `json:"flows"`
+	Summary   harness.Summary       `json:"summary"`
+	Attempts  *harness.AttemptStats `json:"attempts,omitempty"`
+	ErrorText string                `json:"error,omitempty"`
+	Leg       failure.Leg           `json:"leg,omitempty"`
+	Cause     failure.Cause         `json:"cause,omitempty"`
+	UpAfter   time.Duration         `json:"up_after_ns"`
+	Probes    []harness.ProbeResult `json:"probes,omitempty"`
+	SettledAt time.Time             `json:"settled_at"`
 }
 
-// ReadNodeConfig reads a node configuration file.
-func ReadNodeConfig(file string) (NodeConfig, error) {
-	var c NodeConfig
+// ReadConfig reads a node configuration file.
+func ReadConfig(file string) (Config, error) {
+	var c Config
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return c, err
@@ -194,7 +198,7 @@ func poolOf(pemText string) (*x509.CertPool, error) {
 
 // clientConfigFor builds the endpoint client's configuration inside the
 // laptop container.
-func clientConfigFor(nc NodeConfig, stack hostnet.Stack, zone resolve.Resolver, log *slog.Logger) (client.Config, error) {
+func clientConfigFor(nc Config, stack hostnet.Stack, zone resolve.Resolver, log *slog.Logger) (client.Config, error) {
 	cn := nc.Client
 	cs := cn.Spec
 	cfg := client.Config{
@@ -228,7 +232,7 @@ func clientConfigFor(nc NodeConfig, stack hostnet.Stack, zone resolve.Resolver, 
 
 // runClientNode runs the laptop: the client, the workload (or reconnects),
 // and writes the report.
-func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone resolve.Resolver, stdout io.Writer, log *slog.Logger, netChange <-chan struct{}) error {
+func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone resolve.Resolver, stdout io.Writer, log *slog.Logger, netChange <-chan struct{}) error {
 	cn := nc.Client
 	cfg, err := clientConfigFor(nc, stack, zone, log)
 	if err != nil {
@@ -245,7 +249,7 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 	}
 	if cn.Reconnects > 0 {
 		cfg.AttemptsPerGateway = 1
-		stats := &AttemptStats{Causes: map[string]int{}}
+		stats := &harness.AttemptStats{Causes: map[string]int{}}
 		fmt.Fprintln(stdout, MarkerTunnelSettled)
 		for i := 0; i < cn.Reconnects; i++ {
 			c, err := client.New(cfg)
@@ -277,7 +281,7 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 	}
 	defer func() {
 		// As Drain does in-process: an attempt in flight ends on its own.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainGrace)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), harness.DrainGrace)
 		_ = c.Shutdown(sctx)
 		cancel()
 	}()
@@ -302,9 +306,9 @@ func runClientNode(ctx context.Context, nc NodeConfig, stack hostnet.Stack, zone
 			}
 		}
 	}()
-	rep.Flows = RunWorkload(ctx, c, trust, cn.Workload)
-	holdUntil(ctx, start, cn.Hold)
-	rep.Summary = Summarize(rep.Flows)
+	rep.Flows = harness.RunWorkload(ctx, c, trust, cn.Workload)
+	harness.HoldUntil(ctx, start, cn.Hold)
+	rep.Summary = harness.Summarize(rep.Flows)
 	rep.Tunnel = c.State()
 	rep.History = c.History()
 	if err := c.LastError(); err != nil {

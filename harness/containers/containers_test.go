@@ -1,4 +1,4 @@
-package harness_test
+package containers_test
 
 import (
 	"context"
@@ -12,22 +12,23 @@ import (
 	"github.com/testcontainers/testcontainers-go/network"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/containers"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
 // containerRunner returns a shared container runner, or skips with a one-line
 // reason where no Docker engine answers.
-func containerRunner(t *testing.T) *harness.Containers {
+func containerRunner(t *testing.T) *containers.Runner {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("containers: skipped with -short")
 	}
-	if err := harness.DockerAvailable(context.Background()); err != nil {
+	if err := containers.DockerAvailable(context.Background()); err != nil {
 		t.Skipf("containers: no Docker engine answers (%v); the container suite needs one", err)
 	}
-	r := &harness.Containers{}
+	r := &containers.Runner{}
 	t.Cleanup(func() {
-		left, err := harness.Leftovers(context.Background())
+		left, err := containers.Leftovers(context.Background())
 		require.NoError(t, err)
 		assert.Empty(t, left, "every container and network of the runs is removed")
 	})
@@ -111,7 +112,7 @@ func TestContainersUnderlayTaken(t *testing.T) {
 	r := containerRunner(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	squatter, err := network.New(ctx, network.WithInternal(), network.WithLabels(map[string]string{harness.LabelRun: "squatter"}),
+	squatter, err := network.New(ctx, network.WithInternal(), network.WithLabels(map[string]string{containers.LabelRun: "squatter"}),
 		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: netip.MustParsePrefix("198.18.10.0/24")}}}))
 	require.NoError(t, err)
 	// Registered after containerRunner's leftover check, so it runs first.

@@ -1,4 +1,4 @@
-package harness
+package node
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -25,26 +26,26 @@ import (
 
 // Node file names inside a container.
 const (
-	NodeConfigPath = "/etc/pinwall/node.json"
-	NodePolicyPath = "/etc/pinwall/policy.yaml"
-	NodeOut        = "/out"
+	ConfigPath = "/etc/pinwall/node.json"
+	PolicyPath = "/etc/pinwall/policy.yaml"
+	OutDir     = "/out"
 )
 
-// NodeSignals are the control signals a node reacts to, delivered by the
+// Signals are the control signals a node reacts to, delivered by the
 // caller (the CLI maps SIGHUP and SIGUSR1 to them).
-type NodeSignals struct {
-	// Reload asks the firewall to re-read NodePolicyPath.
+type Signals struct {
+	// Reload asks the firewall to re-read PolicyPath.
 	Reload <-chan struct{}
 	// NetworkChange tells the client the network changed.
 	NetworkChange <-chan struct{}
 }
 
-// RunNode runs one container role until ctx ends (servers) or its work is
+// Run runs one container role until ctx ends (servers) or its work is
 // done (client, probe). It prints MarkerReady once serving.
-func RunNode(ctx context.Context, nc NodeConfig, sig NodeSignals, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, nc Config, sig Signals, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if nc.Out == "" {
-		nc.Out = NodeOut
+		nc.Out = OutDir
 	}
 	if err := os.MkdirAll(nc.Out, 0o755); err != nil {
 		return err
@@ -80,7 +81,7 @@ func RunNode(ctx context.Context, nc NodeConfig, sig NodeSignals, stdout, stderr
 	return fmt.Errorf("unknown role %q", nc.Role)
 }
 
-func applyNodeNet(ctx context.Context, nc NodeConfig) (func() error, error) {
+func applyNodeNet(ctx context.Context, nc Config) (func() error, error) {
 	var cfg netsetup.Config
 	for _, o := range nc.Net.Overlays {
 		cfg.Overlays = append(cfg.Overlays, netsetup.Overlay{Name: o.Name, VNI: o.VNI, Addr: o.Addr, Underlay: o.Underlay, Peers: o.Peers})
@@ -102,11 +103,11 @@ func applyNodeNet(ctx context.Context, nc NodeConfig) (func() error, error) {
 	return netsetup.Apply(ctx, cfg)
 }
 
-func createOut(nc NodeConfig, name string) (*os.File, error) {
+func createOut(nc Config, name string) (*os.File, error) {
 	return os.Create(filepath.Join(nc.Out, name))
 }
 
-func runGatewayNode(ctx context.Context, nc NodeConfig, zone resolve.Resolver, stdout io.Writer, log *slog.Logger) error {
+func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdout io.Writer, log *slog.Logger) error {
 	gn := nc.Gateway
 	cert, err := parseKeyPair(gn.Cert)
 	if err != nil {
@@ -141,7 +142,7 @@ func runGatewayNode(ctx context.Context, nc NodeConfig, zone resolve.Resolver, s
 	return gw.Close()
 }
 
-func runOriginNode(ctx context.Context, nc NodeConfig, stdout io.Writer, log *slog.Logger) error {
+func runOriginNode(ctx context.Context, nc Config, stdout io.Writer, log *slog.Logger) error {
 	on := nc.Origin
 	certs := map[string]*tls.Certificate{}
 	for name, p := range on.Certs {
@@ -172,7 +173,7 @@ func runOriginNode(ctx context.Context, nc NodeConfig, stdout io.Writer, log *sl
 	return srv.Close()
 }
 
-func runFirewallNode(ctx context.Context, nc NodeConfig, zone resolve.Resolver, sig NodeSignals, stdout io.Writer, log *slog.Logger) error {
+func runFirewallNode(ctx context.Context, nc Config, zone resolve.Resolver, sig Signals, stdout io.Writer, log *slog.Logger) error {
 	fn := nc.Firewall
 	ca, err := pki.LoadCA(pki.Config{}, []byte(fn.CA.Cert), []byte(fn.CA.Key))
 	if err != nil {
@@ -241,10 +242,10 @@ func runFirewallNode(ctx context.Context, nc NodeConfig, zone resolve.Resolver, 
 		case <-ctx.Done():
 			done = true
 		case <-sig.Reload:
-			data, err := os.ReadFile(NodePolicyPath)
+			data, err := os.ReadFile(PolicyPath)
 			if err == nil {
 				var p *policy.Policy
-				if p, err = policy.Parse(NodePolicyPath, data); err == nil {
+				if p, err = policy.Parse(PolicyPath, data); err == nil {
 					err = fw.SwapPolicy(p)
 				}
 			}
@@ -266,10 +267,10 @@ func runFirewallNode(ctx context.Context, nc NodeConfig, zone resolve.Resolver, 
 }
 
 // runProbesOS runs probes from this machine's network.
-func runProbesOS(ctx context.Context, probes []Probe) []ProbeResult {
-	var out []ProbeResult
+func runProbesOS(ctx context.Context, probes []harness.Probe) []harness.ProbeResult {
+	var out []harness.ProbeResult
 	for _, pr := range probes {
-		out = append(out, runProbe(ctx, hostnet.OS{}, pr))
+		out = append(out, harness.RunProbe(ctx, hostnet.OS{}, pr))
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package harness
+package containers
 
 import (
 	"context"
@@ -6,7 +6,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestUnderlaySlotsDisjoint: runs at once never share a Docker subnet, and
 // every slot's bridges and node addresses sit inside its own subnets.
@@ -32,7 +35,7 @@ func TestUnderlaySlotsDisjoint(t *testing.T) {
 // TestContainersSlotsBounded: Parallel caps the runs holding containers,
 // and a cancelled wait for a slot returns the context's error.
 func TestContainersSlotsBounded(t *testing.T) {
-	c := &Containers{Parallel: 2}
+	c := &Runner{Parallel: 2}
 	a, err := c.acquire(t.Context())
 	require.NoError(t, err)
 	b, err := c.acquire(t.Context())

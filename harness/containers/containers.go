@@ -1,4 +1,4 @@
-package harness
+package containers
 
 import (
 	"archive/tar"
@@ -33,6 +33,8 @@ import (
 
 	"github.com/pinwall/pinwall/docker"
 	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/internal/node"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/pki"
@@ -71,12 +73,12 @@ type underlays struct {
 	lanBridge, inetBridge netip.Addr
 }
 
-// MaxParallelRuns bounds Containers.Parallel: slots beyond it would make the
+// MaxParallelRuns bounds Runner.Parallel: slots beyond it would make the
 // LAN underlays run into the internet ones.
 const MaxParallelRuns = 32
 
 // underlayClaims are the underlay slots the runs of this process hold, so
-// that two Containers values never pick the same subnets.
+// that two Runner values never pick the same subnets.
 var underlayClaims struct {
 	sync.Mutex
 	held [MaxParallelRuns]bool
@@ -135,14 +137,14 @@ const (
 	fwUDPPort = 15002
 )
 
-// Containers runs plans on real Docker networks with testcontainers-go:
+// Runner runs plans on real Docker networks with testcontainers-go:
 // the laptop on lan with the firewall as its default route, the firewall
 // on lan and internet with forwarding on and nftables interception, the
 // gateways and origins on internet with their service addresses. One
 // image FROM scratch holds the static pinwall binary; it is built once per
 // runner and reused. Up to Parallel runs go at once, each on its own pair
 // of underlay subnets; more wait for a free slot.
-type Containers struct {
+type Runner struct {
 	// Binary is a static (CGO_ENABLED=0) pinwall binary to put in the
 	// image; empty builds ./cmd/pinwall from this module's source.
 	Binary string
@@ -169,11 +171,11 @@ type Containers struct {
 	built     time.Duration
 }
 
-// Name implements Runner.
-func (c *Containers) Name() string { return "containers" }
+// Name implements harness.Runner.
+func (c *Runner) Name() string { return "containers" }
 
 // ImageBuildTime reports how long building the image took (zero when reused).
-func (c *Containers) ImageBuildTime() time.Duration {
+func (c *Runner) ImageBuildTime() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.built
@@ -202,7 +204,7 @@ func DockerAvailable(ctx context.Context) error {
 	return err
 }
 
-func (c *Containers) log() *slog.Logger {
+func (c *Runner) log() *slog.Logger {
 	if c.Logger != nil {
 		return c.Logger
 	}
@@ -210,7 +212,7 @@ func (c *Containers) log() *slog.Logger {
 }
 
 // Image builds (once) and returns the node image's tag.
-func (c *Containers) Image(ctx context.Context) (string, error) {
+func (c *Runner) Image(ctx context.Context) (string, error) {
 	c.buildOnce.Do(func() {
 		start := time.Now()
 		c.image, c.imageErr = buildImage(ctx, c.Binary, c.Rebuild, c.log())
@@ -227,7 +229,7 @@ func moduleRoot() (string, error) {
 	if !ok {
 		return "", errors.New("cannot locate the module source")
 	}
-	root := filepath.Dir(filepath.Dir(file))
+	root := filepath.Dir(filepath.Dir(filepath.Dir(file))) // harness/containers/containers.go
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		return "", fmt.Errorf("module source not found at %s (pass a static pinwall binary instead)", root)
 	}
@@ -306,18 +308,18 @@ func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logg
 	return tag, nil
 }
 
-// node is one started container.
-type node struct {
+// started is one started container.
+type started struct {
 	name string
-	cfg  NodeConfig
+	cfg  node.Config
 	c    testcontainers.Container
 }
 
 // containerRun is one plan's containers and networks.
 type containerRun struct {
-	r     *Containers
+	r     *Runner
 	id    string
-	plan  Plan
+	plan  harness.Plan
 	set   *pki.Set
 	image string
 	cli   *testcontainers.DockerClient
@@ -326,12 +328,12 @@ type containerRun struct {
 	under underlays
 	slot  int        // the underlay slot claimed for under
 	mu    sync.Mutex // guards nodes and order while servers start together
-	nodes map[string]*node
+	nodes map[string]*started
 	order []string
 }
 
-// Run implements Runner.
-func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
+// Run implements harness.Runner.
+func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation, error) {
 	p.Spec = p.Spec.WithDefaults()
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -365,14 +367,14 @@ func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
 	defer cli.Close()
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
-	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, under: underlaySlot(under), slot: under, nodes: map[string]*node{}}
+	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, under: underlaySlot(under), slot: under, nodes: map[string]*started{}}
 	defer func() {
 		if !c.Keep {
 			run.teardown(context.WithoutCancel(ctx))
 		}
 		releaseUnderlay(run.slot)
 	}()
-	obs := &Observation{Mode: c.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
+	obs := &harness.Observation{Mode: c.Name(), Started: time.Now(), Roles: harness.RolesOf(p.Spec)}
 	if err := run.start(ctx); err != nil {
 		return nil, err
 	}
@@ -387,7 +389,7 @@ func (c *Containers) Run(ctx context.Context, p Plan) (*Observation, error) {
 }
 
 // acquire waits for a free run slot.
-func (c *Containers) acquire(ctx context.Context) (int, error) {
+func (c *Runner) acquire(ctx context.Context) (int, error) {
 	c.slotsOnce.Do(func() {
 		n := c.Parallel
 		if n <= 0 {
@@ -407,7 +409,7 @@ func (c *Containers) acquire(ctx context.Context) (int, error) {
 	}
 }
 
-func (c *Containers) release(k int) { c.slots <- k }
+func (c *Runner) release(k int) { c.slots <- k }
 
 func (run *containerRun) labels() map[string]string {
 	return map[string]string{LabelRun: run.id}
@@ -468,7 +470,7 @@ func (run *containerRun) start(ctx context.Context) error {
 		errs []error
 	)
 	for _, nc := range cfgs {
-		if nc.Role == RoleClient || nc.Role == RoleProbe {
+		if nc.Role == node.RoleClient || nc.Role == node.RoleProbe {
 			continue
 		}
 		wg.Add(1)
@@ -486,30 +488,30 @@ func (run *containerRun) start(ctx context.Context) error {
 		return errors.Join(errs...)
 	}
 	for _, nc := range cfgs {
-		if nc.Role == RoleClient || nc.Role == RoleProbe {
-			run.nodes[nc.Name] = &node{name: nc.Name, cfg: nc}
+		if nc.Role == node.RoleClient || nc.Role == node.RoleProbe {
+			run.nodes[nc.Name] = &started{name: nc.Name, cfg: nc}
 		}
 	}
 	return nil
 }
 
 // overlayAddrs is each node's address on the two segments.
-func (run *containerRun) overlayAddrs(nc NodeConfig) (lan, inet netip.Addr) {
+func (run *containerRun) overlayAddrs(nc node.Config) (lan, inet netip.Addr) {
 	s := run.plan.Spec
 	switch nc.Role {
-	case RoleFirewall:
+	case node.RoleFirewall:
 		return s.Firewall.Inside, s.Firewall.Outside
-	case RoleClient:
+	case node.RoleClient:
 		return s.Laptop, netip.Addr{}
-	case RoleProbe:
+	case node.RoleProbe:
 		for _, h := range s.ExtraHosts {
 			if h.Name == nc.Name {
 				return h.Addr, netip.Addr{}
 			}
 		}
-	case RoleOrigin:
+	case node.RoleOrigin:
 		return netip.Addr{}, originsOnNet
-	case RoleGateway:
+	case node.RoleGateway:
 		for i, g := range s.Gateways {
 			if g.Name == nc.Name {
 				return netip.Addr{}, nthAddr(firstGatewayOnNet, i)
@@ -520,7 +522,7 @@ func (run *containerRun) overlayAddrs(nc NodeConfig) (lan, inet netip.Addr) {
 }
 
 // attach is which Docker networks a node joins, at which underlay address.
-func (run *containerRun) attach(nc NodeConfig) map[*testcontainers.DockerNetwork]netip.Addr {
+func (run *containerRun) attach(nc node.Config) map[*testcontainers.DockerNetwork]netip.Addr {
 	lan, inet := run.overlayAddrs(nc)
 	out := map[*testcontainers.DockerNetwork]netip.Addr{}
 	if lan.IsValid() {
@@ -533,14 +535,14 @@ func (run *containerRun) attach(nc NodeConfig) map[*testcontainers.DockerNetwork
 }
 
 // overlays lists a node's VXLAN memberships, flooding to every other member.
-func (run *containerRun) overlays(nc NodeConfig, all []NodeConfig) []NodeOverlay {
+func (run *containerRun) overlays(nc node.Config, all []node.Config) []node.Overlay {
 	lan, inet := run.overlayAddrs(nc)
-	var out []NodeOverlay
-	member := func(name string, vni uint32, addr netip.Addr, net netip.Prefix, under netip.Prefix, pick func(NodeConfig) netip.Addr) {
+	var out []node.Overlay
+	member := func(name string, vni uint32, addr netip.Addr, net netip.Prefix, under netip.Prefix, pick func(node.Config) netip.Addr) {
 		if !addr.IsValid() {
 			return
 		}
-		o := NodeOverlay{Name: name, VNI: vni, Addr: netip.PrefixFrom(addr, net.Bits()), Underlay: underlayOf(addr, under)}
+		o := node.Overlay{Name: name, VNI: vni, Addr: netip.PrefixFrom(addr, net.Bits()), Underlay: underlayOf(addr, under)}
 		for _, other := range all {
 			if other.Name == nc.Name {
 				continue
@@ -551,8 +553,8 @@ func (run *containerRun) overlays(nc NodeConfig, all []NodeConfig) []NodeOverlay
 		}
 		out = append(out, o)
 	}
-	member(lanOverlay, lanVNI, lan, run.plan.Spec.LAN, run.under.lan, func(o NodeConfig) netip.Addr { a, _ := run.overlayAddrs(o); return a })
-	member(inetOverlay, inetVNI, inet, internetNet, run.under.inet, func(o NodeConfig) netip.Addr { _, a := run.overlayAddrs(o); return a })
+	member(lanOverlay, lanVNI, lan, run.plan.Spec.LAN, run.under.lan, func(o node.Config) netip.Addr { a, _ := run.overlayAddrs(o); return a })
+	member(inetOverlay, inetVNI, inet, internetNet, run.under.inet, func(o node.Config) netip.Addr { _, a := run.overlayAddrs(o); return a })
 	return out
 }
 
@@ -563,14 +565,14 @@ func nthAddr(a netip.Addr, n int) netip.Addr {
 	return a
 }
 
-func (run *containerRun) startNode(ctx context.Context, nc NodeConfig, waitReady bool) error {
+func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitReady bool) error {
 	cfgJSON, err := json.Marshal(nc)
 	if err != nil {
 		return err
 	}
-	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: NodeConfigPath, FileMode: 0o644}}
-	if nc.Role == RoleFirewall {
-		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: NodePolicyPath, FileMode: 0o644})
+	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o644}}
+	if nc.Role == node.RoleFirewall {
+		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: node.PolicyPath, FileMode: 0o644})
 	}
 	// testcontainers attaches extra networks without addresses, so only the
 	// first goes through it; the others are connected, with their static
@@ -583,13 +585,13 @@ func (run *containerRun) startNode(ctx context.Context, nc NodeConfig, waitReady
 		}
 	}
 	opts := []testcontainers.ContainerCustomizer{
-		testcontainers.WithCmd("serve", nc.Role, "--config", NodeConfigPath),
+		testcontainers.WithCmd("serve", nc.Role, "--config", node.ConfigPath),
 		testcontainers.WithLabels(run.labels()),
 		testcontainers.WithName(fmt.Sprintf("pinwall-%s-%s", run.id, sanitize(nc.Name))),
 		testcontainers.WithFiles(files...),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.CapAdd = []string{"NET_ADMIN"}
-			if nc.Role == RoleFirewall {
+			if nc.Role == node.RoleFirewall {
 				hc.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 			}
 		}),
@@ -616,10 +618,10 @@ func (run *containerRun) startNode(ctx context.Context, nc NodeConfig, waitReady
 				return nil
 			}},
 		}),
-		testcontainers.WithWaitStrategy(wait.ForLog(MarkerReady).WithStartupTimeout(60 * time.Second)),
+		testcontainers.WithWaitStrategy(wait.ForLog(node.MarkerReady).WithStartupTimeout(60 * time.Second)),
 	}
 	c, err := testcontainers.Run(ctx, run.image, opts...)
-	n := &node{name: nc.Name, cfg: nc, c: c}
+	n := &started{name: nc.Name, cfg: nc, c: c}
 	run.mu.Lock()
 	run.nodes[nc.Name] = n
 	run.order = append(run.order, nc.Name)
@@ -668,13 +670,13 @@ func waitLog(ctx context.Context, c testcontainers.Container, marker string, tim
 
 // exercise starts the laptop, runs the events beside its workload, then
 // the probes.
-func (run *containerRun) exercise(ctx context.Context, obs *Observation) error {
+func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation) error {
 	laptop := run.nodes["laptop"]
 	if err := run.startNode(ctx, laptop.cfg, true); err != nil {
 		return err
 	}
 	laptop = run.nodes["laptop"]
-	if err := waitLog(ctx, laptop.c, MarkerTunnelSettled, 2*time.Minute); err != nil {
+	if err := waitLog(ctx, laptop.c, node.MarkerTunnelSettled, 2*time.Minute); err != nil {
 		return err
 	}
 	evCtx, stop := context.WithCancel(ctx)
@@ -682,9 +684,9 @@ func (run *containerRun) exercise(ctx context.Context, obs *Observation) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		obs.Events = runEvents(evCtx, run.plan.Events, run.apply, run.r.log())
+		obs.Events = harness.RunEvents(evCtx, run.plan.Events, run.apply, run.r.log())
 	}()
-	err := waitLog(ctx, laptop.c, MarkerDone, 10*time.Minute)
+	err := waitLog(ctx, laptop.c, node.MarkerDone, 10*time.Minute)
 	stop()
 	wg.Wait()
 	if err != nil {
@@ -698,7 +700,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *Observation) error {
 		if err := run.startNode(ctx, n.cfg, true); err != nil {
 			return err
 		}
-		if err := waitLog(ctx, run.nodes[h.Name].c, MarkerDone, time.Minute); err != nil {
+		if err := waitLog(ctx, run.nodes[h.Name].c, node.MarkerDone, time.Minute); err != nil {
 			return err
 		}
 	}
@@ -706,9 +708,9 @@ func (run *containerRun) exercise(ctx context.Context, obs *Observation) error {
 }
 
 // Apply carries out an event on the containers.
-func (run *containerRun) apply(ctx context.Context, e Event) error {
+func (run *containerRun) apply(ctx context.Context, e harness.Event) error {
 	switch e.Do {
-	case EventGatewayDown:
+	case harness.EventGatewayDown:
 		name := e.Target
 		if name == "" {
 			name = run.plan.Spec.Client.Gateways[0]
@@ -719,7 +721,7 @@ func (run *containerRun) apply(ctx context.Context, e Event) error {
 		}
 		zero := time.Duration(0)
 		return n.c.Stop(ctx, &zero) // docker kill: the gateway's host vanishes
-	case EventFirewallPause:
+	case harness.EventFirewallPause:
 		id := run.nodes["firewall"].c.GetContainerID()
 		if _, err := run.cli.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
 			return err
@@ -730,14 +732,14 @@ func (run *containerRun) apply(ctx context.Context, e Event) error {
 		}
 		_, err := run.cli.ContainerUnpause(context.WithoutCancel(ctx), id, client.ContainerUnpauseOptions{})
 		return err
-	case EventPolicy:
+	case harness.EventPolicy:
 		fw := run.nodes["firewall"].c
-		if err := fw.CopyToContainer(ctx, []byte(e.Policy), NodePolicyPath, 0o644); err != nil {
+		if err := fw.CopyToContainer(ctx, []byte(e.Policy), node.PolicyPath, 0o644); err != nil {
 			return err
 		}
 		_, err := run.cli.ContainerKill(ctx, fw.GetContainerID(), client.ContainerKillOptions{Signal: "HUP"})
 		return err
-	case EventNetworkChange:
+	case harness.EventNetworkChange:
 		_, err := run.cli.ContainerKill(ctx, run.nodes["laptop"].c.GetContainerID(), client.ContainerKillOptions{Signal: "USR1"})
 		return err
 	}
@@ -746,12 +748,12 @@ func (run *containerRun) apply(ctx context.Context, e Event) error {
 
 // collect stops the servers (the firewall gracefully, so its UDP flows are
 // logged) and reads every log out of the containers.
-func (run *containerRun) collect(ctx context.Context, obs *Observation) error {
+func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) error {
 	grace := 10 * time.Second
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
 	}
-	var rep ClientReport
+	var rep node.ClientReport
 	if err := run.readJSON(ctx, "laptop", "client.json", &rep); err != nil {
 		return err
 	}
@@ -765,7 +767,7 @@ func (run *containerRun) collect(ctx context.Context, obs *Observation) error {
 			break
 		}
 	}
-	obs.Recovery = recovery(obs.History)
+	obs.Recovery = harness.Recovery(obs.History)
 	recs, err := run.read(ctx, "firewall", "firewall.jsonl")
 	if err != nil {
 		return err
@@ -795,7 +797,7 @@ func (run *containerRun) collect(ctx context.Context, obs *Observation) error {
 		obs.Gateway = append(obs.Gateway, evs...)
 	}
 	for _, h := range run.plan.Spec.ExtraHosts {
-		var pr []ProbeResult
+		var pr []harness.ProbeResult
 		if n := run.nodes[h.Name]; n != nil && n.c != nil {
 			if err := run.readJSON(ctx, h.Name, "probes.json", &pr); err == nil {
 				obs.Probes = append(obs.Probes, pr...)
@@ -810,7 +812,7 @@ func (run *containerRun) read(ctx context.Context, nodeName, file string) ([]byt
 	if n == nil || n.c == nil {
 		return nil, fmt.Errorf("containers: no node %q", nodeName)
 	}
-	rc, err := n.c.CopyFileFromContainer(ctx, NodeOut+"/"+file)
+	rc, err := n.c.CopyFileFromContainer(ctx, node.OutDir+"/"+file)
 	if err != nil {
 		return nil, fmt.Errorf("containers: read %s from %s: %w\n%s", file, nodeName, err, containerLogs(ctx, n.c))
 	}
@@ -876,7 +878,7 @@ func Leftovers(ctx context.Context) ([]string, error) {
 }
 
 // configs writes every node's configuration from the plan.
-func (run *containerRun) configs() ([]NodeConfig, error) {
+func (run *containerRun) configs() ([]node.Config, error) {
 	s := run.plan.Spec
 	set := run.set
 	var zone []resolve.Record
@@ -898,10 +900,10 @@ func (run *containerRun) configs() ([]NodeConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []NodeConfig
+	var out []node.Config
 	// Origins.
-	on := &OriginNode{Sites: s.Origins, Certs: map[string]PEMPair{}}
-	var originRoutes []NodeRoute
+	on := &node.Origin{Sites: s.Origins, Certs: map[string]node.PEMPair{}}
+	var originRoutes []node.Route
 	var originAddrs []netip.Prefix
 	seen := map[netip.Addr]bool{}
 	for _, o := range s.Origins {
@@ -915,21 +917,21 @@ func (run *containerRun) configs() ([]NodeConfig, error) {
 		if !seen[o.Addr] {
 			seen[o.Addr] = true
 			originAddrs = append(originAddrs, netip.PrefixFrom(o.Addr, 32))
-			originRoutes = append(originRoutes, NodeRoute{Dst: netip.PrefixFrom(o.Addr, 32), Via: originsOnNet})
+			originRoutes = append(originRoutes, node.Route{Dst: netip.PrefixFrom(o.Addr, 32), Via: originsOnNet})
 		}
 	}
-	out = append(out, NodeConfig{Role: RoleOrigin, Name: "origins", Tenant: s.Tenant, Net: NodeNet{Addrs: originAddrs}, Zone: zone, Origin: on})
+	out = append(out, node.Config{Role: node.RoleOrigin, Name: "origins", Tenant: s.Tenant, Net: node.Net{Addrs: originAddrs}, Zone: zone, Origin: on})
 	// Gateways.
-	var gwRoutes []NodeRoute
+	var gwRoutes []node.Route
 	for i, g := range s.Gateways {
 		var addrs []netip.Prefix
 		for _, a := range g.Addrs() {
 			addrs = append(addrs, netip.PrefixFrom(a, 32))
-			gwRoutes = append(gwRoutes, NodeRoute{Dst: netip.PrefixFrom(a, 32), Via: nthAddr(firstGatewayOnNet, i)})
+			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: nthAddr(firstGatewayOnNet, i)})
 		}
-		out = append(out, NodeConfig{Role: RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
-			Net:     NodeNet{Addrs: addrs, Routes: originRoutes},
-			Gateway: &GatewayNode{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams}})
+		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
+			Net:     node.Net{Addrs: addrs, Routes: originRoutes},
+			Gateway: &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams}})
 	}
 	// Firewall.
 	fs := s.Firewall
@@ -945,26 +947,26 @@ func (run *containerRun) configs() ([]NodeConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, NodeConfig{Role: RoleFirewall, Name: "firewall", Tenant: s.Tenant, Zone: zone,
-		Net: NodeNet{Routes: append(append([]NodeRoute{}, gwRoutes...), originRoutes...),
-			Intercept: &NodeIntercept{LAN: s.LAN, TCPPorts: []uint16{80, 443, 8443}, TCPTo: fwTCPPort, UDPPorts: []uint16{443}, UDPTo: fwUDPPort}},
-		Firewall: &FirewallNode{Policy: string(polYAML), CA: PEMPair{Cert: string(set.Enterprise.CertPEM()), Key: string(caKey)},
+	out = append(out, node.Config{Role: node.RoleFirewall, Name: "firewall", Tenant: s.Tenant, Zone: zone,
+		Net: node.Net{Routes: append(append([]node.Route{}, gwRoutes...), originRoutes...),
+			Intercept: &node.Intercept{LAN: s.LAN, TCPPorts: []uint16{80, 443, 8443}, TCPTo: fwTCPPort, UDPPorts: []uint16{443}, UDPTo: fwUDPPort}},
+		Firewall: &node.Firewall{Policy: string(polYAML), CA: node.PEMPair{Cert: string(set.Enterprise.CertPEM()), Key: string(caKey)},
 			Roots: string(set.Internet.CertPEM()), Inside: fs.Inside, Outside: fs.Outside, ProxyPort: fs.ProxyPort, LAN: s.LAN}})
 	// Laptop.
 	cn, err := run.clientNode(gwCert)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, NodeConfig{Role: RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: NodeNet{DefaultVia: fs.Inside}, Client: cn})
+	out = append(out, node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn})
 	// Extra hosts run probes.
 	for _, h := range s.ExtraHosts {
-		var probes []Probe
+		var probes []harness.Probe
 		for _, p := range run.plan.Probes {
 			if p.From == h.Name {
 				probes = append(probes, p)
 			}
 		}
-		out = append(out, NodeConfig{Role: RoleProbe, Name: h.Name, Tenant: s.Tenant, Zone: zone, Net: NodeNet{DefaultVia: fs.Inside}, Probes: probes})
+		out = append(out, node.Config{Role: node.RoleProbe, Name: h.Name, Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Probes: probes})
 	}
 	for i := range out {
 		out[i].Net.Overlays = run.overlays(out[i], out)
@@ -975,34 +977,31 @@ func (run *containerRun) configs() ([]NodeConfig, error) {
 	return out, nil
 }
 
-func pemPair(c *tls.Certificate) (PEMPair, error) {
+func pemPair(c *tls.Certificate) (node.PEMPair, error) {
 	key, err := pki.KeyPEM(c.PrivateKey.(crypto.Signer))
 	if err != nil {
-		return PEMPair{}, err
+		return node.PEMPair{}, err
 	}
-	return PEMPair{Cert: string(pki.ChainPEM(c)), Key: string(key)}, nil
+	return node.PEMPair{Cert: string(pki.ChainPEM(c)), Key: string(key)}, nil
 }
 
 // clientNode builds the laptop's settings as the in-process topology does.
-func (run *containerRun) clientNode(gwCert *tls.Certificate) (*ClientNode, error) {
+func (run *containerRun) clientNode(gwCert *tls.Certificate) (*node.Client, error) {
 	s := run.plan.Spec
-	topo := &Topology{Spec: s, PKI: run.set}
-	topo.gatewayCert = gwCert.Leaf
-	topo.Gateways = nil
-	cfg, err := topo.clientSettings()
+	cfg, err := harness.ClientSettings(s, run.set, gwCert.Leaf)
 	if err != nil {
 		return nil, err
 	}
-	cn := &ClientNode{Spec: s.Client, Workload: run.plan.Workload.WithDefaults(s), Reconnects: run.plan.Reconnects, WaitUp: run.plan.waitUp(), Hold: run.plan.Hold}
+	cn := &node.Client{Spec: s.Client, Workload: run.plan.Workload.WithDefaults(s), Reconnects: run.plan.Reconnects, WaitUp: run.plan.UpWait(), Hold: run.plan.Hold}
 	for _, p := range cfg.Pins {
 		cn.Pins = append(cn.Pins, string(p))
 	}
 	var roots, app bytes.Buffer
 	for _, tr := range s.Client.Trust {
 		switch tr {
-		case TrustInternet:
+		case harness.TrustInternet:
 			roots.Write(run.set.Internet.CertPEM())
-		case TrustEnterprise:
+		case harness.TrustEnterprise:
 			roots.Write(run.set.Enterprise.CertPEM())
 		}
 	}

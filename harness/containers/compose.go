@@ -1,11 +1,14 @@
-package harness
+package containers
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
 
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/internal/node"
 	"github.com/pinwall/pinwall/pki"
 )
 
@@ -14,7 +17,7 @@ import (
 // format 2.4, which docker-compose 1.29 and Compose v2 both read). The
 // laptop also serves SOCKS5 on its underlay address, port 1080, reachable
 // from the host for curl. Image names the pinwall node image.
-func ComposeFiles(p Plan, set *pki.Set, image string) (map[string][]byte, error) {
+func ComposeFiles(p harness.Plan, set *pki.Set, image string) (map[string][]byte, error) {
 	p.Spec = p.Spec.WithDefaults()
 	if p.Spec.Firewall == nil {
 		return nil, fmt.Errorf("compose: the topology needs a firewall")
@@ -31,20 +34,20 @@ func ComposeFiles(p Plan, set *pki.Set, image string) (map[string][]byte, error)
 	}
 	var svc strings.Builder
 	for _, nc := range cfgs {
-		nc.Out = NodeOut
-		if nc.Role == RoleClient {
+		nc.Out = node.OutDir
+		if nc.Role == node.RoleClient {
 			lan, _ := run.overlayAddrs(nc)
 			nc.Client.SOCKS = netip.AddrPortFrom(underlayOf(lan, run.under.lan), 1080).String()
 		}
 		name := sanitize(nc.Name)
-		b, err := marshalIndent(nc)
+		b, err := json.MarshalIndent(nc, "", "  ")
 		if err != nil {
 			return nil, err
 		}
 		files[name+".json"] = b
 		fmt.Fprintf(&svc, "  %s:\n    image: %s\n    command: [serve, %s, --config, /etc/pinwall/node.json]\n", name, image, nc.Role)
 		fmt.Fprintf(&svc, "    cap_add: [NET_ADMIN]\n    volumes:\n      - ./%s.json:/etc/pinwall/node.json:ro\n", name)
-		if nc.Role == RoleFirewall {
+		if nc.Role == node.RoleFirewall {
 			files["policy.yaml"] = []byte(nc.Firewall.Policy)
 			fmt.Fprintf(&svc, "      - ./policy.yaml:/etc/pinwall/policy.yaml:ro\n    sysctls:\n      net.ipv4.ip_forward: \"1\"\n")
 		}
@@ -56,7 +59,7 @@ func ComposeFiles(p Plan, set *pki.Set, image string) (map[string][]byte, error)
 		if inet.IsValid() {
 			fmt.Fprintf(&svc, "      internet:\n        ipv4_address: %s\n", underlayOf(inet, run.under.inet))
 		}
-		if nc.Role == RoleClient || nc.Role == RoleProbe {
+		if nc.Role == node.RoleClient || nc.Role == node.RoleProbe {
 			svc.WriteString("    depends_on: [firewall]\n")
 		}
 	}
