@@ -43,4 +43,9 @@
 // vocabulary (application, rule, action, decryption outcome with leg and
 // cause, end reason, bytes each way, both certificate fingerprints), kept in
 // memory and written to any number of fwlog writers.
+//
+// # Sources
+//
+// Which vendor document each behaviour follows, and which parts are
+// inferred, is listed in docs/sources.md#firewall.
 package mitm

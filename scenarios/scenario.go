@@ -404,7 +404,9 @@ func Catalogue() ([]*Scenario, error) {
 	return out, nil
 }
 
-// catalogueOrder is the order of SCENARIOS.md's table.
+// catalogueOrder is the catalogue's order: from what the firewall sees,
+// through why decryption fails, to which bypass rule fixes it (the order of
+// docs/scenarios.md and of every report).
 var catalogueOrder = []string{
 	"visibility", "udp-blocked", "decrypt-pinned", "decrypt-mtls", "double-decrypt", "bypass-sni",
 	"bypass-ip", "bypass-fqdn", "backup-gateway", "sni-spoof", "steering-exceptions", "learned-exclusion",

@@ -44,5 +44,5 @@
 // Where the vendor documentation gives no value for something pinwall models
 // (FortiOS application names for DTLS, which FortiOS SSL log ID a client's
 // rejection of a forged certificate maps to) the mapping is marked inferred
-// in the code.
+// in the code and in docs/sources.md#logs, which lists every format's sources.
 package fwlog
