@@ -161,10 +161,10 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Stack == nil {
-		errs = append(errs, errors.New("Stack is required"))
+		errs = append(errs, errors.New("field Stack is required"))
 	}
 	if c.Resolver == nil {
-		errs = append(errs, errors.New("Resolver is required"))
+		errs = append(errs, errors.New("field Resolver is required"))
 	}
 	if c.UpstreamProxy != nil && c.UpstreamProxy.Scheme != "http" {
 		errs = append(errs, fmt.Errorf("upstream proxy %q: only http:// (CONNECT) proxies are supported", c.UpstreamProxy))

@@ -175,12 +175,3 @@ func findings(obs *harness.Observation) []Finding {
 	}
 	return out
 }
-
-func hasFinding(fs []Finding, id FindingID) bool {
-	for _, f := range fs {
-		if f.ID == id {
-			return true
-		}
-	}
-	return false
-}

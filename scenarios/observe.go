@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
@@ -152,17 +151,6 @@ func tunnelFailureRecord(obs *harness.Observation) *fwlog.Record {
 		return failed
 	}
 	return denied
-}
-
-// transitionsUp lists the "up" transitions.
-func transitionsUp(h []client.Transition) []client.Transition {
-	var out []client.Transition
-	for _, t := range h {
-		if t.Event == "up" {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 func clientAddr(e gateway.Event) netip.Addr {

@@ -42,11 +42,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return usageError("serve: unknown role %q (want firewall, client, gateway, origin or probe)", role)
 }
 
-// zoneFile is a --hosts file: names and their addresses.
-type zoneFile struct {
-	Records []resolve.Record `yaml:"records"`
-}
-
 func loadZone(file string) (*resolve.Zone, error) {
 	if file == "" {
 		return &resolve.Zone{}, nil

@@ -334,8 +334,6 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 	return nil
 }
 
-func marshalIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
-
 func writeJSON(file string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
