@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,45 +21,13 @@ import (
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/internal/syncbuf"
 )
 
-// logBuffer collects the topology's operational log as JSON lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the log lines containing every one of parts.
-func (b *logBuffer) lines(parts ...string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		ok := l != ""
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // startLogged starts spec with its operational log captured.
-func startLogged(t *testing.T, spec harness.Spec) (*harness.Topology, *logBuffer) {
+func startLogged(t *testing.T, spec harness.Spec) (*harness.Topology, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	topo, err := harness.StartInProcess(ctx, spec, harness.Options{
@@ -251,7 +216,7 @@ func TestSOCKSFailCloseRefuses(t *testing.T) {
 		assert.Regexp(t, `\(2\)|(?i)not allowed`, out, "curl reports the SOCKS reply")
 	})
 
-	refused := logs.lines(`"msg":"socks5: refused"`, `"dst":"www.social.test:443"`)
+	refused := logs.Lines(`"msg":"socks5: refused"`, `"dst":"www.social.test:443"`)
 	require.NotEmpty(t, refused, "the refusal is logged; log:\n%s", logs)
 	for _, l := range refused {
 		assert.Contains(t, l, `"reply":"connection not allowed by ruleset"`)

@@ -24,6 +24,7 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/internal/syncbuf"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/tunnel"
@@ -48,24 +49,6 @@ var (
 )
 
 var transports = []tunnel.Transport{tunnel.TransportTLS, tunnel.TransportDTLS}
-
-// syncBuffer is a goroutine-safe bytes.Buffer for the gateway's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
 
 // echoServer echoes each TCP connection until the peer half-closes.
 type echoServer struct {
@@ -132,7 +115,7 @@ type world struct {
 	cfg    gateway.Config
 	laptop *hostnet.Host
 	device *tls.Certificate
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 }
 
 // newWorld starts a gateway with a short header deadline and a small stream
@@ -157,7 +140,7 @@ func newWorld(t testing.TB, tweak func(*gateway.Config)) *world {
 	zone, err := resolve.NewZone(resolve.Record{Name: echoHost, Addrs: []netip.Addr{originIP}})
 	require.NoError(t, err)
 
-	w := &world{pki: set, laptop: laptop, device: device, log: &syncBuffer{}}
+	w := &world{pki: set, laptop: laptop, device: device, log: &syncbuf.Buffer{}}
 	w.cfg = gateway.Config{
 		Name:             "gw-test",
 		Addr:             netip.MustParseAddrPort("0.0.0.0:443"),
