@@ -50,10 +50,24 @@ type slot struct {
 	since time.Time
 }
 
+// Events of the client's history (Transition.Event).
+const (
+	// EventUp: a tunnel came up.
+	EventUp = "up"
+	// EventDown: a tunnel that was up was lost.
+	EventDown = "down"
+	// EventAttemptFailed: an attempt to bring a tunnel up failed.
+	EventAttemptFailed = "attempt-failed"
+	// EventFallback: DTLS went unanswered; the client falls back to TLS.
+	EventFallback = "fallback"
+	// EventFailover: the client moves on to the next gateway.
+	EventFailover = "failover"
+)
+
 // Transition is one entry of the client's history.
 type Transition struct {
 	Time      time.Time        `json:"time"`
-	Event     string           `json:"event"` // up, down, attempt-failed, fallback, failover
+	Event     string           `json:"event"` // EventUp, EventDown, ...
 	Session   int              `json:"session"`
 	Gateway   string           `json:"gateway,omitempty"`
 	Addr      string           `json:"addr,omitempty"`
@@ -257,7 +271,7 @@ func (c *Client) WaitOutcome(ctx context.Context) (State, error) {
 		up := c.anyUpLocked() != nil
 		var failed error
 		for _, h := range c.history[min(seen, len(c.history)):] {
-			if h.Event == "attempt-failed" {
+			if h.Event == EventAttemptFailed {
 				failed = c.lastErr
 			}
 		}
@@ -328,7 +342,7 @@ func (c *Client) keep(s *slot) {
 		backoff = c.cfg.BackoffMin
 		c.mu.Lock()
 		s.up, s.since = a, c.cfg.Now()
-		c.record(Transition{Event: "up", Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, TookMS: a.took.Milliseconds()})
+		c.record(Transition{Event: EventUp, Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, TookMS: a.took.Milliseconds()})
 		c.notifyLocked()
 		c.mu.Unlock()
 
@@ -345,7 +359,7 @@ func (c *Client) keep(s *slot) {
 			if err := a.sess.Err(); err != nil {
 				errText = err.Error()
 			}
-			c.record(Transition{Event: "down", Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, Cause: failure.CauseConnectionReset, Leg: failure.LegClientGateway, Error: errText})
+			c.record(Transition{Event: EventDown, Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, Cause: failure.CauseConnectionReset, Leg: failure.LegClientGateway, Error: errText})
 		}
 		c.notifyLocked()
 		c.mu.Unlock()
@@ -378,7 +392,7 @@ func (c *Client) establish(s *slot) *attempt {
 		}
 		if gi > 0 {
 			c.mu.Lock()
-			c.record(Transition{Event: "failover", Session: s.index, Gateway: gw})
+			c.record(Transition{Event: EventFailover, Session: s.index, Gateway: gw})
 			c.mu.Unlock()
 		}
 		for try := 0; try < c.cfg.AttemptsPerGateway; try++ {
@@ -427,7 +441,7 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 		}
 		c.failed(s, a)
 		c.mu.Lock()
-		fb := Transition{Event: "fallback", Session: s.index, Gateway: gw, Addr: addr.String(), Transport: tunnel.TransportTLS,
+		fb := Transition{Event: EventFallback, Session: s.index, Gateway: gw, Addr: addr.String(), Transport: tunnel.TransportTLS,
 			Leg: failure.LegOf(err), Cause: failure.CauseOf(err), Error: err.Error(), TookMS: time.Since(start).Milliseconds()}
 		c.record(fb)
 		c.mu.Unlock()
@@ -458,7 +472,7 @@ func (c *Client) failed(s *slot, a *attempt) {
 		return
 	}
 	c.lastErr = a.err
-	t := Transition{Event: "attempt-failed", Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
+	t := Transition{Event: EventAttemptFailed, Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
 	if a.addr.IsValid() {
 		t.Addr = a.addr.String()
 	}

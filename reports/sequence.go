@@ -126,12 +126,12 @@ func (b *seqBuilder) laneOf(rec fwlog.Record) int {
 // or the gateway's log.
 func (b *seqBuilder) dtlsUp() bool {
 	for _, h := range b.r.ClientHistory {
-		if h.Event == "up" && h.Transport == tunnel.TransportDTLS {
+		if h.Event == client.EventUp && h.Transport == tunnel.TransportDTLS {
 			return true
 		}
 	}
 	for _, e := range b.r.GatewayLog {
-		if e.Event == gateway.EventTunnelOpen && e.Transport == "dtls" {
+		if e.Event == gateway.EventTunnelOpen && e.Transport == string(tunnel.TransportDTLS) {
 			return true
 		}
 	}
@@ -198,7 +198,7 @@ func (b *seqBuilder) tlsAttempts() []segment {
 func (b *seqBuilder) tunnelLost() []segment {
 	r := b.r
 	var segs []segment
-	if h, ok := firstEvent(r.ClientHistory, "down"); ok {
+	if h, ok := firstEvent(r.ClientHistory, client.EventDown); ok {
 		label := fmt.Sprintf("the tunnel to %s is lost (%s)", orDash(h.Gateway), orDash(string(h.Cause)))
 		for _, e := range r.GatewayLog {
 			if e.Event == gateway.EventTunnelClose && e.Gateway == h.Gateway && !e.Time.After(h.Time) && e.Reason != "" {
@@ -207,7 +207,7 @@ func (b *seqBuilder) tunnelLost() []segment {
 		}
 		segs = append(segs, segment{at: h.Time, steps: []step{{from: laneLaptop, to: laneLaptop, mark: markWarn, label: label}}})
 	}
-	if h, ok := firstEvent(r.ClientHistory, "failover"); ok {
+	if h, ok := firstEvent(r.ClientHistory, client.EventFailover); ok {
 		segs = append(segs, segment{at: h.Time, steps: []step{{from: laneLaptop, to: laneLaptop, label: "the client fails over to " + orDash(h.Gateway)}}})
 	}
 	return segs
@@ -221,7 +221,7 @@ func (b *seqBuilder) tunnelInUse() []segment {
 	}
 	ok := 0
 	for _, e := range f.flows {
-		if e.Result == "ok" {
+		if e.Result == gateway.ResultOK {
 			ok++
 		}
 	}
@@ -408,7 +408,7 @@ func tunnelOpened(f *facts, rec fwlog.Record) bool {
 		}
 	}
 	for _, h := range f.r.ClientHistory {
-		if h.Event == "up" && h.Addr == rec.Dst.String() && string(h.Transport) == "tls" {
+		if h.Event == client.EventUp && h.Addr == rec.Dst.String() && h.Transport == tunnel.TransportTLS {
 			return true
 		}
 	}

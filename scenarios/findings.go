@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 )
@@ -163,7 +165,7 @@ func (s *fwSessions) addTunnelSession(r fwlog.Record, gwNames map[string]bool) {
 func (l *findingList) tunnelFindings(obs *harness.Observation, s fwSessions) {
 	tunnelUp := false
 	for _, e := range obs.Gateway {
-		tunnelUp = tunnelUp || e.Event == "tunnel-open"
+		tunnelUp = tunnelUp || e.Event == gateway.EventTunnelOpen
 	}
 	decrypted, failed, passed := s.decrypted, s.failed, s.passed
 	if len(decrypted) > 0 && tunnelUp {
@@ -207,7 +209,7 @@ func (l *findingList) exposureFindings(obs *harness.Observation, s fwSessions) {
 	}
 	refused := 0
 	for _, f := range obs.Flows {
-		if !f.Verified && f.Cause == "tunnel-down" {
+		if !f.Verified && f.Cause == failure.CauseTunnelDown {
 			refused++
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // summarize turns an observation into the Observed summary.
@@ -25,7 +27,7 @@ func summarize(obs *harness.Observation) Observed {
 		o.Tunnel.Fallback = string(st.Fallback.Cause)
 	}
 	for _, h := range obs.History {
-		if h.Event == "failover" {
+		if h.Event == client.EventFailover {
 			o.Tunnel.Failovers++
 		}
 	}
@@ -99,7 +101,7 @@ func clientFailure(obs *harness.Observation) (failure.Leg, failure.Cause, string
 	leg, cause, text := obs.ClientLeg, obs.ClientCause, obs.ClientErrorText
 	for i := len(obs.History) - 1; i >= 0; i-- {
 		h := obs.History[i]
-		if h.Event == "attempt-failed" && h.Transport == "tls" {
+		if h.Event == client.EventAttemptFailed && h.Transport == tunnel.TransportTLS {
 			if cause == failure.CauseUDPUnanswered {
 				leg, cause, text = h.Leg, h.Cause, h.Error
 			}
@@ -139,7 +141,7 @@ func (f *FailureObserved) refineByFirewall(r *fwlog.Record) {
 // explains the failure and the gateway refused a tunnel.
 func (f *FailureObserved) refineByGateway(events []gateway.Event) {
 	for _, e := range events {
-		if e.Event == "tunnel-refused" && e.Cause != "" {
+		if e.Event == gateway.EventTunnelRefused && e.Cause != "" {
 			if !clientSpecific[f.Cause] {
 				f.Cause = e.Cause
 			}

@@ -315,7 +315,7 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		rep.ErrorText, rep.Leg, rep.Cause = err.Error(), failure.LegOf(err), failure.CauseOf(err)
 	}
 	for _, tr := range rep.History {
-		if tr.Event == "up" {
+		if tr.Event == client.EventUp {
 			rep.UpAfter = tr.Time.Sub(start)
 			break
 		}
