@@ -21,6 +21,7 @@ import (
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/harnesstest"
 	"github.com/pinwall/pinwall/internal/syncbuf"
 )
 
@@ -118,7 +119,7 @@ func requireGatewayFlow(t *testing.T, ctx context.Context, topo *harness.Topolog
 func TestSOCKSThroughTunnel(t *testing.T) {
 	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
 		t.Run(string(tr), func(t *testing.T) {
-			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
+			topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
 			ctx := testCtx(t, time.Minute)
 			st, err := topo.Client.WaitUp(ctx)
 			require.NoError(t, err)
@@ -175,7 +176,7 @@ func runCurl(t *testing.T, ctx context.Context, curl, proxyAddr string, topo *ha
 // name to the listener unresolved (--socks5-hostname).
 func TestSOCKSWithCurl(t *testing.T) {
 	curl := curlPath(t)
-	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
 	ctx := testCtx(t, time.Minute)
 	_, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)
@@ -232,7 +233,7 @@ func TestSOCKSFailCloseRefuses(t *testing.T) {
 // connections, ServeSOCKS returns ErrClosed, and a ServeSOCKS after Close
 // refuses at once and closes the listener it was given.
 func TestServeSOCKSOwnedByClient(t *testing.T) {
-	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
 	ctx := testCtx(t, 30*time.Second)
 	_, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)
