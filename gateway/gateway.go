@@ -318,7 +318,7 @@ func (g *Gateway) serveTLS(raw net.Conn) {
 		return
 	}
 	g.serveTunnel(conn, tunnel.TransportTLS, st, func(c net.Conn) (tunnel.Session, error) {
-		return tunnel.NewTLSSession(c, tunnel.RoleGateway, g.cfg.Session)
+		return tunnel.NewTLSSession(g.ctx, c, tunnel.RoleGateway, g.cfg.Session)
 	})
 }
 

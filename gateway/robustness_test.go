@@ -243,7 +243,7 @@ func (w *world) openTunnel(t testing.TB, ctx context.Context, tr tunnel.Transpor
 		var conn *tls.Conn
 		conn, err = w.dialTLS(ctx)
 		require.NoError(t, err)
-		sess, err = tunnel.NewTLSSession(conn, tunnel.RoleClient, tunnel.Config{})
+		sess, err = tunnel.NewTLSSession(context.Background(), conn, tunnel.RoleClient, tunnel.Config{})
 	case tunnel.TransportDTLS:
 		var conn *dtls.Conn
 		conn, err = w.dialDTLS(ctx)
