@@ -80,7 +80,7 @@ func startProxyLab(t *testing.T, policyYAML string) *proxyLab {
 	t.Cleanup(func() { require.NoError(t, topo.Close()) })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	topo.Firewall.ServeProxyOn(l) // closed with the firewall
+	topo.Firewall.ServeProxyOn(context.Background(), l) // closed with the firewall
 	return &proxyLab{topo: topo, proxy: l.Addr().String(), dir: dir}
 }
 

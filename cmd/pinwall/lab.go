@@ -45,7 +45,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer topo.Close()
 	if proxyL != nil {
-		topo.Firewall.ServeProxyOn(proxyL)
+		topo.Firewall.ServeProxyOn(ctx, proxyL)
 	}
 	cfg, err := topo.ClientConfig()
 	if err != nil {
