@@ -35,6 +35,7 @@ type Client struct {
 	fallback  *Transition
 	changed   chan struct{} // closed and replaced whenever a slot goes up or down
 	started   bool
+	stopWatch func() bool // stops Start's watch on its context
 
 	flowID    atomic.Uint64
 	tunnelled atomic.Int64
@@ -114,8 +115,10 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Config() Config { return c.cfg }
 
 // Start brings the tunnels up in the background. It returns at once; use
-// WaitUp to wait for the first tunnel.
-func (c *Client) Start() error {
+// WaitUp to wait for the first tunnel. ctx is the client's lifetime: when
+// it is done the client closes as if Close were called. Start may be
+// called once.
+func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.started {
@@ -124,7 +127,11 @@ func (c *Client) Start() error {
 	if c.ctx.Err() != nil {
 		return errors.New("client: closed")
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("client: start: %w", err)
+	}
 	c.started = true
+	c.stopWatch = context.AfterFunc(ctx, func() { _ = c.Close() })
 	for _, s := range c.slots {
 		c.wg.Add(1)
 		go c.keep(s)
@@ -133,11 +140,14 @@ func (c *Client) Start() error {
 }
 
 // Close tears the tunnels down and waits for the client's goroutines. It is
-// idempotent.
+// idempotent and safe before Start.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.mu.Lock()
+		if c.stopWatch != nil {
+			c.stopWatch()
+		}
 		for _, s := range c.slots {
 			if s.up != nil {
 				s.up.sess.Close()

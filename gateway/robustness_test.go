@@ -158,9 +158,7 @@ func newWorld(t testing.TB, tweak func(*gateway.Config)) *world {
 	}
 	w.gw, err = gateway.New(w.cfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, w.gw.Start(ctx))
+	require.NoError(t, w.gw.Start(context.Background())) // stopped by the cleanup
 	t.Cleanup(func() { require.NoError(t, w.gw.Close()) })
 	return w
 }
@@ -904,4 +902,57 @@ func TestClosingGatewayBlamesNoOrigin(t *testing.T) {
 			assert.Equal(t, "tunnel-closed", evs[0].Result)
 		})
 	}
+}
+
+// TestLifecycle: Start takes the gateway's lifetime as a context, Start
+// runs once, Close is idempotent before and after Start.
+func TestLifecycle(t *testing.T) {
+	w := newWorld(t, nil)
+
+	t.Run("close twice before start, then start fails", func(t *testing.T) {
+		g, err := gateway.New(w.cfg)
+		require.NoError(t, err)
+		require.NoError(t, g.Close())
+		require.NoError(t, g.Close())
+		assert.ErrorContains(t, g.Start(context.Background()), "closed")
+	})
+	t.Run("start twice fails", func(t *testing.T) {
+		assert.ErrorContains(t, w.gw.Start(context.Background()), "already started")
+	})
+	t.Run("a start context already done", func(t *testing.T) {
+		g, err := gateway.New(w.cfg)
+		require.NoError(t, err)
+		defer g.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		assert.ErrorIs(t, g.Start(ctx), context.Canceled)
+	})
+	t.Run("the start context ends the gateway", func(t *testing.T) {
+		cfg := w.cfg
+		cfg.Addr = netip.AddrPortFrom(netip.IPv4Unspecified(), 8443)
+		g, err := gateway.New(cfg)
+		require.NoError(t, err)
+		defer g.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, g.Start(ctx))
+		addr := netip.AddrPortFrom(gatewayIP, 8443).String()
+		dctx := testCtx(t, 10*time.Second)
+		c, err := w.laptop.DialContext(dctx, "tcp", addr)
+		require.NoError(t, err, "the gateway listens")
+		c.Close()
+		cancel()
+		require.Eventually(t, func() bool {
+			c, err := w.laptop.DialContext(dctx, "tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
+		}, 10*time.Second, 5*time.Millisecond, "the gateway stopped listening when its context ended")
+		require.NoError(t, g.Close())
+		require.NoError(t, g.Close())
+	})
+	t.Run("close twice", func(t *testing.T) {
+		require.NoError(t, w.gw.Close())
+		require.NoError(t, w.gw.Close())
+	})
 }

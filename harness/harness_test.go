@@ -137,3 +137,32 @@ func TestFirstUpAndRecovery(t *testing.T) {
 	assert.Nil(t, harness.FirstUp(client.State{}, h[:2]), "never up")
 	assert.Zero(t, harness.Recovery(h[2:]), "no failed attempt")
 }
+
+// TestTopologyLifecycle: StartInProcess's context bounds the start only;
+// Close is idempotent.
+func TestTopologyLifecycle(t *testing.T) {
+	t.Run("the components outlive the start context", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		topo, err := harness.StartInProcess(ctx, harness.Spec{}, harness.Options{})
+		cancel()
+		require.NoError(t, err)
+		defer topo.Close()
+		wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer wcancel()
+		_, err = topo.Client.WaitUp(wctx)
+		require.NoError(t, err, "the tunnel comes up after the start context ended")
+		outs := topo.RunWorkload(wctx, harness.Workload{Flows: 2})
+		for _, o := range outs {
+			require.True(t, o.Verified, "flow %d: %v", o.Index, o.Err)
+		}
+		require.NoError(t, topo.Close())
+		require.NoError(t, topo.Close())
+	})
+	t.Run("a start context already done", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		topo, err := harness.StartInProcess(ctx, harness.Spec{}, harness.Options{})
+		require.ErrorIs(t, err, context.Canceled)
+		require.Nil(t, topo)
+	})
+}

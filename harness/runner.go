@@ -267,7 +267,7 @@ func (t *Topology) reconnects(ctx context.Context, p Plan, obs *Observation) err
 		if err != nil {
 			return err
 		}
-		if err := c.Start(); err != nil {
+		if err := c.Start(ctx); err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, p.UpWait())

@@ -527,7 +527,7 @@ func TestBypassFQDNFraction(t *testing.T) {
 			for i := 0; i < attempts; i++ {
 				c, err := client.New(cfg)
 				require.NoError(t, err)
-				require.NoError(t, c.Start())
+				require.NoError(t, c.Start(ctx))
 				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				_, err = c.WaitOutcome(wctx)
 				cancel()

@@ -256,7 +256,7 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 			if err != nil {
 				return err
 			}
-			if err := c.Start(); err != nil {
+			if err := c.Start(ctx); err != nil {
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, waitUp)
@@ -286,7 +286,8 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		cancel()
 	}()
 	start := time.Now()
-	if err := c.Start(); err != nil {
+	// The client outlives ctx: the deferred Shutdown, not ctx, stops it.
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, waitUp)
