@@ -128,7 +128,18 @@ type Config struct {
 	Session tunnel.Config
 }
 
+// validate rejects contradictions, then fills in the defaults.
 func (c *Config) validate() error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	c.setDefaults()
+	return nil
+}
+
+// check reports every contradiction in c at once; it also spells an empty
+// Transport and FailMode as their defaults.
+func (c *Config) check() error {
 	var errs []error
 	if len(c.Gateways) == 0 {
 		errs = append(errs, errors.New("at least one gateway is required"))
@@ -161,10 +172,10 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Stack == nil {
-		errs = append(errs, errors.New("Stack is required"))
+		errs = append(errs, errors.New("field Stack is required"))
 	}
 	if c.Resolver == nil {
-		errs = append(errs, errors.New("Resolver is required"))
+		errs = append(errs, errors.New("field Resolver is required"))
 	}
 	if c.UpstreamProxy != nil && c.UpstreamProxy.Scheme != "http" {
 		errs = append(errs, fmt.Errorf("upstream proxy %q: only http:// (CONNECT) proxies are supported", c.UpstreamProxy))
@@ -178,9 +189,11 @@ func (c *Config) validate() error {
 	if err := c.Session.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
+	return errors.Join(errs...)
+}
+
+// setDefaults fills in the zero fields of a checked config.
+func (c *Config) setDefaults() {
 	if c.Name == "" {
 		c.Name = "client"
 	}
@@ -223,5 +236,4 @@ func (c *Config) validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return nil
 }

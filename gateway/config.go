@@ -67,19 +67,19 @@ type Config struct {
 func (c *Config) validate() error {
 	var errs []error
 	if c.Certificate == nil {
-		errs = append(errs, errors.New("Certificate is required"))
+		errs = append(errs, errors.New("field Certificate is required"))
 	}
 	if c.ClientCAs == nil && !c.AllowAnonymous {
-		errs = append(errs, errors.New("ClientCAs is required unless AllowAnonymous"))
+		errs = append(errs, errors.New("field ClientCAs is required unless AllowAnonymous"))
 	}
 	if c.Stack == nil {
-		errs = append(errs, errors.New("Stack is required"))
+		errs = append(errs, errors.New("field Stack is required"))
 	}
 	if c.Resolver == nil {
-		errs = append(errs, errors.New("Resolver is required"))
+		errs = append(errs, errors.New("field Resolver is required"))
 	}
 	if !c.Addr.IsValid() {
-		errs = append(errs, errors.New("Addr is required"))
+		errs = append(errs, errors.New("field Addr is required"))
 	}
 	if err := c.Session.Validate(); err != nil {
 		errs = append(errs, err)

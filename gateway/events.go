@@ -20,6 +20,23 @@ const (
 	EventStreamRefused = "stream-refused"
 )
 
+// Events lists the event kinds.
+var Events = []string{EventFlow, EventTunnelOpen, EventTunnelClose, EventTunnelRefused, EventStreamRefused}
+
+// Results of a flow event (Event.Result) besides the tunnel status the
+// gateway replied with when it could not connect the flow (tunnel.Status:
+// dns-failure, refused, timeout, ...).
+const (
+	// ResultOK: the flow was relayed and ended cleanly.
+	ResultOK = "ok"
+	// ResultError: the relay ended with an error (Event.Error).
+	ResultError = "error"
+	// ResultTunnelClosed: the tunnel closed under the flow.
+	ResultTunnelClosed = "tunnel-closed"
+	// ResultClientGone: the client's stream was gone before the reply.
+	ResultClientGone = "client-gone"
+)
+
 // Identity is an authenticated device.
 type Identity struct {
 	User   string `json:"user"`

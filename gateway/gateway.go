@@ -37,6 +37,8 @@ type Gateway struct {
 	muxes    []*tunnel.UDPMux // every UDP socket's
 	sessions map[string]tunnel.Session
 	started  bool
+	// stopWatch stops Start's watch on its context.
+	stopWatch func() bool
 
 	tunnels   atomic.Int64
 	flows     atomic.Int64 // flows in progress across tunnels
@@ -58,7 +60,9 @@ func New(cfg Config) (*Gateway, error) {
 	}, nil
 }
 
-// Start opens the TCP and UDP listeners and serves until Close.
+// Start opens the TCP and UDP listeners and serves them. ctx is the
+// gateway's lifetime: when it is done the gateway closes as if Close were
+// called. Start may be called once.
 func (g *Gateway) Start(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -67,6 +71,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	if g.ctx.Err() != nil {
 		return errors.New("gateway: closed")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("gateway: start: %w", err)
 	}
 	addr := g.cfg.Addr.String()
 	l, err := g.cfg.Stack.Listen(ctx, "tcp", addr)
@@ -102,6 +109,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.tcp = l
 	g.mux = g.muxes[0]
 	g.started = true
+	g.stopWatch = context.AfterFunc(ctx, func() { _ = g.Close() })
 	g.wg.Add(1 + len(g.muxes))
 	go g.acceptTLS()
 	for _, m := range g.muxes {
@@ -145,11 +153,14 @@ func (g *Gateway) UDPRefused() int64 {
 }
 
 // Close stops listening, ends every tunnel and waits for all goroutines. It
-// is idempotent.
+// is idempotent and safe before Start.
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		g.cancel()
 		g.mu.Lock()
+		if g.stopWatch != nil {
+			g.stopWatch()
+		}
 		if g.tcp != nil {
 			g.tcp.Close()
 		}
@@ -318,7 +329,7 @@ func (g *Gateway) serveTLS(raw net.Conn) {
 		return
 	}
 	g.serveTunnel(conn, tunnel.TransportTLS, st, func(c net.Conn) (tunnel.Session, error) {
-		return tunnel.NewTLSSession(c, tunnel.RoleGateway, g.cfg.Session)
+		return tunnel.NewTLSSession(g.ctx, c, tunnel.RoleGateway, g.cfg.Session)
 	})
 }
 

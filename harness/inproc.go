@@ -140,7 +140,8 @@ func (t *Topology) logFile(opts Options, name string) (io.Writer, error) {
 }
 
 // StartInProcess builds spec on an in-process network and starts every
-// component. On error, whatever was started is stopped.
+// component. ctx bounds the start only: the components run until Close.
+// On error (ctx's among them), whatever was started is stopped.
 func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, err error) {
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
@@ -179,22 +180,27 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	if t.Zone, err = buildZone(spec); err != nil {
 		return nil, err
 	}
-	if err := t.addHosts(); err != nil {
-		return nil, err
-	}
-	if err := t.startOrigins(ctx, opts); err != nil {
-		return nil, err
-	}
-	if err := t.startGateways(ctx, opts); err != nil {
-		return nil, err
-	}
-	if spec.Firewall != nil {
-		if err := t.startFirewall(opts); err != nil {
-			return nil, err
+	for _, step := range []func() error{
+		t.addHosts,
+		func() error { return t.startOrigins(opts) },
+		func() error { return t.startGateways(opts) },
+		func() error {
+			if spec.Firewall == nil {
+				return nil
+			}
+			return t.startFirewall(opts)
+		},
+		func() error {
+			if opts.NoClient {
+				return nil
+			}
+			return t.startClient()
+		},
+	} {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("harness: start: %w", err)
 		}
-	}
-	if !opts.NoClient {
-		if err := t.startClient(); err != nil {
+		if err := step(); err != nil {
 			return nil, err
 		}
 	}
@@ -269,7 +275,7 @@ func containsAddr(s []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
-func (t *Topology) startOrigins(ctx context.Context, opts Options) error {
+func (t *Topology) startOrigins(opts Options) error {
 	var sites []origin.Site
 	for _, o := range t.Spec.Origins {
 		sites = append(sites, origin.Site{Name: o.Name, Addrs: []netip.Addr{o.Addr}})
@@ -305,7 +311,7 @@ func (t *Topology) gatewayNames() []string {
 	return names
 }
 
-func (t *Topology) startGateways(ctx context.Context, opts Options) error {
+func (t *Topology) startGateways(opts Options) error {
 	cert, err := t.PKI.ServerCert(t.gatewayNames()...)
 	if err != nil {
 		return err
@@ -335,7 +341,7 @@ func (t *Topology) startGateways(ctx context.Context, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
 		}
-		if err := gw.Start(ctx); err != nil {
+		if err := gw.Start(t.ctx); err != nil {
 			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
 		}
 		t.Gateways = append(t.Gateways, gw)
@@ -454,7 +460,7 @@ func (t *Topology) startClient() error {
 	if err != nil {
 		return fmt.Errorf("harness: %w", err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(t.ctx); err != nil {
 		return err
 	}
 	t.Client = c

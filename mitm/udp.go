@@ -107,14 +107,14 @@ type udpEngine struct {
 // header naming their original source and destination (the in-process
 // stand-in for TPROXY). Allowed flows are forwarded from the outside leg,
 // answers go back to the client; denied flows are logged once and dropped.
-// It returns when pc closes or the firewall does.
-func (f *Firewall) ServeUDPIntercept(pc net.PacketConn) error {
-	return f.serveUDP(pc, proxySocket{pc})
+// It returns when ctx is done, pc closes or the firewall does.
+func (f *Firewall) ServeUDPIntercept(ctx context.Context, pc net.PacketConn) error {
+	return f.serveUDP(ctx, pc, proxySocket{pc})
 }
 
 // serveUDP runs the flow engine on sock, whose underlying socket pc the
-// firewall closes when it stops.
-func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
+// firewall closes when it stops or ctx is done.
+func (f *Firewall) serveUDP(ctx context.Context, pc net.PacketConn, sock udpSocket) error {
 	f.mu.Lock()
 	if f.ctx.Err() != nil {
 		f.mu.Unlock()
@@ -123,6 +123,7 @@ func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 	}
 	f.packets[pc] = struct{}{}
 	f.mu.Unlock()
+	defer context.AfterFunc(ctx, func() { pc.Close() })()
 	e := &udpEngine{f: f, sock: sock, flows: map[flowKey]*udpFlow{}}
 	f.wg.Add(1)
 	go func() {
@@ -138,7 +139,7 @@ func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 			continue
 		}
 		if err != nil {
-			if f.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if f.ctx.Err() != nil || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			continue

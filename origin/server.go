@@ -489,13 +489,6 @@ func (t *tracker) done() {
 	t.mu.Unlock()
 }
 
-// count reports the live connections and handlers.
-func (t *tracker) count() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n
-}
-
 func (t *tracker) wait() {
 	t.mu.Lock()
 	if t.n == 0 {

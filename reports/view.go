@@ -317,7 +317,7 @@ func gwTable(f *facts) gwView {
 			break
 		}
 		v.Rows = append(v.Rows, gwRow{Time: offset(r.Started, e.Time), Event: e.Event, Gateway: e.Gateway, Transport: e.Transport,
-			Client: e.Client, Detail: eventDetail(e), Bad: e.Event == gateway.EventTunnelRefused || e.Event == gateway.EventStreamRefused || (e.Result != "" && e.Result != "ok")})
+			Client: e.Client, Detail: eventDetail(e), Bad: e.Event == gateway.EventTunnelRefused || e.Event == gateway.EventStreamRefused || (e.Result != "" && e.Result != gateway.ResultOK)})
 	}
 	return v
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pinwall/pinwall/mitm/clienthello"
 )
 
 // UDPMux demultiplexes one UDP socket into a virtual connection per remote
@@ -132,7 +134,7 @@ func (m *UDPMux) readLoop() {
 		m.mu.Lock()
 		p, ok := m.peers[key]
 		if !ok {
-			if !looksLikeDTLSHello(buf[:n]) {
+			if !clienthello.IsDTLSHandshake(buf[:n]) {
 				m.mu.Unlock()
 				m.refused.Add(1)
 				m.log.Debug("udp mux: datagram from unknown peer is not a DTLS hello", "peer", key, "bytes", n)
@@ -192,11 +194,6 @@ func (m *UDPMux) forget(p *muxPeer) {
 	if cur, ok := m.peers[p.raddr.String()]; ok && cur == p {
 		delete(m.peers, p.raddr.String())
 	}
-}
-
-// looksLikeDTLSHello reports a DTLS handshake record of epoch 0.
-func looksLikeDTLSHello(b []byte) bool {
-	return len(b) >= 13 && b[0] == 22 && b[1] == 0xfe && b[3] == 0 && b[4] == 0
 }
 
 // muxPeer is one remote address's view of the shared socket.

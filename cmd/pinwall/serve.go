@@ -42,11 +42,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return usageError("serve: unknown role %q (want firewall, client, gateway, origin or probe)", role)
 }
 
-// zoneFile is a --hosts file: names and their addresses.
-type zoneFile struct {
-	Records []resolve.Record `yaml:"records"`
-}
-
 func loadZone(file string) (*resolve.Zone, error) {
 	if file == "" {
 		return &resolve.Zone{}, nil
@@ -160,7 +155,7 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	done := make(chan error, 1)
 	if *proxy {
-		go func() { done <- fw.ServeProxy(l) }()
+		go func() { done <- fw.ServeProxy(ctx, l) }()
 		fmt.Fprintf(stderr, "pinwall firewall ready: HTTP CONNECT proxy on %s, enterprise CA %q\n", l.Addr(), ca.Cert.Subject.CommonName)
 	} else {
 		up, err := netip.ParseAddrPort(*forward)
@@ -168,7 +163,7 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 			l.Close()
 			return usageError("serve firewall: --forward %q: want IP:PORT", *forward)
 		}
-		go func() { done <- fw.ServeForward(l, up) }()
+		go func() { done <- fw.ServeForward(ctx, l, up) }()
 		fmt.Fprintf(stderr, "pinwall firewall ready: %s forwards to %s, enterprise CA %q\n", l.Addr(), up, ca.Cert.Subject.CommonName)
 	}
 	select {

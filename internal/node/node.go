@@ -256,7 +256,7 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 			if err != nil {
 				return err
 			}
-			if err := c.Start(); err != nil {
+			if err := c.Start(ctx); err != nil {
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, waitUp)
@@ -286,7 +286,8 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		cancel()
 	}()
 	start := time.Now()
-	if err := c.Start(); err != nil {
+	// The client outlives ctx: the deferred Shutdown, not ctx, stops it.
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, waitUp)
@@ -315,7 +316,7 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		rep.ErrorText, rep.Leg, rep.Cause = err.Error(), failure.LegOf(err), failure.CauseOf(err)
 	}
 	for _, tr := range rep.History {
-		if tr.Event == "up" {
+		if tr.Event == client.EventUp {
 			rep.UpAfter = tr.Time.Sub(start)
 			break
 		}
@@ -333,8 +334,6 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 	}
 	return nil
 }
-
-func marshalIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
 
 func writeJSON(file string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")

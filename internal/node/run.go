@@ -224,9 +224,9 @@ func runFirewallNode(ctx context.Context, nc Config, zone resolve.Resolver, sig 
 	}
 	var wg sync.WaitGroup
 	for _, serve := range []func() error{
-		func() error { return fw.ServeTransparent(tcpL) },
-		func() error { return fw.ServeUDPTransparent(udpL) },
-		func() error { return fw.ServeProxy(proxyL) },
+		func() error { return fw.ServeTransparent(ctx, tcpL) },
+		func() error { return fw.ServeUDPTransparent(ctx, udpL) },
+		func() error { return fw.ServeProxy(ctx, proxyL) },
 	} {
 		wg.Add(1)
 		go func() {
