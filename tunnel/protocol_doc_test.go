@@ -85,17 +85,17 @@ func (r *recorder) bytes() []byte {
 // gateway's acknowledgement and reply, as yamux frames them inside TLS.
 func yamuxOpen(t *testing.T, req tunnel.Request, reply tunnel.Reply) (clientBytes, gatewayBytes []byte) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	c, g := net.Pipe()
 	cr, gr := &recorder{Conn: c}, &recorder{Conn: g}
-	cs, err := tunnel.NewTLSSession(cr, tunnel.RoleClient, tunnel.Config{})
+	cs, err := tunnel.NewTLSSession(ctx, cr, tunnel.RoleClient, tunnel.Config{})
 	require.NoError(t, err)
 	defer cs.Close()
-	gs, err := tunnel.NewTLSSession(gr, tunnel.RoleGateway, tunnel.Config{})
+	gs, err := tunnel.NewTLSSession(ctx, gr, tunnel.RoleGateway, tunnel.Config{})
 	require.NoError(t, err)
 	defer gs.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	st, err := cs.Open(ctx)
 	require.NoError(t, err)
 	enc, err := tunnel.AppendRequest(nil, req)
