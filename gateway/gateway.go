@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/tunnel"
@@ -32,7 +33,7 @@ type Gateway struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	tcp      net.Listener
+	tcp      *accept.Listener
 	mux      *tunnel.UDPMux   // the first UDP socket's
 	muxes    []*tunnel.UDPMux // every UDP socket's
 	sessions map[string]tunnel.Session
@@ -99,7 +100,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		// headroom.
 		g.muxes = append(g.muxes, tunnel.NewUDPMux(pc, tunnel.UDPMuxConfig{MaxPeers: g.cfg.MaxTunnels + udpPeerHeadroom, Logger: g.cfg.Logger}))
 	}
-	g.tcp = l
+	g.tcp = accept.Wrap(l, accept.Config{Name: "gateway " + g.cfg.Name + " tls " + addr, Logger: g.cfg.Logger})
 	g.mux = g.muxes[0]
 	g.started = true
 	g.wg.Add(1 + len(g.muxes))
@@ -144,6 +145,17 @@ func (g *Gateway) UDPRefused() int64 {
 	return n
 }
 
+// AcceptFailures counts the temporary errors (such as "too many open
+// files") the TLS listener survived; zero before Start.
+func (g *Gateway) AcceptFailures() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.tcp == nil {
+		return 0
+	}
+	return g.tcp.Failures()
+}
+
 // Close stops listening, ends every tunnel and waits for all goroutines. It
 // is idempotent.
 func (g *Gateway) Close() error {
@@ -185,7 +197,7 @@ func (g *Gateway) acceptTLS() {
 		c, err := g.tcp.Accept()
 		if err != nil {
 			if g.ctx.Err() == nil {
-				g.cfg.Logger.Warn("gateway: accept", "err", err)
+				g.cfg.Logger.Error("gateway: TLS listener failed, no more TLS tunnels", "err", err)
 			}
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -131,6 +132,7 @@ func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 	}()
 	defer e.closeAll()
 	buf := make([]byte, 64<<10)
+	var pause accept.Backoff
 	for {
 		key, payload, from, err := sock.readFlow(buf)
 		if errors.Is(err, errBadDatagram) {
@@ -141,8 +143,15 @@ func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 			if f.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			// The socket stays usable after a read error; pause so that a
+			// lasting one does not spin.
+			f.cfg.Logger.Debug("mitm: udp read", "err", err)
+			if !pause.Wait(f.ctx.Done()) {
+				return nil
+			}
 			continue
 		}
+		pause.Reset()
 		e.handle(key, payload, from)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pinwall/pinwall/accept"
 )
 
 // UDPMux demultiplexes one UDP socket into a virtual connection per remote
@@ -119,15 +121,22 @@ func (m *UDPMux) Close() error {
 func (m *UDPMux) readLoop() {
 	defer m.wg.Done()
 	buf := make([]byte, 64<<10)
+	var pause accept.Backoff
 	for {
 		n, addr, err := m.pc.ReadFrom(buf)
 		if err != nil {
 			if m.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A read error on a UDP socket (ICMP-reported, ENOBUFS) leaves
+			// it usable; pause so that a lasting one does not spin.
 			m.log.Debug("udp mux read", "err", err)
+			if !pause.Wait(m.ctx.Done()) {
+				return
+			}
 			continue
 		}
+		pause.Reset()
 		key := addr.String()
 		m.mu.Lock()
 		p, ok := m.peers[key]
