@@ -228,6 +228,8 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	if err != nil {
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot open the flow's outside socket: " + err.Error()
+		f.cfg.Logger.Warn("mitm: cannot forward a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
 	}
@@ -236,6 +238,7 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 		up.Close()
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot answer the client: " + err.Error()
 		f.cfg.Logger.Warn("mitm: cannot answer a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
@@ -311,6 +314,9 @@ func (e *udpEngine) end(fl *udpFlow) {
 	s.rec.BytesSent, s.rec.BytesReceived = fl.sent.Load(), fl.rcvd.Load()
 	s.rec.PacketsSent, s.rec.PacketsReceived = fl.pktSent.Load(), fl.pktRcvd.Load()
 	s.rec.EndReason = fwlog.EndAgedOut
+	if s.shuttingDown() {
+		s.rec.Reason = reasonShutdown
+	}
 	s.finish()
 }
 
