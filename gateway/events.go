@@ -18,6 +18,9 @@ const (
 	EventTunnelRefused = "tunnel-refused"
 	EventFlow          = "flow"
 	EventStreamRefused = "stream-refused"
+	// EventRefusalSummary counts, per source, transport and interval, the
+	// refused tunnel attempts beyond those logged one by one.
+	EventRefusalSummary = "refusal-summary"
 )
 
 // Identity is an authenticated device.
@@ -65,20 +68,33 @@ type Event struct {
 
 	// Tunnel close.
 	Flows int `json:"flows,omitempty"`
+
+	// Refusal summaries: how many attempts were refused in the interval
+	// (DurationMS), and how many for each reason (a failure cause or a
+	// limit: source-limit, handshake-limit, tunnel-limit, unverified-limit,
+	// peer-limit, backlog-full, not-dtls).
+	Count  int            `json:"count,omitempty"`
+	Causes map[string]int `json:"causes,omitempty"`
 }
 
-// eventLog writes events as JSON lines and keeps the most recent in memory.
+// DefaultKeepEvents is how many events a gateway keeps in memory when
+// Config.KeepEvents is zero.
+const DefaultKeepEvents = 10000
+
+// eventLog writes events as JSON lines and keeps the most recent in memory,
+// in a ring of at most keep events.
 type eventLog struct {
-	mu     sync.Mutex
-	w      io.Writer
-	keep   int
-	events []Event
-	total  int
+	mu    sync.Mutex
+	w     io.Writer
+	keep  int
+	ring  []Event // circular once len(ring) == keep
+	next  int     // oldest event (the next to overwrite) once full
+	total int
 }
 
 func newEventLog(w io.Writer, keep int) *eventLog {
 	if keep <= 0 {
-		keep = 100000
+		keep = DefaultKeepEvents
 	}
 	return &eventLog{w: w, keep: keep}
 }
@@ -87,11 +103,12 @@ func (l *eventLog) add(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total++
-	if len(l.events) >= l.keep {
-		copy(l.events, l.events[1:])
-		l.events = l.events[:len(l.events)-1]
+	if len(l.ring) < l.keep {
+		l.ring = append(l.ring, e)
+	} else {
+		l.ring[l.next] = e
+		l.next = (l.next + 1) % l.keep
 	}
-	l.events = append(l.events, e)
 	if l.w != nil {
 		b, err := json.Marshal(e)
 		if err == nil {
@@ -104,7 +121,16 @@ func (l *eventLog) add(e Event) {
 func (l *eventLog) snapshot() []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...)
+	out := make([]Event, 0, len(l.ring))
+	out = append(out, l.ring[l.next:]...)
+	return append(out, l.ring[:l.next]...)
+}
+
+// counts returns how many events were logged in all and how many are kept.
+func (l *eventLog) counts() (logged, kept int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total, len(l.ring)
 }
 
 // ReadEvents parses a gateway log written as JSON lines.

@@ -243,7 +243,7 @@ type GatewayEventName string
 
 // Choices lists the gateway events.
 func (GatewayEventName) Choices() []string {
-	return []string{"flow", "tunnel-open", "tunnel-close", "tunnel-refused", "stream-refused"}
+	return []string{"flow", "tunnel-open", "tunnel-close", "tunnel-refused", "stream-refused", "refusal-summary"}
 }
 
 // EventFilter selects gateway events.
