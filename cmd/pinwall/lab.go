@@ -34,6 +34,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	trust := fs.String("trust", "internet", "CAs the laptop trusts, comma-separated: internet, enterprise")
 	failMode := fs.String("fail-mode", "close", "what steered flows do with no tunnel: close or open")
 	anonymous := fs.Bool("allow-anonymous", false, "gateways accept tunnels without a device certificate")
+	socksAny := fs.Bool("socks-any", false, "let the SOCKS5 listener reach any destination, real services on this machine included (by default only the lab's simulated names and addresses)")
 	verbose := fs.Bool("v", false, "log the components' operations to stderr")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}
@@ -128,6 +129,17 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if upstreamURL != nil {
 		cfg.UpstreamProxy = upstreamURL
+	}
+	if !*socksAny {
+		// The lab's SOCKS5 listener is for the simulated sites: a request
+		// for anything else (a real service on 127.x, say) is refused
+		// rather than dialled from this machine.
+		cfg.SOCKSDestinations = func(host string, _ uint16) error {
+			if topo.Simulated(host) {
+				return nil
+			}
+			return fmt.Errorf("%s is not one of the lab's simulated names or addresses (--socks-any allows it)", host)
+		}
 	}
 	c, err := client.New(cfg)
 	if err != nil {
