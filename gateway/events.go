@@ -75,6 +75,24 @@ type Event struct {
 	// peer-limit, backlog-full, not-dtls).
 	Count  int            `json:"count,omitempty"`
 	Causes map[string]int `json:"causes,omitempty"`
+	// Sampled is how many of Count were also logged one by one as
+	// tunnel-refused events.
+	Sampled int `json:"sampled,omitempty"`
+}
+
+// Refusals counts the tunnel attempts events record as refused: each
+// tunnel-refused event, and those a refusal-summary counts beyond them.
+func Refusals(evs []Event) int {
+	n := 0
+	for _, e := range evs {
+		switch e.Event {
+		case EventTunnelRefused:
+			n++
+		case EventRefusalSummary:
+			n += e.Count - e.Sampled
+		}
+	}
+	return n
 }
 
 // DefaultKeepEvents is how many events a gateway keeps in memory when

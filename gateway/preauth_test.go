@@ -119,6 +119,14 @@ func TestPreAuthPerSourceLimit(t *testing.T) {
 			sums := summaries(w.gw.Events(), attackerIP, tr)
 			require.Len(t, sums, 1, "one summary per source and interval")
 			assert.Equal(t, extra, sums[0].Causes["source-limit"])
+			sampled := 0 // now that Close has failed the handshakes in progress too
+			for _, e := range w.gw.Events() {
+				if e.Event == gateway.EventTunnelRefused && strings.HasPrefix(e.Client, attackerIP.String()+":") {
+					sampled++
+				}
+			}
+			assert.Equal(t, sampled, sums[0].Sampled)
+			assert.Equal(t, sums[0].Count, gateway.Refusals(w.gw.Events()), "events one by one plus the summary's rest")
 			assert.GreaterOrEqual(t, sums[0].Count, extra)
 			assert.Contains(t, sums[0].Reason, "pre-auth "+string(tr)+" attempts from "+attackerIP.String())
 			assert.Contains(t, string(logs.Bytes()), "refused "+sums[0].Reason[len("refused "):])

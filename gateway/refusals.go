@@ -109,7 +109,7 @@ func (r *refusalLog) flush(now time.Time) []Event {
 		interval := now.Sub(start)
 		out = append(out, Event{
 			Event: EventRefusalSummary, Transport: string(k.tr), Client: k.src,
-			Count: c.total, Causes: c.kinds, DurationMS: interval.Milliseconds(),
+			Count: c.total, Causes: c.kinds, Sampled: c.logged, DurationMS: interval.Milliseconds(),
 			Reason: fmt.Sprintf("refused %s pre-auth %s attempts %s in the last %v (%d logged one by one): %s",
 				thousands(c.total), k.tr, from, interval.Round(time.Second), c.logged, strings.Join(parts, ", ")),
 		})
