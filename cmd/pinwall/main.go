@@ -9,8 +9,9 @@
 //	pinwall serve ROLE                one component, for containers or standalone use
 //
 // Exit codes: 0 every expectation held, 1 some did not, 2 usage or
-// configuration error, 128+N when stopped by signal N (130 for SIGINT, 143
-// for SIGTERM), after writing what the command had.
+// configuration error, 128+N when run, check or lab is stopped by signal N
+// (130 for SIGINT, 143 for SIGTERM), after writing what it had; serve,
+// stopped by a signal, exits 0.
 package main
 
 import (
@@ -59,6 +60,10 @@ func main() {
 	ctx, stop := signalContext(context.Background())
 	err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		// A server stopped by a signal has done what it was asked.
+		os.Exit(exitCode(err, os.Stderr))
+	}
 	os.Exit(exitStatus(ctx, err, os.Stderr))
 }
 
