@@ -110,6 +110,7 @@ func (e *echoServer) close() {
 
 // world is a started gateway with a laptop to attack it from.
 type world struct {
+	sim    *hostnet.Sim
 	pki    *pki.Set
 	gw     *gateway.Gateway
 	cfg    gateway.Config
@@ -140,7 +141,7 @@ func newWorld(t testing.TB, tweak func(*gateway.Config)) *world {
 	zone, err := resolve.NewZone(resolve.Record{Name: echoHost, Addrs: []netip.Addr{originIP}})
 	require.NoError(t, err)
 
-	w := &world{pki: set, laptop: laptop, device: device, log: &syncbuf.Buffer{}}
+	w := &world{sim: sim, pki: set, laptop: laptop, device: device, log: &syncbuf.Buffer{}}
 	w.cfg = gateway.Config{
 		Name:             "gw-test",
 		Addr:             netip.MustParseAddrPort("0.0.0.0:443"),

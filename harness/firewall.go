@@ -69,7 +69,7 @@ func (t *Topology) startFirewall(opts Options) error {
 		{"firewall.fortios.log", fwlog.FormatFortiOS},
 		{"firewall.cef.log", fwlog.FormatCEF},
 	} {
-		w, err := t.logFile(opts, f.name)
+		w, err := t.logFile(f.name)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -132,6 +133,7 @@ func (f *Firewall) serveUDP(ctx context.Context, pc net.PacketConn, sock udpSock
 	}()
 	defer e.closeAll()
 	buf := make([]byte, 64<<10)
+	var pause accept.Backoff
 	for {
 		key, payload, from, err := sock.readFlow(buf)
 		if errors.Is(err, errBadDatagram) {
@@ -142,8 +144,15 @@ func (f *Firewall) serveUDP(ctx context.Context, pc net.PacketConn, sock udpSock
 			if f.ctx.Err() != nil || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			// The socket stays usable after a read error; pause so that a
+			// lasting one does not spin.
+			f.cfg.Logger.Debug("mitm: udp read", "err", err)
+			if !pause.Wait(f.ctx.Done()) {
+				return nil
+			}
 			continue
 		}
+		pause.Reset()
 		e.handle(key, payload, from)
 	}
 }
@@ -220,6 +229,8 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	if err != nil {
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot open the flow's outside socket: " + err.Error()
+		f.cfg.Logger.Warn("mitm: cannot forward a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
 	}
@@ -228,6 +239,7 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 		up.Close()
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot answer the client: " + err.Error()
 		f.cfg.Logger.Warn("mitm: cannot answer a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
@@ -303,6 +315,9 @@ func (e *udpEngine) end(fl *udpFlow) {
 	s.rec.BytesSent, s.rec.BytesReceived = fl.sent.Load(), fl.rcvd.Load()
 	s.rec.PacketsSent, s.rec.PacketsReceived = fl.pktSent.Load(), fl.pktRcvd.Load()
 	s.rec.EndReason = fwlog.EndAgedOut
+	if s.shuttingDown() {
+		s.rec.Reason = reasonShutdown
+	}
 	s.finish()
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/pinwall/pinwall/mitm"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/strictyaml"
@@ -130,7 +131,7 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	var out io.Writer = stdout
 	if *logFile != "-" {
-		f, err := os.Create(*logFile)
+		f, err := outfile.Create(*logFile, outfile.Public)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}

@@ -570,7 +570,7 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitRead
 	if err != nil {
 		return err
 	}
-	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o644}}
+	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o600}}
 	if nc.Role == node.RoleFirewall {
 		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: node.PolicyPath, FileMode: 0o644})
 	}

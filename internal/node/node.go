@@ -28,6 +28,7 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
@@ -340,5 +341,5 @@ func writeJSON(file string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(file, b, 0o644)
+	return outfile.WriteFile(file, b, outfile.Public)
 }

@@ -36,7 +36,13 @@
 //   - cef: ArcSight Common Event Format,
 //     CEF:0|pinwall|firewall|version|signature|name|severity|extension, with
 //     header fields escaped for '|' and '\' and extension values for '=',
-//     '\' and line breaks.
+//     '\' and line breaks. msg carries the decryption reason and the
+//     record's own Reason.
+//
+// Record.Reason is pinwall's own words for why a session ended when the
+// PAN-OS end reason cannot say it ("destination unreachable: connection
+// refused", "firewall shut down during the session"); the JSON line and
+// CEF carry it, the PAN-OS and FortiOS lines have no field for it.
 //
 // Times in vendor formats are UTC. Addresses are the logical addresses of
 // the topology in both runners (see hostnet).
