@@ -41,10 +41,6 @@ import (
 	"github.com/pinwall/pinwall/resolve"
 )
 
-// LabelRun marks every container and network of a container run, so a
-// leftover check (and a manual cleanup) can find them.
-const LabelRun = "pinwall.run"
-
 // Container topology addresses. The two Docker networks are internal
 // underlays on the benchmarking range 198.18.0.0/15 (never routed on the
 // internet); each carries a VXLAN segment holding the topology's real
@@ -161,8 +157,17 @@ type Runner struct {
 	// own underlay subnets; zero means 4, and it is capped at
 	// MaxParallelRuns.
 	Parallel int
+	// NoSweep skips the sweep of dead runs' leftovers (Clean with its
+	// defaults) that the first run of a Runner does.
+	NoSweep bool
+	// OnNetworks, if set, is called once a run's two underlay networks
+	// exist, with the run's id and their subnets (for tests and progress).
+	OnNetworks func(run string, lan, inet netip.Prefix)
 
 	mu        sync.Mutex
+	idOnce    sync.Once
+	id        string
+	sweepOnce sync.Once
 	slotsOnce sync.Once
 	slots     chan int // free run slots
 	image     string
@@ -173,6 +178,39 @@ type Runner struct {
 
 // Name implements harness.Runner.
 func (c *Runner) Name() string { return "containers" }
+
+// ID is this Runner's id, the LabelRunner value of its runs' resources.
+func (c *Runner) ID() string {
+	c.idOnce.Do(func() { c.id = randomID() })
+	return c.id
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// self is this process as the owner of its runs.
+var self = sync.OnceValue(Self)
+
+// sweep removes what dead runs left on the engine, once per Runner, before
+// its first run. A failure is logged, not fatal: the run picks subnets
+// around whatever is left.
+func (c *Runner) sweep(ctx context.Context) {
+	if c.NoSweep {
+		return
+	}
+	c.sweepOnce.Do(func() {
+		rep, err := Clean(ctx, CleanConfig{Logger: c.log()})
+		if err != nil {
+			c.log().Warn("containers: sweeping dead runs' leftovers", "err", err)
+		}
+		if len(rep.Removed) > 0 {
+			c.log().Info("containers: swept dead runs' leftovers", "removed", len(rep.Removed))
+		}
+	})
+}
 
 // ImageBuildTime reports how long building the image took (zero when reused).
 func (c *Runner) ImageBuildTime() time.Duration {
@@ -187,12 +225,14 @@ func init() {
 	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
 		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	}
+	// testcontainers' logger is package state it reads on every call: set
+	// once here, before any goroutine can use it (setting it per run raced).
+	tclog.SetDefault(tclog.NewNoopLogger())
 }
 
 // DockerAvailable reports whether a Docker engine answers.
 func DockerAvailable(ctx context.Context) error {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
-	tclog.SetDefault(tclog.NewNoopLogger())
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return err
@@ -236,8 +276,22 @@ func moduleRoot() (string, error) {
 	return root, nil
 }
 
+// ImageTag is the tag of the node image holding a static pinwall binary:
+// NodeImageRepo and the start of the binary's SHA-256.
+func ImageTag(binary string) (string, error) {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return "", err
+	}
+	return imageTag(bin), nil
+}
+
+func imageTag(bin []byte) string {
+	sum := sha256.Sum256(bin)
+	return NodeImageRepo + ":" + hex.EncodeToString(sum[:6])
+}
+
 func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logger) (string, error) {
-	tclog.SetDefault(tclog.NewNoopLogger())
 	var bin []byte
 	if binary == "" {
 		root, err := moduleRoot()
@@ -262,8 +316,7 @@ func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logg
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(bin)
-	tag := "pinwall-node:" + hex.EncodeToString(sum[:6])
+	tag := imageTag(bin)
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return "", err
@@ -345,15 +398,12 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	if err != nil {
 		return nil, err
 	}
+	c.sweep(ctx)
 	slot, err := c.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer c.release(slot)
-	under, ok := claimUnderlay(nil)
-	if !ok {
-		return nil, fmt.Errorf("containers: all %d underlay slots are in use by this process", MaxParallelRuns)
-	}
 	set := c.PKI
 	if set == nil {
 		if set, err = pki.NewSet(pki.Config{}, p.Spec.Tenant); err != nil {
@@ -365,14 +415,14 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 		return nil, err
 	}
 	defer cli.Close()
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
-	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, under: underlaySlot(under), slot: under, nodes: map[string]*started{}}
+	run := &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, cli: cli, slot: -1, nodes: map[string]*started{}}
 	defer func() {
 		if !c.Keep {
 			run.teardown(context.WithoutCancel(ctx))
 		}
-		releaseUnderlay(run.slot)
+		if run.slot >= 0 {
+			releaseUnderlay(run.slot)
+		}
 	}()
 	obs := &harness.Observation{Mode: c.Name(), Started: time.Now(), Roles: harness.RolesOf(p.Spec)}
 	if err := run.start(ctx); err != nil {
@@ -412,26 +462,81 @@ func (c *Runner) acquire(ctx context.Context) (int, error) {
 func (c *Runner) release(k int) { c.slots <- k }
 
 func (run *containerRun) labels() map[string]string {
-	return map[string]string{LabelRun: run.id}
+	l := map[string]string{LabelRun: run.id, LabelRunner: run.r.ID(), LabelOwner: self().String()}
+	if run.r.Keep {
+		l[LabelKeep] = "true"
+	}
+	return l
 }
 
-// networks creates the run's two underlay networks, moving to another
-// underlay slot while the engine says a subnet is taken.
+// networks creates the run's two underlay networks on a free underlay
+// slot: one no other run of this process holds and whose subnets overlap
+// no network on the engine (other users' runs, leftovers, anything else).
+// Another process may take the same slot between the look and the
+// creation; the engine then refuses the subnet and the run moves on.
 func (run *containerRun) networks(ctx context.Context) error {
 	tried := map[int]bool{}
 	for {
-		err := run.createNetworks(ctx)
+		taken, err := slotsTaken(ctx, run.cli)
+		if err != nil {
+			return err
+		}
+		for k := range taken {
+			tried[k] = true
+		}
+		k, ok := claimUnderlay(tried)
+		if !ok {
+			return fmt.Errorf("containers: every one of the %d underlay slots (198.18.10-%d.0/24 and 198.18.100-%d.0/24) is held by another run or overlaps a network on the Docker engine",
+				MaxParallelRuns, 10+MaxParallelRuns-1, 100+MaxParallelRuns-1)
+		}
+		run.slot, run.under = k, underlaySlot(k)
+		err = run.createNetworks(ctx)
+		if err == nil {
+			if f := run.r.OnNetworks; f != nil {
+				f(run.id, run.under.lan, run.under.inet)
+			}
+			return nil
+		}
 		if !poolOverlaps(err) {
 			return err
 		}
-		tried[run.slot] = true
-		k, ok := claimUnderlay(tried)
-		if !ok {
-			return fmt.Errorf("containers: every underlay slot overlaps a network already on the Docker engine: %w", err)
-		}
-		releaseUnderlay(run.slot)
-		run.slot, run.under = k, underlaySlot(k)
+		run.r.log().Info("containers: underlay taken meanwhile, moving on", "slot", k, "err", err)
+		tried[k] = true
+		releaseUnderlay(k)
+		run.slot = -1
 	}
+}
+
+// slotsTaken lists the underlay slots whose subnets overlap a network
+// already on the engine.
+func slotsTaken(ctx context.Context, cli *testcontainers.DockerClient) (map[int]bool, error) {
+	ns, err := cli.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("containers: list the engine's networks: %w", err)
+	}
+	var subnets []netip.Prefix
+	for _, n := range ns.Items {
+		for _, c := range n.IPAM.Config {
+			if c.Subnet.IsValid() {
+				subnets = append(subnets, c.Subnet)
+			}
+		}
+	}
+	return overlappingSlots(subnets), nil
+}
+
+// overlappingSlots is the slots whose subnets overlap any of subnets.
+func overlappingSlots(subnets []netip.Prefix) map[int]bool {
+	out := map[int]bool{}
+	for k := range MaxParallelRuns {
+		u := underlaySlot(k)
+		for _, p := range subnets {
+			if p.Overlaps(u.lan) || p.Overlaps(u.inet) {
+				out[k] = true
+			}
+		}
+	}
+	return out
 }
 
 // createNetworks creates both underlays, or neither.
@@ -849,32 +954,6 @@ func (run *containerRun) teardown(ctx context.Context) {
 			_ = nw.Remove(ctx)
 		}
 	}
-}
-
-// Leftovers lists containers and networks of any pinwall run still present.
-func Leftovers(ctx context.Context) ([]string, error) {
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	f := client.Filters{}.Add("label", LabelRun)
-	var out []string
-	cs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range cs.Items {
-		out = append(out, "container "+strings.Join(c.Names, ","))
-	}
-	ns, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range ns.Items {
-		out = append(out, "network "+n.Name)
-	}
-	return out, nil
 }
 
 // configs writes every node's configuration from the plan.
