@@ -1,8 +1,11 @@
 package containers_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	mnet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/testcontainers/testcontainers-go"
@@ -385,6 +390,78 @@ func ids(rs []containers.Resource) []string {
 	var out []string
 	for _, r := range rs {
 		out = append(out, r.Kind+" "+r.ID)
+	}
+	return out
+}
+
+// TestContainersCleanImages: with Images, clean removes the node images
+// older than the current one, unless a container uses them, and keeps the
+// current one and newer ones. The images live in a repository of the
+// test's own, so other users' node images are never touched.
+func TestContainersCleanImages(t *testing.T) {
+	containerRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() }) // after the cleanups below, which use it
+	repo := "pinwall-clean-test-" + strings.ToLower(containers.Self().Host) + fmt.Sprint(os.Getpid())
+	build := func(tag string) string {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		df := []byte("FROM scratch\nLABEL pinwall.test=" + tag + "\n")
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(df))}))
+		_, err := tw.Write(df)
+		require.NoError(t, err)
+		require.NoError(t, tw.Close())
+		res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{repo + ":" + tag}, Remove: true})
+		require.NoError(t, err)
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NotContains(t, string(out), `"error"`)
+		t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), repo+":"+tag, client.ImageRemoveOptions{Force: true}) })
+		return repo + ":" + tag
+	}
+	// Image creation times have a resolution of one second.
+	oldest := build("a")
+	time.Sleep(1100 * time.Millisecond)
+	older := build("b")
+	time.Sleep(1100 * time.Millisecond)
+	current := build("c")
+	time.Sleep(1100 * time.Millisecond)
+	newer := build("d")
+	user, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{Image: older, Cmd: []string{"none"},
+		Labels: map[string]string{"pinwall.test": "image-user"}}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), user.ID, client.ContainerRemoveOptions{Force: true})
+	})
+
+	rep, err := containers.Clean(ctx, containers.CleanConfig{Images: true, ImageRepo: repo, CurrentImage: current})
+	require.NoError(t, err)
+	removed, left := map[string]string{}, map[string]string{}
+	for _, r := range rep.Removed {
+		if r.Kind == "image" {
+			removed[r.Name] = r.Why
+		}
+	}
+	for _, r := range rep.Left {
+		if r.Kind == "image" {
+			left[r.Name] = r.Why
+		}
+	}
+	assert.Equal(t, []string{oldest}, keys(removed), "only the unused image older than the current one goes")
+	assert.Contains(t, left[older], "in use")
+	assert.Contains(t, left[current], "current")
+	assert.Contains(t, left[newer], "not older")
+	_, err = cli.ImageInspect(ctx, oldest)
+	assert.Error(t, err, "the oldest image is gone from the engine")
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
 	}
 	return out
 }
