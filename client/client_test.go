@@ -13,6 +13,7 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/tunnel"
@@ -184,7 +185,7 @@ func TestUDPDroppedFallsBackToTLS(t *testing.T) {
 
 	requireAllVerified(t, topo.RunWorkload(ctx, harness.Workload{Flows: 10}))
 	// It stays on TLS after a reconnect until the network changes.
-	topo.Hosts["laptop"].Impair(harness.NoImpairment)
+	require.NoError(t, topo.ImpairLaptop(fault.Impairment{}), "the UDP path works again")
 	require.NoError(t, topo.GatewayByName(harness.PrimaryGateway).Close())
 	st = waitTunnel(t, topo.Client, ctx, func(s client.State) bool { return s.Up && s.Gateway == harness.BackupGateway })
 	assert.Equal(t, tunnel.TransportTLS, st.Transport, "sticky TLS after fallback")
@@ -320,7 +321,7 @@ func TestDTLSWithFivePercentLoss(t *testing.T) {
 	require.Equal(t, tunnel.TransportDTLS, st.Transport)
 	outs := topo.RunWorkload(ctx, harness.Workload{Flows: 30, Sizes: []harness.ByteSize{1, 1 << 10, 32 << 10}, Retries: -1, Timeout: 2 * time.Minute})
 	requireAllVerified(t, outs)
-	assert.Positive(t, topo.Hosts["laptop"].DroppedUDP(), "the path really lost datagrams")
+	assert.Positive(t, topo.LaptopDatagrams().Dropped, "the path really lost datagrams")
 	for _, o := range outs {
 		assert.Equal(t, "dtls", o.Transport)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/harnesstest"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -118,4 +119,116 @@ func TestInProcessRunnerEvents(t *testing.T) {
 	bad := harness.Plan{Events: []harness.Event{{Do: harness.EventPolicy}}}
 	_, err = harness.InProcess{}.Run(ctx, bad)
 	assert.Error(t, err, "a policy event needs a policy and a firewall")
+}
+
+// TestPlanEventValidation: unknown or malformed events are errors before
+// anything starts, in every runner.
+func TestPlanEventValidation(t *testing.T) {
+	fw := &harness.FirewallSpec{}
+	tests := map[string]struct {
+		spec harness.Spec
+		ev   harness.Event
+		want string
+	}{
+		"unknown kind":            {harness.Spec{}, harness.Event{Do: "udp-loss"}, `unknown event "udp-loss"`},
+		"impair without section":  {harness.Spec{}, harness.Event{Do: harness.EventImpair}, "needs an impair section"},
+		"impair out of range":     {harness.Spec{}, harness.Event{Do: harness.EventImpair, Impair: &fault.Impairment{Loss: 2}}, "loss 2 is not within 0..1"},
+		"impair another host":     {harness.Spec{}, harness.Event{Do: harness.EventImpair, Target: "origins", Impair: &fault.Impairment{Loss: 0.1}}, "only the laptop"},
+		"restart without fw":      {harness.Spec{}, harness.Event{Do: harness.EventFirewallRestart}, "needs a firewall"},
+		"pause without fw":        {harness.Spec{}, harness.Event{Do: harness.EventFirewallPause}, "needs a firewall"},
+		"policy without policy":   {harness.Spec{Firewall: fw}, harness.Event{Do: harness.EventPolicy}, "needs a policy"},
+		"kill an unknown gateway": {harness.Spec{}, harness.Event{Do: harness.EventGatewayDown, Target: "nope.test"}, "not one of the topology's gateways"},
+		"impair on a kill":        {harness.Spec{}, harness.Event{Do: harness.EventGatewayDown, Impair: &fault.Impairment{Loss: 0.1}}, "impair belongs to impair events"},
+	}
+	for name, tt := range tests {
+		p := harness.Plan{Spec: tt.spec.WithDefaults(), Events: []harness.Event{tt.ev}}
+		err := p.Validate()
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), tt.want, name)
+		_, err = harness.InProcess{}.Run(context.Background(), p)
+		assert.Error(t, err, "%s: the runner refuses it too", name)
+	}
+	ok := harness.Plan{Spec: harness.Spec{Firewall: fw}.WithDefaults(), Events: []harness.Event{
+		{Do: harness.EventImpair, Impair: &fault.Impairment{Loss: 0.1, Latency: 10 * time.Millisecond, Jitter: time.Millisecond, Reorder: 0.1}},
+		{Do: harness.EventFirewallRestart}, {Do: harness.EventGatewayDown, Target: harness.BackupGateway},
+	}}
+	assert.NoError(t, ok.Validate())
+	assert.True(t, ok.Impairs())
+}
+
+// TestInProcessImpairEvent: an impair event degrades the laptop's
+// datagrams mid-run (loss, latency with jitter, reordering) and clears
+// after its duration; the DTLS tunnel carries every flow through it.
+func TestInProcessImpairEvent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	plan := harness.Plan{
+		Spec: harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, HandshakeTimeout: 10 * time.Second}},
+		Workload: harness.Workload{Flows: 12, Concurrency: 3, Spacing: 100 * time.Millisecond, Retries: -1,
+			Sizes: []harness.ByteSize{16 << 10}, Timeout: time.Minute},
+		Events: []harness.Event{{At: 100 * time.Millisecond, Do: harness.EventImpair, Duration: 800 * time.Millisecond,
+			Impair: &fault.Impairment{Loss: 0.05, Latency: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.2, Seed: 3}}},
+	}
+	obs, err := harness.InProcess{}.Run(ctx, plan)
+	require.NoError(t, err)
+	require.Len(t, obs.Events, 1)
+	assert.Empty(t, obs.Events[0].Error)
+	for _, f := range obs.Flows {
+		assert.True(t, f.Verified, "flow %d through the impaired path: %s/%s %s", f.Index, f.Leg, f.Cause, f.Error)
+	}
+	require.NotNil(t, obs.LaptopDatagrams)
+	st := *obs.LaptopDatagrams
+	t.Logf("laptop datagrams: %+v", st)
+	assert.Positive(t, st.Dropped, "lost")
+	assert.Positive(t, st.Delayed, "delayed")
+	assert.Positive(t, st.Reordered, "sent ahead of delayed ones")
+}
+
+// TestInProcessFirewallRestart: a firewall restart ends every session
+// through it, logged, and starts with an empty table; the client notices
+// its dead tunnel and comes back; every flow is verified or failed with a
+// named leg and cause.
+func TestInProcessFirewallRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	plan := harness.Plan{
+		Spec: harness.Spec{
+			Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"},
+			Client:   harness.ClientSpec{Keepalive: 300 * time.Millisecond, FallbackTimeout: 300 * time.Millisecond, HandshakeTimeout: time.Second, TunnelWait: 3 * time.Second},
+		},
+		Workload: harness.Workload{Flows: 16, Concurrency: 2, Spacing: 100 * time.Millisecond, Retries: -1, Timeout: 10 * time.Second},
+		Events:   []harness.Event{{At: 400 * time.Millisecond, Do: harness.EventFirewallRestart}},
+		Hold:     3 * time.Second,
+	}
+	obs, err := harness.InProcess{}.Run(ctx, plan)
+	require.NoError(t, err)
+	require.Len(t, obs.Events, 1)
+	require.Empty(t, obs.Events[0].Error)
+	restart := obs.Events[0].Time
+	var before, after int
+	for _, r := range obs.Firewall {
+		if r.Start.Before(restart) {
+			before++
+			assert.False(t, r.Time.After(restart.Add(time.Second)), "session %d from before the restart ended with it: %s", r.SessionID, r.Time)
+		} else {
+			after++
+		}
+	}
+	assert.Positive(t, before, "sessions of the first firewall are logged")
+	assert.Positive(t, after, "and of the restarted one")
+	var downs int
+	for _, h := range obs.History {
+		if h.Event == "down" && h.Time.After(restart) {
+			downs++
+		}
+	}
+	assert.Positive(t, downs, "the client lost its tunnel with the firewall's session")
+	assert.True(t, obs.Tunnel.Up, "and rebuilt it")
+	for _, f := range obs.Flows {
+		if !f.Verified {
+			assert.NotEmpty(t, f.Leg, "flow %d: %s", f.Index, f.Error)
+			assert.NotEmpty(t, f.Cause, "flow %d: %s", f.Index, f.Error)
+		}
+	}
+	t.Logf("firewall restart: %d sessions before, %d after; %d of %d flows verified", before, after, obs.Summary.Verified, len(obs.Flows))
 }
