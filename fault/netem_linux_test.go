@@ -88,7 +88,9 @@ func TestNetemOnVeth(t *testing.T) {
 		}
 	}()
 	apply := func(n fault.Netem) { a.MustDo(func() error { return fault.ApplyNetem(n) }) }
-	if err := a.Do(func() error { return fault.ApplyNetem(fault.Netem{Iface: "pw-a", Impairment: fault.Impairment{Loss: 0.01}}) }); errors.Is(err, fault.ErrNetemUnavailable) {
+	if err := a.Do(func() error {
+		return fault.ApplyNetem(fault.Netem{Iface: "pw-a", Impairment: fault.Impairment{Loss: 0.01}})
+	}); errors.Is(err, fault.ErrNetemUnavailable) {
 		t.Skipf("this kernel cannot run netem: %v", err)
 	}
 
@@ -136,6 +138,8 @@ func TestNetemOnVeth(t *testing.T) {
 	got, _ = probeUDP(t, a, "198.18.250.2:9000", 3)
 	assert.Equal(t, 3, got)
 
-	err = a.Do(func() error { return fault.ApplyNetem(fault.Netem{Iface: "nope0", Impairment: fault.Impairment{Loss: 0.1}}) })
+	err = a.Do(func() error {
+		return fault.ApplyNetem(fault.Netem{Iface: "nope0", Impairment: fault.Impairment{Loss: 0.1}})
+	})
 	assert.ErrorContains(t, err, "nope0")
 }

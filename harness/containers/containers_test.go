@@ -419,7 +419,9 @@ func TestContainersCleanImages(t *testing.T) {
 		out, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		require.NotContains(t, string(out), `"error"`)
-		t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), repo+":"+tag, client.ImageRemoveOptions{Force: true}) })
+		t.Cleanup(func() {
+			_, _ = cli.ImageRemove(context.Background(), repo+":"+tag, client.ImageRemoveOptions{Force: true})
+		})
 		return repo + ":" + tag
 	}
 	// Image creation times have a resolution of one second.
