@@ -32,6 +32,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/pinwall/pinwall/docker"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/internal/node"
@@ -163,6 +164,12 @@ type Runner struct {
 	// OnNetworks, if set, is called once a run's two underlay networks
 	// exist, with the run's id and their subnets (for tests and progress).
 	OnNetworks func(run string, lan, inet netip.Prefix)
+	// Netem impairs the laptop's datagrams (udp-loss, impair events) with
+	// netem qdiscs on the overlay (the laptop's egress, and the firewall's
+	// egress towards the laptop) instead of on the laptop's sockets, as in
+	// process. It needs a kernel with sch_netem and sch_prio; a run fails
+	// at its first impairment where there is none (fault.ErrNetemUnavailable).
+	Netem bool
 
 	mu        sync.Mutex
 	idOnce    sync.Once
@@ -383,6 +390,7 @@ type containerRun struct {
 	mu    sync.Mutex // guards nodes and order while servers start together
 	nodes map[string]*started
 	order []string
+	seq   int // impairment controls sent
 }
 
 // Run implements harness.Runner.
@@ -757,13 +765,24 @@ func containerLogs(ctx context.Context, c testcontainers.Container) string {
 
 // waitLog polls a container's output until it holds marker.
 func waitLog(ctx context.Context, c testcontainers.Container, marker string, timeout time.Duration) error {
+	err := waitLogFunc(ctx, c, timeout, func(logs string) bool { return strings.Contains(logs, marker) })
+	if errors.Is(err, errNotYet) {
+		return fmt.Errorf("containers: no %q after %v", marker, timeout)
+	}
+	return err
+}
+
+var errNotYet = errors.New("containers: the expected output did not come")
+
+// waitLogFunc polls a container's output until done says so.
+func waitLogFunc(ctx context.Context, c testcontainers.Container, timeout time.Duration, done func(logs string) bool) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if strings.Contains(containerLogs(ctx, c), marker) {
+		if done(containerLogs(ctx, c)) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("containers: no %q after %v", marker, timeout)
+			return fmt.Errorf("%w after %v", errNotYet, timeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -847,8 +866,109 @@ func (run *containerRun) apply(ctx context.Context, e harness.Event) error {
 	case harness.EventNetworkChange:
 		_, err := run.cli.ContainerKill(ctx, run.nodes["laptop"].c.GetContainerID(), client.ContainerKillOptions{Signal: "USR1"})
 		return err
+	case harness.EventImpair:
+		if e.Impair == nil {
+			return errors.New("an impair event needs an impair section")
+		}
+		if err := run.impair(ctx, *e.Impair); err != nil {
+			return err
+		}
+		if e.Duration > 0 {
+			select {
+			case <-time.After(e.Duration):
+			case <-ctx.Done():
+			}
+			return run.impair(context.WithoutCancel(ctx), fault.Impairment{})
+		}
+		return nil
+	case harness.EventFirewallRestart:
+		return run.restartFirewall(ctx)
 	}
 	return fmt.Errorf("unknown event %q", e.Do)
+}
+
+// laptopNetems are the netem qdiscs that impair the laptop's datagrams
+// in Netem mode: its own egress on the LAN overlay, and the firewall's
+// egress on it towards the laptop.
+func (run *containerRun) laptopNetems(im fault.Impairment) (laptop, firewall []fault.Netem) {
+	return []fault.Netem{{Iface: lanOverlay, Impairment: im}},
+		[]fault.Netem{{Iface: lanOverlay, Impairment: im, Dst: netip.PrefixFrom(run.plan.Spec.Laptop, 32)}}
+}
+
+// impair replaces the impairment of the laptop's datagrams: on its
+// sockets, or (Netem) as qdiscs on the laptop and the firewall. Each node
+// gets a control file and SIGUSR2, and answers with a marker.
+func (run *containerRun) impair(ctx context.Context, im fault.Impairment) error {
+	if err := im.Validate(); err != nil {
+		return err
+	}
+	run.seq++
+	controls := map[string]node.ImpairControl{"laptop": {Seq: run.seq, Socket: &im}}
+	if run.r.Netem {
+		l, f := run.laptopNetems(im)
+		controls = map[string]node.ImpairControl{"laptop": {Seq: run.seq, Netem: l}, "firewall": {Seq: run.seq, Netem: f}}
+	}
+	for name, ic := range controls {
+		n := run.nodes[name]
+		if n == nil || n.c == nil {
+			return fmt.Errorf("containers: impair: no %s container", name)
+		}
+		b, err := json.Marshal(ic)
+		if err != nil {
+			return err
+		}
+		if err := n.c.CopyToContainer(ctx, b, node.ImpairPath, 0o644); err != nil {
+			return fmt.Errorf("containers: impair %s: %w", name, err)
+		}
+		if _, err := run.cli.ContainerKill(ctx, n.c.GetContainerID(), client.ContainerKillOptions{Signal: "USR2"}); err != nil {
+			return fmt.Errorf("containers: impair %s: %w", name, err)
+		}
+	}
+	for name := range controls {
+		n := run.nodes[name]
+		ok, failed := node.ImpairedMarker(run.seq, nil), fmt.Sprintf("%s %d failed: ", node.MarkerImpaired, run.seq)
+		var answer string
+		err := waitLogFunc(ctx, n.c, 30*time.Second, func(logs string) bool {
+			if strings.Contains(logs, ok) {
+				return true
+			}
+			if i := strings.Index(logs, failed); i >= 0 {
+				answer, _, _ = strings.Cut(logs[i+len(failed):], "\n")
+				return true
+			}
+			return false
+		})
+		if err != nil {
+			return fmt.Errorf("containers: impair %s: %w", name, err)
+		}
+		if answer != "" {
+			return fmt.Errorf("containers: impair %s: %s", name, answer)
+		}
+	}
+	return nil
+}
+
+// restartFirewall restarts the firewall container: SIGTERM (the firewall
+// ends and logs every session, as in process), then a new process in a
+// new network namespace — nftables rules, conntrack entries, the UDP
+// flows' state all gone — set up again from its node configuration with
+// the policy in force (node.PolicyPath). It returns once the firewall
+// says it is ready again.
+func (run *containerRun) restartFirewall(ctx context.Context) error {
+	fw := run.nodes["firewall"]
+	if fw == nil || fw.c == nil {
+		return errors.New("containers: no firewall container")
+	}
+	before := strings.Count(containerLogs(ctx, fw.c), node.MarkerReady)
+	timeout := 10
+	if _, err := run.cli.ContainerRestart(ctx, fw.c.GetContainerID(), client.ContainerRestartOptions{Timeout: &timeout}); err != nil {
+		return fmt.Errorf("containers: restart the firewall: %w", err)
+	}
+	err := waitLogFunc(ctx, fw.c, time.Minute, func(logs string) bool { return strings.Count(logs, node.MarkerReady) > before })
+	if err != nil {
+		return fmt.Errorf("containers: the restarted firewall: %w\n%s", err, containerLogs(ctx, fw.c))
+	}
+	return nil
 }
 
 // collect stops the servers (the firewall gracefully, so its UDP flows are
@@ -864,6 +984,7 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	}
 	obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
 	obs.ClientErrorText, obs.ClientLeg, obs.ClientCause, obs.UpAfter = rep.ErrorText, rep.Leg, rep.Cause, rep.UpAfter
+	obs.LaptopDatagrams = rep.Datagrams
 	for _, tr := range obs.History {
 		if tr.Event == "up" {
 			first := obs.Tunnel
@@ -1036,7 +1157,29 @@ func (run *containerRun) configs() ([]node.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn})
+	laptop := node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn}
+	// The laptop's datagrams, impaired as in process (on its sockets) or,
+	// in Netem mode, by qdiscs on the laptop's and the firewall's overlay.
+	if s.Client.UDPLoss > 0 || run.plan.Impairs() {
+		base := fault.Impairment{Loss: s.Client.UDPLoss, Seed: 1}
+		if run.r != nil && run.r.Netem {
+			if s.Client.UDPLoss > 0 {
+				l, f := run.laptopNetems(base)
+				laptop.Net.Netem = l
+				for i := range out {
+					if out[i].Role == node.RoleFirewall {
+						out[i].Net.Netem = f
+					}
+				}
+			}
+		} else {
+			cn.Impairable = true
+			if s.Client.UDPLoss > 0 {
+				cn.Impair = &base
+			}
+		}
+	}
+	out = append(out, laptop)
 	// Extra hosts run probes.
 	for _, h := range s.ExtraHosts {
 		var probes []harness.Probe

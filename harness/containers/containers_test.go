@@ -25,6 +25,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/network"
 	"go.uber.org/goleak"
 
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/containers"
 	"github.com/pinwall/pinwall/scenarios"
@@ -466,4 +467,73 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestContainersFaults: the fault events of the in-process runner, on
+// Docker networks — the spec's udp-loss and an impair event (loss,
+// latency with jitter, reordering) degrade the laptop's datagrams, and a
+// firewall restart loses its session table (a new process and network
+// namespace); every flow is verified or failed with a named leg and
+// cause, and the firewall's log holds the sessions of both its lives.
+func TestContainersFaults(t *testing.T) {
+	r := containerRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := r.Run(ctx, harness.Plan{Spec: smallPlan(1, 0).Spec, Events: []harness.Event{{Do: "udp-loss"}}})
+	require.ErrorContains(t, err, `unknown event "udp-loss"`, "unknown events are refused, not ignored")
+
+	plan := harness.Plan{
+		Spec: harness.Spec{
+			Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"},
+			Client: harness.ClientSpec{Transport: "dtls", UDPLoss: 0.02, Keepalive: 300 * time.Millisecond, HandshakeTimeout: 2 * time.Second,
+				TunnelWait: 4 * time.Second},
+		},
+		Workload: harness.Workload{Flows: 30, Concurrency: 2, Spacing: 150 * time.Millisecond, Retries: -1, Timeout: 20 * time.Second,
+			Sizes: []harness.ByteSize{16 << 10}},
+		Events: []harness.Event{
+			{At: 200 * time.Millisecond, Do: harness.EventImpair, Duration: 1500 * time.Millisecond,
+				Impair: &fault.Impairment{Loss: 0.05, Latency: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.2}},
+			{At: 2500 * time.Millisecond, Do: harness.EventFirewallRestart},
+		},
+		Hold: 8 * time.Second,
+	}
+	obs, err := r.Run(ctx, plan)
+	require.NoError(t, err)
+	require.Len(t, obs.Events, 2)
+	for _, e := range obs.Events {
+		assert.Empty(t, e.Error, "%s", e.Do)
+	}
+	require.NotNil(t, obs.LaptopDatagrams, "udp-loss and impairments reach the laptop container")
+	st := *obs.LaptopDatagrams
+	t.Logf("laptop datagrams: %+v", st)
+	assert.Positive(t, st.Dropped)
+	assert.Positive(t, st.Delayed)
+	assert.Positive(t, st.Reordered)
+
+	restart := obs.Events[1].Time
+	var before, after int
+	for _, rec := range obs.Firewall {
+		if rec.Start.Before(restart) {
+			before++
+		} else {
+			after++
+		}
+	}
+	assert.Positive(t, before, "the first firewall's sessions are logged")
+	assert.Positive(t, after, "and the restarted one's")
+	var downs int
+	for _, h := range obs.History {
+		if h.Event == "down" && h.Time.After(restart) {
+			downs++
+		}
+	}
+	assert.Positive(t, downs, "the client lost its tunnel with the firewall's state")
+	assert.True(t, obs.Tunnel.Up, "and rebuilt it")
+	for _, f := range obs.Flows {
+		if !f.Verified {
+			assert.NotEmpty(t, f.Leg, "flow %d: %s", f.Index, f.Error)
+			assert.NotEmpty(t, f.Cause, "flow %d: %s", f.Index, f.Error)
+		}
+	}
+	t.Logf("firewall restart: %d sessions before, %d after; %d of %d flows verified", before, after, obs.Summary.Verified, len(obs.Flows))
 }
