@@ -16,6 +16,7 @@ import (
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/tunnel"
 )
 
@@ -250,6 +251,32 @@ func TestPrimaryDownBackupTakesOverNoFlowLost(t *testing.T) {
 			assert.Contains(t, events, "failover")
 		})
 	}
+}
+
+// TestUnacknowledgedFlowReopenedOnBackup: a flow opened on a tunnel
+// whose gateway has just gone silent (over DTLS the client learns it only
+// when keepalives go unanswered) is never acknowledged; the client opens
+// it again on the backup's tunnel, transparently — the application does
+// not retry and sees its flow verified.
+func TestUnacknowledgedFlowReopenedOnBackup(t *testing.T) {
+	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, Keepalive: 300 * time.Millisecond,
+		AttemptsPerGateway: 1, HandshakeTimeout: time.Second, TunnelWait: 10 * time.Second}})
+	ctx := testCtx(t, time.Minute)
+	st, err := topo.Client.WaitUp(ctx)
+	require.NoError(t, err)
+	require.Equal(t, harness.PrimaryGateway, st.Gateway)
+	// The primary's host goes silent (every datagram to or from it lost),
+	// as a crashed or powered-off machine does: nothing tells the client.
+	topo.Hosts[harness.PrimaryGateway].Impair(hostnet.Impairment{Loss: 1})
+	// At once: the dead tunnel still counts as up.
+	outs := topo.RunWorkload(ctx, harness.Workload{Flows: 3, Concurrency: 3, Retries: -1, Sizes: []harness.ByteSize{4 << 10}})
+	requireAllVerified(t, outs)
+	for _, o := range outs {
+		assert.Equal(t, 1, o.Attempts, "the application did not retry")
+		assert.Positive(t, o.Reopened, "flow %d was opened again by the client", o.Index)
+		assert.Equal(t, harness.BackupGateway, o.Gateway)
+	}
+	assert.EqualValues(t, 3, topo.Client.State().Reopened)
 }
 
 func TestFailCloseVersusFailOpen(t *testing.T) {

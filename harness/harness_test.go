@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/harnesstest"
@@ -195,6 +196,8 @@ func TestInProcessFirewallRestart(t *testing.T) {
 		Spec: harness.Spec{
 			Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"},
 			Client:   harness.ClientSpec{Keepalive: 300 * time.Millisecond, FallbackTimeout: 300 * time.Millisecond, HandshakeTimeout: time.Second, TunnelWait: 3 * time.Second},
+			// The gateway notices the tunnel the restart orphaned within a second.
+			Gateway: harness.GatewayConfigSpec{Keepalive: 300 * time.Millisecond},
 		},
 		Workload: harness.Workload{Flows: 16, Concurrency: 2, Spacing: 100 * time.Millisecond, Retries: -1, Timeout: 10 * time.Second},
 		Events:   []harness.Event{{At: 400 * time.Millisecond, Do: harness.EventFirewallRestart}},
@@ -231,4 +234,34 @@ func TestInProcessFirewallRestart(t *testing.T) {
 		}
 	}
 	t.Logf("firewall restart: %d sessions before, %d after; %d of %d flows verified", before, after, obs.Summary.Verified, len(obs.Flows))
+}
+
+// TestExplainLost: a lost flow is "in flight" only when its tunnel went
+// down after the flow started; other losses say how they failed.
+func TestExplainLost(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	history := []client.Transition{
+		{Time: t0, Event: "up", TunnelID: "aaaaaaaaaaaa", Gateway: harness.PrimaryGateway},
+		{Time: t0.Add(2 * time.Second), Event: "down", TunnelID: "aaaaaaaaaaaa", Error: "tunnel: keepalive timeout"},
+		{Time: t0.Add(3 * time.Second), Event: "up", TunnelID: "bbbbbbbbbbbb", Gateway: harness.BackupGateway},
+	}
+	flows := []harness.FlowOutcome{
+		{Index: 0, Verified: true, TunnelID: "aaaaaaaaaaaa", Started: t0},
+		{Index: 1, TunnelID: "aaaaaaaaaaaa", Gateway: harness.PrimaryGateway, Transport: "dtls", Started: t0.Add(time.Second),
+			Leg: failure.LegClientGateway, Cause: failure.CauseConnectionReset},
+		{Index: 2, TunnelID: "bbbbbbbbbbbb", Gateway: harness.BackupGateway, Started: t0.Add(4 * time.Second),
+			Leg: failure.LegGatewayOrigin, Cause: failure.CauseConnectionRefused},
+		{Index: 3, Started: t0.Add(time.Second), Leg: failure.LegClientGateway, Cause: failure.CauseTunnelDown},
+		{Index: 4, TunnelID: "aaaaaaaaaaaa", Started: t0.Add(3 * time.Second), Leg: failure.LegClientGateway, Cause: failure.CauseConnectionReset},
+	}
+	harness.ExplainLost(flows, history)
+	assert.Empty(t, flows[0].Lost, "verified")
+	assert.True(t, flows[1].InFlight)
+	assert.Contains(t, flows[1].Lost, "in flight on tunnel aaaaaaaa to gateway-acme.sse.test over dtls when that tunnel went down 1s after the flow started")
+	assert.Contains(t, flows[1].Lost, "keepalive timeout")
+	assert.False(t, flows[2].InFlight)
+	assert.Contains(t, flows[2].Lost, "failed on tunnel bbbbbbbb to gateway-backup-acme.sse.test: connection-refused on gateway-origin")
+	assert.False(t, flows[3].InFlight)
+	assert.Equal(t, "no tunnel took it: tunnel-down on client-gateway", flows[3].Lost)
+	assert.False(t, flows[4].InFlight, "started after its tunnel went down: not in flight when it did")
 }

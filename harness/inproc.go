@@ -336,6 +336,7 @@ func (t *Topology) startGateways(ctx context.Context, opts Options) error {
 			ClientCAs:      t.PKI.Tenant.Pool(),
 			AllowAnonymous: t.Spec.Gateway.AllowAnonymous,
 			MaxStreams:     t.Spec.Gateway.MaxStreams,
+			Session:        tunnel.Config{KeepAliveInterval: t.Spec.Gateway.Keepalive},
 			Stack:          t.Hosts[g.Name],
 			Resolver:       t.Zone,
 			Log:            sw,

@@ -85,6 +85,7 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	obs.Summary = Summarize(obs.Flows)
 	obs.Tunnel = t.Client.State()
 	obs.History = t.Client.History()
+	ExplainLost(obs.Flows, obs.History)
 	if cerr := t.Client.LastError(); cerr != nil {
 		obs.ClientError = cerr
 	}

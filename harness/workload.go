@@ -118,10 +118,22 @@ type FlowOutcome struct {
 	TunnelID  string        `json:"tunnel_id,omitempty"`
 	Attempts  int           `json:"attempts"`
 	Verified  bool          `json:"verified"`
-	Leg       failure.Leg   `json:"leg,omitempty"`
-	Cause     failure.Cause `json:"cause,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	Duration  time.Duration `json:"duration_ns"`
+	// Gateway is the gateway whose tunnel carried the flow's last attempt.
+	Gateway string `json:"gateway,omitempty"`
+	// Reopened counts the times the client opened the flow again because
+	// a tunnel broke before the gateway acknowledged it.
+	Reopened int           `json:"reopened,omitempty"`
+	Leg      failure.Leg   `json:"leg,omitempty"`
+	Cause    failure.Cause `json:"cause,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	// InFlight marks a lost flow that was in flight on a tunnel when that
+	// tunnel went down: the gateway had acknowledged it, so no client can
+	// move it to another gateway. Lost says in words why the flow was
+	// lost (see ExplainLost).
+	InFlight bool   `json:"in_flight,omitempty"`
+	Lost     string `json:"lost,omitempty"`
 	// Err is the typed failure (nil when verified).
 	Err error `json:"-"`
 }
@@ -194,8 +206,8 @@ func RunWorkload(ctx context.Context, c *client.Client, trust *x509.CertPool, w 
 func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Workload, i int) (o FlowOutcome) {
 	site := w.Sites[i%len(w.Sites)]
 	size := w.Sizes[i%len(w.Sizes)]
-	o = FlowOutcome{Index: i, Site: site, Size: size}
 	start := time.Now()
+	o = FlowOutcome{Index: i, Site: site, Size: size, Started: start}
 	defer func() { o.Duration = time.Since(start) }()
 	for attempt := 0; attempt <= max(w.Retries, 0); attempt++ {
 		o.Attempts = attempt + 1
@@ -219,7 +231,8 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 		cancel()
 		tr.CloseIdleConnections()
 		if conn != nil {
-			o.Route, o.Transport, o.TunnelID, o.Why = conn.Route, string(conn.Transport), conn.TunnelID, conn.Why
+			o.Route, o.Transport, o.TunnelID, o.Why, o.Gateway = conn.Route, string(conn.Transport), conn.TunnelID, conn.Why, conn.Gateway
+			o.Reopened += conn.Reopened
 		}
 		if err == nil {
 			o.Verified, o.Err, o.Error, o.Leg, o.Cause = true, nil, "", "", ""
@@ -270,6 +283,58 @@ func Summarize(outs []FlowOutcome) Summary {
 				s.FailOpen++
 			}
 		}
+	}
+	return s
+}
+
+// ExplainLost says, for every flow not verified, why it was lost: in
+// flight on a tunnel when that tunnel went down (the gateway had
+// acknowledged the flow; a client cannot move an open flow to another
+// gateway, only the application can retry it), or how it failed
+// otherwise. history is the client's. Both runners call it on their
+// observation.
+func ExplainLost(flows []FlowOutcome, history []client.Transition) {
+	downs := map[string]client.Transition{}
+	for _, h := range history {
+		if h.Event == "down" && h.TunnelID != "" {
+			if _, seen := downs[h.TunnelID]; !seen {
+				downs[h.TunnelID] = h
+			}
+		}
+	}
+	for i := range flows {
+		f := &flows[i]
+		f.InFlight, f.Lost = false, ""
+		if f.Verified {
+			continue
+		}
+		cause := fmt.Sprintf("%s on %s", orUnknown(string(f.Cause)), orUnknown(string(f.Leg)))
+		down, wentDown := downs[f.TunnelID]
+		switch {
+		case f.TunnelID != "" && wentDown && !f.Started.After(down.Time):
+			f.InFlight = true
+			why := ""
+			if down.Error != "" {
+				why = " (" + down.Error + ")"
+			}
+			f.Lost = fmt.Sprintf("in flight on tunnel %s to %s over %s when that tunnel went down %v after the flow started%s: "+
+				"the gateway had acknowledged the flow, so the client cannot move it to another gateway; only the application can retry it (%s)",
+				short(f.TunnelID), orUnknown(f.Gateway), orUnknown(f.Transport), down.Time.Sub(f.Started).Round(time.Millisecond), why, cause)
+		case f.TunnelID != "":
+			f.Lost = fmt.Sprintf("failed on tunnel %s to %s: %s", short(f.TunnelID), orUnknown(f.Gateway), cause)
+		case f.Route == client.RouteDirect:
+			f.Lost = "failed on its direct path: " + cause
+		default:
+			f.Lost = "no tunnel took it: " + cause
+		}
+	}
+}
+
+func short(id string) string { return id[:min(len(id), 8)] }
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(unknown)"
 	}
 	return s
 }

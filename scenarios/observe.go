@@ -36,6 +36,17 @@ func summarize(obs *harness.Observation) Observed {
 		if f.Attempts > 1 {
 			o.Flows.Retried++
 		}
+		if f.Reopened > 0 {
+			o.Flows.Reopened++
+		}
+		if !f.Verified {
+			why := f.Lost
+			if why == "" {
+				why = f.Error
+			}
+			o.Flows.Lost = append(o.Flows.Lost, LostFlow{Index: f.Index, Site: f.Site, TunnelID: f.TunnelID, Gateway: f.Gateway,
+				Leg: f.Leg, Cause: f.Cause, InFlight: f.InFlight, Why: why})
+		}
 	}
 	o.Attempts = obs.Attempts
 	o.RecoveryMS = obs.Recovery.Milliseconds()

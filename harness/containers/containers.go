@@ -994,6 +994,7 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 		}
 	}
 	obs.Recovery = harness.Recovery(obs.History)
+	harness.ExplainLost(obs.Flows, obs.History)
 	recs, err := run.read(ctx, "firewall", "firewall.jsonl")
 	if err != nil {
 		return err
@@ -1130,8 +1131,9 @@ func (run *containerRun) configs() ([]node.Config, error) {
 			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: nthAddr(firstGatewayOnNet, i)})
 		}
 		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
-			Net:     node.Net{Addrs: addrs, Routes: originRoutes},
-			Gateway: &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams}})
+			Net: node.Net{Addrs: addrs, Routes: originRoutes},
+			Gateway: &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
+				Keepalive: s.Gateway.Keepalive}})
 	}
 	// Firewall.
 	fs := s.Firewall

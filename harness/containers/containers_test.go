@@ -487,6 +487,8 @@ func TestContainersFaults(t *testing.T) {
 			Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"},
 			Client: harness.ClientSpec{Transport: "dtls", UDPLoss: 0.02, Keepalive: 300 * time.Millisecond, HandshakeTimeout: 2 * time.Second,
 				TunnelWait: 4 * time.Second},
+			// The gateway notices the tunnel the restart orphaned within a second.
+			Gateway: harness.GatewayConfigSpec{Keepalive: 300 * time.Millisecond},
 		},
 		Workload: harness.Workload{Flows: 30, Concurrency: 2, Spacing: 150 * time.Millisecond, Retries: -1, Timeout: 20 * time.Second,
 			Sizes: []harness.ByteSize{16 << 10}},

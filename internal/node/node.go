@@ -116,10 +116,11 @@ type Config struct {
 
 // Gateway configures a gateway container.
 type Gateway struct {
-	Cert           PEMPair `json:"cert"`
-	ClientCA       string  `json:"client_ca"`
-	AllowAnonymous bool    `json:"allow_anonymous"`
-	MaxStreams     int     `json:"max_streams"`
+	Cert           PEMPair       `json:"cert"`
+	ClientCA       string        `json:"client_ca"`
+	AllowAnonymous bool          `json:"allow_anonymous"`
+	MaxStreams     int           `json:"max_streams"`
+	Keepalive      time.Duration `json:"keepalive,omitempty"`
 }
 
 // Origin configures the origins container.
@@ -173,7 +174,7 @@ type ClientReport struct {
 	Cause     failure.Cause         `json:"cause,omitempty"`
 	UpAfter   time.Duration         `json:"up_after_ns"`
 	// Datagrams counts what the impairment did to the laptop's datagrams.
-	Datagrams *fault.Stats `json:"datagrams,omitempty"`
+	Datagrams *fault.Stats          `json:"datagrams,omitempty"`
 	Probes    []harness.ProbeResult `json:"probes,omitempty"`
 	SettledAt time.Time             `json:"settled_at"`
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/pinwall/pinwall/origin"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // Node file names inside a container.
@@ -137,6 +138,7 @@ func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdou
 	gw, err := gateway.New(gateway.Config{
 		Name: nc.Name, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 443), UDPAddrs: pool, Certificate: cert, ClientCAs: cas,
 		AllowAnonymous: gn.AllowAnonymous, MaxStreams: gn.MaxStreams, Stack: hostnet.OS{}, Resolver: zone,
+		Session: tunnel.Config{KeepAliveInterval: gn.Keepalive},
 		Log: f, Logger: log,
 	})
 	if err != nil {
