@@ -109,15 +109,15 @@ func (w Workload) WithDefaults(spec Spec) Workload {
 
 // FlowOutcome is what became of one flow.
 type FlowOutcome struct {
-	Index     int           `json:"index"`
-	Site      string        `json:"site"`
-	Size      ByteSize      `json:"size"`
-	Route     client.Route  `json:"route,omitempty"`
-	Why       string        `json:"why,omitempty"`
-	Transport string        `json:"transport,omitempty"`
-	TunnelID  string        `json:"tunnel_id,omitempty"`
-	Attempts  int           `json:"attempts"`
-	Verified  bool          `json:"verified"`
+	Index     int          `json:"index"`
+	Site      string       `json:"site"`
+	Size      ByteSize     `json:"size"`
+	Route     client.Route `json:"route,omitempty"`
+	Why       string       `json:"why,omitempty"`
+	Transport string       `json:"transport,omitempty"`
+	TunnelID  string       `json:"tunnel_id,omitempty"`
+	Attempts  int          `json:"attempts"`
+	Verified  bool         `json:"verified"`
 	// Gateway is the gateway whose tunnel carried the flow's last attempt.
 	Gateway string `json:"gateway,omitempty"`
 	// Reopened counts the times the client opened the flow again because

@@ -139,7 +139,7 @@ func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdou
 		Name: nc.Name, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 443), UDPAddrs: pool, Certificate: cert, ClientCAs: cas,
 		AllowAnonymous: gn.AllowAnonymous, MaxStreams: gn.MaxStreams, Stack: hostnet.OS{}, Resolver: zone,
 		Session: tunnel.Config{KeepAliveInterval: gn.Keepalive},
-		Log: f, Logger: log,
+		Log:     f, Logger: log,
 	})
 	if err != nil {
 		return err
