@@ -159,7 +159,7 @@ type Runner struct {
 	// MaxParallelRuns.
 	Parallel int
 	// NoSweep skips the sweep of dead runs' leftovers (Clean with its
-	// defaults) that the first run of a Runner does.
+	// defaults) that every run does before it starts.
 	NoSweep bool
 	// OnNetworks, if set, is called once a run's two underlay networks
 	// exist, with the run's id and their subnets (for tests and progress).
@@ -174,7 +174,6 @@ type Runner struct {
 	mu        sync.Mutex
 	idOnce    sync.Once
 	id        string
-	sweepOnce sync.Once
 	slotsOnce sync.Once
 	slots     chan int // free run slots
 	image     string
@@ -201,22 +200,20 @@ func randomID() string {
 // self is this process as the owner of its runs.
 var self = sync.OnceValue(Self)
 
-// sweep removes what dead runs left on the engine, once per Runner, before
-// its first run. A failure is logged, not fatal: the run picks subnets
-// around whatever is left.
+// sweep removes what dead runs left on the engine before a run starts.
+// A failure is logged, not fatal: the run picks subnets around whatever is
+// left.
 func (c *Runner) sweep(ctx context.Context) {
 	if c.NoSweep {
 		return
 	}
-	c.sweepOnce.Do(func() {
-		rep, err := Clean(ctx, CleanConfig{Logger: c.log()})
-		if err != nil {
-			c.log().Warn("containers: sweeping dead runs' leftovers", "err", err)
-		}
-		if len(rep.Removed) > 0 {
-			c.log().Info("containers: swept dead runs' leftovers", "removed", len(rep.Removed))
-		}
-	})
+	rep, err := Clean(ctx, CleanConfig{Logger: c.log()})
+	if err != nil {
+		c.log().Warn("containers: sweeping dead runs' leftovers", "err", err)
+	}
+	if len(rep.Removed) > 0 {
+		c.log().Info("containers: swept dead runs' leftovers", "removed", len(rep.Removed))
+	}
 }
 
 // ImageBuildTime reports how long building the image took (zero when reused).
