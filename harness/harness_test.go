@@ -104,7 +104,8 @@ func TestInProcessRunnerEvents(t *testing.T) {
 	defer cancel()
 	plan := harness.Plan{
 		Spec:     harness.Spec{Client: harness.ClientSpec{Keepalive: 500 * time.Millisecond, FallbackTimeout: 300 * time.Millisecond}},
-		Workload: harness.Workload{Flows: 12, Concurrency: 2, Spacing: 30 * time.Millisecond},
+		// The applications do not retry: only the client can save a flow.
+		Workload: harness.Workload{Flows: 12, Concurrency: 2, Spacing: 30 * time.Millisecond, Retries: -1},
 		Events:   []harness.Event{{At: 100 * time.Millisecond, Do: harness.EventGatewayDown}},
 	}
 	obs, err := harness.InProcess{}.Run(ctx, plan)
@@ -113,9 +114,15 @@ func TestInProcessRunnerEvents(t *testing.T) {
 	assert.Empty(t, obs.Events[0].Error)
 	assert.Equal(t, harness.BackupGateway, obs.Tunnel.Gateway)
 	for _, f := range obs.Flows {
-		assert.True(t, f.Verified, "no flow lost over the failover: flow %d (%d attempts, %s/%s): %s", f.Index, f.Attempts, f.Leg, f.Cause, f.Error)
+		assert.Equal(t, 1, f.Attempts)
+		if !f.Verified {
+			// The only flows a client cannot save: those the dead gateway
+			// had acknowledged, in flight when it died — each explained.
+			assert.True(t, f.InFlight, "flow %d lost other than in flight (%s/%s): %s", f.Index, f.Leg, f.Cause, f.Error)
+			assert.Contains(t, f.Lost, "in flight on tunnel", "flow %d", f.Index)
+		}
 	}
-	assert.Equal(t, 12, obs.Summary.Verified)
+	t.Logf("%d of 12 flows verified, %d opened again by the client", obs.Summary.Verified, obs.Tunnel.Reopened)
 
 	bad := harness.Plan{Events: []harness.Event{{Do: harness.EventPolicy}}}
 	_, err = harness.InProcess{}.Run(ctx, bad)
