@@ -103,7 +103,7 @@ func TestInProcessRunnerEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	plan := harness.Plan{
-		Spec:     harness.Spec{Client: harness.ClientSpec{Keepalive: 500 * time.Millisecond, FallbackTimeout: 300 * time.Millisecond}},
+		Spec: harness.Spec{Client: harness.ClientSpec{Keepalive: 500 * time.Millisecond, FallbackTimeout: 300 * time.Millisecond}},
 		// The applications do not retry: only the client can save a flow.
 		Workload: harness.Workload{Flows: 12, Concurrency: 2, Spacing: 30 * time.Millisecond, Retries: -1},
 		Events:   []harness.Event{{At: 100 * time.Millisecond, Do: harness.EventGatewayDown}},
