@@ -88,7 +88,7 @@ type Event struct {
 	Impair *fault.Impairment `yaml:"impair" json:"impair,omitempty"`
 }
 
-// Validate checks one event against a (defaulted) spec.
+// Validate checks one event against a spec (with its defaults applied).
 func (e Event) Validate(s Spec) error {
 	if !slices.Contains(EventKind("").Choices(), string(e.Do)) {
 		return fmt.Errorf("unknown event %q (one of: %s)", e.Do, strings.Join(EventKind("").Choices(), ", "))
@@ -286,8 +286,9 @@ func (p Plan) UpWait() time.Duration {
 
 // Validate checks a plan against its (defaulted) spec.
 func (p Plan) Validate() error {
+	spec := p.Spec.WithDefaults()
 	for i, e := range p.Events {
-		if err := e.Validate(p.Spec); err != nil {
+		if err := e.Validate(spec); err != nil {
 			return fmt.Errorf("event %d: %w", i, err)
 		}
 	}

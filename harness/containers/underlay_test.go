@@ -117,3 +117,21 @@ func TestJudge(t *testing.T) {
 		assert.NotEmpty(t, why)
 	}
 }
+
+// FuzzParseOwner: an owner label on a shared engine is anyone's text; the
+// parser never panics, and what it accepts prints back to itself.
+func FuzzParseOwner(f *testing.F) {
+	for _, s := range []string{"vm/16172/114364", "host.with/slash/1/2", "", "/", "//", "a/1/", "a//1", "a/-1/2", "a/1/99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseOwner(s)
+		if err != nil {
+			return
+		}
+		require.Positive(t, o.PID)
+		again, err := ParseOwner(o.String())
+		require.NoError(t, err)
+		require.Equal(t, o, again)
+	})
+}
