@@ -53,6 +53,12 @@ func TestListAndUsage(t *testing.T) {
 	assert.Contains(t, errOut, "unknown scenario no-such-row (valid: visibility")
 	_, _, code = run(t, context.Background(), "run", "--mode", "vm")
 	assert.Equal(t, 2, code)
+	_, errOut, code = run(t, context.Background(), "clean", "everything")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "clean takes no arguments")
+	_, errOut, code = run(t, context.Background(), "clean", "--ttl", "0s")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "--ttl must be positive")
 }
 
 func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
