@@ -279,6 +279,24 @@ func TestUnacknowledgedFlowReopenedOnBackup(t *testing.T) {
 	assert.EqualValues(t, 3, topo.Client.State().Reopened)
 }
 
+// TestConnTunnelEnded: a flow tells whether the tunnel carrying it ended,
+// and why, so a failure seen by the application can be put on the tunnel.
+func TestConnTunnelEnded(t *testing.T) {
+	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
+	ctx := testCtx(t, 30*time.Second)
+	_, err := topo.Client.WaitUp(ctx)
+	require.NoError(t, err)
+	nc, err := topo.Client.Dial(ctx, "tcp", "www.social.test:443")
+	require.NoError(t, err)
+	defer nc.Close()
+	conn := nc.(*client.Conn)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	assert.NoError(t, conn.TunnelEnded(short), "the tunnel lives")
+	cancel()
+	require.NoError(t, topo.GatewayByName(harness.PrimaryGateway).Close())
+	assert.Error(t, conn.TunnelEnded(ctx), "the gateway's end ended the tunnel")
+}
+
 func TestFailCloseVersusFailOpen(t *testing.T) {
 	tests := []struct {
 		mode     client.FailMode

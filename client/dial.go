@@ -96,11 +96,32 @@ type Conn struct {
 	// Reopened counts the times the flow was opened again, transparently,
 	// because a tunnel broke before the gateway acknowledged it.
 	Reopened int
+	sess     tunnel.Session // the carrying tunnel, nil for a direct flow
 	Origin   netip.AddrPort
 	// Why explains the route: "steered", a steering exception, or
 	// "fail-open" for a steered flow sent direct because no tunnel was up.
 	Why    string
 	remote net.Addr
+}
+
+// TunnelEnded waits until the tunnel carrying the flow has ended, or ctx
+// ends, and returns why it ended (nil while it lives, and for a direct
+// flow). An application whose flow broke asks it to tell a tunnel that
+// went down from a failure of the flow itself: the error it saw is often
+// only a symptom (an HTTP/2 connection "could not be established").
+func (c *Conn) TunnelEnded(ctx context.Context) error {
+	if c.sess == nil {
+		return nil
+	}
+	select {
+	case <-c.sess.Done():
+		if err := c.sess.Err(); err != nil {
+			return err
+		}
+		return tunnel.ErrSessionClosed
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // RemoteAddr is the destination as the application asked for it.
@@ -257,7 +278,7 @@ func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uin
 	}
 	_ = st.SetDeadline(time.Time{})
 	c.tunnelled.Add(1)
-	return &Conn{Conn: st, Route: RouteTunnel, Transport: a.transport, TunnelID: a.tunnelID, Gateway: a.gateway, FlowID: id, Origin: reply.Addr, Why: "steered", remote: destAddr{address}}, true, nil
+	return &Conn{Conn: st, Route: RouteTunnel, Transport: a.transport, TunnelID: a.tunnelID, Gateway: a.gateway, FlowID: id, Origin: reply.Addr, Why: "steered", remote: destAddr{address}, sess: a.sess}, true, nil
 }
 
 func (c *Client) flowErr(op, address string, err error, ctx context.Context) error {

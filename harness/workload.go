@@ -238,6 +238,7 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 			o.Verified, o.Err, o.Error, o.Leg, o.Cause = true, nil, "", "", ""
 			return o
 		}
+		err = tunnelEnded(ctx, conn, err)
 		o.Err, o.Error = err, err.Error()
 		o.Leg, o.Cause = failure.LegOf(err), failure.CauseOf(err)
 		if conn != nil && conn.Route == client.RouteDirect && o.Leg == failure.LegClientGateway {
@@ -253,6 +254,29 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 		}
 	}
 	return o
+}
+
+// tunnelEndGrace bounds the wait, after a tunnelled flow failed with a
+// protocol error, for its tunnel to be declared dead.
+const tunnelEndGrace = time.Second
+
+// tunnelEnded attributes a tunnelled flow's protocol error to its tunnel
+// when that tunnel ended under it: the application saw only a symptom (an
+// HTTP/2 connection that "could not be established"); the cause is the
+// tunnel, a connection reset on the client-gateway leg, which an
+// application retries.
+func tunnelEnded(ctx context.Context, conn *client.Conn, err error) error {
+	if conn == nil || conn.Route != client.RouteTunnel || failure.CauseOf(err) != failure.CauseProtocol {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, tunnelEndGrace)
+	defer cancel()
+	terr := conn.TunnelEnded(wctx)
+	if terr == nil {
+		return err
+	}
+	return failure.New(failure.LegClientGateway, failure.CauseConnectionReset, "flow", conn.RemoteAddr().String(),
+		fmt.Errorf("the tunnel carrying it ended (%w) under: %w", terr, err))
 }
 
 // Summary counts a workload's outcomes.
