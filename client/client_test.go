@@ -259,7 +259,9 @@ func TestPrimaryDownBackupTakesOverNoFlowLost(t *testing.T) {
 // it again on the backup's tunnel, transparently — the application does
 // not retry and sees its flow verified.
 func TestUnacknowledgedFlowReopenedOnBackup(t *testing.T) {
-	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, Keepalive: 300 * time.Millisecond,
+	// Keepalives a second apart: the silence is noticed after 3 s, long
+	// after the flows below are opened even on a loaded machine.
+	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, Keepalive: time.Second,
 		AttemptsPerGateway: 1, HandshakeTimeout: time.Second, TunnelWait: 10 * time.Second}})
 	ctx := testCtx(t, time.Minute)
 	st, err := topo.Client.WaitUp(ctx)
