@@ -67,9 +67,12 @@ var clientSpecific = map[failure.Cause]bool{
 // generic client cause (a handshake_failure alert, a reset).
 func attribute(obs *harness.Observation) *FailureObserved {
 	tunnelDown := !obs.Tunnel.Up
+	// A flow lost in flight on a tunnel that went down (its gateway died)
+	// is that event's doing, explained with the flow (FlowOutcome.Lost),
+	// not a failure of the path: the run fails only on the others.
 	var flowErr *harness.FlowOutcome
 	for i := range obs.Flows {
-		if !obs.Flows[i].Verified {
+		if !obs.Flows[i].Verified && !obs.Flows[i].InFlight {
 			flowErr = &obs.Flows[i]
 			break
 		}
