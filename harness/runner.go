@@ -37,6 +37,9 @@ func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if fw := p.Spec.Firewall; fw != nil && fw.Kind.IsThirdParty() {
+		return nil, fmt.Errorf("%w: the %s firewall runs only in containers (--mode containers), where the kernel redirects the laptop's traffic into it", ErrThirdPartyInProcess, fw.Kind)
+	}
 	obs := &Observation{Mode: r.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
 	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0, PKI: r.PKI, Impairable: p.Impairs()})
 	if err != nil {

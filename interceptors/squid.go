@@ -98,13 +98,16 @@ func (t *translator) squid() (*Config, error) {
 	b.WriteString("http_access allow all\ncache deny all\n")
 	b.WriteString("logformat pinwall %ts.%03tu %6tr %>a:%>p %Ss/%03>Hs %<st %rm %ru %<a:%<p sni=%ssl::>sni bump=%ssl::bump_mode server_cert=\"%ssl::<cert_subject\" issuer=\"%ssl::<cert_issuer\" err=%err_code/%err_detail\n")
 	fmt.Fprintf(&b, "access_log stdio:%s pinwall\ncache_log %s\n", access, cache)
-	fmt.Fprintf(&b, "hosts_file %s\ndns_nameservers 127.0.0.1\n", t.p.Hosts)
+	b.WriteString("# Intercepted CONNECTs whose SNI does not resolve to their destination are refused\n# with 409 Conflict whatever host_verify_strict says: the firewall node answers\n# the topology's names here, every address of a name in every answer.\n")
+	fmt.Fprintf(&b, "dns_nameservers %s\n", t.p.DNS)
 	b.WriteString("pid_filename none\ncoredump_dir /tmp\nshutdown_lifetime 1 seconds\nlogfile_rotate 0\n")
+	t.note("squid verifies that an intercepted connection's SNI resolves to its destination and refuses it with 409 Conflict otherwise (squid.conf.documented, host_verify_strict); the firewall node's resolver answers every address of a name, so a gateway pool that rotates its answers passes")
 	return &Config{
 		TCP:   tcp,
 		Files: []File{{Path: conf, Mode: 0o644, Content: b.String()}},
 		Setup: [][]string{
 			{"rm", "-rf", ssldb},
+			{"mkdir", "-p", path.Dir(ssldb)},
 			{"/usr/lib/squid/security_file_certgen", "-c", "-s", ssldb, "-M", "4MB"},
 			{"chown", "-R", "proxy:proxy", ssldb},
 			{"touch", access, cache},

@@ -123,8 +123,9 @@ type Params struct {
 	CACert, CAKey string
 	// Trust is the PEM bundle of CAs the tool verifies servers against.
 	Trust string
-	// Hosts is a hosts(5) file of the topology's names.
-	Hosts string
+	// DNS is the address of a resolver answering the topology's names
+	// (the firewall node serves one on loopback).
+	DNS string
 	// Out is where the tool's logs go.
 	Out string
 	// Port is the tool's transparent listener.
@@ -136,7 +137,7 @@ type Params struct {
 // DefaultParams are the firewall container's paths.
 func DefaultParams() Params {
 	return Params{Dir: "/etc/pinwall", CACert: "/etc/pinwall/ca.pem", CAKey: "/etc/pinwall/ca-key.pem",
-		Trust: "/etc/pinwall/trust.pem", Hosts: "/etc/pinwall/hosts", Out: "/out", Port: 15001, TLSPorts: []uint16{443, 8443}}
+		Trust: "/etc/pinwall/trust.pem", DNS: "127.0.0.1", Out: "/out", Port: 15001, TLSPorts: []uint16{443, 8443}}
 }
 
 // prule is a policy rule with where it stands; the default action is the

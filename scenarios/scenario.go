@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/strictyaml"
 )
@@ -40,7 +41,10 @@ func (Variant) Choices() []string {
 
 // FirewallSection is a scenario's firewall: absent means no firewall.
 type FirewallSection struct {
-	Inside    string         `yaml:"inside"`
+	// Kind is what stands in the firewall's place: pinwall (the default),
+	// mitmproxy, squid or sslsplit (containers only).
+	Kind      interceptors.Kind `yaml:"kind"`
+	Inside    string            `yaml:"inside"`
 	Outside   string         `yaml:"outside"`
 	ProxyPort uint16         `yaml:"proxy-port"`
 	Policy    *policy.Policy `yaml:"policy"`
@@ -74,6 +78,10 @@ type Scenario struct {
 	WaitUp     time.Duration             `yaml:"wait-up"`
 	Hold       time.Duration             `yaml:"hold"`
 	Expect     Expect                    `yaml:"expect"`
+	// Tools are the row's expectations on third-party firewalls where
+	// they differ from pinwall's, for every variant (a variant's own
+	// entry for a tool replaces this one).
+	Tools ToolsSection `yaml:"tools"`
 
 	Variants []VariantSpec `yaml:"variants,required"`
 
@@ -110,7 +118,9 @@ type VariantSpec struct {
 	Events     yaml.Node      `yaml:"events"`
 	Probes     yaml.Node      `yaml:"probes"`
 	Expect     yaml.Node      `yaml:"expect"`
-	Line       int            `yaml:"-" strictyaml:"line"`
+	// Tools are this variant's expectations on third-party firewalls.
+	Tools ToolsSection `yaml:"tools"`
+	Line  int          `yaml:"-" strictyaml:"line"`
 }
 
 // Run is one resolved variant of a scenario, ready to execute.
@@ -121,6 +131,18 @@ type Run struct {
 	Describe string
 	Plan     harness.Plan
 	Expect   Expect
+	// Tools are the expectations on each third-party firewall, resolved:
+	// the run's own where no difference is declared.
+	Tools map[interceptors.Kind]ToolRun
+	// Firewall is the kind this run is for (ForFirewall); ToolSource the
+	// source of a declared difference, NotApplicable the checks left out
+	// because they read pinwall's firewall log.
+	Firewall      interceptors.Kind
+	ToolSource    string
+	NotApplicable []string
+	// NotRun, when set, says why the run is not carried out on its
+	// firewall (the tool cannot express the policy, or the row says so).
+	NotRun string
 }
 
 // Key identifies a run: "id/variant" or "id/variant/case".
@@ -128,6 +150,9 @@ func (r Run) Key() string {
 	k := r.Scenario.ID + "/" + string(r.Variant)
 	if r.Case != "" {
 		k += "/" + r.Case
+	}
+	if r.Firewall.IsThirdParty() {
+		k += "@" + string(r.Firewall)
 	}
 	return k
 }
@@ -332,6 +357,10 @@ func (s *Scenario) resolve(i int) (Run, error) {
 	if err := decode(&v.Expect, "expect", &exp); err != nil {
 		return Run{}, err
 	}
+	tools, err := s.resolveTools(v, field, exp)
+	if err != nil {
+		return Run{}, err
+	}
 
 	spec.Client, spec.Gateway = cs, gw
 	if fw != nil {
@@ -360,7 +389,12 @@ func (s *Scenario) resolve(i int) (Run, error) {
 		return Run{}, &strictyaml.Error{File: s.File, Line: v.Line, Field: field, Msg: err.Error(), Err: err}
 	}
 	plan.Workload = plan.Workload.WithDefaults(plan.Spec)
-	return Run{Scenario: s, Variant: v.Variant, Case: v.Case, Describe: v.Describe, Plan: plan, Expect: exp}, nil
+	r := Run{Scenario: s, Variant: v.Variant, Case: v.Case, Describe: v.Describe, Plan: plan, Expect: exp, Tools: tools}
+	if fw := plan.Spec.Firewall; fw != nil && fw.Kind.IsThirdParty() {
+		// The file itself puts a tool in the firewall's place.
+		return r.ForFirewall(fw.Kind), nil
+	}
+	return r, nil
 }
 
 // overrideFirewall applies a variant's firewall section (node n, at
@@ -370,7 +404,7 @@ func (s *Scenario) overrideFirewall(fw *FirewallSection, n *yaml.Node, field str
 	if fw == nil {
 		fw = &FirewallSection{}
 	}
-	override := FirewallSection{Inside: fw.Inside, Outside: fw.Outside, ProxyPort: fw.ProxyPort}
+	override := FirewallSection{Kind: fw.Kind, Inside: fw.Inside, Outside: fw.Outside, ProxyPort: fw.ProxyPort}
 	if err := strictyaml.DecodeNode(s.File, n, strictyaml.Key(field, "firewall"), &override); err != nil {
 		return nil, err
 	}
@@ -389,7 +423,7 @@ func (s *Scenario) overrideFirewall(fw *FirewallSection, n *yaml.Node, field str
 
 // firewallSpec turns a resolved firewall section into the harness's spec.
 func (s *Scenario) firewallSpec(fw *FirewallSection) (*harness.FirewallSpec, error) {
-	fs := &harness.FirewallSpec{ProxyPort: fw.ProxyPort, Policy: fw.Policy}
+	fs := &harness.FirewallSpec{Kind: fw.Kind, ProxyPort: fw.ProxyPort, Policy: fw.Policy}
 	var err error
 	if fs.Inside, err = parseAddrField(fw.Inside); err != nil {
 		return nil, &strictyaml.Error{File: s.File, Field: "firewall.inside", Msg: err.Error()}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/reports"
 	"github.com/pinwall/pinwall/scenarios"
@@ -78,6 +79,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
 	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
+	firewall := fs.String("firewall", "", "what stands in the firewall's place: pinwall (default), mitmproxy, squid or sslsplit (the tools need --mode containers)")
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
 	ids, err := parseInterspersed(fs, args)
@@ -106,6 +108,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if *firewall != "" {
+		kind, err := interceptors.ParseKind(*firewall)
+		if err != nil {
+			return usageError("--firewall: %v", err)
+		}
+		if kind.IsThirdParty() && *mode != "containers" {
+			return usageError("--firewall %s runs only with --mode containers (the kernel redirects the laptop's traffic into the tool)", kind)
+		}
+		for i := range runs {
+			runs[i] = runs[i].ForFirewall(kind)
+		}
+		if kind.IsThirdParty() {
+			if err := prepareTools(ctx, runner, stderr); err != nil {
+				return err
+			}
+		}
+	}
 	results, meta := execute(ctx, runs, runner, *parallel, stderr)
 	meta.CommandLine = append([]string{"pinwall", "run"}, args...)
 	meta.CAs = []reports.CA{
@@ -114,6 +133,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		{Name: set.Enterprise.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Enterprise.Cert)},
 	}
 	fmt.Fprint(stdout, reports.VerdictTable(results))
+	fmt.Fprint(stdout, reports.NotRunLines(results))
 	passed, total := reports.Summary(results)
 	if err := reports.Write(*out, meta, ss, results); err != nil {
 		return fmt.Errorf("writing the evidence bundle: %w", err)
@@ -123,6 +143,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		passed, total, meta.Mode, meta.Ended.Sub(meta.Started).Seconds(), abs)
 	if meta.Interrupted {
 		return &exitError{code: 1, err: errors.New("interrupted: incomplete runs are marked in the evidence")}
+	}
+	if total == 0 {
+		return &exitError{code: 2, err: errors.New("no run could be carried out on this firewall")}
 	}
 	if passed != total {
 		return &exitError{code: 1, err: fmt.Errorf("%d run(s) did not meet their expectation", total-passed)}

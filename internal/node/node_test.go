@@ -1,13 +1,19 @@
 package node
 
 import (
+	"context"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/pinwall/pinwall/resolve"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -82,4 +88,28 @@ func TestContainerEvidence(t *testing.T) {
 			assert.Equal(t, tt.expect, ContainerEvidence(root, getenv, tt.pid))
 		})
 	}
+}
+
+func TestZoneDNS(t *testing.T) {
+	z, err := serveZoneDNS("127.0.0.1:0", []resolve.Record{
+		{Name: "gateway-acme.sse.test", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")}},
+	})
+	require.NoError(t, err)
+	defer z.Close()
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", z.pc.LocalAddr().String())
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := r.LookupNetIP(ctx, "ip4", "Gateway-Acme.sse.test")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []netip.Addr{netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")}, got, "every address of the name")
+	_, err = r.LookupNetIP(ctx, "ip4", "www.unknown.test")
+	var de *net.DNSError
+	require.ErrorAs(t, err, &de)
+	assert.True(t, de.IsNotFound)
+	_, err = serveZoneDNS("10.10.10.254:53", nil)
+	require.ErrorContains(t, err, "loopback only")
+	require.NoError(t, z.Close())
+	require.NoError(t, z.Close(), "Close is idempotent")
 }
