@@ -122,9 +122,9 @@ func (t *translator) mitmproxy() (*Config, error) {
 	b.WriteString("termlog_verbosity: info\nflow_detail: 1\n")
 	t.note("mitmproxy verifies every server it decrypts against the trust store, the SNI included (ssl_insecure: false), and completes the client's handshake only after its own with the server (connection_strategy: eager, the default)")
 	return &Config{
-		TCP:   tcp,
-		Files: []File{{Path: conf, Mode: 0o644, Content: b.String()}},
-		Setup: [][]string{{"sh", "-c", fmt.Sprintf("cat %s %s > %s && chmod 600 %s", t.p.CAKey, t.p.CACert, path.Join(dir, "mitmproxy-ca.pem"), path.Join(dir, "mitmproxy-ca.pem"))}},
+		TCP:     tcp,
+		Files:   []File{{Path: conf, Mode: 0o644, Content: b.String()}},
+		Setup:   [][]string{{"sh", "-c", fmt.Sprintf("cat %s %s > %s && chmod 600 %s", t.p.CAKey, t.p.CACert, path.Join(dir, "mitmproxy-ca.pem"), path.Join(dir, "mitmproxy-ca.pem"))}},
 		Command: []string{"mitmdump", "--set", "confdir=" + dir},
 		Stdout:  events,
 		Logs: []Log{

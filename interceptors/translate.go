@@ -197,7 +197,9 @@ func (t *translator) refuse(pr prule, field, format string, args ...any) error {
 		Err: ErrUnsupported}
 }
 
-func (t *translator) note(format string, args ...any) { t.notes = append(t.notes, fmt.Sprintf(format, args...)) }
+func (t *translator) note(format string, args ...any) {
+	t.notes = append(t.notes, fmt.Sprintf(format, args...))
+}
 
 // Translate translates pol for kind (a third-party tool). An error that
 // wraps ErrUnsupported is a *strictyaml.Error naming the policy file,

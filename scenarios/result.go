@@ -135,7 +135,7 @@ type Result struct {
 	// Interceptor is a third-party firewall's evidence: its generated
 	// configuration, logs and version.
 	Interceptor *harness.InterceptorEvidence `json:"interceptor,omitempty"`
-	ClientError   string                 `json:"client_error,omitempty"`
+	ClientError string                       `json:"client_error,omitempty"`
 
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`

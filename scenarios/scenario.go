@@ -45,9 +45,9 @@ type FirewallSection struct {
 	// mitmproxy, squid or sslsplit (containers only).
 	Kind      interceptors.Kind `yaml:"kind"`
 	Inside    string            `yaml:"inside"`
-	Outside   string         `yaml:"outside"`
-	ProxyPort uint16         `yaml:"proxy-port"`
-	Policy    *policy.Policy `yaml:"policy"`
+	Outside   string            `yaml:"outside"`
+	ProxyPort uint16            `yaml:"proxy-port"`
+	Policy    *policy.Policy    `yaml:"policy"`
 	// PolicyFile is relative to the scenario file.
 	PolicyFile string `yaml:"policy-file"`
 }
