@@ -131,7 +131,7 @@ func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
 	obs, err := runner.Run(ctx, r.Plan)
 	res.DurationMS = time.Since(res.Started).Milliseconds()
 	if obs != nil {
-		Judge(&res, obs)
+		judge(&res, obs, r.Plan.Spec.Client.DeviceCert != harness.DeviceCertNone)
 	}
 	switch {
 	case errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil):
@@ -144,10 +144,15 @@ func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
 
 // Judge fills a result from an observation: the summary, the findings, the
 // checks and the verdict.
-func Judge(res *Result, obs *harness.Observation) {
+func Judge(res *Result, obs *harness.Observation) { judge(res, obs, false) }
+
+// judge is Judge; deviceCert says the client presents a device
+// certificate (what the endpoint refinement for a third-party firewall
+// needs to know).
+func judge(res *Result, obs *harness.Observation, deviceCert bool) {
 	res.Observed = summarize(obs)
 	if obs.Interceptor != nil {
-		refineForInterceptor(res.Observed.Failure, obs.Interceptor.Kind)
+		refineForInterceptor(res.Observed.Failure, obs, deviceCert)
 		res.Interceptor = obs.Interceptor
 	}
 	res.Findings = findings(obs)

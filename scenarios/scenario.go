@@ -209,6 +209,9 @@ func parse(file string, data []byte, fsys fs.FS, dir string) (*Scenario, error) 
 		return nil, err
 	}
 	s.File, s.fsys = file, subFS(fsys, dir)
+	if s.Firewall != nil && s.Firewall.Policy != nil && s.Firewall.Policy.File == "" {
+		s.Firewall.Policy.File = file // an inline policy: its lines are the scenario's
+	}
 	if s.Firewall != nil && s.Firewall.PolicyFile != "" {
 		p, err := s.loadPolicy(s.Firewall.PolicyFile, "firewall.policy-file")
 		if err != nil {
@@ -357,7 +360,7 @@ func (s *Scenario) resolve(i int) (Run, error) {
 	if err := decode(&v.Expect, "expect", &exp); err != nil {
 		return Run{}, err
 	}
-	tools, err := s.resolveTools(v, field, exp)
+	tools, err := s.resolveTools(v, field, exp, cs)
 	if err != nil {
 		return Run{}, err
 	}
@@ -410,6 +413,8 @@ func (s *Scenario) overrideFirewall(fw *FirewallSection, n *yaml.Node, field str
 	}
 	if override.Policy == nil && override.PolicyFile == "" {
 		override.Policy, override.PolicyFile = fw.Policy, fw.PolicyFile
+	} else if override.Policy != nil && override.Policy.File == "" {
+		override.Policy.File = s.File // an inline policy: its lines are the scenario's
 	}
 	if override.PolicyFile != "" && override.Policy == nil {
 		p, err := s.loadPolicy(override.PolicyFile, strictyaml.Key(field, "firewall.policy-file"))

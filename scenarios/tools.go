@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/strictyaml"
@@ -23,9 +24,15 @@ type ToolSpec struct {
 	// documentation, or "observed: what, with which version". Required
 	// with Expect and with Skip.
 	Source string `yaml:"source"`
-	// Expect is merged onto the run's expectation for this tool. It
-	// cannot hold firewall checks: those read pinwall's firewall log.
+	// Expect replaces, section by section (tunnel, flows, failure, …),
+	// the run's expectation on this tool. It cannot hold firewall checks:
+	// those read pinwall's firewall log.
 	Expect yaml.Node `yaml:"expect"`
+	// Client is merged onto the run's client on this tool, for a
+	// behaviour that needs it to show within the run (a shorter
+	// handshake timeout when the tool holds a connection unanswered).
+	// It needs a Source like Expect.
+	Client yaml.Node `yaml:"client"`
 	// Skip, when set, says why the row is not run on this tool although
 	// the tool can express its policy.
 	Skip string `yaml:"skip"`
@@ -59,11 +66,13 @@ type ToolRun struct {
 	Source string `json:"source,omitempty"`
 	// Skip says why the row is not run on the tool.
 	Skip string `json:"skip,omitempty"`
+	// Client, if set, replaces the run's client on the tool.
+	Client *harness.ClientSpec `json:"client,omitempty"`
 }
 
 // resolveTools resolves variant v's expectations on every tool: the
 // variant's entry, else the scenario's, merged onto exp.
-func (s *Scenario) resolveTools(v VariantSpec, field string, exp Expect) (map[interceptors.Kind]ToolRun, error) {
+func (s *Scenario) resolveTools(v VariantSpec, field string, exp Expect, cs harness.ClientSpec) (map[interceptors.Kind]ToolRun, error) {
 	out := map[interceptors.Kind]ToolRun{}
 	for _, k := range interceptors.ThirdParty {
 		ts, at := v.Tools.get(k), strictyaml.Key(strictyaml.Key(field, "tools"), string(k))
@@ -72,18 +81,26 @@ func (s *Scenario) resolveTools(v VariantSpec, field string, exp Expect) (map[in
 		}
 		tr := ToolRun{Expect: exp.clone()}
 		if ts != nil {
-			if ts.Source == "" && (ts.Expect.Kind != 0 || ts.Skip != "") {
+			if ts.Source == "" && (ts.Expect.Kind != 0 || ts.Skip != "" || ts.Client.Kind != 0) {
 				return nil, &strictyaml.Error{File: s.File, Line: ts.Line, Field: at + ".source",
 					Msg: "a difference from pinwall's firewall needs its source: the tool's documentation, or \"observed: what, with which version\""}
 			}
-			if ts.Skip != "" && ts.Expect.Kind != 0 {
-				return nil, &strictyaml.Error{File: s.File, Line: ts.Line, Field: at, Msg: "skip and expect exclude each other"}
+			if ts.Skip != "" && (ts.Expect.Kind != 0 || ts.Client.Kind != 0) {
+				return nil, &strictyaml.Error{File: s.File, Line: ts.Line, Field: at, Msg: "skip excludes expect and client"}
+			}
+			if ts.Client.Kind != 0 {
+				c := cs
+				if err := strictyaml.DecodeNode(s.File, &ts.Client, at+".client", &c); err != nil {
+					return nil, err
+				}
+				tr.Client = &c
 			}
 			if ts.Expect.Kind != 0 {
 				if hasKey(&ts.Expect, "firewall") {
 					return nil, &strictyaml.Error{File: s.File, Line: ts.Line, Field: at + ".expect.firewall",
 						Msg: "firewall checks read pinwall's firewall log; a third-party tool's own logs are in the evidence"}
 				}
+				clearSections(&tr.Expect, &ts.Expect)
 				if err := strictyaml.DecodeNode(s.File, &ts.Expect, at+".expect", &tr.Expect); err != nil {
 					return nil, err
 				}
@@ -93,6 +110,25 @@ func (s *Scenario) resolveTools(v VariantSpec, field string, exp Expect) (map[in
 		out[k] = tr
 	}
 	return out, nil
+}
+
+// clearSections empties the sections of e that n names: a tool's
+// expectation replaces a section of the row's whole (a tunnel that is down
+// on the tool has no transport to check), where a variant's merges.
+func clearSections(e *Expect, n *yaml.Node) {
+	for _, k := range []struct {
+		key   string
+		clear func()
+	}{
+		{"tunnel", func() { e.Tunnel = nil }}, {"flows", func() { e.Flows = nil }},
+		{"failure", func() { e.Failure = nil }}, {"attempts", func() { e.Attempts = nil }},
+		{"gateway", func() { e.Gateway = nil }}, {"findings", func() { e.Findings = nil }},
+		{"no-findings", func() { e.NoFindings = nil }},
+	} {
+		if hasKey(n, k.key) {
+			k.clear()
+		}
+	}
 }
 
 func hasKey(n *yaml.Node, key string) bool {
@@ -137,6 +173,11 @@ func (r Run) ForFirewall(kind interceptors.Kind) Run {
 		tr = ToolRun{Expect: r.Expect.clone()}
 	}
 	out.Expect, out.ToolSource = tr.Expect.clone(), tr.Source
+	if tr.Client != nil {
+		s := out.Plan.Spec
+		s.Client = *tr.Client
+		out.Plan.Spec.Client = s.WithDefaults().Client
+	}
 	if tr.Skip != "" {
 		out.NotRun = fmt.Sprintf("not run on %s: %s (%s)", kind, tr.Skip, tr.Source)
 		return out
@@ -191,18 +232,40 @@ func checkNames(cs []FirewallCheck) string {
 
 // refineForInterceptor places a failure the client could only put on its
 // end-to-end leg when a third-party tool stood in the firewall's place
-// and left no pinwall firewall log to refine it: a presented chain that
-// is not the pinned gateway's was presented by whoever intercepted, the
-// firewall. It is the one endpoint inference this package makes itself;
-// the rest comes from the client and the gateway (Attribute).
-func refineForInterceptor(f *FailureObserved, kind interceptors.Kind) {
-	if f == nil || !kind.IsThirdParty() || f.Leg != failure.LegClientGateway {
+// and left no pinwall firewall log to refine it, from what the endpoints
+// saw:
+//
+//   - a presented chain that is not the pinned gateway's (or from a CA the
+//     laptop does not trust) was presented by whoever intercepted: the
+//     firewall (client-firewall);
+//   - the gateway refusing, for want of a device certificate, a handshake
+//     that presented none, while the client has one and presents it, was
+//     refusing someone else's handshake: the firewall's
+//     (firewall-gateway / client-certificate-required).
+//
+// It is the one endpoint inference this package makes for a tool; the
+// rest comes from the client and the gateway (Attribute).
+func refineForInterceptor(f *FailureObserved, obs *harness.Observation, deviceCert bool) {
+	if f == nil || obs.Interceptor == nil || f.Leg != failure.LegClientGateway {
 		return
 	}
+	kind := obs.Interceptor.Kind
 	switch f.Cause {
 	case failure.CausePinMismatch, failure.CauseUnknownAuthority:
 		f.Leg = failure.LegClientFirewall
 		f.Source += "+endpoint"
 		f.Detail += fmt.Sprintf("; no pinwall firewall log (%s stood in its place): the chain the client refused was not the gateway's, so the firewall presented it", kind)
+	case failure.CauseClientCertRequired:
+		if !deviceCert {
+			return
+		}
+		for _, e := range obs.Gateway {
+			if e.Event == gateway.EventTunnelRefused && e.Cause == failure.CauseClientCertRequired && e.Presented == nil {
+				f.Leg = failure.LegFirewallGateway
+				f.Source += "+endpoint"
+				f.Detail += fmt.Sprintf("; the gateway refused a handshake without a device certificate from %s while the client presents one: the handshake was %s's", e.Client, kind)
+				return
+			}
+		}
 	}
 }
