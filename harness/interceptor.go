@@ -34,7 +34,9 @@ type InterceptorEvidence struct {
 type NamedText struct {
 	Name string `json:"name"`
 	What string `json:"what,omitempty"`
-	Text string `json:"text"`
+	Text string `json:"text,omitempty"`
+	// File is where an evidence bundle holds it, instead of Text.
+	File string `json:"file,omitempty"`
 	// Truncated is how many bytes were left out at the end.
 	Truncated int64 `json:"truncated,omitempty"`
 }

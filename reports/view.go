@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -40,6 +41,9 @@ type view struct {
 	Sections        []section
 	Policies        []policyGroup
 	Commands        []string
+	// Firewalls is the side-by-side of pinwall's firewall and the
+	// third-party tools, when the runs had more than one.
+	Firewalls *firewallCompare
 }
 
 // row is one line of the verdict table.
@@ -137,6 +141,7 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 		v.Overall = fmt.Sprintf("%d of %d runs as expected", v.Passed, v.Total)
 	}
 	v.Counts = verdictCounts(results)
+	v.Firewalls = compareFirewalls(results)
 	v.Questions = answers(ss, results)
 
 	byID := map[string]*scenarios.Scenario{}
@@ -153,7 +158,11 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 		}
 	}
 	for _, r := range results {
-		v.Rows = append(v.Rows, row{Key: r.Key(), Anchor: anchor("r", r.Key()), Scenario: r.ID, Variant: variantLabel(r),
+		label := variantLabel(r)
+		if r.Firewall != "" && r.Firewall != string(interceptors.Pinwall) {
+			label += " on " + r.Firewall
+		}
+		v.Rows = append(v.Rows, row{Key: r.Key(), Anchor: anchor("r", r.Key()), Scenario: r.ID, Variant: label,
 			Outcome: outcome(r), Failure: failureText(r), Findings: len(r.Findings), Verdict: string(r.Verdict), Expected: expectedText(r)})
 	}
 	for _, id := range order {
@@ -445,6 +454,9 @@ func logDir(r scenarios.Result) string {
 	d := safeName(r.ID) + "__" + safeName(string(r.Variant))
 	if r.Case != "" {
 		d += "__" + safeName(r.Case)
+	}
+	if r.Firewall != "" && r.Firewall != string(interceptors.Pinwall) {
+		d += "__" + safeName(r.Firewall)
 	}
 	return "logs/" + d
 }

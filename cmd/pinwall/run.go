@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
 	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
-	firewall := fs.String("firewall", "", "what stands in the firewall's place: pinwall (default), mitmproxy, squid or sslsplit (the tools need --mode containers)")
+	firewall := fs.String("firewall", "", "what stands in the firewall's place: pinwall (default), mitmproxy, squid or sslsplit (the tools need --mode containers); several, comma-separated, or all, run every row on each side by side")
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
 	ids, err := parseInterspersed(fs, args)
@@ -109,17 +110,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{code: 2, err: err}
 	}
 	if *firewall != "" {
-		kind, err := interceptors.ParseKind(*firewall)
+		kinds, err := parseFirewalls(*firewall)
 		if err != nil {
 			return usageError("--firewall: %v", err)
 		}
-		if kind.IsThirdParty() && *mode != "containers" {
-			return usageError("--firewall %s runs only with --mode containers (the kernel redirects the laptop's traffic into the tool)", kind)
+		var all []scenarios.Run
+		tools := false
+		for _, r := range runs {
+			for _, k := range kinds {
+				all = append(all, r.ForFirewall(k))
+				tools = tools || k.IsThirdParty()
+			}
 		}
-		for i := range runs {
-			runs[i] = runs[i].ForFirewall(kind)
+		runs = all
+		if tools && *mode != "containers" {
+			return usageError("--firewall %s: the third-party tools run only with --mode containers (the kernel redirects the laptop's traffic into them)", *firewall)
 		}
-		if kind.IsThirdParty() {
+		if tools {
 			if err := prepareTools(ctx, runner, stderr); err != nil {
 				return err
 			}
@@ -257,4 +264,23 @@ func buildInfo() (v, c string) {
 		}
 	}
 	return
+}
+
+// parseFirewalls reads --firewall: one kind, a comma-separated list, or
+// "all" (pinwall's firewall and every tool).
+func parseFirewalls(v string) ([]interceptors.Kind, error) {
+	if strings.TrimSpace(v) == "all" {
+		return interceptors.Kinds, nil
+	}
+	var out []interceptors.Kind
+	for _, f := range strings.Split(v, ",") {
+		k, err := interceptors.ParseKind(f)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
