@@ -98,7 +98,7 @@ func TestForFirewallRefusesWhatTheToolCannotExpress(t *testing.T) {
 
 func TestToolSectionErrors(t *testing.T) {
 	tests := map[string]struct{ from, to, field string }{
-		"expect without a source": {`source: "observed: squid 5.7 does it differently"`, `describe: x`, "tools.squid"},
+		"expect without a source":    {`source: "observed: squid 5.7 does it differently"`, `describe: x`, "tools.squid"},
 		"firewall checks for a tool": {`expect: { tunnel: { transport: dtls } }`, `expect: { firewall: [] }`, "tools.squid.expect.firewall"},
 		"an unknown tool":            {"  squid:\n", "  bluecoat:\n", "tools"},
 		"skip with expect":           {`{ source: "sslsplit(1)", skip: "not for this row" }`, `{ source: "x", skip: "y", expect: {} }`, "variants[0].tools.sslsplit"},
