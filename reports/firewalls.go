@@ -138,6 +138,19 @@ func compareFirewalls(results []scenarios.Result) *firewallCompare {
 	return c
 }
 
+// pinwallRuns are the results of pinwall's own firewall (or of no
+// firewall): the three questions are answered from its logs, which a
+// third-party tool does not write.
+func pinwallRuns(results []scenarios.Result) []scenarios.Result {
+	var out []scenarios.Result
+	for _, r := range results {
+		if r.Firewall == "" || r.Firewall == string(interceptors.Pinwall) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // verdictMark is a result's verdict as one sign.
 func verdictMark(r *scenarios.Result) string {
 	switch r.Verdict {

@@ -142,7 +142,7 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 	}
 	v.Counts = verdictCounts(results)
 	v.Firewalls = compareFirewalls(results)
-	v.Questions = answers(ss, results)
+	v.Questions = answers(ss, pinwallRuns(results))
 
 	byID := map[string]*scenarios.Scenario{}
 	var order []string
