@@ -113,3 +113,17 @@ func TestZoneDNS(t *testing.T) {
 	require.NoError(t, z.Close())
 	require.NoError(t, z.Close(), "Close is idempotent")
 }
+
+func TestListening(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tcp")
+	// /proc/net/tcp: a socket listening on :15001 (3A99) and one established
+	// from :443 (01BB).
+	require.NoError(t, os.WriteFile(file, []byte(`  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:3A99 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0A0A0AFE:01BB 640A0A0A:D3C2 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
+`), 0o644))
+	assert.True(t, listening(file, 15001))
+	assert.False(t, listening(file, 443), "established, not listening")
+	assert.False(t, listening(file, 8080))
+	assert.False(t, listening(filepath.Join(t.TempDir(), "none"), 15001))
+}
