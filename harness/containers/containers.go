@@ -1260,31 +1260,9 @@ func (run *containerRun) configs() ([]node.Config, error) {
 	}
 	// Firewall.
 	fs := s.Firewall
-	pol, err := fs.LoadPolicy()
+	fwNode, err := run.firewallNode(zone, append(append([]node.Route{}, gwRoutes...), originRoutes...))
 	if err != nil {
 		return nil, err
-	}
-	polYAML, err := pol.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	caKey, err := set.Enterprise.KeyPEM()
-	if err != nil {
-		return nil, err
-	}
-	fwNode := node.Config{Role: node.RoleFirewall, Name: "firewall", Tenant: s.Tenant, Zone: zone,
-		Net: node.Net{Routes: append(append([]node.Route{}, gwRoutes...), originRoutes...),
-			Intercept: &node.Intercept{LAN: s.LAN, TCPPorts: []uint16{80, 443, 8443}, TCPTo: fwTCPPort, UDPPorts: []uint16{443}, UDPTo: fwUDPPort}},
-		Firewall: &node.Firewall{Policy: string(polYAML), CA: node.PEMPair{Cert: string(set.Enterprise.CertPEM()), Key: string(caKey)},
-			Roots: string(set.Internet.CertPEM()), Inside: fs.Inside, Outside: fs.Outside, ProxyPort: fs.ProxyPort, LAN: s.LAN}}
-	if fs.Kind.IsThirdParty() {
-		ic, err := interceptors.Translate(fs.Kind, pol, interceptors.DefaultParams())
-		if err != nil {
-			return nil, err
-		}
-		run.interceptor = ic
-		fwNode.Firewall.Interceptor = ic
-		fwNode.Net.Intercept = &node.Intercept{LAN: s.LAN, TCPTo: ic.Port, TCPRules: filters(ic.TCP), UDPRules: filters(ic.UDP)}
 	}
 	out = append(out, fwNode)
 	// Laptop.
@@ -1332,6 +1310,40 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		}
 	}
 	return out, nil
+}
+
+// firewallNode is the firewall's node configuration: pinwall's firewall,
+// or a third-party tool with the policy translated for it.
+func (run *containerRun) firewallNode(zone []resolve.Record, routes []node.Route) (node.Config, error) {
+	s, set := run.plan.Spec, run.set
+	fs := s.Firewall
+	pol, err := fs.LoadPolicy()
+	if err != nil {
+		return node.Config{}, err
+	}
+	polYAML, err := pol.Marshal()
+	if err != nil {
+		return node.Config{}, err
+	}
+	caKey, err := set.Enterprise.KeyPEM()
+	if err != nil {
+		return node.Config{}, err
+	}
+	fwNode := node.Config{Role: node.RoleFirewall, Name: "firewall", Tenant: s.Tenant, Zone: zone,
+		Net: node.Net{Routes: routes,
+			Intercept: &node.Intercept{LAN: s.LAN, TCPPorts: []uint16{80, 443, 8443}, TCPTo: fwTCPPort, UDPPorts: []uint16{443}, UDPTo: fwUDPPort}},
+		Firewall: &node.Firewall{Policy: string(polYAML), CA: node.PEMPair{Cert: string(set.Enterprise.CertPEM()), Key: string(caKey)},
+			Roots: string(set.Internet.CertPEM()), Inside: fs.Inside, Outside: fs.Outside, ProxyPort: fs.ProxyPort, LAN: s.LAN}}
+	if fs.Kind.IsThirdParty() {
+		ic, err := interceptors.Translate(fs.Kind, pol, interceptors.DefaultParams())
+		if err != nil {
+			return node.Config{}, err
+		}
+		run.interceptor = ic
+		fwNode.Firewall.Interceptor = ic
+		fwNode.Net.Intercept = &node.Intercept{LAN: s.LAN, TCPTo: ic.Port, TCPRules: filters(ic.TCP), UDPRules: filters(ic.UDP)}
+	}
+	return fwNode, nil
 }
 
 // filters turns a translation's nftables rules into netsetup's.
