@@ -3,7 +3,6 @@ package containers_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -77,7 +76,10 @@ func TestInterceptors(t *testing.T) {
 			case "squid":
 				assert.Contains(t, logs["squid-cache.log"], "Accepting NAT intercepted SSL bumped HTTPS Socket connections")
 				// Every TLS session the laptop opened on 443 went through squid,
-				// bumped or spliced by the policy.
+				// bumped or spliced by the policy (a DTLS tunnel opens none).
+				if tr := res.Observed.Tunnel.Transport; tr != nil && *tr == "dtls" {
+					break
+				}
 				assert.Regexp(t, `10\.10\.10\.100:\d+ .* sni=gateway-(backup-)?acme\.sse\.test bump=(bump|splice)`, logs["squid-access.log"])
 			}
 			if res.ID == "bypass-ip" && res.Variant == scenarios.WithFix {
@@ -89,8 +91,8 @@ func TestInterceptors(t *testing.T) {
 				}
 				assert.NotZero(t, dtls, "DTLS to the gateway range is allowed by nftables: %+v", ev.Counters)
 			}
-			if res.ID == "decrypt-pinned" {
-				assert.True(t, strings.Contains(res.Observed.Failure.Source+res.Observed.Failure.Detail, "endpoint") || res.Observed.Failure == nil || res.Variant == scenarios.WithFix)
+			if f := res.Observed.Failure; res.ID == "decrypt-pinned" && f != nil {
+				assert.Contains(t, f.Source, "endpoint", "no pinwall firewall log: the leg comes from the endpoints")
 			}
 		})
 	}
