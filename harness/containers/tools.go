@@ -163,13 +163,13 @@ func mmdebstrap(ctx context.Context, dir, file string, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp := file + ".part"
-	args := append(mmdebstrapArgs(), tmp)
+	tmp := strings.TrimSuffix(file, ".tar") + ".part.tar"
+	args := append([]string{"--format=tar"}, append(mmdebstrapArgs(), tmp)...)
 	log.Info("containers: making the tools' root filesystem (once per package list)", "cmd", "mmdebstrap "+strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		os.Remove(tmp)
+		os.RemoveAll(tmp)
 		return fmt.Errorf("containers: mmdebstrap %s: %w\n%s", strings.Join(args, " "), err, tailString(string(out), 4<<10))
 	}
 	return os.Rename(tmp, file)
