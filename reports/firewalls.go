@@ -60,6 +60,32 @@ func slimInterceptor(ev *harness.InterceptorEvidence, dir string) *harness.Inter
 	return &c
 }
 
+// interceptorNotes are the lines a run with a third-party tool in the
+// firewall's place adds to its section: which tool and version, where its
+// evidence is, the difference it was expected to show and its source, and
+// the checks that did not apply.
+func interceptorNotes(r *scenarios.Result, dir string) []string {
+	if r.Firewall == "" || r.Firewall == string(interceptors.Pinwall) {
+		return nil
+	}
+	var out []string
+	if ev := r.Interceptor; ev != nil {
+		out = append(out, fmt.Sprintf("Firewall: %s (`%s`) in the firewall's place; its generated configuration, logs, version and nftables counters are in `%s/`", r.Firewall, ev.Version, path.Join(dir, InterceptorDir)))
+		if ev.Exited != "" {
+			out = append(out, "The tool ended early: "+ev.Exited)
+		}
+	} else {
+		out = append(out, fmt.Sprintf("Firewall: %s in the firewall's place", r.Firewall))
+	}
+	if r.ToolSource != "" {
+		out = append(out, fmt.Sprintf("Expected of %s where it differs from pinwall's firewall, because %s", r.Firewall, r.ToolSource))
+	}
+	for _, n := range r.NotApplicable {
+		out = append(out, "Not applicable here: "+n)
+	}
+	return out
+}
+
 // firewallCompare is the side-by-side of pinwall's firewall and the
 // third-party tools that stood in its place: one row per run, one column
 // per firewall, with the sources of the differences as numbered notes.

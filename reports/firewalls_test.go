@@ -55,6 +55,9 @@ func TestFirewallsSideBySide(t *testing.T) {
 		"1. `bypass-ip/without-fix` on mitmproxy: observed: mitmproxy 8.1.1 still forges",
 		"2. `bypass-ip/without-fix` on sslsplit: policies/x.yaml:4",
 		"without-fix on mitmproxy",
+		"- Firewall: mitmproxy (`Mitmproxy: 8.1.1`) in the firewall's place; its generated configuration, logs, version and nftables counters are in `logs/bypass-ip__without-fix__mitmproxy/interceptor/`",
+		"- Expected of mitmproxy where it differs from pinwall's firewall, because observed: mitmproxy 8.1.1 still forges",
+		"- Not applicable here: 1 firewall check(s): they read pinwall's firewall log",
 	} {
 		assert.Contains(t, string(md), want)
 	}

@@ -223,7 +223,7 @@ func buildRun(r *scenarios.Result, dir string) runView {
 	}
 	rv.Duration = (time.Duration(r.DurationMS) * time.Millisecond).String()
 	rv.Failed = len(failedChecks(*r))
-	rv.Notes = runNotes(r)
+	rv.Notes = append(interceptorNotes(r, dir), runNotes(r)...)
 	rv.Observed = r.Observed.Tunnel.State != "" || len(r.FirewallLog)+len(r.GatewayLog) > 0
 	if rv.Observed {
 		rv.Topo = buildTopology(f)
