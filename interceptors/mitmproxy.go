@@ -172,7 +172,7 @@ func (t *translator) mitmOptions(pr prule) error {
 		return err
 	}
 	if pr.r.Options.ClientCert == policy.ClientCertBypass {
-		return t.refuse(pr, "options.client-cert", "mitmproxy has no client-certificate bypass: it completes the client's handshake with a forged certificate and drops the connection when the server then refuses it for want of a client certificate")
+		return t.refuse(pr, "options.client-cert", "mitmproxy has no client-certificate bypass: it presents its forged certificate to the client even after the server refused it for want of a client certificate (observed with 8.1.1)")
 	}
 	return nil
 }

@@ -151,7 +151,7 @@ func compareFirewalls(results []scenarios.Result) *firewallCompare {
 				}
 				note = r.ToolSource
 			case ref != nil && kind != string(interceptors.Pinwall) && !sameBehaviour(ref, r):
-				cell += " (differs, undeclared)"
+				cell += " (ended otherwise than pinwall's run, within the row's expectation)"
 			}
 			if note != "" {
 				c.Notes = append(c.Notes, fmt.Sprintf("`%s` on %s: %s", k.id+"/"+k.label, kind, note))
