@@ -193,6 +193,10 @@ func (r Run) ForFirewall(kind interceptors.Kind) Run {
 		}
 		return out
 	}
+	if r.Plan.Spec.Client.UpstreamProxy == "firewall" {
+		out.NotRun = fmt.Sprintf("the client's upstream proxy is pinwall's firewall's explicit proxy, which %s in its place does not serve", kind)
+		return out
+	}
 	for i, e := range r.Plan.Events {
 		if e.Do == harness.EventPolicy {
 			out.NotRun = fmt.Sprintf("event %d changes the policy during the run, which pinwall does not carry out for %s", i, kind)

@@ -84,6 +84,10 @@ func TestForFirewall(t *testing.T) {
 
 	ss := base.ForFirewall(interceptors.SSLsplit)
 	assert.Equal(t, "not run on sslsplit: not for this row (sslsplit(1))", ss.NotRun)
+
+	proxied := base
+	proxied.Plan.Spec.Client.UpstreamProxy = "firewall"
+	assert.Contains(t, proxied.ForFirewall(interceptors.Mitmproxy).NotRun, "explicit proxy")
 }
 
 func TestForFirewallRefusesWhatTheToolCannotExpress(t *testing.T) {
