@@ -66,6 +66,14 @@ func evaluate(e Expect, obs *harness.Observation, o Observed, fs []Finding) []Ch
 		switch {
 		case f.None:
 			add("failure", "none", got, o.Failure == nil)
+		case len(f.OneOf) > 0:
+			var want []string
+			pass := false
+			for _, lc := range f.OneOf {
+				want = append(want, fmt.Sprintf("leg %s, cause %s", lc.Leg, lc.Cause))
+				pass = pass || o.Failure != nil && string(lc.Leg) == string(o.Failure.Leg) && string(lc.Cause) == string(o.Failure.Cause)
+			}
+			add("failing leg and cause", "one of: "+strings.Join(want, "; "), got, pass)
 		default:
 			want := fmt.Sprintf("leg %s, cause %s", orAny(string(f.Leg)), orAny(string(f.Cause)))
 			pass := o.Failure != nil && (f.Leg == "" || string(f.Leg) == string(o.Failure.Leg)) &&
