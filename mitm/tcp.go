@@ -88,10 +88,13 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	case err == nil:
 		s.hello = info
 		s.rec.SNI = info.ServerName
-		ps.SNI, ps.HasSNI = info.ServerName, info.HasSNI
+		ps.SNI, ps.HasSNI, ps.App = info.ServerName, info.HasSNI, policy.AppSSL
 	case errors.Is(err, clienthello.ErrNotTLS):
 		// Not TLS: decided without SNI, identified from its first bytes.
 		s.rec.App = Identify(pc.Buffered())
+		if s.rec.App != fwlog.AppIncomplete {
+			ps.App = policy.App(s.rec.App)
+		}
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndAgedOut
 		f.cfg.Logger.Info("mitm: client never finished its hello", "src", o.src.String(), "dst", o.dst.String(), "buffered", len(pc.Buffered()))

@@ -189,7 +189,7 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	// decryption rules for TLS over TCP, and UDP is allowed or blocked by
 	// address, port and protocol (so an SNI bypass does not cover DTLS,
 	// an IP-range one does).
-	ps := policy.Session{Src: key.src, Dst: key.dst, Proto: policy.ProtoUDP}
+	ps := policy.Session{Src: key.src, Dst: key.dst, Proto: policy.ProtoUDP, App: policy.App(app)}
 	if app == clienthello.AppDTLS {
 		if info, err := clienthello.ParseDTLS(first); err == nil {
 			s.hello = info

@@ -38,6 +38,7 @@ func (m Match) String() string {
 		snis[i] = string(s)
 	}
 	add("sni", snis)
+	add("sni-regex", m.SNIRegex)
 	if m.NoSNI {
 		parts = append(parts, "no-sni")
 	}
@@ -243,6 +244,7 @@ func marshalMatch(m *Match) *yaml.Node {
 		snis[i] = str(string(s))
 	}
 	seq("sni", snis)
+	seq("sni-regex", strs(m.SNIRegex))
 	if m.NoSNI {
 		add(n, "no-sni", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
 	}

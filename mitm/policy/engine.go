@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,8 @@ type compiled struct {
 	p    *Policy
 	def  *Rule
 	fqdn map[string]*fqdnEntry
+	// sniRe holds each rule's compiled sni-regex, by rule index.
+	sniRe [][]*regexp.Regexp
 }
 
 // NewEngine returns an engine deciding with p, which is validated and must
@@ -117,7 +120,12 @@ func (e *Engine) Swap(p *Policy) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.cur.Load()
-	c := &compiled{p: p, def: p.Default(), fqdn: make(map[string]*fqdnEntry, len(p.Objects.FQDN))}
+	c := &compiled{p: p, def: p.Default(), fqdn: make(map[string]*fqdnEntry, len(p.Objects.FQDN)), sniRe: make([][]*regexp.Regexp, len(p.Rules))}
+	for i, r := range p.Rules {
+		for _, expr := range r.Match.SNIRegex {
+			c.sniRe[i] = append(c.sniRe[i], regexp.MustCompile(expr)) // checked by Validate
+		}
+	}
 	for name, o := range p.Objects.FQDN {
 		o = o.WithDefaults()
 		o.Line = 0
@@ -144,7 +152,7 @@ func (e *Engine) Decide(ctx context.Context, s Session) Decision {
 	s = s.normalize()
 	rule := c.def
 	for i := range c.p.Rules {
-		if r := &c.p.Rules[i]; e.matches(ctx, c, r, s) {
+		if r := &c.p.Rules[i]; e.matches(ctx, c, i, s) {
 			rule = r
 			break
 		}
@@ -164,8 +172,9 @@ func (e *Engine) Decide(ctx context.Context, s Session) Decision {
 	return d
 }
 
-func (e *Engine) matches(ctx context.Context, c *compiled, r *Rule, s Session) bool {
-	if !r.Match.matchStatic(s) {
+func (e *Engine) matches(ctx context.Context, c *compiled, i int, s Session) bool {
+	r := &c.p.Rules[i]
+	if !r.Match.matchStatic(s) || !r.Match.matchSNI(s, c.sniRe[i]) {
 		return false
 	}
 	if len(r.Match.DstFQDN) == 0 {

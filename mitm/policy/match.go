@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -213,7 +214,7 @@ func checkHostname(name string, wildcard bool) string {
 	return ""
 }
 
-// matchStatic checks every field of m but dst-fqdn.
+// matchStatic checks every field of m but sni, sni-regex and dst-fqdn.
 func (m *Match) matchStatic(s Session) bool {
 	if m.Proto != "" && m.Proto != ProtoAny && m.Proto != s.Proto {
 		return false
@@ -233,18 +234,29 @@ func (m *Match) matchStatic(s Session) bool {
 	if len(m.App) > 0 && !slices.Contains(m.App, s.App) {
 		return false
 	}
-	if len(m.SNI) > 0 {
-		if !s.HasSNI {
-			return false
-		}
-		for _, p := range m.SNI {
-			if p.Match(s.SNI) {
-				return true
-			}
-		}
+	return true
+}
+
+// matchSNI checks the sni and sni-regex fields: with either set, the SNI
+// must match one pattern or one expression (re, compiled from SNIRegex).
+func (m *Match) matchSNI(s Session, re []*regexp.Regexp) bool {
+	if len(m.SNI) == 0 && len(re) == 0 {
+		return true
+	}
+	if !s.HasSNI {
 		return false
 	}
-	return true
+	for _, p := range m.SNI {
+		if p.Match(s.SNI) {
+			return true
+		}
+	}
+	for _, r := range re {
+		if r.MatchString(s.SNI) {
+			return true
+		}
+	}
+	return false
 }
 
 func anyPort(rs []PortRange, p uint16) bool {

@@ -122,6 +122,25 @@ func TestDecideMatching(t *testing.T) {
 			},
 		},
 		{
+			name: "sni-regex is searched, unanchored unless anchored",
+			policy: lines(
+				"rules:",
+				"  - name: anchored",
+				`    match: {sni-regex: ['^gateway-[a-z]+\.sse\.test$']}`,
+				"    action: no-decrypt",
+				"  - name: loose",
+				`    match: {sni-regex: ['sse\.test'], sni: [www.social.test]}`,
+				"    action: no-decrypt"),
+			checks: []check{
+				{tls("203.0.113.9:443", "gateway-acme.sse.test"), "anchored"},
+				{tls("203.0.113.9:443", "GATEWAY-ACME.SSE.TEST."), "anchored"},
+				{tls("192.0.2.10:443", "gateway-acme.sse.test.lookalike.test"), "loose"},
+				{tls("192.0.2.10:443", "www.social.test"), "loose"},
+				{tls("192.0.2.10:443", ""), "default"},
+				{udp("203.0.113.9:443"), "default"},
+			},
+		},
+		{
 			name: "no-sni",
 			policy: lines(
 				"rules:",

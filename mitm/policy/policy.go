@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -253,6 +254,12 @@ type Match struct {
 	// NoSNI selects sessions whose ClientHello carried no SNI, and non-TLS
 	// sessions.
 	NoSNI bool `yaml:"no-sni"`
+	// SNIRegex holds regular expressions (RE2 syntax) searched for in the
+	// ClientHello's SNI, lower-cased and without a trailing dot; unanchored
+	// unless the expression anchors itself (FortiOS ssl-exempt regex). A
+	// session without SNI never matches. SNI and SNIRegex together: either
+	// may match.
+	SNIRegex []string `yaml:"sni-regex"`
 	// App holds applications as identified from the session's first bytes
 	// (PAN-OS security rules match on App-ID): a DTLS tunnel is dtls, a
 	// QUIC connection quic, TLS over TCP ssl.
@@ -262,7 +269,7 @@ type Match struct {
 // IsZero reports whether m matches every session.
 func (m Match) IsZero() bool {
 	return len(m.Src) == 0 && len(m.Dst) == 0 && len(m.DstFQDN) == 0 && (m.Proto == "" || m.Proto == ProtoAny) &&
-		len(m.Port) == 0 && len(m.SNI) == 0 && !m.NoSNI && len(m.App) == 0
+		len(m.Port) == 0 && len(m.SNI) == 0 && len(m.SNIRegex) == 0 && !m.NoSNI && len(m.App) == 0
 }
 
 // Options refine a rule; zero fields mean defaults.
@@ -515,12 +522,17 @@ func validateMatch(m *Match, objects map[string]FQDNObject, objectNames []string
 			return strictyaml.Errorf(strictyaml.Index("sni", i), "%s", msg)
 		}
 	}
+	for i, re := range m.SNIRegex {
+		if _, err := regexp.Compile(re); err != nil {
+			return strictyaml.Errorf(strictyaml.Index("sni-regex", i), "%q is not a regular expression: %v", re, err)
+		}
+	}
 	for i, a := range m.App {
 		if err := checkEnum(strictyaml.Index("app", i), a); err != nil {
 			return err
 		}
 	}
-	if m.NoSNI && len(m.SNI) > 0 {
+	if m.NoSNI && (len(m.SNI) > 0 || len(m.SNIRegex) > 0) {
 		return strictyaml.Errorf("no-sni", "no-sni: true and sni cannot both hold; use two rules")
 	}
 	return nil

@@ -129,6 +129,9 @@ func normalized(p *Policy) Policy {
 		if len(m.App) == 0 {
 			m.App = nil
 		}
+		if len(m.SNIRegex) == 0 {
+			m.SNIRegex = nil
+		}
 		r.Comment = ""
 		q.Rules = append(q.Rules, r)
 	}
@@ -224,6 +227,37 @@ func TestParseErrors(t *testing.T) {
 			choices: []string{"rules", "objects", "default-action", "udp-idle-timeout", "tcp-idle-timeout"},
 		},
 		{
+			name: "bad sni-regex",
+			in: lines(
+				"rules:",
+				"  - name: a",
+				"    match: {sni-regex: ['(sse']}",
+				"    action: no-decrypt"),
+			line: 3, col: 25, field: "rules[0].match.sni-regex[0]",
+			msg: `"(sse" is not a regular expression: error parsing regexp: missing closing ): ` + "`(sse`",
+		},
+		{
+			name: "unknown app",
+			in: lines(
+				"rules:",
+				"  - name: a",
+				"    match: {app: [zscaler]}",
+				"    action: allow"),
+			line: 3, col: 19, field: "rules[0].match.app[0]",
+			msg:     `"zscaler" is not one of: ssl, web-browsing, http2, unknown-tcp, dtls, quic, unknown-udp`,
+			choices: []string{"ssl", "web-browsing", "http2", "unknown-tcp", "dtls", "quic", "unknown-udp"},
+		},
+		{
+			name: "untrusted-cert on a no-decrypt rule",
+			in: lines(
+				"rules:",
+				"  - name: a",
+				"    action: no-decrypt",
+				"    options: {untrusted-cert: block}"),
+			line: 4, col: 31, field: "rules[0].options.untrusted-cert",
+			msg: "untrusted-cert applies only to decrypt rules, not to no-decrypt",
+		},
+		{
 			name: "misspelt match key",
 			in: lines(
 				"rules:",
@@ -231,8 +265,8 @@ func TestParseErrors(t *testing.T) {
 				"    match: {dport: 443}",
 				"    action: allow"),
 			line: 3, col: 13, field: "rules[0].match",
-			msg:     `unknown field "dport" (valid: src, dst, dst-fqdn, proto, port, sni, no-sni, app)`,
-			choices: []string{"src", "dst", "dst-fqdn", "proto", "port", "sni", "no-sni", "app"},
+			msg:     `unknown field "dport" (valid: src, dst, dst-fqdn, proto, port, sni, no-sni, sni-regex, app)`,
+			choices: []string{"src", "dst", "dst-fqdn", "proto", "port", "sni", "no-sni", "sni-regex", "app"},
 		},
 		{
 			name: "port out of range",
