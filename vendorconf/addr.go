@@ -10,6 +10,9 @@ import (
 // family and lo <= hi.
 func RangePrefixes(lo, hi netip.Addr) ([]netip.Prefix, error) {
 	lo, hi = lo.Unmap(), hi.Unmap()
+	if lo.Zone() != "" || hi.Zone() != "" {
+		return nil, fmt.Errorf("range %s-%s has a zone", lo, hi)
+	}
 	if !lo.IsValid() || !hi.IsValid() || lo.Is4() != hi.Is4() {
 		return nil, fmt.Errorf("range %s-%s mixes address families", lo, hi)
 	}
@@ -30,10 +33,13 @@ func RangePrefixes(lo, hi netip.Addr) ([]netip.Prefix, error) {
 		p := netip.PrefixFrom(lo, bits)
 		out = append(out, p)
 		last := lastAddr(p)
-		if last == hi {
+		if last == hi || !last.IsValid() {
 			return out, nil
 		}
 		lo = last.Next()
+		if !lo.IsValid() || len(out) > 2*lo.BitLen() {
+			return out, nil // cannot happen for a valid range; a guard against looping
+		}
 	}
 }
 

@@ -138,30 +138,49 @@ func intersectPorts(a, b []policy.PortRange) ([]policy.PortRange, bool) {
 type Builder struct {
 	Policy *policy.Policy
 	names  map[string]bool
+	next   map[string]int // next number to try per base name
 }
+
+// MaxRules bounds a translation: a rule base crossed with a decryption rule
+// base cannot grow past it.
+const MaxRules = 10000
+
+// ErrTooManyRules is returned (wrapped in a SyntaxError by the readers)
+// when a translation would pass MaxRules.
+var ErrTooManyRules = fmt.Errorf("the translation would have more than %d pinwall rules", MaxRules)
 
 // NewBuilder starts a policy read from file.
 func NewBuilder(file string) *Builder {
-	return &Builder{Policy: &policy.Policy{File: file, Objects: policy.Objects{FQDN: map[string]policy.FQDNObject{}}}, names: map[string]bool{}}
+	return &Builder{Policy: &policy.Policy{File: file, Objects: policy.Objects{FQDN: map[string]policy.FQDNObject{}}}, names: map[string]bool{}, next: map[string]int{}}
 }
 
 // Add appends r, renaming it when its name is not a valid policy rule name
 // or is taken: the first rule keeps the name, the next ones get " via
 // <via>" (when via is not empty) or a number.
 func (b *Builder) Add(r policy.Rule, via string) {
+	if len(b.Policy.Rules) >= MaxRules {
+		return
+	}
 	base := SanitizeName(r.Name)
 	name := base
 	if b.names[name] && via != "" {
 		name = truncate(base+" via "+SanitizeName(via), 63)
 	}
-	for i := 2; b.names[name]; i++ {
-		suffix := fmt.Sprintf(" %d", i)
-		name = truncate(base, 63-len(suffix)) + suffix
+	if b.names[name] {
+		i := max(b.next[base], 2)
+		for ; b.names[name]; i++ {
+			suffix := fmt.Sprintf(" %d", i)
+			name = truncate(base, 63-len(suffix)) + suffix
+		}
+		b.next[base] = i
 	}
 	b.names[name] = true
 	r.Name = name
 	b.Policy.Rules = append(b.Policy.Rules, r)
 }
+
+// Full reports whether the builder reached MaxRules (and dropped rules).
+func (b *Builder) Full() bool { return len(b.Policy.Rules) >= MaxRules }
 
 // FQDN adds (or reuses) an FQDN object for name and returns the object's
 // name.

@@ -23,6 +23,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/net/proxy"
+
+	"github.com/pinwall/pinwall/mitm/policy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -234,7 +236,47 @@ func TestCheck(t *testing.T) {
 	assert.Regexp(t, `PROBLEM\s+Tunnel over DTLS`, out, "an SNI rule leaves UDP/443 blocked")
 	_, errOut, code := run(t, context.Background(), "check")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "--policy FILE is required")
+	assert.Contains(t, errOut, "give exactly one of --policy FILE, --panos FILE or --fortios FILE")
+}
+
+// TestCheckVendorConfigs reviews the realistic PAN-OS and FortiOS
+// configurations: both carry the four common mistakes, and check finds
+// each. The translated policy written with --write-policy reads back.
+func TestCheckVendorConfigs(t *testing.T) {
+	for _, tt := range []struct {
+		flag, file, path, exempt string
+	}{
+		{"--panos", "../../vendorconf/panos/testdata/acme-realistic.xml", "trust:untrust", "decryption exclusion 1"},
+		{"--fortios", "../../vendorconf/fortios/testdata/acme-realistic.conf", "port2:port1", "internet exempt 1"},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "translated.yaml")
+			stdout, _, code := run(t, context.Background(), "check", tt.flag, abs(t, tt.file), "--path", tt.path, "--write-policy", out)
+			assert.Equal(t, 1, code, stdout)
+			assert.Contains(t, stdout, "Not translated exactly", "the notes are listed")
+			assert.Regexp(t, `OK\s+Tunnel over DTLS`, stdout, "DTLS to the primary is allowed")
+			assert.Regexp(t, `PROBLEM\s+Failover to the backup gateway\s+the backup was reached over TLS only`, stdout, "backup range missing from the UDP rule")
+			assert.Contains(t, stdout, `rule "block-quic" deny`, "UDP/443 dropped by the block-QUIC rule")
+			assert.Contains(t, stdout, `SNI gateway-acme.sse.test to 192.0.2.10:443: OVER-BYPASSED, rule "`+tt.exempt+`"`, "SNI-only exemption")
+			assert.Regexp(t, `PROBLEM\s+A regional gateway name \(gateway-acme.eu.sse.test\)`, stdout, "the wildcard misses the regional name")
+			back, err := policy.Load(out)
+			require.NoError(t, err)
+			assert.NotEmpty(t, back.Rules)
+		})
+	}
+	for _, args := range [][]string{
+		{"check", "--panos", "a.xml", "--fortios", "b.conf"},
+		{"check", "--policy", "p.yaml", "--path", "trust:untrust"},
+		{"check", "--panos", "a.xml", "--path", "trust"},
+		{"check", "--panos", "a.xml", "--laptop", "laptop"},
+	} {
+		_, errOut, code := run(t, context.Background(), args...)
+		assert.Equal(t, 2, code, args)
+		assert.Contains(t, errOut, "check: ", args)
+	}
+	_, errOut, code := run(t, context.Background(), "check", "--panos", abs(t, "../../vendorconf/panos/testdata/malformed.xml"))
+	assert.Equal(t, 2, code)
+	assert.Regexp(t, `malformed.xml:\d+: malformed XML`, errOut, "malformed input is one error with file:line")
 }
 
 var _ = net.Listen

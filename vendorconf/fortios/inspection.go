@@ -218,7 +218,11 @@ func (t *translator) exempt(profile string, e *block) (exempt, bool) {
 		}
 		t.note(e.lineOf("regex"), what+" regex "+re, "FortiOS matches the expression against the server name; whether it anchors it is not documented",
 			"searched in the SNI, unanchored unless the expression anchors itself (inferred)")
-		return exempt{id: e.name, clause: vendorconf.Clause{SNIRegex: []string{strings.ToLower(re)}}, byName: true, line: e.line, what: "regex " + re}, true
+		expr := re
+		if strings.ToLower(re) != re {
+			expr = "(?i)" + re // pinwall lower-cases the SNI it matches
+		}
+		return exempt{id: e.name, clause: vendorconf.Clause{SNIRegex: []string{expr}}, byName: true, line: e.line, what: "regex " + re}, true
 	case "fortiguard-category":
 		t.note(e.line, what+" fortiguard-category "+e.get("fortiguard-category"), "a FortiGuard category pinwall cannot know",
 			"taken to hold none of the simulated sites or gateways")
@@ -298,7 +302,8 @@ func (t *translator) inspectRules(p *block, id int, name, comment string, c vend
 	}
 	if in.mode == "certificate-inspection" {
 		t.b.Add(policy.Rule{
-			Name: name + " certificate-inspection", ID: id, Match: https.Match(), Action: policy.ActionNoDecrypt, Line: p.line,
+			Name: name + " certificate-inspection", ID: id, Match: https.Match(), Action: policy.ActionNoDecrypt,
+			Options: policy.Options{SNICertCheck: in.sniCheck}, Line: p.line,
 			Comment: fmt.Sprintf("%s, ssl-ssh-profile %q (certificate-inspection)", comment, in.name),
 		}, via)
 	}

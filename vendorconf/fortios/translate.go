@@ -40,6 +40,9 @@ func Translate(file string, data []byte, opts vendorconf.Options) (*vendorconf.T
 	if err := t.run(root); err != nil {
 		return nil, err
 	}
+	if t.b.Full() {
+		return nil, vendorconf.Errorf(file, 0, "%v", vendorconf.ErrTooManyRules)
+	}
 	if err := t.b.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("fortios: %s: the translated policy is invalid (a pinwall bug): %w", file, err)
 	}
@@ -92,40 +95,50 @@ func (t *translator) table(name string) *block {
 
 func (t *translator) run(root *block) error {
 	t.root, t.scope = root, root
-	if v := root.config("vdom"); v != nil {
-		var names []string
-		var pick *block
-		for _, e := range v.edits() {
-			// A vdom block may appear twice (declaration, then settings):
-			// read the one holding tables.
-			if len(e.kids) == 0 {
-				continue
-			}
+	var vdoms []*block // the VDOM edits that hold tables
+	var names []string
+	vline := 0
+	for _, k := range root.kids {
+		if k.kind != "config" || k.name != "vdom" {
+			continue
+		}
+		if vline == 0 {
+			vline = k.line
+		}
+		for _, e := range k.edits() {
 			if !slices.Contains(names, e.name) {
 				names = append(names, e.name)
 			}
-			if t.opts.Scope != "" && e.name == t.opts.Scope || t.opts.Scope == "" && e.name == "root" {
+			// A VDOM is first declared (an empty edit), then configured.
+			if len(e.kids) > 0 {
+				vdoms = append(vdoms, e)
+			}
+		}
+	}
+	if len(vdoms) > 0 {
+		want := t.opts.Scope
+		if want == "" {
+			want = "root"
+		}
+		var pick *block
+		for _, e := range vdoms {
+			if e.name == want {
 				pick = e
 			}
 		}
 		switch {
 		case pick != nil:
 		case t.opts.Scope != "":
-			return vendorconf.Errorf(t.file, v.line, "no VDOM %q (there is: %s)", t.opts.Scope, strings.Join(names, ", "))
-		case len(names) == 1:
-			for _, e := range v.edits() {
-				if len(e.kids) > 0 {
-					pick = e
-				}
-			}
-		case len(names) > 1:
-			return vendorconf.Errorf(t.file, v.line, "the configuration has several VDOMs (%s): choose one with --scope", strings.Join(names, ", "))
+			return vendorconf.Errorf(t.file, vline, "no VDOM %q (there is: %s)", t.opts.Scope, strings.Join(names, ", "))
+		case len(vdoms) == 1:
+			pick = vdoms[0]
+		default:
+			return vendorconf.Errorf(t.file, vline, "the configuration has several VDOMs (%s) and none is root: choose one with --scope", strings.Join(names, ", "))
 		}
-		if pick != nil {
-			t.scope, t.scopeName = pick, "VDOM "+pick.name
-			if len(names) > 1 && t.opts.Scope == "" {
-				t.note(pick.line, "VDOM "+pick.name, fmt.Sprintf("the configuration has several VDOMs (%s)", strings.Join(names, ", ")), "read root; choose another with --scope")
-			}
+		t.scope, t.scopeName = pick, "VDOM "+pick.name
+		if len(names) > 1 && t.opts.Scope == "" {
+			t.note(pick.line, "VDOM "+pick.name, fmt.Sprintf("the configuration has several VDOMs (%s)", strings.Join(names, ", ")),
+				"read "+pick.name+"; choose another with --scope")
 		}
 	}
 	pols := t.table("firewall policy")
@@ -367,7 +380,7 @@ func subnet(vs []string) (netip.Prefix, error) {
 		if p, err := netip.ParsePrefix(vs[0]); err == nil {
 			return p.Masked(), nil
 		}
-		if a, err := netip.ParseAddr(vs[0]); err == nil {
+		if a, err := netip.ParseAddr(vs[0]); err == nil && a.Zone() == "" {
 			return netip.PrefixFrom(a, a.BitLen()), nil
 		}
 		return netip.Prefix{}, fmt.Errorf("not an address with a mask")
@@ -542,7 +555,11 @@ func mergeServices(cs []vendorconf.Clause) []vendorconf.Clause {
 		merged := false
 		for i := range out {
 			if out[i].Proto == c.Proto {
-				out[i].Ports = append(out[i].Ports, c.Ports...)
+				for _, r := range c.Ports {
+					if !slices.Contains(out[i].Ports, r) {
+						out[i].Ports = append(out[i].Ports, r)
+					}
+				}
 				merged = true
 			}
 		}

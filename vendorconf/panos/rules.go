@@ -306,8 +306,9 @@ func (t *translator) securityRule(r *node, excl []exclusion, dec []decRule) {
 	for _, a := range dst {
 		for _, s := range svc {
 			if c, ok := vendorconf.Intersect(a, s); ok {
-				c.App = apps
-				clauses = append(clauses, c)
+				if c, ok = vendorconf.Intersect(c, vendorconf.Clause{App: apps}); ok {
+					clauses = append(clauses, c)
+				}
 			}
 		}
 	}

@@ -42,6 +42,9 @@ func Translate(file string, data []byte, opts vendorconf.Options) (*vendorconf.T
 	if err := t.run(root); err != nil {
 		return nil, err
 	}
+	if t.b.Full() {
+		return nil, vendorconf.Errorf(file, 0, "%v", vendorconf.ErrTooManyRules)
+	}
 	if err := t.b.Policy.Validate(); err != nil {
 		// A bug of the translation, not of the input: say so plainly.
 		return nil, fmt.Errorf("panos: %s: the translated policy is invalid (a pinwall bug): %w", file, err)
@@ -146,8 +149,8 @@ func (t *translator) pickScope() error {
 			return nil
 		}
 		line := t.config.line
-		if dev != nil {
-			line = dev.line
+		if d := t.config.child("devices"); d != nil {
+			line = d.line
 		}
 		return t.errorf(line, "no vsys (devices/entry/vsys/entry) or device group (devices/entry/device-group/entry) found: is this a PAN-OS running configuration?")
 	}
@@ -348,10 +351,8 @@ func (t *translator) resolveAddr(m member, what string, seen map[string]bool) ad
 	}
 	if g := t.lookup("address-group", v); g != nil {
 		var out addrSet
-		for _, mm := range g.path("static").kids {
-			if mm.name == "member" {
-				out.add(t.resolveAddr(member{mm.text, mm.line}, what+" group "+v, seen))
-			}
+		for _, mm := range g.members("static") {
+			out.add(t.resolveAddr(mm, what+" group "+v, seen))
 		}
 		if dyn := g.child("dynamic"); dyn != nil {
 			t.note(dyn.line, fmt.Sprintf("dynamic address group %q (filter %s)", v, dyn.textOf("filter")),
@@ -424,7 +425,7 @@ func literalPrefix(s string) (netip.Prefix, bool) {
 	if p, err := netip.ParsePrefix(s); err == nil {
 		return p.Masked(), true
 	}
-	if a, err := netip.ParseAddr(s); err == nil {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
 		return netip.PrefixFrom(a, a.BitLen()), true
 	}
 	return netip.Prefix{}, false
@@ -553,7 +554,11 @@ func mergeServices(cs []vendorconf.Clause) []vendorconf.Clause {
 		merged := false
 		for i := range out {
 			if out[i].Proto == c.Proto {
-				out[i].Ports = append(out[i].Ports, c.Ports...)
+				for _, r := range c.Ports {
+					if !slices.Contains(out[i].Ports, r) {
+						out[i].Ports = append(out[i].Ports, r)
+					}
+				}
 				merged = true
 			}
 		}
