@@ -57,14 +57,20 @@ func (s *session) decryption() *fwlog.Decryption {
 	if s.rec.Decryption == nil {
 		s.rec.Decryption = &fwlog.Decryption{}
 		if s.hello != nil {
-			s.rec.Decryption.JA3 = s.hello.JA3Hash()
-			s.rec.Decryption.JA4 = s.hello.JA4()
 			if len(s.hello.ALPN) > 0 {
 				s.rec.Decryption.ALPN = s.hello.ALPN[0]
 			}
 		}
 	}
 	return s.rec.Decryption
+}
+
+// setHello records the session's ClientHello (TLS or DTLS): its SNI and
+// fingerprints.
+func (s *session) setHello(info *clienthello.Info) {
+	s.hello = info
+	s.rec.SNI = info.ServerName
+	s.rec.JA3, s.rec.JA4 = info.JA3Hash(), info.JA4()
 }
 
 // fail records a decryption failure.
@@ -86,8 +92,7 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	isTLS := err == nil
 	switch {
 	case err == nil:
-		s.hello = info
-		s.rec.SNI = info.ServerName
+		s.setHello(info)
 		ps.SNI, ps.HasSNI, ps.App = info.ServerName, info.HasSNI, policy.AppSSL
 	case errors.Is(err, clienthello.ErrNotTLS):
 		// Not TLS: decided without SNI, identified from its first bytes.

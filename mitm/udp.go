@@ -192,8 +192,7 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	ps := policy.Session{Src: key.src, Dst: key.dst, Proto: policy.ProtoUDP, App: policy.App(app)}
 	if app == clienthello.AppDTLS {
 		if info, err := clienthello.ParseDTLS(first); err == nil {
-			s.hello = info
-			s.rec.SNI = info.ServerName
+			s.setHello(info)
 		}
 	}
 	dec := f.engine.Decide(f.ctx, ps)
