@@ -16,7 +16,6 @@ import (
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
-	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/relay"
 )
 
@@ -26,6 +25,7 @@ type session struct {
 	rec   fwlog.Record
 	hello *clienthello.Info
 	start time.Time
+	segs  segCounts
 }
 
 func (f *Firewall) newSession(o origin, proto fwlog.Proto) *session {
@@ -47,6 +47,10 @@ func (s *session) finish() {
 	}
 	if s.rec.EndReason == "" {
 		s.rec.EndReason = fwlog.EndUnknown
+	}
+	if s.segs.counted.Load() {
+		s.rec.PacketsSent, s.rec.PacketsReceived = s.segs.fromClient.Load(), s.segs.fromServer.Load()
+		s.rec.PacketsSource = "tcp_info"
 	}
 	if err := s.f.log.Log(s.rec); err != nil {
 		s.f.cfg.Logger.Warn("mitm: session record refused", "err", err, "session", s.rec.SessionID)
@@ -85,6 +89,7 @@ func (s *session) fail(leg failure.Leg, cause failure.Cause, end fwlog.EndReason
 func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	s := f.newSession(o, fwlog.ProtoTCP)
 	defer s.finish()
+	conn = countSegments(conn, func(n uint64) { s.segs.fromClient.Add(n); s.segs.counted.Store(true) })
 	defer conn.Close()
 
 	info, pc, err := clienthello.Peek(conn, clienthello.PeekOptions{MaxBytes: f.cfg.PeekMaxBytes, Timeout: f.cfg.PeekTimeout})
@@ -125,7 +130,7 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	dec := f.engine.Decide(ctx, ps)
-	s.rec.Rule = dec.RuleName
+	s.rec.Rule, s.rec.RuleID = dec.RuleName, dec.Number()
 	if isTLS {
 		s.rec.App = fwlog.AppSSL
 	}
@@ -138,7 +143,8 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 		if ex, ok := f.excl.lookup(o.dst); ok {
 			d := s.decryption()
 			d.Outcome, d.Reason = fwlog.OutcomeExcluded, "decryption exclusion cache: "+ex.Reason
-			d.ChainStatus = fwlog.ChainUninspected
+			d.ChainStatus, d.ExemptBy = fwlog.ChainUninspected, fwlog.ExemptCache
+			s.undecryptedMessages()
 			f.splice(ctx, s, pc)
 			return
 		}
@@ -155,6 +161,8 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 			d := s.decryption()
 			d.Outcome, d.Reason, d.ChainStatus = fwlog.OutcomeNotDecrypted, "no-decrypt rule "+dec.RuleName, fwlog.ChainUninspected
 			d.TLSVersion = clienthello.TLSVersionName(info.MaxVersion())
+			d.ExemptBy = exemptionOf(dec.Rule)
+			s.undecryptedMessages()
 			if dec.Options.SNICertCheck == policy.SNICertCheckStrict {
 				if !f.checkServerCert(ctx, s) {
 					resetConn(conn)
@@ -166,8 +174,19 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	}
 }
 
-// dialUpstream connects to the session's destination from the outside leg.
+// dialUpstream connects to the session's destination from the outside leg;
+// the connection's segments count as the session's packets received.
 func (f *Firewall) dialUpstream(ctx context.Context, s *session) (net.Conn, error) {
+	c, err := f.dialProbe(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return countSegments(c, func(n uint64) { s.segs.fromServer.Add(n); s.segs.counted.Store(true) }), nil
+}
+
+// dialProbe connects to the session's destination without counting its
+// segments (a certificate probe is not the session's traffic).
+func (f *Firewall) dialProbe(ctx context.Context, s *session) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
 	defer cancel()
 	c, err := f.cfg.Outside.DialContext(dctx, "tcp", s.rec.Dst.String())
@@ -176,6 +195,34 @@ func (f *Firewall) dialUpstream(ctx context.Context, s *session) (net.Conn, erro
 	}
 	s.rec.NATSrc = addrPortOf(c.LocalAddr())
 	return c, nil
+}
+
+// exemptionOf says what a no-decrypt rule matched on: the server's name
+// (SNI patterns or expressions), its address, or neither.
+func exemptionOf(r *policy.Rule) fwlog.Exemption {
+	switch {
+	case r == nil:
+		return fwlog.ExemptPolicy
+	case len(r.Match.SNI) > 0 || len(r.Match.SNIRegex) > 0:
+		return fwlog.ExemptName
+	case len(r.Match.Dst) > 0 || len(r.Match.DstFQDN) > 0:
+		return fwlog.ExemptAddress
+	}
+	return fwlog.ExemptPolicy
+}
+
+// undecryptedMessages sets the handshake stages of a session the firewall
+// passes undecrypted: the last message it can see in the clear, the
+// server's Certificate for TLS 1.2 (as a real PAN-OS no-decrypt line
+// shows), its ServerHello for TLS 1.3, which encrypts the certificate
+// (inferred).
+func (s *session) undecryptedMessages() {
+	d := s.decryption()
+	msg := "Certificate"
+	if s.hello != nil && s.hello.MaxVersion() >= tls.VersionTLS13 {
+		msg = "Server_Hello"
+	}
+	d.ClientMessage, d.ServerMessage = msg, msg
 }
 
 // upstreamFailed records a failed connection to the destination.
@@ -224,7 +271,7 @@ func (s *session) account(res relay.Result) {
 // session is blocked.
 func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 	d := s.decryption()
-	probe, err := f.dialUpstream(ctx, s)
+	probe, err := f.dialProbe(ctx, s)
 	if err != nil {
 		s.upstreamFailed(err)
 		return false
@@ -250,7 +297,7 @@ func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 	case leaf == nil:
 		reason = fmt.Sprintf("sni-cert-check strict: no certificate from %s for %q: %v", s.rec.Dst, s.rec.SNI, herr)
 	default:
-		d.UpstreamFingerprint, d.UpstreamIssuer, d.UpstreamSubject = pki.Fingerprint(leaf), leaf.Issuer.String(), leaf.Subject.String()
+		recordUpstreamCert(d, leaf, nil)
 		if s.rec.SNI == "" {
 			reason = "sni-cert-check strict: no SNI to check"
 		} else if err := leaf.VerifyHostname(s.rec.SNI); err != nil {

@@ -196,12 +196,12 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 		}
 	}
 	dec := f.engine.Decide(f.ctx, ps)
-	s.rec.Rule = dec.RuleName
+	s.rec.Rule, s.rec.RuleID = dec.RuleName, dec.Number()
 	if dec.Action == policy.ActionBlock {
 		fl.denied = true
 		s.rec.Action, s.rec.EndReason = fwlog.ActionDeny, fwlog.EndPolicyDeny
 		s.rec.App = fwlog.AppNotApplicable // PAN-OS logs denied-at-first-packet sessions so
-		s.rec.BytesSent, s.rec.PacketsSent = uint64(len(first)), 1
+		s.rec.BytesSent, s.rec.PacketsSent, s.rec.PacketsSource = uint64(len(first)), 1, "datagrams"
 		// A deny is logged at once, as firewalls do; the flow is kept so
 		// retransmissions do not log again.
 		s.finish()
@@ -300,6 +300,7 @@ func (e *udpEngine) end(fl *udpFlow) {
 	s := fl.s
 	s.rec.BytesSent, s.rec.BytesReceived = fl.sent.Load(), fl.rcvd.Load()
 	s.rec.PacketsSent, s.rec.PacketsReceived = fl.pktSent.Load(), fl.pktRcvd.Load()
+	s.rec.PacketsSource = "datagrams"
 	s.rec.EndReason = fwlog.EndAgedOut
 	s.finish()
 }

@@ -42,6 +42,18 @@ type Decision struct {
 	Action Action
 	// Options are Rule.Options with defaults filled in.
 	Options Options
+	// Position is the rule's place in the policy, from 1; 0 for the
+	// implicit rule.
+	Position int
+}
+
+// Number is the rule's number for logs: its ID when it has one, else its
+// Position (0 for the implicit rule).
+func (d Decision) Number() int {
+	if d.Rule != nil && d.Rule.ID > 0 {
+		return d.Rule.ID
+	}
+	return d.Position
 }
 
 // Stats counts decisions.
@@ -150,14 +162,14 @@ func (e *Engine) Policy() *Policy { return e.cur.Load().p }
 func (e *Engine) Decide(ctx context.Context, s Session) Decision {
 	c := e.cur.Load()
 	s = s.normalize()
-	rule := c.def
+	rule, pos := c.def, 0
 	for i := range c.p.Rules {
 		if r := &c.p.Rules[i]; e.matches(ctx, c, i, s) {
-			rule = r
+			rule, pos = r, i+1
 			break
 		}
 	}
-	d := Decision{Rule: rule, RuleName: rule.Name, Action: rule.Action, Options: rule.Options.WithDefaults()}
+	d := Decision{Rule: rule, RuleName: rule.Name, Action: rule.Action, Options: rule.Options.WithDefaults(), Position: pos}
 	e.mu.Lock()
 	e.stats.Total++
 	e.stats.ByRule[d.RuleName]++

@@ -275,6 +275,29 @@ func TestDecideMatching(t *testing.T) {
 	}
 }
 
+func TestDecisionNumber(t *testing.T) {
+	p, err := Parse("p.yaml", []byte(lines(
+		"rules:",
+		"  - {name: a, match: {proto: udp}, action: block}",
+		"  - {name: b, id: 17, match: {proto: tcp}, action: allow}",
+		"default-action: block")))
+	require.NoError(t, err)
+	e, err := NewEngine(p, EngineConfig{})
+	require.NoError(t, err)
+	d := e.Decide(context.Background(), udp("192.0.2.1:443"))
+	assert.Equal(t, 1, d.Position)
+	assert.Equal(t, 1, d.Number(), "no ID: the position")
+	d = e.Decide(context.Background(), tls("192.0.2.1:443", ""))
+	assert.Equal(t, 2, d.Position)
+	assert.Equal(t, 17, d.Number(), "the vendor's ID")
+	p2, err := Parse("p.yaml", []byte("rules:\n  - {name: a, match: {proto: udp}, action: block}\n"))
+	require.NoError(t, err)
+	e, err = NewEngine(p2, EngineConfig{})
+	require.NoError(t, err)
+	d = e.Decide(context.Background(), tls("192.0.2.1:443", ""))
+	assert.Equal(t, 0, d.Number(), "the implicit rule is 0")
+}
+
 func TestDecideDefault(t *testing.T) {
 	for _, tt := range []struct {
 		yaml string
