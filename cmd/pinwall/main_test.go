@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -307,4 +309,65 @@ func TestParseInterspersed(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	_, err := parseInterspersed(fs, []string{"a", "--nope"})
 	assert.Error(t, err, "an unknown flag after an ID is still an error")
+}
+
+// TestRunPANVersion writes the bundle's PAN-OS files in the layout asked
+// for: 75 TRAFFIC fields for 9.1 (and no DECRYPTION log), 115 by default.
+func TestRunPANVersion(t *testing.T) {
+	for _, tt := range []struct {
+		version string
+		fields  int
+	}{{"9.1", 75}, {"", 115}} {
+		dir := t.TempDir()
+		args := []string{"run", "visibility", "--out", dir}
+		if tt.version != "" {
+			args = append(args, "--pan-version", tt.version)
+		}
+		out, _, code := run(t, context.Background(), args...)
+		require.Equal(t, 0, code, out)
+		files, err := filepath.Glob(filepath.Join(dir, "logs", "*", "firewall.pan-traffic.csv"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files)
+		data, err := os.ReadFile(files[0])
+		require.NoError(t, err)
+		recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+		require.NoError(t, err)
+		require.NotEmpty(t, recs)
+		assert.Len(t, recs[0], tt.fields, "version %q", tt.version)
+	}
+	_, errOut, code := run(t, context.Background(), "run", "visibility", "--pan-version", "8.0")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "choices: 9.1, 10.0, 10.1")
+}
+
+func TestServeFirewallVendorFlags(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.NewCA(pki.Config{}, "Test CA", "test")
+	require.NoError(t, err)
+	keyPEM, err := ca.KeyPEM()
+	require.NoError(t, err)
+	rsaCA, err := pki.NewCA(pki.Config{Algorithm: pki.RSA2048}, "Test RSA CA", "test")
+	require.NoError(t, err)
+	rsaKeyPEM, err := rsaCA.KeyPEM()
+	require.NoError(t, err)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o600))
+		return p
+	}
+	base := []string{"serve", "firewall", "--ca-cert", write("ca.pem", ca.CertPEM()), "--ca-key", write("ca.key", keyPEM),
+		"--policy", write("p.yaml", []byte("rules:\n  - {name: a, action: allow}\n")), "--proxy", "--listen", "127.0.0.1:0"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pan-version", "8.1"}, `--pan-version: fwlog: unknown PAN-OS version "8.1"`},
+		{[]string{"--forge-key", "shared"}, `--forge-key "shared" is not upstream or fixed`},
+		{[]string{"--ecdsa-ca-cert", "x.pem"}, "--ecdsa-ca-cert needs its -key file too"},
+		{[]string{"--ecdsa-ca-cert", write("rsa.pem", rsaCA.CertPEM()), "--ecdsa-ca-key", write("rsa.key", rsaKeyPEM)}, "ECDSACA has a *rsa.PrivateKey key"},
+	} {
+		_, errOut, code := run(t, context.Background(), append(base, tt.args...)...)
+		assert.Equal(t, 2, code, tt.args)
+		assert.Contains(t, errOut, tt.want, tt.args)
+	}
 }
