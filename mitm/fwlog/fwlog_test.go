@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -951,4 +952,49 @@ func TestFortiOSActionsAndApps(t *testing.T) {
 	}
 	assert.True(t, EndDecryptCertValidation.IsDecrypt())
 	assert.False(t, EndTCPFin.IsDecrypt())
+}
+
+// TestDocumentedFields checks that docs/fwlog.md's tables name every field
+// of the 10.1+ PAN-OS layouts in order, each with a value and a source.
+func TestDocumentedFields(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "fwlog.md"))
+	require.NoError(t, err)
+	tables := map[string][][]string{}
+	var section string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			section = h
+			continue
+		}
+		if !strings.HasPrefix(line, "| ") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), " | ")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		if cells[0] == "#" {
+			continue
+		}
+		tables[section] = append(tables[section], cells)
+	}
+	for _, tc := range []struct {
+		section string
+		format  Format
+	}{
+		{"PAN-OS TRAFFIC (`pan-traffic-csv`)", FormatPANTraffic},
+		{"PAN-OS DECRYPTION (`pan-decryption-csv`)", FormatPANDecryption},
+	} {
+		want, err := PANFieldNames(tc.format, "")
+		require.NoError(t, err)
+		rows := tables[tc.section]
+		require.Len(t, rows, len(want), tc.section)
+		for i, row := range rows {
+			require.Len(t, row, 4, "%s row %d", tc.section, i+1)
+			assert.Equal(t, strconv.Itoa(i+1), row[0], "%s row %d", tc.section, i+1)
+			assert.Equal(t, want[i], row[1], "%s row %d", tc.section, i+1)
+			assert.NotEmpty(t, row[2], "%s row %d (%s): what pinwall writes", tc.section, i+1, row[1])
+			assert.NotEmpty(t, row[3], "%s row %d (%s): source or inferred", tc.section, i+1, row[1])
+		}
+	}
 }
