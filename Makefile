@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PINWALL  := bin/pinwall
 PARALLEL ?= 2
 
-.PHONY: all build demo test test-short lint fuzz bench lab-demo image compose clean
+.PHONY: all build demo test test-short lint tools fuzz bench lab-demo image compose clean
 
 all: lint test
 
@@ -31,11 +31,41 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# The linters make lint runs besides go vet and gofmt, at pinned versions.
+# `make tools` installs them (into $(GOBIN), else $(go env GOPATH)/bin);
+# .ci/run does so before `make lint`.
+STATICCHECK_VERSION := v0.8.2
+GOCYCLO_VERSION     := v0.6.0
+GOCYCLO_OVER        := 30
+TOOLBIN  := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+# tool NAME finds a linter on PATH or in TOOLBIN.
+tool = $(or $(shell command -v $(1) 2>/dev/null),$(wildcard $(TOOLBIN)/$(1)))
+
+tools:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GO) install github.com/fzipp/gocyclo/cmd/gocyclo@$(GOCYCLO_VERSION)
+
+# lint: go vet; gofmt; go.mod and go.sum tidy; staticcheck at zero findings;
+# no non-test function with cyclomatic complexity above GOCYCLO_OVER. A
+# missing linter or one at another version than pinned fails the target.
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@GOOS=darwin $(GO) vet ./netsetup ./mitm ./hostnet 2>/dev/null || true
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	@$(call checktool,staticcheck,honnef.co/go/tools,$(STATICCHECK_VERSION))
+	$(call tool,staticcheck) ./...
+	@$(call checktool,gocyclo,github.com/fzipp/gocyclo,$(GOCYCLO_VERSION))
+	@out=$$($(call tool,gocyclo) -over $(GOCYCLO_OVER) -ignore '_test\.go$$' .); \
+	if [ -n "$$out" ]; then echo "cyclomatic complexity above $(GOCYCLO_OVER) (split these functions):"; echo "$$out"; exit 1; fi
+
+# checktool NAME,MODULE,VERSION fails unless the linter NAME is installed
+# from MODULE at VERSION.
+checktool = bin='$(call tool,$(1))'; \
+	if [ -z "$$bin" ]; then echo "lint: $(1) not found on PATH or in $(TOOLBIN): run make tools" >&2; exit 1; fi; \
+	got=$$($(GO) version -m "$$bin" | awk '$$1 == "mod" && $$2 == "$(2)" { print $$3 }'); \
+	if [ "$$got" != "$(3)" ]; then echo "lint: $$bin is $(2) $${got:-of unknown version}, want $(3): run make tools" >&2; exit 1; fi
 
 # fuzz runs every fuzz target (found with go test -list) for FUZZTIME each.
 FUZZTIME ?= 20s

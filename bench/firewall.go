@@ -274,7 +274,7 @@ func (e *FirewallEnv) StartPinwall(decrypt bool) (*Path, error) {
 		return nil, fmt.Errorf("bench: %s: %w", name, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- fw.ServeForward(ln, e.OriginAddr()) }()
+	go func() { done <- fw.ServeForward(context.Background(), ln, e.OriginAddr()) }() // stopped by fw.Close
 	p := &Path{Name: name, Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Decrypts: decrypt, stop: func() error {
 		err := fw.Close()
 		ln.Close()

@@ -488,7 +488,38 @@ func (m *measurer) firewall(ctx context.Context) []Section {
 	}
 	defer env.Close()
 
-	// Start every path; the ones that cannot start are reported missing.
+	order, figs := m.startFirewallPaths(ctx, env)
+	m.measureFirewall(ctx, env, order, figs)
+
+	base := newFirewallBaseline(figs)
+	for _, name := range order {
+		f := figs[name]
+		if f.missing != "" {
+			why := "not measured: " + f.missing
+			conns.Add(Missing(name+": sequential", UnitPerSec, why), Missing(name+": 8-way", UnitPerSec, why))
+			lat.Add(Missing(name+": added median", UnitMs, why))
+			bulk.Add(Missing(name, UnitMiBps, why))
+			continue
+		}
+		conns.Add(base.connRows(name, f)...)
+		lat.Add(base.latencyRows(name, f)...)
+		bulk.Add(base.bulkRow(name, f))
+		if f.path.Note != "" {
+			conns.Notes = append(conns.Notes, name+": "+f.path.Note)
+		}
+	}
+	conns.Notes = append(conns.Notes,
+		"client: Go crypto/tls, TCP_NODELAY, ECDHE X25519 (P-256 for sslsplit), no session resumption; origin: Go crypto/tls with one RSA-2048 leaf key, certificates from an RSA-2048 CA; every path on 127.0.0.1",
+		"warm cache: every connection asks for the same SNI; cold cache: every connection a new SNI, for which the origin serves a certificate of its own (signed before the run)",
+		fmt.Sprintf("every figure is taken in %d rounds, all paths in turn in each round, and the rounds added up", m.rounds()),
+		"references: figures measured earlier on this machine; ratios against them show drift, not goals")
+	lat.Notes = append(lat.Notes, "added = the path's latency percentile minus direct's, from the sequential warm-cache runs above")
+	return []Section{conns, lat, bulk}
+}
+
+// startFirewallPaths starts every path, in the order the report lists
+// them; the ones that cannot start are reported missing.
+func (m *measurer) startFirewallPaths(ctx context.Context, env *FirewallEnv) ([]string, map[string]*pathFigures) {
 	var tools []ToolStatus
 	if !m.cfg.SkipTools {
 		tools = EnsureTools(ctx, !m.cfg.NoInstall, m.log, SSLsplit, Mitmproxy)
@@ -529,17 +560,27 @@ func (m *measurer) firewall(ctx context.Context) []Section {
 		}
 		add(t.Name, p, err)
 	}
+	return order, figs
+}
 
-	m.measureFirewall(ctx, env, order, figs)
+// firewallBaseline holds the figures the paths are compared with: direct
+// and the go relay of this run; mitmproxy and sslsplit of this run, or
+// their reference figures when they could not be measured.
+type firewallBaseline struct {
+	relay                                   *pathFigures
+	directSeq, directPar                    float64
+	directP50, directP99                    float64
+	mitmSeq, mitmPar, splitBulk             float64
+	mitmSeqFrom, mitmParFrom, splitBulkFrom string
+}
 
-	direct, relay := figs["direct"], figs["go relay"]
-	directSeq, directPar := direct.fig(kindSeq).rate(UnitPerSec), direct.fig(kindPar).rate(UnitPerSec)
-	directP50, directP99 := math.NaN(), math.NaN()
+func newFirewallBaseline(figs map[string]*pathFigures) firewallBaseline {
+	direct := figs["direct"]
+	b := firewallBaseline{relay: figs["go relay"], directP50: math.NaN(), directP99: math.NaN()}
+	b.directSeq, b.directPar = direct.fig(kindSeq).rate(UnitPerSec), direct.fig(kindPar).rate(UnitPerSec)
 	if ds := direct.fig(kindSeq); ds.err == nil && ds.res.Ops > 0 {
-		directP50, directP99 = ms(ds.res.Percentile(50)), ms(ds.res.Percentile(99))
+		b.directP50, b.directP99 = ms(ds.res.Percentile(50)), ms(ds.res.Percentile(99))
 	}
-	// Compared with mitmproxy and sslsplit of this run, or with their
-	// reference figures when they could not be measured.
 	against := func(name, kind, unit string, ref float64) (float64, string) {
 		if f := figs[name]; f != nil && f.missing == "" {
 			if v := f.fig(kind).rate(unit); !math.IsNaN(v) {
@@ -548,95 +589,89 @@ func (m *measurer) firewall(ctx context.Context) []Section {
 		}
 		return ref, name + "'s reference (not measured in this run)"
 	}
-	mitmSeq, mitmSeqFrom := against(Mitmproxy.Name, kindSeq, UnitPerSec, References[Mitmproxy.Name].Seq)
-	mitmPar, mitmParFrom := against(Mitmproxy.Name, kindPar, UnitPerSec, References[Mitmproxy.Name].Par)
-	splitBulk, splitBulkFrom := against(SSLsplit.Name, kindBulk, UnitMiBps, References[SSLsplit.Name].Bulk)
+	b.mitmSeq, b.mitmSeqFrom = against(Mitmproxy.Name, kindSeq, UnitPerSec, References[Mitmproxy.Name].Seq)
+	b.mitmPar, b.mitmParFrom = against(Mitmproxy.Name, kindPar, UnitPerSec, References[Mitmproxy.Name].Par)
+	b.splitBulk, b.splitBulkFrom = against(SSLsplit.Name, kindBulk, UnitMiBps, References[SSLsplit.Name].Bulk)
+	return b
+}
 
-	for _, name := range order {
-		f := figs[name]
-		ref, hasRef := References[name]
-		if f.missing != "" {
-			why := "not measured: " + f.missing
-			conns.Add(Missing(name+": sequential", UnitPerSec, why), Missing(name+": 8-way", UnitPerSec, why))
-			lat.Add(Missing(name+": added median", UnitMs, why))
-			bulk.Add(Missing(name, UnitMiBps, why))
-			continue
-		}
-		cache := ""
-		if f.path.Decrypts {
-			cache = ", warm cache"
-		}
-		fs, fp := f.fig(kindSeq), f.fig(kindPar)
-		seq := rateRow(name+": sequential"+cache, fs.res, fs.err, UnitPerSec)
-		par := rateRow(fmt.Sprintf("%s: %d-way%s", name, FirewallConcurrency, cache), fp.res, fp.err, UnitPerSec)
-		switch {
-		case name == "pinwall decrypt":
-			seq = seq.RatioAtLeast(directSeq, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(directSeq, UnitPerSec)))
-			par = par.RatioAtLeast(directPar, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(directPar, UnitPerSec)))
-			conns.Add(seq,
-				seq.RatioAtLeast(mitmSeq, GoalDecryptVsMitmproxy, fmt.Sprintf("goal ≥ %.0f× mitmproxy (%s)", GoalDecryptVsMitmproxy, FormatValue(mitmSeq, UnitPerSec))).WithNote("vs "+mitmSeqFrom),
-				par,
-				par.RatioAtLeast(mitmPar, GoalDecryptVsMitmproxy, fmt.Sprintf("goal ≥ %.0f× mitmproxy (%s)", GoalDecryptVsMitmproxy, FormatValue(mitmPar, UnitPerSec))).WithNote("vs "+mitmParFrom))
-		case name == "pinwall splice" && relay.missing == "":
-			rs, rp := relay.fig(kindSeq).rate(UnitPerSec), relay.fig(kindPar).rate(UnitPerSec)
-			conns.Add(seq.AtLeast(rs, "goal ≥ go relay ("+FormatValue(rs, UnitPerSec)+")"),
-				par.AtLeast(rp, "goal ≥ go relay ("+FormatValue(rp, UnitPerSec)+")"))
-		case hasRef:
-			conns.Add(seq.Versus(ref.Seq, fmt.Sprintf("reference %.0f/s", ref.Seq)), par.Versus(ref.Par, fmt.Sprintf("reference %.0f/s", ref.Par)))
-		default:
-			conns.Add(seq, par)
-		}
-		if f.path.Decrypts {
-			sc, pc := f.fig(kindSeqCold), f.fig(kindParCold)
-			conns.Add(
-				rateRow(name+": sequential, cold cache", sc.res, sc.err, UnitPerSec).Versus(seq.Value, "warm cache ("+FormatValue(seq.Value, UnitPerSec)+")"),
-				rateRow(fmt.Sprintf("%s: %d-way, cold cache", name, FirewallConcurrency), pc.res, pc.err, UnitPerSec).Versus(par.Value, "warm cache ("+FormatValue(par.Value, UnitPerSec)+")"))
-		}
-
-		// Latency, from the sequential warm runs.
-		switch {
-		case name == "direct":
-			lat.Add(latencyRow("direct: median", fs.res, fs.err).WithNote("the baseline of the added latencies"))
-		case fs.err != nil || fs.res.Ops == 0:
-			lat.Add(Missing(name+": added median", UnitMs, fmt.Sprint(fs.err)))
-		default:
-			added50 := Figure(name+": added median", ms(fs.res.Percentile(50))-directP50, UnitMs).
-				WithNote("median " + FormatValue(ms(fs.res.Percentile(50)), UnitMs))
-			added99 := Figure(name+": added p99", ms(fs.res.Percentile(99))-directP99, UnitMs).
-				WithNote(fmt.Sprintf("p99 %s; %s", FormatValue(ms(fs.res.Percentile(99)), UnitMs), plural(fs.res.Ops, "sample")))
-			switch {
-			case name == "pinwall decrypt":
-				added50 = added50.AtMost(ms(GoalAddedLatency), "goal ≤ +"+FormatValue(ms(GoalAddedLatency), UnitMs))
-			case hasRef && ref.AddedP50 > 0:
-				added50 = added50.Versus(ref.AddedP50, "reference +"+FormatValue(ref.AddedP50, UnitMs))
-			}
-			lat.Add(added50, added99)
-		}
-
-		// Bulk.
-		fb := f.fig(kindBulk)
-		b := rateRow(name, fb.res, fb.err, UnitMiBps)
-		switch {
-		case name == "pinwall decrypt":
-			b = b.AtLeast(splitBulk, "goal ≥ sslsplit ("+FormatValue(splitBulk, UnitMiBps)+")").WithNote("vs " + splitBulkFrom)
-		case name == "pinwall splice" && relay.missing == "":
-			rb := relay.fig(kindBulk).rate(UnitMiBps)
-			b = b.AtLeast(rb, "goal ≥ go relay ("+FormatValue(rb, UnitMiBps)+")")
-		case hasRef:
-			b = b.Versus(ref.Bulk, fmt.Sprintf("reference %.0f MiB/s", ref.Bulk))
-		}
-		bulk.Add(b)
-		if f.path.Note != "" {
-			conns.Notes = append(conns.Notes, name+": "+f.path.Note)
-		}
+// connRows are a measured path's connection rates, warm and (for a path
+// that decrypts) cold cache, with their goals or references.
+func (b firewallBaseline) connRows(name string, f *pathFigures) []Row {
+	ref, hasRef := References[name]
+	cache := ""
+	if f.path.Decrypts {
+		cache = ", warm cache"
 	}
-	conns.Notes = append(conns.Notes,
-		"client: Go crypto/tls, TCP_NODELAY, ECDHE X25519 (P-256 for sslsplit), no session resumption; origin: Go crypto/tls with one RSA-2048 leaf key, certificates from an RSA-2048 CA; every path on 127.0.0.1",
-		"warm cache: every connection asks for the same SNI; cold cache: every connection a new SNI, for which the origin serves a certificate of its own (signed before the run)",
-		fmt.Sprintf("every figure is taken in %d rounds, all paths in turn in each round, and the rounds added up", m.rounds()),
-		"references: figures measured earlier on this machine; ratios against them show drift, not goals")
-	lat.Notes = append(lat.Notes, "added = the path's latency percentile minus direct's, from the sequential warm-cache runs above")
-	return []Section{conns, lat, bulk}
+	fs, fp := f.fig(kindSeq), f.fig(kindPar)
+	seq := rateRow(name+": sequential"+cache, fs.res, fs.err, UnitPerSec)
+	par := rateRow(fmt.Sprintf("%s: %d-way%s", name, FirewallConcurrency, cache), fp.res, fp.err, UnitPerSec)
+	var rows []Row
+	switch {
+	case name == "pinwall decrypt":
+		seq = seq.RatioAtLeast(b.directSeq, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(b.directSeq, UnitPerSec)))
+		par = par.RatioAtLeast(b.directPar, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(b.directPar, UnitPerSec)))
+		rows = append(rows, seq,
+			seq.RatioAtLeast(b.mitmSeq, GoalDecryptVsMitmproxy, fmt.Sprintf("goal ≥ %.0f× mitmproxy (%s)", GoalDecryptVsMitmproxy, FormatValue(b.mitmSeq, UnitPerSec))).WithNote("vs "+b.mitmSeqFrom),
+			par,
+			par.RatioAtLeast(b.mitmPar, GoalDecryptVsMitmproxy, fmt.Sprintf("goal ≥ %.0f× mitmproxy (%s)", GoalDecryptVsMitmproxy, FormatValue(b.mitmPar, UnitPerSec))).WithNote("vs "+b.mitmParFrom))
+	case name == "pinwall splice" && b.relay.missing == "":
+		rs, rp := b.relay.fig(kindSeq).rate(UnitPerSec), b.relay.fig(kindPar).rate(UnitPerSec)
+		rows = append(rows, seq.AtLeast(rs, "goal ≥ go relay ("+FormatValue(rs, UnitPerSec)+")"),
+			par.AtLeast(rp, "goal ≥ go relay ("+FormatValue(rp, UnitPerSec)+")"))
+	case hasRef:
+		rows = append(rows, seq.Versus(ref.Seq, fmt.Sprintf("reference %.0f/s", ref.Seq)), par.Versus(ref.Par, fmt.Sprintf("reference %.0f/s", ref.Par)))
+	default:
+		rows = append(rows, seq, par)
+	}
+	if f.path.Decrypts {
+		sc, pc := f.fig(kindSeqCold), f.fig(kindParCold)
+		rows = append(rows,
+			rateRow(name+": sequential, cold cache", sc.res, sc.err, UnitPerSec).Versus(seq.Value, "warm cache ("+FormatValue(seq.Value, UnitPerSec)+")"),
+			rateRow(fmt.Sprintf("%s: %d-way, cold cache", name, FirewallConcurrency), pc.res, pc.err, UnitPerSec).Versus(par.Value, "warm cache ("+FormatValue(par.Value, UnitPerSec)+")"))
+	}
+	return rows
+}
+
+// latencyRows are a measured path's latency added to direct's, from the
+// sequential warm runs.
+func (b firewallBaseline) latencyRows(name string, f *pathFigures) []Row {
+	ref, hasRef := References[name]
+	fs := f.fig(kindSeq)
+	switch {
+	case name == "direct":
+		return []Row{latencyRow("direct: median", fs.res, fs.err).WithNote("the baseline of the added latencies")}
+	case fs.err != nil || fs.res.Ops == 0:
+		return []Row{Missing(name+": added median", UnitMs, fmt.Sprint(fs.err))}
+	}
+	added50 := Figure(name+": added median", ms(fs.res.Percentile(50))-b.directP50, UnitMs).
+		WithNote("median " + FormatValue(ms(fs.res.Percentile(50)), UnitMs))
+	added99 := Figure(name+": added p99", ms(fs.res.Percentile(99))-b.directP99, UnitMs).
+		WithNote(fmt.Sprintf("p99 %s; %s", FormatValue(ms(fs.res.Percentile(99)), UnitMs), plural(fs.res.Ops, "sample")))
+	switch {
+	case name == "pinwall decrypt":
+		added50 = added50.AtMost(ms(GoalAddedLatency), "goal ≤ +"+FormatValue(ms(GoalAddedLatency), UnitMs))
+	case hasRef && ref.AddedP50 > 0:
+		added50 = added50.Versus(ref.AddedP50, "reference +"+FormatValue(ref.AddedP50, UnitMs))
+	}
+	return []Row{added50, added99}
+}
+
+// bulkRow is a measured path's bulk throughput with its goal or reference.
+func (b firewallBaseline) bulkRow(name string, f *pathFigures) Row {
+	ref, hasRef := References[name]
+	fb := f.fig(kindBulk)
+	r := rateRow(name, fb.res, fb.err, UnitMiBps)
+	switch {
+	case name == "pinwall decrypt":
+		r = r.AtLeast(b.splitBulk, "goal ≥ sslsplit ("+FormatValue(b.splitBulk, UnitMiBps)+")").WithNote("vs " + b.splitBulkFrom)
+	case name == "pinwall splice" && b.relay.missing == "":
+		rb := b.relay.fig(kindBulk).rate(UnitMiBps)
+		r = r.AtLeast(rb, "goal ≥ go relay ("+FormatValue(rb, UnitMiBps)+")")
+	case hasRef:
+		r = r.Versus(ref.Bulk, fmt.Sprintf("reference %.0f MiB/s", ref.Bulk))
+	}
+	return r
 }
 
 // originKeys measures pinwall decrypt in front of an RSA-2048 and an ECDSA

@@ -145,7 +145,9 @@ func (e *TunnelEnv) Client(ctx context.Context, tr client.TransportMode) (*clien
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Start(); err != nil {
+	// The client serves the env's later ops: ctx bounds only the wait for
+	// its tunnel, the env's Close stops it.
+	if err := c.Start(context.Background()); err != nil {
 		return nil, err
 	}
 	st, err := c.WaitUp(ctx)
@@ -315,7 +317,7 @@ func (e *TunnelEnv) SetupOp(tr client.TransportMode) Op {
 		ctx, cancel := opContext(ctx)
 		defer cancel()
 		t0 := time.Now()
-		if err := c.Start(); err != nil {
+		if err := c.Start(ctx); err != nil {
 			return Sample{}, err
 		}
 		st, err := c.WaitUp(ctx)

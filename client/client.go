@@ -35,6 +35,7 @@ type Client struct {
 	fallback  *Transition
 	changed   chan struct{} // closed and replaced whenever a slot goes up or down
 	started   bool
+	stopWatch func() bool // stops Start's watch on its context
 
 	flowID    atomic.Uint64
 	tunnelled atomic.Int64
@@ -50,10 +51,24 @@ type slot struct {
 	since time.Time
 }
 
+// Events of the client's history (Transition.Event).
+const (
+	// EventUp: a tunnel came up.
+	EventUp = "up"
+	// EventDown: a tunnel that was up was lost.
+	EventDown = "down"
+	// EventAttemptFailed: an attempt to bring a tunnel up failed.
+	EventAttemptFailed = "attempt-failed"
+	// EventFallback: DTLS went unanswered; the client falls back to TLS.
+	EventFallback = "fallback"
+	// EventFailover: the client moves on to the next gateway.
+	EventFailover = "failover"
+)
+
 // Transition is one entry of the client's history.
 type Transition struct {
 	Time      time.Time        `json:"time"`
-	Event     string           `json:"event"` // up, down, attempt-failed, fallback, failover
+	Event     string           `json:"event"` // EventUp, EventDown, ...
 	Session   int              `json:"session"`
 	Gateway   string           `json:"gateway,omitempty"`
 	Addr      string           `json:"addr,omitempty"`
@@ -100,8 +115,10 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Config() Config { return c.cfg }
 
 // Start brings the tunnels up in the background. It returns at once; use
-// WaitUp to wait for the first tunnel.
-func (c *Client) Start() error {
+// WaitUp to wait for the first tunnel. ctx is the client's lifetime: when
+// it is done the client closes as if Close were called. Start may be
+// called once.
+func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.started {
@@ -110,7 +127,11 @@ func (c *Client) Start() error {
 	if c.ctx.Err() != nil {
 		return errors.New("client: closed")
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("client: start: %w", err)
+	}
 	c.started = true
+	c.stopWatch = context.AfterFunc(ctx, func() { _ = c.Close() })
 	for _, s := range c.slots {
 		c.wg.Add(1)
 		go c.keep(s)
@@ -119,11 +140,14 @@ func (c *Client) Start() error {
 }
 
 // Close tears the tunnels down and waits for the client's goroutines. It is
-// idempotent.
+// idempotent and safe before Start.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.mu.Lock()
+		if c.stopWatch != nil {
+			c.stopWatch()
+		}
 		for _, s := range c.slots {
 			if s.up != nil {
 				s.up.sess.Close()
@@ -257,7 +281,7 @@ func (c *Client) WaitOutcome(ctx context.Context) (State, error) {
 		up := c.anyUpLocked() != nil
 		var failed error
 		for _, h := range c.history[min(seen, len(c.history)):] {
-			if h.Event == "attempt-failed" {
+			if h.Event == EventAttemptFailed {
 				failed = c.lastErr
 			}
 		}
@@ -328,7 +352,7 @@ func (c *Client) keep(s *slot) {
 		backoff = c.cfg.BackoffMin
 		c.mu.Lock()
 		s.up, s.since = a, c.cfg.Now()
-		c.record(Transition{Event: "up", Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, TookMS: a.took.Milliseconds()})
+		c.record(Transition{Event: EventUp, Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, TookMS: a.took.Milliseconds()})
 		c.notifyLocked()
 		c.mu.Unlock()
 
@@ -345,7 +369,7 @@ func (c *Client) keep(s *slot) {
 			if err := a.sess.Err(); err != nil {
 				errText = err.Error()
 			}
-			c.record(Transition{Event: "down", Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, Cause: failure.CauseConnectionReset, Leg: failure.LegClientGateway, Error: errText})
+			c.record(Transition{Event: EventDown, Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, Cause: failure.CauseConnectionReset, Leg: failure.LegClientGateway, Error: errText})
 		}
 		c.notifyLocked()
 		c.mu.Unlock()
@@ -378,7 +402,7 @@ func (c *Client) establish(s *slot) *attempt {
 		}
 		if gi > 0 {
 			c.mu.Lock()
-			c.record(Transition{Event: "failover", Session: s.index, Gateway: gw})
+			c.record(Transition{Event: EventFailover, Session: s.index, Gateway: gw})
 			c.mu.Unlock()
 		}
 		for try := 0; try < c.cfg.AttemptsPerGateway; try++ {
@@ -427,7 +451,7 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 		}
 		c.failed(s, a)
 		c.mu.Lock()
-		fb := Transition{Event: "fallback", Session: s.index, Gateway: gw, Addr: addr.String(), Transport: tunnel.TransportTLS,
+		fb := Transition{Event: EventFallback, Session: s.index, Gateway: gw, Addr: addr.String(), Transport: tunnel.TransportTLS,
 			Leg: failure.LegOf(err), Cause: failure.CauseOf(err), Error: err.Error(), TookMS: time.Since(start).Milliseconds()}
 		c.record(fb)
 		c.mu.Unlock()
@@ -458,7 +482,7 @@ func (c *Client) failed(s *slot, a *attempt) {
 		return
 	}
 	c.lastErr = a.err
-	t := Transition{Event: "attempt-failed", Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
+	t := Transition{Event: EventAttemptFailed, Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
 	if a.addr.IsValid() {
 		t.Addr = a.addr.String()
 	}

@@ -15,20 +15,11 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/harnesstest"
 	"github.com/pinwall/pinwall/tunnel"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func start(t *testing.T, spec harness.Spec) *harness.Topology {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topo, err := harness.StartInProcess(ctx, spec, harness.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, topo.Close()) })
-	return topo
-}
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -66,7 +57,7 @@ func TestManyFlowsBothTransports(t *testing.T) {
 	sizes[33] = 1 << 20
 	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
 		t.Run(string(tr), func(t *testing.T) {
-			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
+			topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
 			ctx := testCtx(t, 3*time.Minute)
 			st, err := topo.Client.WaitUp(ctx)
 			require.NoError(t, err)
@@ -100,7 +91,7 @@ func TestManyFlowsBothTransports(t *testing.T) {
 func TestWrongPinIsTypedAndSendsNothing(t *testing.T) {
 	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
 		t.Run(string(tr), func(t *testing.T) {
-			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr, Pin: harness.PinWrong, TunnelWait: 300 * time.Millisecond}})
+			topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr, Pin: harness.PinWrong, TunnelWait: 300 * time.Millisecond}})
 			ctx := testCtx(t, 30*time.Second)
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
@@ -138,7 +129,7 @@ func TestNoDeviceCertificateRefusedAndLogged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.tr)+"/"+string(tt.mode), func(t *testing.T) {
-			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tt.tr, DeviceCert: tt.mode, Gateways: []string{harness.PrimaryGateway}}})
+			topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: tt.tr, DeviceCert: tt.mode, Gateways: []string{harness.PrimaryGateway}}})
 			ctx := testCtx(t, 3*time.Second)
 			_, err := topo.Client.WaitUp(ctx)
 			require.Error(t, err)
@@ -170,7 +161,7 @@ func TestNoDeviceCertificateRefusedAndLogged(t *testing.T) {
 
 func TestUDPDroppedFallsBackToTLS(t *testing.T) {
 	const fallback = 500 * time.Millisecond
-	topo := start(t, harness.Spec{Client: harness.ClientSpec{UDPLoss: 1, FallbackTimeout: fallback}})
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{UDPLoss: 1, FallbackTimeout: fallback}})
 	ctx := testCtx(t, 30*time.Second)
 	st, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)
@@ -208,7 +199,7 @@ func waitTunnel(t *testing.T, c *client.Client, ctx context.Context, ok func(cli
 func TestPrimaryDownBackupTakesOverNoFlowLost(t *testing.T) {
 	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
 		t.Run(string(tr), func(t *testing.T) {
-			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
+			topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
 			ctx := testCtx(t, time.Minute)
 			st, err := topo.Client.WaitUp(ctx)
 			require.NoError(t, err)
@@ -263,7 +254,7 @@ func TestFailCloseVersusFailOpen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.mode), func(t *testing.T) {
 			// The pin cannot match: no tunnel will ever come up.
-			topo := start(t, harness.Spec{Client: harness.ClientSpec{Pin: harness.PinWrong, FailMode: tt.mode, TunnelWait: 200 * time.Millisecond}})
+			topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Pin: harness.PinWrong, FailMode: tt.mode, TunnelWait: 200 * time.Millisecond}})
 			ctx := testCtx(t, 30*time.Second)
 			outs := topo.RunWorkload(ctx, harness.Workload{Flows: 6, Retries: -1})
 			for _, o := range outs {
@@ -289,7 +280,7 @@ func TestFailCloseVersusFailOpen(t *testing.T) {
 
 func TestSteeringExceptionsGoDirect(t *testing.T) {
 	origins := append([]harness.OriginSpec{{Name: "intranet.corp.test", Addr: netip.MustParseAddr("10.20.0.10")}}, harness.DefaultOrigins...)
-	topo := start(t, harness.Spec{Origins: origins, Client: harness.ClientSpec{ExceptDomains: []string{"*.bank.test"}}})
+	topo := harnesstest.Start(t, harness.Spec{Origins: origins, Client: harness.ClientSpec{ExceptDomains: []string{"*.bank.test"}}})
 	ctx := testCtx(t, 30*time.Second)
 	_, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)
@@ -313,7 +304,7 @@ func TestSteeringExceptionsGoDirect(t *testing.T) {
 }
 
 func TestDTLSWithFivePercentLoss(t *testing.T) {
-	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, UDPLoss: 0.05, HandshakeTimeout: 20 * time.Second}})
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, UDPLoss: 0.05, HandshakeTimeout: 20 * time.Second}})
 	ctx := testCtx(t, 3*time.Minute)
 	st, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)

@@ -126,9 +126,25 @@ type Config struct {
 	Now func() time.Time
 	// Session tunes the multiplexers.
 	Session tunnel.Config
+	// SOCKSDestinations, if set, vets each SOCKS5 request's destination
+	// (host as requested: a name or an IP literal) before ServeSOCKS dials
+	// it: an error refuses the request with "connection not allowed by
+	// ruleset" and nothing is dialled. nil allows every destination.
+	SOCKSDestinations func(host string, port uint16) error
 }
 
+// validate rejects contradictions, then fills in the defaults.
 func (c *Config) validate() error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	c.setDefaults()
+	return nil
+}
+
+// check reports every contradiction in c at once; it also spells an empty
+// Transport and FailMode as their defaults.
+func (c *Config) check() error {
 	var errs []error
 	if len(c.Gateways) == 0 {
 		errs = append(errs, errors.New("at least one gateway is required"))
@@ -161,10 +177,10 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Stack == nil {
-		errs = append(errs, errors.New("Stack is required"))
+		errs = append(errs, errors.New("field Stack is required"))
 	}
 	if c.Resolver == nil {
-		errs = append(errs, errors.New("Resolver is required"))
+		errs = append(errs, errors.New("field Resolver is required"))
 	}
 	if c.UpstreamProxy != nil && c.UpstreamProxy.Scheme != "http" {
 		errs = append(errs, fmt.Errorf("upstream proxy %q: only http:// (CONNECT) proxies are supported", c.UpstreamProxy))
@@ -178,9 +194,11 @@ func (c *Config) validate() error {
 	if err := c.Session.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
+	return errors.Join(errs...)
+}
+
+// setDefaults fills in the zero fields of a checked config.
+func (c *Config) setDefaults() {
 	if c.Name == "" {
 		c.Name = "client"
 	}
@@ -223,5 +241,4 @@ func (c *Config) validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return nil
 }

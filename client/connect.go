@@ -134,9 +134,12 @@ func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPor
 		return nil, "", c.classify("tls tunnel greeting", target, err, ctx)
 	}
 	_ = raw.SetDeadline(time.Time{})
-	sess, err := tunnel.NewTLSSession(conn, tunnel.RoleClient, c.cfg.Session)
+	sess, err := tunnel.NewTLSSession(ctx, conn, tunnel.RoleClient, c.cfg.Session)
 	if err != nil {
 		conn.Close()
+		if ctx.Err() != nil {
+			return nil, "", c.classify("tls session", target, err, ctx)
+		}
 		return nil, "", failure.New(failure.LegClientGateway, failure.CauseProtocol, "tls session", target, err)
 	}
 	return sess, g.TunnelIDString(), nil

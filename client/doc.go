@@ -28,4 +28,7 @@
 // authority, client certificate required or rejected by the gateway,
 // handshake timeout, UDP unanswered, connection reset or refused, proxy
 // refused, tunnel down.
+//
+// The behaviours modelled and their sources (vendor documents, or inferred)
+// are listed in docs/sources.md#client.
 package client

@@ -47,6 +47,15 @@ func stallingGateway(t *testing.T) (port uint16, accepted <-chan net.Conn) {
 
 func stallingClient(t *testing.T, port uint16) *client.Client {
 	t.Helper()
+	c := newStallingClient(t, port)
+	require.NoError(t, c.Start(context.Background()))
+	return c
+}
+
+// newStallingClient is a client of the stalling gateway, not started; the
+// test's cleanup closes it.
+func newStallingClient(t *testing.T, port uint16) *client.Client {
+	t.Helper()
 	zone, err := resolve.NewZone(resolve.Record{Name: "gw.test", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
 	require.NoError(t, err)
 	c, err := client.New(client.Config{
@@ -55,7 +64,6 @@ func stallingClient(t *testing.T, port uint16) *client.Client {
 		HandshakeTimeout: 30 * time.Second,
 	})
 	require.NoError(t, err)
-	require.NoError(t, c.Start())
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,8 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,45 +21,14 @@ import (
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/harnesstest"
+	"github.com/pinwall/pinwall/internal/syncbuf"
 )
 
-// logBuffer collects the topology's operational log as JSON lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the log lines containing every one of parts.
-func (b *logBuffer) lines(parts ...string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		ok := l != ""
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // startLogged starts spec with its operational log captured.
-func startLogged(t *testing.T, spec harness.Spec) (*harness.Topology, *logBuffer) {
+func startLogged(t *testing.T, spec harness.Spec) (*harness.Topology, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	topo, err := harness.StartInProcess(ctx, spec, harness.Options{
@@ -153,7 +119,7 @@ func requireGatewayFlow(t *testing.T, ctx context.Context, topo *harness.Topolog
 func TestSOCKSThroughTunnel(t *testing.T) {
 	for _, tr := range []client.TransportMode{client.TransportTLS, client.TransportDTLS} {
 		t.Run(string(tr), func(t *testing.T) {
-			topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
+			topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: tr}})
 			ctx := testCtx(t, time.Minute)
 			st, err := topo.Client.WaitUp(ctx)
 			require.NoError(t, err)
@@ -210,7 +176,7 @@ func runCurl(t *testing.T, ctx context.Context, curl, proxyAddr string, topo *ha
 // name to the listener unresolved (--socks5-hostname).
 func TestSOCKSWithCurl(t *testing.T) {
 	curl := curlPath(t)
-	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
 	ctx := testCtx(t, time.Minute)
 	_, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)
@@ -251,7 +217,7 @@ func TestSOCKSFailCloseRefuses(t *testing.T) {
 		assert.Regexp(t, `\(2\)|(?i)not allowed`, out, "curl reports the SOCKS reply")
 	})
 
-	refused := logs.lines(`"msg":"socks5: refused"`, `"dst":"www.social.test:443"`)
+	refused := logs.Lines(`"msg":"socks5: refused"`, `"dst":"www.social.test:443"`)
 	require.NotEmpty(t, refused, "the refusal is logged; log:\n%s", logs)
 	for _, l := range refused {
 		assert.Contains(t, l, `"reply":"connection not allowed by ruleset"`)
@@ -267,7 +233,7 @@ func TestSOCKSFailCloseRefuses(t *testing.T) {
 // connections, ServeSOCKS returns ErrClosed, and a ServeSOCKS after Close
 // refuses at once and closes the listener it was given.
 func TestServeSOCKSOwnedByClient(t *testing.T) {
-	topo := start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
 	ctx := testCtx(t, 30*time.Second)
 	_, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)

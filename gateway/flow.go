@@ -104,7 +104,7 @@ func (t *tunnelState) serveFlow(ctx context.Context, st tunnel.Stream) {
 		// origin, and a reply would make the client blame it. The stream
 		// ends with the tunnel.
 		st.Close()
-		ev.Result, ev.Error = "tunnel-closed", err.Error()
+		ev.Result, ev.Error = ResultTunnelClosed, err.Error()
 		ev.DurationMS = time.Since(start).Milliseconds()
 		t.g.event(ev)
 		return
@@ -126,19 +126,19 @@ func (t *tunnelState) serveFlow(ctx context.Context, st tunnel.Stream) {
 	if _, err := st.Write(tunnel.AppendReply(nil, reply)); err != nil {
 		origin.Close()
 		st.Close()
-		ev.Result, ev.Error = "client-gone", err.Error()
+		ev.Result, ev.Error = ResultClientGone, err.Error()
 		t.g.event(ev)
 		return
 	}
 	res := relay.PipeBuffered(ctx, st, origin, relayBuffer)
 	ev.BytesUp, ev.BytesDown = res.Up, res.Down
 	ev.DurationMS = time.Since(start).Milliseconds()
-	ev.Result = "ok"
+	ev.Result = ResultOK
 	if err := res.Err(); err != nil && !errors.Is(err, context.Canceled) {
-		ev.Result = "error"
+		ev.Result = ResultError
 		ev.Error = err.Error()
 	} else if errors.Is(err, context.Canceled) {
-		ev.Result = "tunnel-closed"
+		ev.Result = ResultTunnelClosed
 	}
 	t.g.event(ev)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/internal/syncbuf"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/tunnel"
@@ -48,24 +49,6 @@ var (
 )
 
 var transports = []tunnel.Transport{tunnel.TransportTLS, tunnel.TransportDTLS}
-
-// syncBuffer is a goroutine-safe bytes.Buffer for the gateway's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
 
 // echoServer echoes each TCP connection until the peer half-closes.
 type echoServer struct {
@@ -127,12 +110,13 @@ func (e *echoServer) close() {
 
 // world is a started gateway with a laptop to attack it from.
 type world struct {
+	sim    *hostnet.Sim
 	pki    *pki.Set
 	gw     *gateway.Gateway
 	cfg    gateway.Config
 	laptop *hostnet.Host
 	device *tls.Certificate
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 }
 
 // newWorld starts a gateway with a short header deadline and a small stream
@@ -157,7 +141,7 @@ func newWorld(t testing.TB, tweak func(*gateway.Config)) *world {
 	zone, err := resolve.NewZone(resolve.Record{Name: echoHost, Addrs: []netip.Addr{originIP}})
 	require.NoError(t, err)
 
-	w := &world{pki: set, laptop: laptop, device: device, log: &syncBuffer{}}
+	w := &world{sim: sim, pki: set, laptop: laptop, device: device, log: &syncbuf.Buffer{}}
 	w.cfg = gateway.Config{
 		Name:             "gw-test",
 		Addr:             netip.MustParseAddrPort("0.0.0.0:443"),
@@ -175,9 +159,7 @@ func newWorld(t testing.TB, tweak func(*gateway.Config)) *world {
 	}
 	w.gw, err = gateway.New(w.cfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, w.gw.Start(ctx))
+	require.NoError(t, w.gw.Start(context.Background())) // stopped by the cleanup
 	t.Cleanup(func() { require.NoError(t, w.gw.Close()) })
 	return w
 }
@@ -260,7 +242,7 @@ func (w *world) openTunnel(t testing.TB, ctx context.Context, tr tunnel.Transpor
 		var conn *tls.Conn
 		conn, err = w.dialTLS(ctx)
 		require.NoError(t, err)
-		sess, err = tunnel.NewTLSSession(conn, tunnel.RoleClient, tunnel.Config{})
+		sess, err = tunnel.NewTLSSession(context.Background(), conn, tunnel.RoleClient, tunnel.Config{})
 	case tunnel.TransportDTLS:
 		var conn *dtls.Conn
 		conn, err = w.dialDTLS(ctx)
@@ -921,4 +903,57 @@ func TestClosingGatewayBlamesNoOrigin(t *testing.T) {
 			assert.Equal(t, "tunnel-closed", evs[0].Result)
 		})
 	}
+}
+
+// TestLifecycle: Start takes the gateway's lifetime as a context, Start
+// runs once, Close is idempotent before and after Start.
+func TestLifecycle(t *testing.T) {
+	w := newWorld(t, nil)
+
+	t.Run("close twice before start, then start fails", func(t *testing.T) {
+		g, err := gateway.New(w.cfg)
+		require.NoError(t, err)
+		require.NoError(t, g.Close())
+		require.NoError(t, g.Close())
+		assert.ErrorContains(t, g.Start(context.Background()), "closed")
+	})
+	t.Run("start twice fails", func(t *testing.T) {
+		assert.ErrorContains(t, w.gw.Start(context.Background()), "already started")
+	})
+	t.Run("a start context already done", func(t *testing.T) {
+		g, err := gateway.New(w.cfg)
+		require.NoError(t, err)
+		defer g.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		assert.ErrorIs(t, g.Start(ctx), context.Canceled)
+	})
+	t.Run("the start context ends the gateway", func(t *testing.T) {
+		cfg := w.cfg
+		cfg.Addr = netip.AddrPortFrom(netip.IPv4Unspecified(), 8443)
+		g, err := gateway.New(cfg)
+		require.NoError(t, err)
+		defer g.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, g.Start(ctx))
+		addr := netip.AddrPortFrom(gatewayIP, 8443).String()
+		dctx := testCtx(t, 10*time.Second)
+		c, err := w.laptop.DialContext(dctx, "tcp", addr)
+		require.NoError(t, err, "the gateway listens")
+		c.Close()
+		cancel()
+		require.Eventually(t, func() bool {
+			c, err := w.laptop.DialContext(dctx, "tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
+		}, 10*time.Second, 5*time.Millisecond, "the gateway stopped listening when its context ended")
+		require.NoError(t, g.Close())
+		require.NoError(t, g.Close())
+	})
+	t.Run("close twice", func(t *testing.T) {
+		require.NoError(t, w.gw.Close())
+		require.NoError(t, w.gw.Close())
+	})
 }

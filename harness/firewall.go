@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -68,7 +69,7 @@ func (t *Topology) startFirewall(opts Options) error {
 		{"firewall.fortios.log", fwlog.FormatFortiOS},
 		{"firewall.cef.log", fwlog.FormatCEF},
 	} {
-		w, err := t.logFile(opts, f.name)
+		w, err := t.logFile(f.name)
 		if err != nil {
 			return err
 		}
@@ -109,9 +110,9 @@ func (t *Topology) startFirewall(opts Options) error {
 		return fmt.Errorf("harness: firewall proxy: %w", err)
 	}
 	run.ProxyAddr = proxyL.Addr().(*net.TCPAddr).AddrPort()
-	run.serve(func() error { return fw.ServeIntercept(tcpL) })
-	run.serve(func() error { return fw.ServeUDPIntercept(udpL) })
-	run.serve(func() error { return fw.ServeProxy(proxyL) })
+	run.serve(func() error { return fw.ServeIntercept(ctx, tcpL) })
+	run.serve(func() error { return fw.ServeUDPIntercept(ctx, udpL) })
+	run.serve(func() error { return fw.ServeProxy(ctx, proxyL) })
 	t.Sim.Route(t.Spec.LAN, hostnet.Router{
 		TCP: tcpL.Addr().(*net.TCPAddr).AddrPort(),
 		UDP: udpL.LocalAddr().(*net.UDPAddr).AddrPort(),
@@ -120,9 +121,10 @@ func (t *Topology) startFirewall(opts Options) error {
 }
 
 // ServeProxyOn also serves the firewall's explicit proxy on l (for
-// example a real 127.0.0.1 listener that curl or a browser can use).
-func (r *FirewallRun) ServeProxyOn(l net.Listener) {
-	r.serve(func() error { return r.Firewall.ServeProxy(l) })
+// example a real 127.0.0.1 listener that curl or a browser can use) until
+// ctx is done or the firewall closes.
+func (r *FirewallRun) ServeProxyOn(ctx context.Context, l net.Listener) {
+	r.serve(func() error { return r.Firewall.ServeProxy(ctx, l) })
 }
 
 func (r *FirewallRun) serve(f func() error) {

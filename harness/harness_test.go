@@ -119,3 +119,50 @@ func TestInProcessRunnerEvents(t *testing.T) {
 	_, err = harness.InProcess{}.Run(ctx, bad)
 	assert.Error(t, err, "a policy event needs a policy and a firewall")
 }
+
+func TestFirstUpAndRecovery(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := client.State{Up: true, Gateway: "gw2.test", Addr: "203.0.113.11:443", Transport: "tls", TunnelID: "t2", Since: t0.Add(9 * time.Second)}
+	h := []client.Transition{
+		{Time: t0, Event: client.EventAttemptFailed, Gateway: "gw1.test"},
+		{Time: t0.Add(time.Second), Event: client.EventFallback, Gateway: "gw1.test"},
+		{Time: t0.Add(2 * time.Second), Event: client.EventUp, Gateway: "gw1.test", Addr: "203.0.113.10:443", Transport: "tls", TunnelID: "t1"},
+		{Time: t0.Add(5 * time.Second), Event: client.EventDown, Gateway: "gw1.test"},
+		{Time: t0.Add(9 * time.Second), Event: client.EventUp, Gateway: "gw2.test", Addr: "203.0.113.11:443", Transport: "tls", TunnelID: "t2"},
+	}
+	first := harness.FirstUp(now, h)
+	require.NotNil(t, first)
+	assert.Equal(t, client.State{Up: true, Gateway: "gw1.test", Addr: "203.0.113.10:443", Transport: "tls", TunnelID: "t1", Since: t0.Add(2 * time.Second)}, *first)
+	assert.Equal(t, 2*time.Second, harness.Recovery(h), "first failed attempt to the first up after it")
+	assert.Nil(t, harness.FirstUp(client.State{}, h[:2]), "never up")
+	assert.Zero(t, harness.Recovery(h[2:]), "no failed attempt")
+}
+
+// TestTopologyLifecycle: StartInProcess's context bounds the start only;
+// Close is idempotent.
+func TestTopologyLifecycle(t *testing.T) {
+	t.Run("the components outlive the start context", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		topo, err := harness.StartInProcess(ctx, harness.Spec{}, harness.Options{})
+		cancel()
+		require.NoError(t, err)
+		defer topo.Close()
+		wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer wcancel()
+		_, err = topo.Client.WaitUp(wctx)
+		require.NoError(t, err, "the tunnel comes up after the start context ended")
+		outs := topo.RunWorkload(wctx, harness.Workload{Flows: 2})
+		for _, o := range outs {
+			require.True(t, o.Verified, "flow %d: %v", o.Index, o.Err)
+		}
+		require.NoError(t, topo.Close())
+		require.NoError(t, topo.Close())
+	})
+	t.Run("a start context already done", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		topo, err := harness.StartInProcess(ctx, harness.Spec{}, harness.Options{})
+		require.ErrorIs(t, err, context.Canceled)
+		require.Nil(t, topo)
+	})
+}

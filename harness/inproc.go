@@ -12,7 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +20,7 @@ import (
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/origin"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/tunnel"
@@ -63,6 +64,7 @@ type Topology struct {
 	cancel context.CancelFunc
 
 	log     *slog.Logger
+	out     *outfile.Dir // Options.Dir, nil without one
 	files   []*os.File
 	closers []func() error
 	once    sync.Once
@@ -120,18 +122,35 @@ func (t *Topology) Close() error {
 				errs = append(errs, err)
 			}
 		}
+		if t.out != nil {
+			errs = append(errs, t.out.Close())
+		}
 	})
 	return errors.Join(errs...)
 }
 
 func (t *Topology) onClose(f func() error) { t.closers = append(t.closers, f) }
 
-// logFile opens Dir/name for writing, or returns nil without a Dir.
-func (t *Topology) logFile(opts Options, name string) (io.Writer, error) {
-	if opts.Dir == "" {
+// Simulated reports whether host (a name or an IP literal) is part of the
+// topology: a name of its zone, or a logical address of one of its hosts.
+// Anything else is outside the simulation (a real service on this machine,
+// say).
+func (t *Topology) Simulated(host string) bool {
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		_, ok := t.Sim.Loopback(a)
+		return ok
+	}
+	return t.Zone != nil && len(t.Zone.Pool(host)) > 0
+}
+
+// logFile opens Dir/name for writing, or returns nil without a Dir. Like
+// every file in Dir it is written without following links (package
+// outfile).
+func (t *Topology) logFile(name string) (io.Writer, error) {
+	if t.out == nil {
 		return nil, nil
 	}
-	f, err := os.Create(filepath.Join(opts.Dir, name))
+	f, err := t.out.Create(name, outfile.Public)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +159,8 @@ func (t *Topology) logFile(opts Options, name string) (io.Writer, error) {
 }
 
 // StartInProcess builds spec on an in-process network and starts every
-// component. On error, whatever was started is stopped.
+// component. ctx bounds the start only: the components run until Close.
+// On error (ctx's among them), whatever was started is stopped.
 func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, err error) {
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
@@ -159,7 +179,7 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 		}
 	}()
 	if opts.Dir != "" {
-		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		if t.out, err = outfile.OpenDir(opts.Dir); err != nil {
 			return nil, fmt.Errorf("harness: %w", err)
 		}
 	}
@@ -169,9 +189,9 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 			return nil, err
 		}
 	}
-	if opts.Dir != "" {
+	if t.out != nil {
 		for name, ca := range map[string]*pki.CA{"internet-ca.pem": t.PKI.Internet, "tenant-ca.pem": t.PKI.Tenant, "enterprise-ca.pem": t.PKI.Enterprise} {
-			if err := os.WriteFile(filepath.Join(opts.Dir, name), ca.CertPEM(), 0o644); err != nil {
+			if err := t.out.WriteFile(name, ca.CertPEM(), outfile.Public); err != nil {
 				return nil, fmt.Errorf("harness: %w", err)
 			}
 		}
@@ -179,22 +199,27 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	if t.Zone, err = buildZone(spec); err != nil {
 		return nil, err
 	}
-	if err := t.addHosts(); err != nil {
-		return nil, err
-	}
-	if err := t.startOrigins(ctx, opts); err != nil {
-		return nil, err
-	}
-	if err := t.startGateways(ctx, opts); err != nil {
-		return nil, err
-	}
-	if spec.Firewall != nil {
-		if err := t.startFirewall(opts); err != nil {
-			return nil, err
+	for _, step := range []func() error{
+		t.addHosts,
+		func() error { return t.startOrigins(opts) },
+		func() error { return t.startGateways(opts) },
+		func() error {
+			if spec.Firewall == nil {
+				return nil
+			}
+			return t.startFirewall(opts)
+		},
+		func() error {
+			if opts.NoClient {
+				return nil
+			}
+			return t.startClient()
+		},
+	} {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("harness: start: %w", err)
 		}
-	}
-	if !opts.NoClient {
-		if err := t.startClient(); err != nil {
+		if err := step(); err != nil {
 			return nil, err
 		}
 	}
@@ -269,12 +294,12 @@ func containsAddr(s []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
-func (t *Topology) startOrigins(ctx context.Context, opts Options) error {
+func (t *Topology) startOrigins(opts Options) error {
 	var sites []origin.Site
 	for _, o := range t.Spec.Origins {
 		sites = append(sites, origin.Site{Name: o.Name, Addrs: []netip.Addr{o.Addr}})
 	}
-	w, err := t.logFile(opts, "origins.jsonl")
+	w, err := t.logFile("origins.jsonl")
 	if err != nil {
 		return err
 	}
@@ -305,13 +330,13 @@ func (t *Topology) gatewayNames() []string {
 	return names
 }
 
-func (t *Topology) startGateways(ctx context.Context, opts Options) error {
+func (t *Topology) startGateways(opts Options) error {
 	cert, err := t.PKI.ServerCert(t.gatewayNames()...)
 	if err != nil {
 		return err
 	}
 	t.gatewayCert = cert.Leaf
-	w, err := t.logFile(opts, "gateway.jsonl")
+	w, err := t.logFile("gateway.jsonl")
 	if err != nil {
 		return err
 	}
@@ -335,7 +360,7 @@ func (t *Topology) startGateways(ctx context.Context, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
 		}
-		if err := gw.Start(ctx); err != nil {
+		if err := gw.Start(t.ctx); err != nil {
 			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
 		}
 		t.Gateways = append(t.Gateways, gw)
@@ -454,7 +479,7 @@ func (t *Topology) startClient() error {
 	if err != nil {
 		return fmt.Errorf("harness: %w", err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(t.ctx); err != nil {
 		return err
 	}
 	t.Client = c

@@ -87,16 +87,24 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	if cerr := t.Client.LastError(); cerr != nil {
 		obs.ClientError = cerr
 	}
-	for _, tr := range obs.History {
-		if tr.Event == "up" {
-			obs.UpAfter = tr.Time.Sub(start)
-			first := obs.Tunnel
-			first.Up, first.Gateway, first.Addr, first.Transport, first.TunnelID, first.Since = true, tr.Gateway, tr.Addr, tr.Transport, tr.TunnelID, tr.Time
-			obs.FirstUp = &first
-			break
-		}
+	if obs.FirstUp = FirstUp(obs.Tunnel, obs.History); obs.FirstUp != nil {
+		obs.UpAfter = obs.FirstUp.Since.Sub(start)
 	}
 	obs.Recovery = Recovery(obs.History)
+}
+
+// FirstUp is the client's state when its tunnel first came up, by its
+// history: now (the state at the end) with the first "up" transition's
+// gateway, address, transport, tunnel and time; nil if it never came up.
+func FirstUp(now client.State, h []client.Transition) *client.State {
+	for _, tr := range h {
+		if tr.Event == client.EventUp {
+			first := now
+			first.Up, first.Gateway, first.Addr, first.Transport, first.TunnelID, first.Since = true, tr.Gateway, tr.Addr, tr.Transport, tr.TunnelID, tr.Time
+			return &first
+		}
+	}
+	return nil
 }
 
 // HoldUntil sleeps until start+hold (or ctx ends): a workload's hold time.
@@ -115,9 +123,9 @@ func Recovery(h []client.Transition) time.Duration {
 	var failed time.Time
 	for _, tr := range h {
 		switch {
-		case tr.Event == "attempt-failed" && failed.IsZero():
+		case tr.Event == client.EventAttemptFailed && failed.IsZero():
 			failed = tr.Time
-		case tr.Event == "up" && !failed.IsZero():
+		case tr.Event == client.EventUp && !failed.IsZero():
 			return tr.Time.Sub(failed)
 		}
 	}
@@ -259,7 +267,7 @@ func (t *Topology) reconnects(ctx context.Context, p Plan, obs *Observation) err
 		if err != nil {
 			return err
 		}
-		if err := c.Start(); err != nil {
+		if err := c.Start(ctx); err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, p.UpWait())

@@ -12,7 +12,7 @@ import (
 	"github.com/pinwall/pinwall/mitm/policy"
 )
 
-// Default addresses and names, from SCENARIOS.md.
+// Default addresses and names (docs/topology.md).
 var (
 	DefaultLAN         = netip.MustParsePrefix("10.10.10.0/24")
 	DefaultLaptop      = netip.MustParseAddr("10.10.10.100")
@@ -33,7 +33,8 @@ var DefaultOrigins = []OriginSpec{
 	{Name: "www.bank.test", Addr: netip.MustParseAddr("192.0.2.40")},
 }
 
-// Spec describes a topology. Zero fields take the defaults of SCENARIOS.md.
+// Spec describes a topology. Zero fields take the defaults of
+// docs/topology.md.
 type Spec struct {
 	// Tenant names the customer; empty means "acme".
 	Tenant string `yaml:"tenant"`

@@ -8,7 +8,7 @@
 //   - OS is the kernel's network, used in containers where the firewall is
 //     the laptop's real next hop.
 //   - Sim is the in-process network. Each simulated host owns logical IPv4
-//     addresses (the ones SCENARIOS.md gives: 10.10.10.100, 203.0.113.x, ...)
+//     addresses (those of docs/topology.md: 10.10.10.100, 203.0.113.x, ...)
 //     mapped onto its own loopback address (127.10.10.100, 127.0.113.x, ...).
 //     Listening sockets get ephemeral real ports mapped back to their logical
 //     ports, so nothing needs privileges. Addresses returned by LocalAddr,

@@ -70,19 +70,19 @@ type Config struct {
 func (c *Config) validate() error {
 	var errs []error
 	if c.Outside == nil {
-		errs = append(errs, errors.New("Outside is required"))
+		errs = append(errs, errors.New("field Outside is required"))
 	}
 	if c.Policy == nil {
-		errs = append(errs, errors.New("Policy is required"))
+		errs = append(errs, errors.New("field Policy is required"))
 	}
 	if c.CA == nil {
-		errs = append(errs, errors.New("CA is required"))
+		errs = append(errs, errors.New("field CA is required"))
 	}
 	if c.Roots == nil {
-		errs = append(errs, errors.New("Roots is required"))
+		errs = append(errs, errors.New("field Roots is required"))
 	}
 	if c.Resolver == nil {
-		errs = append(errs, errors.New("Resolver is required"))
+		errs = append(errs, errors.New("field Resolver is required"))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -51,4 +51,10 @@
 // JA3/JA4 of TLS and DTLS hellos), kept in memory and written to any number
 // of fwlog writers. TCP packet counts are the kernel's segment counters of
 // the firewall's two sockets (TCP_INFO, Linux; see segments.go).
+//
+// # Sources
+//
+// Which vendor document each behaviour follows, and which parts are
+// inferred, is listed in docs/sources.md#firewall; every log field in
+// docs/fwlog.md.
 package mitm

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/forge"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -18,6 +19,12 @@ import (
 
 // Firewall is a running perimeter firewall. Create it with New, attach
 // listeners with the Serve methods, stop it with Close.
+//
+// Every Serve method takes a context and a listener (or packet socket) it
+// owns: it serves until ctx is done, the socket fails or the firewall
+// closes, and closes the socket when ctx is done. Sessions it accepted
+// belong to the firewall: TCP sessions run on until they end or Close ends
+// them; UDP flows end with their socket (they are logged as aged out).
 type Firewall struct {
 	cfg    Config
 	engine *policy.Engine
@@ -87,6 +94,20 @@ func (f *Firewall) Forger() *forge.Forger { return f.forger }
 // SwapPolicy replaces the rule base for new sessions.
 func (f *Firewall) SwapPolicy(p *policy.Policy) error { return f.engine.Swap(p) }
 
+// AcceptFailures counts the temporary errors (such as "too many open
+// files") the firewall's listeners survived.
+func (f *Firewall) AcceptFailures() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for l := range f.listeners {
+		if al, ok := l.(*accept.Listener); ok {
+			n += al.Failures()
+		}
+	}
+	return n
+}
+
 // ActiveSessions counts TCP sessions in progress.
 func (f *Firewall) ActiveSessions() int { return int(f.active.Load()) }
 
@@ -144,23 +165,27 @@ type origin struct {
 	hint     string // CONNECT target name
 }
 
-// serve runs an accept loop; resolve turns an accepted connection into its
+// serve runs an accept loop until ctx is done (which closes l), l fails or
+// the firewall closes; resolve turns an accepted connection into its
 // original source and destination (reading a PROXY header, asking the
 // kernel, or answering a CONNECT).
-func (f *Firewall) serve(l net.Listener, kind string, resolve func(net.Conn) (net.Conn, origin, error)) error {
+//
+// Temporary accept errors (the descriptor limit reached, a connection
+// aborted before it was accepted) are retried with a growing pause, logged
+// and counted (AcceptFailures); only a listener that fails for good ends
+// the loop with an error.
+func (f *Firewall) serve(ctx context.Context, inner net.Listener, kind string, resolve func(net.Conn) (net.Conn, origin, error)) error {
+	l := accept.Wrap(inner, accept.Config{Name: "mitm " + kind + " " + inner.Addr().String(), Logger: f.cfg.Logger})
 	if !f.track(l) {
 		return net.ErrClosed
 	}
+	defer context.AfterFunc(ctx, func() { l.Close() })()
 	f.cfg.Logger.Info("mitm: listening", "kind", kind, "addr", l.Addr().String())
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if f.ctx.Err() != nil {
+			if f.ctx.Err() != nil || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
 			}
 			return fmt.Errorf("mitm: accept %s: %w", kind, err)
 		}
@@ -194,9 +219,10 @@ func (f *Firewall) serve(l net.Listener, kind string, resolve func(net.Conn) (ne
 
 // ServeIntercept serves connections that start with a PROXY v2 header
 // naming their original source and destination: the in-process stand-in
-// for a transparent redirect. It returns when l closes or the firewall does.
-func (f *Firewall) ServeIntercept(l net.Listener) error {
-	return f.serve(l, "intercept", func(c net.Conn) (net.Conn, origin, error) {
+// for a transparent redirect. It returns when ctx is done, l closes or the
+// firewall does.
+func (f *Firewall) ServeIntercept(ctx context.Context, l net.Listener) error {
+	return f.serve(ctx, l, "intercept", func(c net.Conn) (net.Conn, origin, error) {
 		_ = c.SetReadDeadline(time.Now().Add(f.cfg.PeekTimeout))
 		h, err := hostnet.ReadProxyHeader(c)
 		_ = c.SetReadDeadline(time.Time{})
@@ -211,9 +237,10 @@ func (f *Firewall) ServeIntercept(l net.Listener) error {
 }
 
 // ServeForward sends every connection on l to upstream: the explicit
-// destination mode for measuring the firewall outside a lab.
-func (f *Firewall) ServeForward(l net.Listener, upstream netip.AddrPort) error {
-	return f.serve(l, "forward", func(c net.Conn) (net.Conn, origin, error) {
+// destination mode for measuring the firewall outside a lab. It returns
+// when ctx is done, l closes or the firewall does.
+func (f *Firewall) ServeForward(ctx context.Context, l net.Listener, upstream netip.AddrPort) error {
+	return f.serve(ctx, l, "forward", func(c net.Conn) (net.Conn, origin, error) {
 		return c, origin{src: addrPortOf(c.RemoteAddr()), dst: upstream}, nil
 	})
 }

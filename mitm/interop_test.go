@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/internal/syncbuf"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/pki"
 )
@@ -80,7 +80,7 @@ func startProxyLab(t *testing.T, policyYAML string) *proxyLab {
 	t.Cleanup(func() { require.NoError(t, topo.Close()) })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	topo.Firewall.ServeProxyOn(l) // closed with the firewall
+	topo.Firewall.ServeProxyOn(context.Background(), l) // closed with the firewall
 	return &proxyLab{topo: topo, proxy: l.Addr().String(), dir: dir}
 }
 
@@ -303,25 +303,6 @@ func TestOpenSSLAndCurlThroughProxy(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process to write while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // buildPinwall builds cmd/pinwall into dir, with -race when this test
 // binary has it (so the build reuses the test's compiled packages).
 func buildPinwall(t *testing.T, dir string) string {
@@ -394,7 +375,7 @@ func TestServeFirewallProcess(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			caKey := writeFile("enterprise-ca-"+tt.name+".key", tt.key)
-			var stdout, stderr syncBuffer
+			var stdout, stderr syncbuf.Buffer
 			cmd := exec.Command(bin, "serve", "firewall", "--proxy", "--listen", "127.0.0.1:0",
 				"--ca-cert", caCert, "--ca-key", caKey, "--policy", policyFile,
 				"--trust", internetCA, "--hosts", hosts)

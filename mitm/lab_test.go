@@ -15,6 +15,7 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/harness/harnesstest"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/tunnel"
 )
@@ -109,16 +110,6 @@ func decryptAllWith(clientCert string) string {
 `
 }
 
-func start(t *testing.T, spec harness.Spec) *harness.Topology {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	topo, err := harness.StartInProcess(ctx, spec, harness.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, topo.Close()) })
-	return topo
-}
-
 func testCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -171,7 +162,7 @@ func requireVerified(t *testing.T, outs []harness.FlowOutcome) {
 // visibility: no decryption. The firewall sees only the gateway, over UDP
 // with app dtls, one session for many flows; the gateway sees every flow.
 func TestVisibility(t *testing.T) {
-	topo := start(t, withFirewall("", harness.Spec{}))
+	topo := harnesstest.Start(t, withFirewall("", harness.Spec{}))
 	ctx := testCtx(t, time.Minute)
 	st, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)
@@ -224,7 +215,7 @@ func TestUDPBlocked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			topo := start(t, withFirewall(tt.policy, harness.Spec{Client: harness.ClientSpec{FallbackTimeout: 500 * time.Millisecond}}))
+			topo := harnesstest.Start(t, withFirewall(tt.policy, harness.Spec{Client: harness.ClientSpec{FallbackTimeout: 500 * time.Millisecond}}))
 			ctx := testCtx(t, time.Minute)
 			st, err := topo.Client.WaitUp(ctx)
 			require.NoError(t, err)
@@ -277,7 +268,7 @@ func TestDecryptPinned(t *testing.T) {
 				Client: harness.ClientSpec{Transport: client.TransportTLS, FailMode: tt.mode, TunnelWait: 300 * time.Millisecond,
 					Trust: []harness.TrustStore{harness.TrustInternet, harness.TrustEnterprise}},
 			})
-			topo := start(t, spec)
+			topo := harnesstest.Start(t, spec)
 			ctx := testCtx(t, time.Minute)
 			if tt.fixed {
 				_, err := topo.Client.WaitUp(ctx)
@@ -360,7 +351,7 @@ func TestDecryptMTLS(t *testing.T) {
 				Client: harness.ClientSpec{Pin: harness.PinNone, Transport: client.TransportTLS,
 					Trust: []harness.TrustStore{harness.TrustInternet, harness.TrustEnterprise}},
 			})
-			topo := start(t, spec)
+			topo := harnesstest.Start(t, spec)
 			ctx := testCtx(t, time.Minute)
 			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			st, err := topo.Client.WaitUp(wctx)
@@ -428,7 +419,7 @@ func TestDoubleDecrypt(t *testing.T) {
 				cs.Pin, cs.DeviceCert = harness.PinGateway, harness.DeviceCertValid
 				gw.AllowAnonymous = false
 			}
-			topo := start(t, withFirewall(decryptAll, harness.Spec{Client: cs, Gateway: gw}))
+			topo := harnesstest.Start(t, withFirewall(decryptAll, harness.Spec{Client: cs, Gateway: gw}))
 			ctx := testCtx(t, time.Minute)
 			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			_, err := topo.Client.WaitUp(wctx)
@@ -473,7 +464,7 @@ func TestBypassSNI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			topo := start(t, withFirewall(tt.policy, harness.Spec{Gateways: tt.gateways, Client: harness.ClientSpec{TunnelWait: 300 * time.Millisecond}}))
+			topo := harnesstest.Start(t, withFirewall(tt.policy, harness.Spec{Gateways: tt.gateways, Client: harness.ClientSpec{TunnelWait: 300 * time.Millisecond}}))
 			ctx := testCtx(t, time.Minute)
 			wctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 			st, err := topo.Client.WaitUp(wctx)
@@ -503,7 +494,7 @@ func TestBypassSNI(t *testing.T) {
 
 // bypass-ip: the gateway ranges, TCP and UDP: DTLS comes up.
 func TestBypassIP(t *testing.T) {
-	topo := start(t, withFirewall(bypassIP, harness.Spec{}))
+	topo := harnesstest.Start(t, withFirewall(bypassIP, harness.Spec{}))
 	ctx := testCtx(t, time.Minute)
 	st, err := topo.Client.WaitUp(ctx)
 	require.NoError(t, err)
@@ -529,7 +520,7 @@ func TestBypassFQDNFraction(t *testing.T) {
 	const attempts = 20
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			topo := start(t, withFirewall(tt.policy, harness.Spec{Gateways: pool, Client: harness.ClientSpec{Transport: client.TransportTLS}}))
+			topo := harnesstest.Start(t, withFirewall(tt.policy, harness.Spec{Gateways: pool, Client: harness.ClientSpec{Transport: client.TransportTLS}}))
 			ctx := testCtx(t, 2*time.Minute)
 			// Each attempt is a fresh client: a laptop reconnecting, each time
 			// asking its own resolver.
@@ -540,7 +531,7 @@ func TestBypassFQDNFraction(t *testing.T) {
 			for i := 0; i < attempts; i++ {
 				c, err := client.New(cfg)
 				require.NoError(t, err)
-				require.NoError(t, c.Start())
+				require.NoError(t, c.Start(ctx))
 				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				_, err = c.WaitOutcome(wctx)
 				cancel()
@@ -581,7 +572,7 @@ func TestSNISpoof(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			topo := start(t, withFirewall(tt.policy, harness.Spec{ExtraHosts: []harness.HostSpec{rogue}}))
+			topo := harnesstest.Start(t, withFirewall(tt.policy, harness.Spec{ExtraHosts: []harness.HostSpec{rogue}}))
 			ctx := testCtx(t, time.Minute)
 			_, err := topo.Client.WaitUp(ctx)
 			require.NoError(t, err, "the real tunnel is up in every variant")

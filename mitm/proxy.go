@@ -20,9 +20,10 @@ const maxProxyRequest = 8 << 10
 // ServeProxy serves an explicit HTTP proxy: CONNECT host:port is resolved
 // with the firewall's resolver, answered 200, and the tunnelled bytes take
 // the same path as intercepted traffic (peek, policy, splice or decrypt).
-// Other methods get 405. It returns when l closes or the firewall does.
-func (f *Firewall) ServeProxy(l net.Listener) error {
-	return f.serve(l, "proxy", f.acceptConnect)
+// Other methods get 405. It returns when ctx is done, l closes or the
+// firewall does.
+func (f *Firewall) ServeProxy(ctx context.Context, l net.Listener) error {
+	return f.serve(ctx, l, "proxy", f.acceptConnect)
 }
 
 func (f *Firewall) acceptConnect(c net.Conn) (net.Conn, origin, error) {

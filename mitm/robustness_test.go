@@ -143,7 +143,7 @@ func startForwardLab(t *testing.T, edit func(*mitm.Config)) *forwardLab {
 		require.NoError(t, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- fw.ServeForward(l, up) }()
+	go func() { done <- fw.ServeForward(context.Background(), l, up) }()
 	t.Cleanup(func() {
 		require.NoError(t, fw.Close())
 		require.NoError(t, <-done)

@@ -36,7 +36,10 @@ func (f *Firewall) newSession(o origin, proto fwlog.Proto) *session {
 	}}
 }
 
-// finish logs the session's record.
+// finish logs the session's record. Every path through handleTCP sets
+// what it knows; finish fills what is still unknown with the vocabulary's
+// "unknown" values, so that the log's validator never refuses a record and
+// no session goes unlogged.
 func (s *session) finish() {
 	s.rec.DurationMS = time.Since(s.start).Milliseconds()
 	if s.rec.App == "" {
@@ -52,10 +55,26 @@ func (s *session) finish() {
 		s.rec.PacketsSent, s.rec.PacketsReceived = s.segs.fromClient.Load(), s.segs.fromServer.Load()
 		s.rec.PacketsSource = "tcp_info"
 	}
+	if d := s.rec.Decryption; d != nil && d.Outcome == "" {
+		// A decryption that started and never reached an outcome is a bug
+		// in the path that left it; the session is still logged, as failed.
+		s.f.cfg.Logger.Error("mitm: session ended with no decryption outcome, logging it as failed", "session", s.rec.SessionID, "end", s.rec.EndReason)
+		d.Outcome, d.Leg, d.Cause, d.ErrorIndex = fwlog.OutcomeFailed, failure.LegNone, failure.CauseNone, fwlog.ErrorIndexGeneral
+		if d.Reason == "" {
+			d.Reason = "decryption did not complete (" + string(s.rec.EndReason) + ")"
+		}
+	}
 	if err := s.f.log.Log(s.rec); err != nil {
-		s.f.cfg.Logger.Warn("mitm: session record refused", "err", err, "session", s.rec.SessionID)
+		s.f.cfg.Logger.Error("mitm: session record refused", "err", err, "session", s.rec.SessionID)
 	}
 }
+
+// shuttingDown reports whether the firewall is closing, which closes every
+// session's connections itself.
+func (s *session) shuttingDown() bool { return s.f.ctx.Err() != nil }
+
+// reasonShutdown is the Reason of a session the firewall's own shutdown ended.
+const reasonShutdown = "firewall shut down during the session"
 
 func (s *session) decryption() *fwlog.Decryption {
 	if s.rec.Decryption == nil {
@@ -105,6 +124,13 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 		if s.rec.App != fwlog.AppIncomplete {
 			ps.App = policy.App(s.rec.App)
 		}
+	case s.shuttingDown() || errors.Is(err, net.ErrClosed):
+		// The firewall closed the connection itself (Close): not the
+		// client's doing, and not a malformed hello.
+		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndAgedOut
+		s.rec.Reason = "firewall shut down before the client's hello was complete"
+		s.rec.BytesSent = uint64(len(pc.Buffered()))
+		return
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndAgedOut
 		f.cfg.Logger.Info("mitm: client never finished its hello", "src", o.src.String(), "dst", o.dst.String(), "buffered", len(pc.Buffered()))
@@ -225,14 +251,39 @@ func (s *session) undecryptedMessages() {
 	d.ClientMessage, d.ServerMessage = msg, msg
 }
 
-// upstreamFailed records a failed connection to the destination.
+// upstreamFailed records a failed connection to the destination: refused
+// (the server's RST: tcp-rst-from-server) or unanswered (aged-out, as PAN-OS
+// ends a session whose SYN got no answer). A session under a decryption
+// rule that had no outcome yet failed on the firewall's leg to the server.
+//
+// Inferred: an inline PAN-OS box would see the unanswered SYN before any
+// ClientHello and write no DECRYPTION log; pinwall's firewall, like a
+// transparent proxy (squid, sslsplit), has accepted the client and read its
+// hello first, so it logs the decryption that could not start.
 func (s *session) upstreamFailed(err error) {
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		s.rec.EndReason = fwlog.EndTCPRSTFromServer
-	} else {
+	cause := failure.Classify(err)
+	reason := "destination unreachable: " + err.Error()
+	switch {
+	case s.shuttingDown():
+		cause, reason = failure.CauseClosed, reasonShutdown
 		s.rec.EndReason = fwlog.EndAgedOut
+	case errors.Is(err, syscall.ECONNREFUSED):
+		s.rec.EndReason = fwlog.EndTCPRSTFromServer
+	default:
+		s.rec.EndReason = fwlog.EndAgedOut
+		if cause == failure.CauseNone {
+			cause = failure.CauseTimeout
+		}
 	}
 	s.rec.Action = fwlog.ActionAllow
+	s.rec.Reason = reason
+	if d := s.rec.Decryption; d != nil {
+		d.ServerStage = "firewall-server: TCP connection failed"
+		if d.Outcome == "" {
+			d.Outcome, d.Leg, d.Cause, d.Reason = fwlog.OutcomeFailed, failure.LegFirewallGateway, cause, reason
+			d.ErrorIndex = fwlog.ErrorIndexGeneral // inferred: no PAN-OS index names a connection failure
+		}
+	}
 	s.f.cfg.Logger.Info("mitm: destination unreachable", "dst", s.rec.Dst.String(), "err", err)
 }
 
@@ -260,6 +311,9 @@ func (s *session) account(res relay.Result) {
 		s.rec.EndReason = fwlog.EndTCPRSTFromServer
 	case errors.Is(res.Err(), context.Canceled):
 		s.rec.EndReason = fwlog.EndAgedOut
+		if s.shuttingDown() {
+			s.rec.Reason = reasonShutdown
+		}
 	default:
 		s.rec.EndReason = fwlog.EndTCPFin
 	}

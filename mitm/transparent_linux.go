@@ -126,10 +126,10 @@ func setsockopts(rc syscall.RawConn, opts ...sockopt) error {
 // ServeTransparent serves TCP connections REDIRECTed by nftables: the
 // original destination of each comes from SO_ORIGINAL_DST, and the session
 // takes the same path as ServeIntercept's. A connection made to the
-// listener itself (not redirected) is dropped. It returns when l closes or
-// the firewall does.
-func (f *Firewall) ServeTransparent(l net.Listener) error {
-	return f.serve(l, "transparent", func(c net.Conn) (net.Conn, origin, error) {
+// listener itself (not redirected) is dropped. It returns when ctx is
+// done, l closes or the firewall does.
+func (f *Firewall) ServeTransparent(ctx context.Context, l net.Listener) error {
+	return f.serve(ctx, l, "transparent", func(c net.Conn) (net.Conn, origin, error) {
 		dst, err := originalDst(c)
 		if err != nil {
 			return nil, origin{}, err
@@ -190,9 +190,9 @@ func originalDst(c net.Conn) (netip.AddrPort, error) {
 // from the flow's original destination through a transparent socket bound
 // to it, opened in pc's network namespace whichever thread opens it.
 // Datagrams sent to pc's own port without diversion are dropped. It
-// returns when pc closes or the firewall does, and at once, with an error,
-// when pc lacks IP_TRANSPARENT or IP_RECVORIGDSTADDR.
-func (f *Firewall) ServeUDPTransparent(pc *net.UDPConn) error {
+// returns when ctx is done, pc closes or the firewall does, and at once,
+// with an error, when pc lacks IP_TRANSPARENT or IP_RECVORIGDSTADDR.
+func (f *Firewall) ServeUDPTransparent(ctx context.Context, pc *net.UDPConn) error {
 	rc, err := pc.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("mitm: ServeUDPTransparent: %w", err)
@@ -214,7 +214,7 @@ func (f *Firewall) ServeUDPTransparent(pc *net.UDPConn) error {
 	} else {
 		defer unix.Close(ts.netns)
 	}
-	return f.serveUDP(pc, ts)
+	return f.serveUDP(ctx, pc, ts)
 }
 
 func checkTransparent(rc syscall.RawConn) error {

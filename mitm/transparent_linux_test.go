@@ -122,11 +122,11 @@ func startTransparentLab(t *testing.T) *transparentLab {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		assert.NoError(t, fw.ServeTransparent(tl))
+		assert.NoError(t, fw.ServeTransparent(context.Background(), tl))
 	}()
 	go func() {
 		defer wg.Done()
-		assert.NoError(t, fw.ServeUDPTransparent(ul))
+		assert.NoError(t, fw.ServeUDPTransparent(context.Background(), ul))
 	}()
 	return lab
 }
@@ -364,7 +364,7 @@ func TestServeUDPTransparentNeedsOptions(t *testing.T) {
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
 	defer pc.Close()
-	err = fw.ServeUDPTransparent(pc)
+	err = fw.ServeUDPTransparent(context.Background(), pc)
 	require.Error(t, err)
 	assert.Equal(t, "mitm: ServeUDPTransparent: socket lacks [IP_TRANSPARENT IP_RECVORIGDSTADDR] (open the socket with ListenTransparentUDP)", err.Error())
 }

@@ -27,8 +27,12 @@ func ListenTransparentUDP(ctx context.Context, address string) (*net.UDPConn, er
 
 // ServeTransparent is Linux only; elsewhere it returns an error wrapping
 // errors.ErrUnsupported at once.
-func (f *Firewall) ServeTransparent(l net.Listener) error { return errTransparent }
+func (f *Firewall) ServeTransparent(ctx context.Context, l net.Listener) error {
+	return errTransparent
+}
 
 // ServeUDPTransparent is Linux only; elsewhere it returns an error
 // wrapping errors.ErrUnsupported at once.
-func (f *Firewall) ServeUDPTransparent(pc *net.UDPConn) error { return errTransparent }
+func (f *Firewall) ServeUDPTransparent(ctx context.Context, pc *net.UDPConn) error {
+	return errTransparent
+}

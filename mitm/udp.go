@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -107,14 +108,14 @@ type udpEngine struct {
 // header naming their original source and destination (the in-process
 // stand-in for TPROXY). Allowed flows are forwarded from the outside leg,
 // answers go back to the client; denied flows are logged once and dropped.
-// It returns when pc closes or the firewall does.
-func (f *Firewall) ServeUDPIntercept(pc net.PacketConn) error {
-	return f.serveUDP(pc, proxySocket{pc})
+// It returns when ctx is done, pc closes or the firewall does.
+func (f *Firewall) ServeUDPIntercept(ctx context.Context, pc net.PacketConn) error {
+	return f.serveUDP(ctx, pc, proxySocket{pc})
 }
 
 // serveUDP runs the flow engine on sock, whose underlying socket pc the
-// firewall closes when it stops.
-func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
+// firewall closes when it stops or ctx is done.
+func (f *Firewall) serveUDP(ctx context.Context, pc net.PacketConn, sock udpSocket) error {
 	f.mu.Lock()
 	if f.ctx.Err() != nil {
 		f.mu.Unlock()
@@ -123,6 +124,7 @@ func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 	}
 	f.packets[pc] = struct{}{}
 	f.mu.Unlock()
+	defer context.AfterFunc(ctx, func() { pc.Close() })()
 	e := &udpEngine{f: f, sock: sock, flows: map[flowKey]*udpFlow{}}
 	f.wg.Add(1)
 	go func() {
@@ -131,6 +133,7 @@ func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 	}()
 	defer e.closeAll()
 	buf := make([]byte, 64<<10)
+	var pause accept.Backoff
 	for {
 		key, payload, from, err := sock.readFlow(buf)
 		if errors.Is(err, errBadDatagram) {
@@ -138,11 +141,18 @@ func (f *Firewall) serveUDP(pc net.PacketConn, sock udpSocket) error {
 			continue
 		}
 		if err != nil {
-			if f.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if f.ctx.Err() != nil || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// The socket stays usable after a read error; pause so that a
+			// lasting one does not spin.
+			f.cfg.Logger.Debug("mitm: udp read", "err", err)
+			if !pause.Wait(f.ctx.Done()) {
 				return nil
 			}
 			continue
 		}
+		pause.Reset()
 		e.handle(key, payload, from)
 	}
 }
@@ -218,6 +228,8 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	if err != nil {
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot open the flow's outside socket: " + err.Error()
+		f.cfg.Logger.Warn("mitm: cannot forward a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
 	}
@@ -226,6 +238,7 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 		up.Close()
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot answer the client: " + err.Error()
 		f.cfg.Logger.Warn("mitm: cannot answer a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
@@ -302,6 +315,9 @@ func (e *udpEngine) end(fl *udpFlow) {
 	s.rec.PacketsSent, s.rec.PacketsReceived = fl.pktSent.Load(), fl.pktRcvd.Load()
 	s.rec.PacketsSource = "datagrams"
 	s.rec.EndReason = fwlog.EndAgedOut
+	if s.shuttingDown() {
+		s.rec.Reason = reasonShutdown
+	}
 	s.finish()
 }
 

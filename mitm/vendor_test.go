@@ -69,7 +69,7 @@ func startOriginLab(t *testing.T, cert *tls.Certificate, set *pki.Set, policyYAM
 		require.NoError(t, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- fw.ServeForward(l, up) }()
+	go func() { done <- fw.ServeForward(context.Background(), l, up) }()
 	t.Cleanup(func() {
 		require.NoError(t, fw.Close())
 		require.NoError(t, <-done)

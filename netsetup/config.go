@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"syscall"
 )
 
@@ -144,81 +145,93 @@ func (ic *Intercept) table() int {
 
 // Validate reports every contradiction in c at once.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var p problems
+	c.validateLinks(&p)
+	if ic := c.Intercept; ic != nil {
+		ic.validate(&p, c.Forward)
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("netsetup: config: %w", errors.Join(p...))
+	}
+	return nil
+}
+
+// problems collects the contradictions Validate finds, in order.
+type problems []error
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+// validateLinks checks the overlays, addresses and routes.
+func (c *Config) validateLinks(p *problems) {
 	for i, o := range c.Overlays {
 		if o.Name == "" || len(o.Name) > 15 {
-			bad("Overlays[%d]: name %q must be 1 to 15 bytes", i, o.Name)
+			p.add("Overlays[%d]: name %q must be 1 to 15 bytes", i, o.Name)
 		}
 		if o.VNI == 0 || o.VNI >= 1<<24 {
-			bad("Overlays[%d]: VNI %d is not within 1..16777215", i, o.VNI)
+			p.add("Overlays[%d]: VNI %d is not within 1..16777215", i, o.VNI)
 		}
 		if !o.Addr.IsValid() || !o.Addr.Addr().Is4() {
-			bad("Overlays[%d]: address %q is not an IPv4 address/length", i, o.Addr)
+			p.add("Overlays[%d]: address %q is not an IPv4 address/length", i, o.Addr)
 		}
 		if !o.Underlay.Is4() {
-			bad("Overlays[%d]: underlay %q is not an IPv4 address", i, o.Underlay)
+			p.add("Overlays[%d]: underlay %q is not an IPv4 address", i, o.Underlay)
 		}
 	}
 	for i, a := range c.Addrs {
 		if !a.Prefix.IsValid() || !a.Prefix.Addr().Is4() {
-			bad("Addrs[%d]: %q is not an IPv4 address/length", i, a.Prefix)
+			p.add("Addrs[%d]: %q is not an IPv4 address/length", i, a.Prefix)
 		}
 	}
 	for i, r := range c.Routes {
 		if !r.Dst.IsValid() || !r.Dst.Addr().Is4() {
-			bad("Routes[%d]: destination %q is not an IPv4 prefix", i, r.Dst)
+			p.add("Routes[%d]: destination %q is not an IPv4 prefix", i, r.Dst)
 		} else if r.Dst.Masked() != r.Dst {
-			bad("Routes[%d]: destination %s has host bits set (want %s)", i, r.Dst, r.Dst.Masked())
+			p.add("Routes[%d]: destination %s has host bits set (want %s)", i, r.Dst, r.Dst.Masked())
 		}
 		if !r.Via.Is4() {
-			bad("Routes[%d]: next hop %q is not an IPv4 address", i, r.Via)
+			p.add("Routes[%d]: next hop %q is not an IPv4 address", i, r.Via)
 		}
 	}
 	if c.DefaultVia.IsValid() && !c.DefaultVia.Is4() {
-		bad("DefaultVia %s is not an IPv4 address", c.DefaultVia)
+		p.add("DefaultVia %s is not an IPv4 address", c.DefaultVia)
 	}
-	if ic := c.Intercept; ic != nil {
-		if ic.InIface == "" && !ic.LAN.IsValid() {
-			bad("Intercept: set InIface or LAN (which traffic comes from the LAN?)")
+}
+
+// validate checks the interception; forward is Config.Forward, which
+// Masquerade needs.
+func (ic *Intercept) validate(p *problems, forward bool) {
+	if ic.InIface == "" && !ic.LAN.IsValid() {
+		p.add("Intercept: set InIface or LAN (which traffic comes from the LAN?)")
+	}
+	if len(ic.InIface) > 15 {
+		p.add("Intercept: InIface %q is longer than 15 bytes", ic.InIface)
+	}
+	if ic.LAN.IsValid() && (!ic.LAN.Addr().Is4() || ic.LAN.Masked() != ic.LAN) {
+		p.add("Intercept: LAN %s is not a masked IPv4 prefix", ic.LAN)
+	}
+	if len(ic.TCPPorts) > 0 && ic.TCPTo == 0 {
+		p.add("Intercept: TCPPorts %v need TCPTo", ic.TCPPorts)
+	}
+	if len(ic.UDPPorts) > 0 && ic.UDPTo == 0 {
+		p.add("Intercept: UDPPorts %v need UDPTo", ic.UDPPorts)
+	}
+	if slices.Contains(ic.TCPPorts, 0) || slices.Contains(ic.UDPPorts, 0) {
+		p.add("Intercept: port 0 cannot be intercepted")
+	}
+	if len(ic.TCPPorts) == 0 && len(ic.UDPPorts) == 0 && !ic.Masquerade.IsValid() {
+		p.add("Intercept: nothing to do (no TCPPorts, UDPPorts or Masquerade)")
+	}
+	if ic.Masquerade.IsValid() {
+		if !ic.Masquerade.Addr().Is4() || ic.Masquerade.Masked() != ic.Masquerade {
+			p.add("Intercept: Masquerade %s is not a masked IPv4 prefix", ic.Masquerade)
 		}
-		if len(ic.InIface) > 15 {
-			bad("Intercept: InIface %q is longer than 15 bytes", ic.InIface)
-		}
-		if ic.LAN.IsValid() && (!ic.LAN.Addr().Is4() || ic.LAN.Masked() != ic.LAN) {
-			bad("Intercept: LAN %s is not a masked IPv4 prefix", ic.LAN)
-		}
-		if len(ic.TCPPorts) > 0 && ic.TCPTo == 0 {
-			bad("Intercept: TCPPorts %v need TCPTo", ic.TCPPorts)
-		}
-		if len(ic.UDPPorts) > 0 && ic.UDPTo == 0 {
-			bad("Intercept: UDPPorts %v need UDPTo", ic.UDPPorts)
-		}
-		for _, p := range append(append([]uint16(nil), ic.TCPPorts...), ic.UDPPorts...) {
-			if p == 0 {
-				bad("Intercept: port 0 cannot be intercepted")
-				break
-			}
-		}
-		if len(ic.TCPPorts) == 0 && len(ic.UDPPorts) == 0 && !ic.Masquerade.IsValid() {
-			bad("Intercept: nothing to do (no TCPPorts, UDPPorts or Masquerade)")
-		}
-		if ic.Masquerade.IsValid() {
-			if !ic.Masquerade.Addr().Is4() || ic.Masquerade.Masked() != ic.Masquerade {
-				bad("Intercept: Masquerade %s is not a masked IPv4 prefix", ic.Masquerade)
-			}
-			if !c.Forward {
-				bad("Intercept: Masquerade rewrites forwarded traffic, set Forward (and net.ipv4.ip_forward=1)")
-			}
-		}
-		if ic.Table < 0 || ic.Table == 253 || ic.Table == 254 || ic.Table == 255 {
-			bad("Intercept: Table %d is reserved (default, main, local) or negative", ic.Table)
+		if !forward {
+			p.add("Intercept: Masquerade rewrites forwarded traffic, set Forward (and net.ipv4.ip_forward=1)")
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("netsetup: config: %w", errors.Join(errs...))
+	if ic.Table < 0 || ic.Table == 253 || ic.Table == 254 || ic.Table == 255 {
+		p.add("Intercept: Table %d is reserved (default, main, local) or negative", ic.Table)
 	}
-	return nil
 }
 
 // OpError is a failed step of Apply or undo.

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +29,7 @@ import (
 
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/internal/syncbuf"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
@@ -42,24 +42,6 @@ var (
 	laptopIP  = netip.MustParseAddr("10.10.10.100")
 )
 
-// syncBuffer is a concurrency-safe io.Writer for logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // world is an origin host serving three sites and a laptop that reaches it.
 type world struct {
 	pki    *pki.Set
@@ -68,8 +50,8 @@ type world struct {
 	laptop *hostnet.Host
 	zone   *resolve.Zone
 	srv    *Server
-	access *syncBuffer
-	logs   *syncBuffer
+	access *syncbuf.Buffer
+	logs   *syncbuf.Buffer
 }
 
 // testSites: two sites share 192.0.2.10 (told apart by SNI and Host), one
@@ -86,7 +68,7 @@ func newWorld(t testing.TB, tweak func(*Config)) *world {
 	t.Helper()
 	set, err := pki.NewSet(pki.Config{}, "acme")
 	require.NoError(t, err)
-	w := &world{pki: set, sim: hostnet.NewSim(nil), access: &syncBuffer{}, logs: &syncBuffer{}}
+	w := &world{pki: set, sim: hostnet.NewSim(nil), access: &syncbuf.Buffer{}, logs: &syncbuf.Buffer{}}
 	w.origin, err = w.sim.AddHost("origin", originIP, originIP2)
 	require.NoError(t, err)
 	w.laptop, err = w.sim.AddHost("laptop", laptopIP)

@@ -1,7 +1,7 @@
 // Package pki makes the certificate authorities and certificates of a pinwall
 // run, in memory.
 //
-// A run has three authorities (see SCENARIOS.md): the internet CA, which
+// A run has three authorities (docs/topology.md): the internet CA, which
 // signs the SaaS origins' and the cloud gateway's server certificates; the
 // tenant device CA, which signs one client certificate per simulated laptop;
 // and the enterprise CA, which the perimeter firewall forges leaves with and

@@ -62,7 +62,7 @@ func fixtureScenarios() []*scenarios.Scenario {
 		{ID: "visibility", Title: "What the perimeter firewall logs for a tunnelling laptop",
 			Summary: "No decryption - one DTLS session to a gateway address",
 			Explain: "A laptop opens connections to three SaaS sites. The firewall decrypts nothing and logs one session to a gateway address; the gateway's log lists every site.",
-			Setting: "no decryption", Sources: []string{"community thread in seed-forum-thread.txt"}},
+			Setting: "no decryption", Sources: []string{"community forum thread (docs/sources.md#forum-thread)"}},
 		{ID: "udp-blocked", Title: "The firewall blocks UDP/443",
 			Summary: "UDP/443 is denied - DTLS fails and the client falls back to TLS",
 			Explain: "Many firewalls block UDP/443 to force QUIC to TCP, which also stops DTLS.",

@@ -61,7 +61,7 @@ func codeHTML(s string) htmltemplate.HTML {
 		}
 		b.WriteString(htmltemplate.HTMLEscapeString(p))
 	}
-	return htmltemplate.HTML(b.String()) //nolint:gosec // every part is escaped
+	return htmltemplate.HTML(b.String()) // every part is escaped
 }
 
 // mdInline escapes Markdown emphasis, link and HTML characters outside

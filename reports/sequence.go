@@ -12,6 +12,8 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/scenarios"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // mark says what a step of a sequence diagram shows.
@@ -65,11 +67,42 @@ const (
 const maxDirect = 3
 
 func buildSequence(f *facts) sequence {
-	r := f.r
+	b := newSeqBuilder(f)
+	var segs []segment
+	segs = append(segs, b.dtlsAttempt()...)
+	segs = append(segs, b.tlsAttempts()...)
+	segs = append(segs, b.tunnelLost()...)
+	segs = append(segs, b.tunnelInUse()...)
+	segs = append(segs, b.refused()...)
+	segs = append(segs, b.direct()...)
+	segs = append(segs, b.otherHosts()...)
+
+	sort.SliceStable(segs, func(i, j int) bool { return segs[i].at.Before(segs[j].at) })
+	seq := sequence{lanes: b.lanes}
+	for _, s := range segs {
+		seq.steps = append(seq.steps, s.steps...)
+	}
+	seq.markFailure(f)
+	return seq
+}
+
+// seqBuilder draws the segments of one run's sequence diagram.
+type seqBuilder struct {
+	f     *facts
+	r     *scenarios.Result
+	lanes []string
+	// fw, gw and org are the lanes of the firewall, the gateways and the
+	// origins.
+	fw, gw, org int
+}
+
+// newSeqBuilder lays out the lanes: the laptop, the other LAN hosts the
+// firewall saw (sorted by name), the firewall, the gateways, the origins.
+func newSeqBuilder(f *facts) *seqBuilder {
 	lanes := []string{"laptop"}
 	var extras []string
 	for _, rec := range f.others {
-		if n := name(r.Roles, rec.Src.Addr()); n != "" && !slices.Contains(extras, n) {
+		if n := name(f.r.Roles, rec.Src.Addr()); n != "" && !slices.Contains(extras, n) {
 			extras = append(extras, n)
 		}
 	}
@@ -77,60 +110,76 @@ func buildSequence(f *facts) sequence {
 	lanes = append(lanes, extras...)
 	fw, gw, org := len(lanes), len(lanes)+1, len(lanes)+2
 	lanes = append(lanes, "firewall", "gateway", "origins")
-	laneOf := func(rec fwlog.Record) int {
-		if r.Roles.IsGateway(rec.Dst.Addr()) {
-			return gw
-		}
-		return org
-	}
+	return &seqBuilder{f: f, r: f.r, lanes: lanes, fw: fw, gw: gw, org: org}
+}
 
+// laneOf is the lane a firewall session went to: a gateway, else the
+// origins.
+func (b *seqBuilder) laneOf(rec fwlog.Record) int {
+	if b.r.Roles.IsGateway(rec.Dst.Addr()) {
+		return b.gw
+	}
+	return b.org
+}
+
+// dtlsUp reports whether a DTLS tunnel came up, by the client's history
+// or the gateway's log.
+func (b *seqBuilder) dtlsUp() bool {
+	for _, h := range b.r.ClientHistory {
+		if h.Event == client.EventUp && h.Transport == tunnel.TransportDTLS {
+			return true
+		}
+	}
+	for _, e := range b.r.GatewayLog {
+		if e.Event == gateway.EventTunnelOpen && e.Transport == string(tunnel.TransportDTLS) {
+			return true
+		}
+	}
+	return false
+}
+
+// dtlsAttempt draws the first DTLS attempt.
+func (b *seqBuilder) dtlsAttempt() []segment {
+	r, fw, gw := b.r, b.fw, b.gw
+	rec, n := firstLike(b.f.tunnel, func(x fwlog.Record) bool { return x.Proto == fwlog.ProtoUDP })
+	if rec == nil {
+		return nil
+	}
+	var ss []step
+	hello := fmt.Sprintf("DTLS ClientHello, udp/%d to %s%s", rec.Dst.Port(), gatewayOf(r.Roles, rec.Dst.Addr()), sniNote(rec))
+	if rec.Action == fwlog.ActionAllow {
+		ss = append(ss,
+			step{from: laneLaptop, to: fw, label: hello + likeIt(n), session: rec.SessionID},
+			step{from: fw, to: gw, label: fmt.Sprintf("allowed by %s; DTLS cannot be decrypted (app %s)", ruleName(*rec), rec.App), session: rec.SessionID})
+		if b.dtlsUp() {
+			ss = append(ss, step{from: gw, to: laneLaptop, reply: true, label: "DTLS handshake done: tunnel up (DTLS 1.2 + SCTP)"})
+		}
+	} else {
+		ss = append(ss, step{from: laneLaptop, to: fw, mark: markWarn, leg: failure.LegClientFirewall, session: rec.SessionID,
+			label: fmt.Sprintf("%s: %s by %s (%s)%s", hello, rec.Action, ruleName(*rec), rec.EndReason, likeIt(n))})
+		if fb := r.Observed.Tunnel.Fallback; fb != "" {
+			ss = append(ss, step{from: laneLaptop, to: laneLaptop, label: "no answer (" + fb + "): the client falls back to TLS over tcp/443"})
+		}
+	}
+	return []segment{{at: rec.Start, steps: ss}}
+}
+
+// tlsAttempts draws the TLS attempt that failed (the one the run's failure
+// is attributed to, else the first), then the first that passed.
+func (b *seqBuilder) tlsAttempts() []segment {
+	f := b.f
 	var segs []segment
-	tunnelUp := map[string]bool{} // transport → came up
-	for _, h := range r.ClientHistory {
-		if h.Event == "up" {
-			tunnelUp[string(h.Transport)] = true
-		}
-	}
-	for _, e := range r.GatewayLog {
-		if e.Event == gateway.EventTunnelOpen && e.Transport == "dtls" {
-			tunnelUp["dtls"] = true
-		}
-	}
-
-	// The first DTLS attempt.
-	if rec, n := firstLike(f.tunnel, func(x fwlog.Record) bool { return x.Proto == fwlog.ProtoUDP }); rec != nil {
-		var ss []step
-		hello := fmt.Sprintf("DTLS ClientHello, udp/%d to %s%s", rec.Dst.Port(), gatewayOf(r.Roles, rec.Dst.Addr()), sniNote(rec))
-		if rec.Action == fwlog.ActionAllow {
-			ss = append(ss,
-				step{from: laneLaptop, to: fw, label: hello + likeIt(n), session: rec.SessionID},
-				step{from: fw, to: gw, label: fmt.Sprintf("allowed by %s; DTLS cannot be decrypted (app %s)", ruleName(*rec), rec.App), session: rec.SessionID})
-			if tunnelUp["dtls"] {
-				ss = append(ss, step{from: gw, to: laneLaptop, reply: true, label: "DTLS handshake done: tunnel up (DTLS 1.2 + SCTP)"})
-			}
-		} else {
-			ss = append(ss, step{from: laneLaptop, to: fw, mark: markWarn, leg: failure.LegClientFirewall, session: rec.SessionID,
-				label: fmt.Sprintf("%s: %s by %s (%s)%s", hello, rec.Action, ruleName(*rec), rec.EndReason, likeIt(n))})
-			if fb := r.Observed.Tunnel.Fallback; fb != "" {
-				ss = append(ss, step{from: laneLaptop, to: laneLaptop, label: "no answer (" + fb + "): the client falls back to TLS over tcp/443"})
-			}
-		}
-		segs = append(segs, segment{at: rec.Start, steps: ss})
-	}
-
-	// The TLS attempt that failed — the one the run's failure is
-	// attributed to, else the first — then the first that passed.
 	isTCP := func(x fwlog.Record) bool { return x.Proto == fwlog.ProtoTCP }
 	failedTCP := func(x fwlog.Record) bool { return isTCP(x) && x.Action != fwlog.ActionAllow }
 	var bad *fwlog.Record
-	if r.Observed.Failure != nil && f.failing != nil && failedTCP(*f.failing) {
+	if f.r.Observed.Failure != nil && f.failing != nil && failedTCP(*f.failing) {
 		bad = f.failing
 	} else {
 		bad, _ = firstLike(f.tunnel, failedTCP)
 	}
 	if bad != nil {
 		n := count(f.tunnel, func(x fwlog.Record) bool { return failedTCP(x) && x.Rule == bad.Rule && x.Outcome() == bad.Outcome() })
-		segs = append(segs, segment{at: bad.Start, steps: tcpSteps(f, *bad, n, laneLaptop, fw, gw)})
+		segs = append(segs, segment{at: bad.Start, steps: tcpSteps(f, *bad, n, laneLaptop, b.fw, b.gw)})
 	}
 	good, _ := firstLike(f.tunnel, func(x fwlog.Record) bool { return isTCP(x) && x.Action == fwlog.ActionAllow && tunnelOpened(f, x) })
 	if good == nil {
@@ -140,11 +189,16 @@ func buildSequence(f *facts) sequence {
 		n := count(f.tunnel, func(x fwlog.Record) bool {
 			return isTCP(x) && x.Action == fwlog.ActionAllow && x.Rule == good.Rule && x.Outcome() == good.Outcome()
 		})
-		segs = append(segs, segment{at: good.Start, steps: tcpSteps(f, *good, n, laneLaptop, fw, gw)})
+		segs = append(segs, segment{at: good.Start, steps: tcpSteps(f, *good, n, laneLaptop, b.fw, b.gw)})
 	}
+	return segs
+}
 
-	// The client losing its tunnel, and failing over.
-	if h, ok := firstEvent(r.ClientHistory, "down"); ok {
+// tunnelLost draws the client losing its tunnel, and failing over.
+func (b *seqBuilder) tunnelLost() []segment {
+	r := b.r
+	var segs []segment
+	if h, ok := firstEvent(r.ClientHistory, client.EventDown); ok {
 		label := fmt.Sprintf("the tunnel to %s is lost (%s)", orDash(h.Gateway), orDash(string(h.Cause)))
 		for _, e := range r.GatewayLog {
 			if e.Event == gateway.EventTunnelClose && e.Gateway == h.Gateway && !e.Time.After(h.Time) && e.Reason != "" {
@@ -153,45 +207,60 @@ func buildSequence(f *facts) sequence {
 		}
 		segs = append(segs, segment{at: h.Time, steps: []step{{from: laneLaptop, to: laneLaptop, mark: markWarn, label: label}}})
 	}
-	if h, ok := firstEvent(r.ClientHistory, "failover"); ok {
+	if h, ok := firstEvent(r.ClientHistory, client.EventFailover); ok {
 		segs = append(segs, segment{at: h.Time, steps: []step{{from: laneLaptop, to: laneLaptop, label: "the client fails over to " + orDash(h.Gateway)}}})
 	}
+	return segs
+}
 
-	// The tunnel in use.
-	if len(f.flows) > 0 {
-		ok := 0
-		for _, e := range f.flows {
-			if e.Result == "ok" {
-				ok++
-			}
-		}
-		tr := f.flows[0].Transport
-		ss := []step{
-			{from: laneLaptop, to: gw, label: fmt.Sprintf("%s inside the tunnel (%s), opaque to the firewall", plural(len(f.flows), "flow"), tr)},
-		}
-		st := step{from: gw, to: org, label: fmt.Sprintf("HTTPS to %s: %d ok", list(f.sites), ok)}
-		if ok < len(f.flows) {
-			st.label += fmt.Sprintf(", %d failed", len(f.flows)-ok)
-			st.mark, st.leg = markWarn, failure.LegGatewayOrigin
-		}
-		segs = append(segs, segment{at: f.flows[0].Time, steps: append(ss, st)})
+// tunnelInUse draws the flows the gateway carried.
+func (b *seqBuilder) tunnelInUse() []segment {
+	f := b.f
+	if len(f.flows) == 0 {
+		return nil
 	}
+	ok := 0
+	for _, e := range f.flows {
+		if e.Result == gateway.ResultOK {
+			ok++
+		}
+	}
+	tr := f.flows[0].Transport
+	ss := []step{
+		{from: laneLaptop, to: b.gw, label: fmt.Sprintf("%s inside the tunnel (%s), opaque to the firewall", plural(len(f.flows), "flow"), tr)},
+	}
+	st := step{from: b.gw, to: b.org, label: fmt.Sprintf("HTTPS to %s: %d ok", list(f.sites), ok)}
+	if ok < len(f.flows) {
+		st.label += fmt.Sprintf(", %d failed", len(f.flows)-ok)
+		st.mark, st.leg = markWarn, failure.LegGatewayOrigin
+	}
+	return []segment{{at: f.flows[0].Time, steps: append(ss, st)}}
+}
+
+// refused draws the flows the client refused for want of a tunnel.
+func (b *seqBuilder) refused() []segment {
+	r := b.r
 	refused := 0
-	var refusedAt time.Time
 	for _, fl := range r.Flows {
 		if !fl.Verified && fl.Cause == failure.CauseTunnelDown {
 			refused++
 		}
 	}
-	if refused > 0 {
-		if len(r.ClientHistory) > 0 {
-			refusedAt = r.ClientHistory[len(r.ClientHistory)-1].Time
-		}
-		segs = append(segs, segment{at: refusedAt, steps: []step{{from: laneLaptop, to: laneLaptop, mark: markWarn, leg: failure.LegClientGateway,
-			label: fmt.Sprintf("%s refused: no tunnel, fail-close", plural(refused, "flow"))}}})
+	if refused == 0 {
+		return nil
 	}
+	var refusedAt time.Time
+	if len(r.ClientHistory) > 0 {
+		refusedAt = r.ClientHistory[len(r.ClientHistory)-1].Time
+	}
+	return []segment{{at: refusedAt, steps: []step{{from: laneLaptop, to: laneLaptop, mark: markWarn, leg: failure.LegClientGateway,
+		label: fmt.Sprintf("%s refused: no tunnel, fail-close", plural(refused, "flow"))}}}}
+}
 
-	// Flows that went direct, one destination at a time.
+// direct draws the flows that went direct, one destination at a time.
+func (b *seqBuilder) direct() []segment {
+	f, r, fw := b.f, b.r, b.fw
+	var segs []segment
 	dsts := distinct(f.direct, func(x fwlog.Record) string { return x.Dst.Addr().String() })
 	for i, d := range dsts {
 		if i == maxDirect {
@@ -203,21 +272,27 @@ func buildSequence(f *facts) sequence {
 		ss := []step{
 			{from: laneLaptop, to: fw, session: rec.SessionID,
 				label: fmt.Sprintf("direct %s to %s%s%s", protoPort(*rec), addrLabel(r.Roles, rec.Dst.Addr()), sniNote(rec), likeIt(n))},
-			{from: fw, to: laneOf(*rec), session: rec.SessionID, label: verdictOn(*rec)},
+			{from: fw, to: b.laneOf(*rec), session: rec.SessionID, label: verdictOn(*rec)},
 		}
 		segs = append(segs, segment{at: rec.Start, steps: ss})
 	}
+	return segs
+}
 
-	// Sessions from other LAN hosts (probes such as a spoofed SNI).
+// otherHosts draws the sessions from other LAN hosts (probes such as a
+// spoofed SNI).
+func (b *seqBuilder) otherHosts() []segment {
+	f, r, fw := b.f, b.r, b.fw
+	var segs []segment
 	for i, rec := range f.others {
 		if i == maxDirect {
 			break
 		}
-		src := slices.Index(lanes, name(r.Roles, rec.Src.Addr()))
+		src := slices.Index(b.lanes, name(r.Roles, rec.Src.Addr()))
 		if src < 0 {
 			src = laneLaptop
 		}
-		st := step{from: fw, to: laneOf(rec), session: rec.SessionID, label: verdictOn(rec)}
+		st := step{from: fw, to: b.laneOf(rec), session: rec.SessionID, label: verdictOn(rec)}
 		if !r.Roles.IsGateway(rec.Dst.Addr()) && isGatewayName(f, rec.SNI) && rec.Outcome() == fwlog.OutcomeNotDecrypted && rec.Action == fwlog.ActionAllow {
 			st.mark = markWarn
 			st.label += ", to an address that is not a gateway"
@@ -231,14 +306,7 @@ func buildSequence(f *facts) sequence {
 			st,
 		}})
 	}
-
-	sort.SliceStable(segs, func(i, j int) bool { return segs[i].at.Before(segs[j].at) })
-	seq := sequence{lanes: lanes}
-	for _, s := range segs {
-		seq.steps = append(seq.steps, s.steps...)
-	}
-	seq.markFailure(f)
-	return seq
+	return segs
 }
 
 // markFailure marks the step the run's failure is attributed to: the one
@@ -340,7 +408,7 @@ func tunnelOpened(f *facts, rec fwlog.Record) bool {
 		}
 	}
 	for _, h := range f.r.ClientHistory {
-		if h.Event == "up" && h.Addr == rec.Dst.String() && string(h.Transport) == "tls" {
+		if h.Event == client.EventUp && h.Addr == rec.Dst.String() && h.Transport == tunnel.TransportTLS {
 			return true
 		}
 	}
@@ -600,7 +668,7 @@ func (s sequence) svg(title string) template.HTML {
 		fmt.Fprintf(&b, `<text x="8" y="%d" class="label fail">%s</text>`, y+4, esc(s.failNote))
 	}
 	b.WriteString(`</svg>`)
-	return template.HTML(b.String()) //nolint:gosec // every text node is escaped by esc
+	return template.HTML(b.String()) // every text node is escaped by esc
 }
 
 // wrap breaks s at spaces into lines of at most n runes, at most max lines;

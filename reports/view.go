@@ -22,7 +22,7 @@ const intro = "pinwall proves with running code what happens when a TLS-intercep
 	"firewall and the gateway each logged, and checks the outcome against what the scenario expects. Every figure below " +
 	"comes from the logs of this run."
 
-// dtlsNote is the caveat SCENARIOS.md asks every report to carry.
+// dtlsNote is the caveat every report carries (docs/sources.md#dtls-version).
 const dtlsNote = "pinwall's DTLS is 1.2 (pion/dtls) and its TLS 1.3; the real products speak (D)TLS 1.3. Addresses are " +
 	"the logical ones of the topology (documentation ranges); in process each host runs on its own loopback address."
 
@@ -317,7 +317,7 @@ func gwTable(f *facts) gwView {
 			break
 		}
 		v.Rows = append(v.Rows, gwRow{Time: offset(r.Started, e.Time), Event: e.Event, Gateway: e.Gateway, Transport: e.Transport,
-			Client: e.Client, Detail: eventDetail(e), Bad: e.Event == gateway.EventTunnelRefused || e.Event == gateway.EventStreamRefused || (e.Result != "" && e.Result != "ok")})
+			Client: e.Client, Detail: eventDetail(e), Bad: e.Event == gateway.EventTunnelRefused || e.Event == gateway.EventStreamRefused || (e.Result != "" && e.Result != gateway.ResultOK)})
 	}
 	return v
 }

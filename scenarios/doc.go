@@ -1,5 +1,6 @@
-// Package scenarios is pinwall's catalogue: every behaviour of SCENARIOS.md
-// as a YAML file that users can copy and edit, each run without and with the
+// Package scenarios is pinwall's catalogue: every simulated behaviour (with
+// its source in docs/sources.md, cited in the file's sources field) as a
+// YAML file that users can copy and edit, each run without and with the
 // bypass rule that fixes it, and checked against a declarative expectation.
 //
 // A Scenario file holds a base (topology, client, gateway, firewall policy,

@@ -3,15 +3,22 @@ package scenarios_test
 import (
 	"flag"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinwall/pinwall/scenarios"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/scenarios.md from the catalogue")
+
+// sourceLinks finds citations of docs/sources.md sections, which
+// docs/scenarios.md (a sibling of sources.md) turns into links.
+var sourceLinks = regexp.MustCompile(`docs/sources\.md#([A-Za-z0-9_-]+)`)
 
 // TestScenarioDocs keeps docs/scenarios.md, the catalogue explained for
 // non-developers, in step with the scenario files.
@@ -22,7 +29,8 @@ func TestScenarioDocs(t *testing.T) {
 	b.WriteString("# The scenarios, explained\n\n")
 	b.WriteString("Each scenario is a YAML file in `scenarios/` that you can copy and edit (`pinwall run --file mine.yaml`). ")
 	b.WriteString("Rows with a fix run twice, without and with it; the others run once as a baseline. ")
-	b.WriteString("This page is generated from the files (`go test ./scenarios -run TestScenarioDocs -update`).\n\n")
+	b.WriteString("This page is generated from the files (`go test ./scenarios -run TestScenarioDocs -update`). ")
+	b.WriteString("Where each simulated behaviour comes from: [sources](sources.md#by-scenario).\n\n")
 	b.WriteString("| id | setting | fix |\n|---|---|---|\n")
 	for _, s := range all {
 		fix := s.Fix
@@ -46,7 +54,7 @@ func TestScenarioDocs(t *testing.T) {
 		}
 		b.WriteString(strings.Join(keys, ", ") + ". Source: `scenarios/" + s.ID + ".yaml`.\n")
 		if len(s.Sources) > 0 {
-			b.WriteString("\nSources: " + strings.Join(s.Sources, "; ") + ".\n")
+			b.WriteString("\nSources: " + sourceLinks.ReplaceAllString(strings.Join(s.Sources, "; "), "[$0](sources.md#$1)") + ".\n")
 		}
 	}
 	const path = "../docs/scenarios.md"
@@ -56,4 +64,67 @@ func TestScenarioDocs(t *testing.T) {
 	want, err := os.ReadFile(path)
 	require.NoError(t, err, "run with -update to create it")
 	require.Equal(t, string(want), b.String(), "docs/scenarios.md is stale: go test ./scenarios -run TestScenarioDocs -update")
+}
+
+// sourcesDoc is the page every behaviour's sources are listed on.
+const sourcesDoc = "../docs/sources.md"
+
+// headingAnchors returns the GitHub anchors of a Markdown file's headings:
+// lower case, punctuation other than '-' and '_' dropped, spaces as '-'.
+func headingAnchors(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	anchors := map[string]bool{}
+	fenced := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+		}
+		if fenced || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var a strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r == ' ':
+				a.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				a.WriteRune(r)
+			}
+		}
+		anchors[a.String()] = true
+	}
+	return anchors
+}
+
+// TestSourceAnchors checks that every scenario source citing docs/sources.md
+// names a section that exists there.
+func TestSourceAnchors(t *testing.T) {
+	anchors := headingAnchors(t, sourcesDoc)
+	require.True(t, anchors["forum-thread"], "%s has no forum-thread section", sourcesDoc)
+	all, err := scenarios.Catalogue()
+	require.NoError(t, err)
+	cited := 0
+	for _, s := range all {
+		for _, src := range s.Sources {
+			rest := src
+			for {
+				_, after, found := strings.Cut(rest, "docs/sources.md#")
+				if !found {
+					break
+				}
+				end := strings.IndexFunc(after, func(r rune) bool { return r != '-' && r != '_' && !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+				if end < 0 {
+					end = len(after)
+				}
+				anchor := after[:end]
+				assert.True(t, anchors[anchor], "scenarios/%s.yaml: source %q: %s has no section #%s", s.ID, src, sourcesDoc, anchor)
+				cited++
+				rest = after[end:]
+			}
+		}
+	}
+	assert.Positive(t, cited, "no scenario cites docs/sources.md")
 }

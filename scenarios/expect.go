@@ -3,12 +3,15 @@ package scenarios
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/strictyaml"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // Expect is what a run must show, checked field by field. Every field is
@@ -60,7 +63,9 @@ func (State) Choices() []string { return []string{"up", "down"} }
 type TransportName string
 
 // Choices lists the transports.
-func (TransportName) Choices() []string { return []string{"dtls", "tls"} }
+func (TransportName) Choices() []string {
+	return strs([]tunnel.Transport{tunnel.TransportDTLS, tunnel.TransportTLS})
+}
 
 // LegName is a failure.Leg in a scenario file.
 type LegName string
@@ -243,7 +248,7 @@ type GatewayEventName string
 
 // Choices lists the gateway events.
 func (GatewayEventName) Choices() []string {
-	return []string{"flow", "tunnel-open", "tunnel-close", "tunnel-refused", "stream-refused"}
+	return slices.Clone(gateway.Events)
 }
 
 // EventFilter selects gateway events.

@@ -9,6 +9,7 @@ import (
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // summarize turns an observation into the Observed summary.
@@ -26,7 +27,7 @@ func summarize(obs *harness.Observation) Observed {
 		o.Tunnel.Fallback = string(st.Fallback.Cause)
 	}
 	for _, h := range obs.History {
-		if h.Event == "failover" {
+		if h.Event == client.EventFailover {
 			o.Tunnel.Failovers++
 		}
 	}
@@ -68,18 +69,7 @@ func attribute(obs *harness.Observation) *FailureObserved {
 		return nil
 	}
 	f := &FailureObserved{}
-	clientLeg, clientCause, clientText := obs.ClientLeg, obs.ClientCause, obs.ClientErrorText
-	// A DTLS attempt failing is routine (the client falls back to TLS); when
-	// a TLS attempt failed too, that one explains why the tunnel is down.
-	for i := len(obs.History) - 1; i >= 0; i-- {
-		h := obs.History[i]
-		if h.Event == "attempt-failed" && h.Transport == "tls" {
-			if clientCause == failure.CauseUDPUnanswered {
-				clientLeg, clientCause, clientText = h.Leg, h.Cause, h.Error
-			}
-			break
-		}
-	}
+	clientLeg, clientCause, clientText := clientFailure(obs)
 	switch {
 	case clientCause != "" && (tunnelDown || attemptsFailed || flowErr == nil || flowErr.Cause == failure.CauseTunnelDown):
 		// The client's typed error, as recorded (in containers it crossed a
@@ -96,31 +86,62 @@ func attribute(obs *harness.Observation) *FailureObserved {
 		return f
 	}
 	if r := tunnelFailureRecord(obs); r != nil {
-		d := r.Decryption
-		if d != nil && d.Leg != "" {
-			f.Leg = d.Leg
-			if !clientSpecific[f.Cause] {
-				f.Cause = d.Cause
-			}
-			f.Source += "+firewall"
-			f.Session = r.SessionID
-			f.Detail = fmt.Sprintf("%s; firewall session %d: %s", f.Detail, r.SessionID, d.Reason)
-		} else if r.Action == fwlog.ActionDeny || r.EndReason == fwlog.EndPolicyDeny {
-			f.Leg = failure.LegClientFirewall
-			if !clientSpecific[f.Cause] || f.Cause == failure.CauseUDPUnanswered {
-				f.Cause = failure.CausePolicyBlock
-				if r.Proto == fwlog.ProtoUDP {
-					f.Cause = failure.CauseUDPBlocked
-				}
-			}
-			f.Source += "+firewall"
-			f.Session = r.SessionID
-		}
+		f.refineByFirewall(r)
 		return f
 	}
-	// No firewall record explains it: a gateway refusal does.
-	for _, e := range obs.Gateway {
-		if e.Event == "tunnel-refused" && e.Cause != "" {
+	f.refineByGateway(obs.Gateway)
+	return f
+}
+
+// clientFailure is the client's own account of its failure: its last
+// error, unless that is a DTLS attempt going unanswered and a TLS attempt
+// failed too. A DTLS attempt failing is routine (the client falls back to
+// TLS); the failed TLS attempt explains why the tunnel is down.
+func clientFailure(obs *harness.Observation) (failure.Leg, failure.Cause, string) {
+	leg, cause, text := obs.ClientLeg, obs.ClientCause, obs.ClientErrorText
+	for i := len(obs.History) - 1; i >= 0; i-- {
+		h := obs.History[i]
+		if h.Event == client.EventAttemptFailed && h.Transport == tunnel.TransportTLS {
+			if cause == failure.CauseUDPUnanswered {
+				leg, cause, text = h.Leg, h.Cause, h.Error
+			}
+			break
+		}
+	}
+	return leg, cause, text
+}
+
+// refineByFirewall narrows a client-gateway failure with the firewall's
+// record of the failed session: the side of a failed decryption, or a
+// deny.
+func (f *FailureObserved) refineByFirewall(r *fwlog.Record) {
+	d := r.Decryption
+	if d != nil && d.Leg != "" {
+		f.Leg = d.Leg
+		if !clientSpecific[f.Cause] {
+			f.Cause = d.Cause
+		}
+		f.Source += "+firewall"
+		f.Session = r.SessionID
+		f.Detail = fmt.Sprintf("%s; firewall session %d: %s", f.Detail, r.SessionID, d.Reason)
+	} else if r.Action == fwlog.ActionDeny || r.EndReason == fwlog.EndPolicyDeny {
+		f.Leg = failure.LegClientFirewall
+		if !clientSpecific[f.Cause] || f.Cause == failure.CauseUDPUnanswered {
+			f.Cause = failure.CausePolicyBlock
+			if r.Proto == fwlog.ProtoUDP {
+				f.Cause = failure.CauseUDPBlocked
+			}
+		}
+		f.Source += "+firewall"
+		f.Session = r.SessionID
+	}
+}
+
+// refineByGateway names the gateway's cause when no firewall record
+// explains the failure and the gateway refused a tunnel.
+func (f *FailureObserved) refineByGateway(events []gateway.Event) {
+	for _, e := range events {
+		if e.Event == gateway.EventTunnelRefused && e.Cause != "" {
 			if !clientSpecific[f.Cause] {
 				f.Cause = e.Cause
 			}
@@ -128,7 +149,6 @@ func attribute(obs *harness.Observation) *FailureObserved {
 			break
 		}
 	}
-	return f
 }
 
 // tunnelFailureRecord is the last firewall record of a failed session
@@ -152,17 +172,6 @@ func tunnelFailureRecord(obs *harness.Observation) *fwlog.Record {
 		return failed
 	}
 	return denied
-}
-
-// transitionsUp lists the "up" transitions.
-func transitionsUp(h []client.Transition) []client.Transition {
-	var out []client.Transition
-	for _, t := range h {
-		if t.Event == "up" {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 func clientAddr(e gateway.Event) netip.Addr {

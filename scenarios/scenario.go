@@ -298,25 +298,10 @@ func (s *Scenario) resolve(i int) (Run, error) {
 		return Run{}, err
 	}
 	if v.Firewall.Kind != 0 {
-		if fw == nil {
-			fw = &FirewallSection{}
-		}
-		// A variant's policy replaces the base's rather than merging rules.
-		override := FirewallSection{Inside: fw.Inside, Outside: fw.Outside, ProxyPort: fw.ProxyPort}
-		if err := decode(&v.Firewall, "firewall", &override); err != nil {
+		var err error
+		if fw, err = s.overrideFirewall(fw, &v.Firewall, field); err != nil {
 			return Run{}, err
 		}
-		if override.Policy == nil && override.PolicyFile == "" {
-			override.Policy, override.PolicyFile = fw.Policy, fw.PolicyFile
-		}
-		if override.PolicyFile != "" && override.Policy == nil {
-			p, err := s.loadPolicy(override.PolicyFile, strictyaml.Key(field, "firewall.policy-file"))
-			if err != nil {
-				return Run{}, err
-			}
-			override.Policy = p
-		}
-		fw = &override
 	}
 	if v.NoFirewall {
 		fw = nil
@@ -350,13 +335,9 @@ func (s *Scenario) resolve(i int) (Run, error) {
 
 	spec.Client, spec.Gateway = cs, gw
 	if fw != nil {
-		fs := &harness.FirewallSpec{ProxyPort: fw.ProxyPort, Policy: fw.Policy}
-		var err error
-		if fs.Inside, err = parseAddrField(fw.Inside); err != nil {
-			return Run{}, &strictyaml.Error{File: s.File, Field: "firewall.inside", Msg: err.Error()}
-		}
-		if fs.Outside, err = parseAddrField(fw.Outside); err != nil {
-			return Run{}, &strictyaml.Error{File: s.File, Field: "firewall.outside", Msg: err.Error()}
+		fs, err := s.firewallSpec(fw)
+		if err != nil {
+			return Run{}, err
 		}
 		spec.Firewall = fs
 	}
@@ -382,6 +363,43 @@ func (s *Scenario) resolve(i int) (Run, error) {
 	return Run{Scenario: s, Variant: v.Variant, Case: v.Case, Describe: v.Describe, Plan: plan, Expect: exp}, nil
 }
 
+// overrideFirewall applies a variant's firewall section (node n, at
+// field) to the base's, fw (nil when the base has none). A variant's
+// policy replaces the base's rather than merging rules.
+func (s *Scenario) overrideFirewall(fw *FirewallSection, n *yaml.Node, field string) (*FirewallSection, error) {
+	if fw == nil {
+		fw = &FirewallSection{}
+	}
+	override := FirewallSection{Inside: fw.Inside, Outside: fw.Outside, ProxyPort: fw.ProxyPort}
+	if err := strictyaml.DecodeNode(s.File, n, strictyaml.Key(field, "firewall"), &override); err != nil {
+		return nil, err
+	}
+	if override.Policy == nil && override.PolicyFile == "" {
+		override.Policy, override.PolicyFile = fw.Policy, fw.PolicyFile
+	}
+	if override.PolicyFile != "" && override.Policy == nil {
+		p, err := s.loadPolicy(override.PolicyFile, strictyaml.Key(field, "firewall.policy-file"))
+		if err != nil {
+			return nil, err
+		}
+		override.Policy = p
+	}
+	return &override, nil
+}
+
+// firewallSpec turns a resolved firewall section into the harness's spec.
+func (s *Scenario) firewallSpec(fw *FirewallSection) (*harness.FirewallSpec, error) {
+	fs := &harness.FirewallSpec{ProxyPort: fw.ProxyPort, Policy: fw.Policy}
+	var err error
+	if fs.Inside, err = parseAddrField(fw.Inside); err != nil {
+		return nil, &strictyaml.Error{File: s.File, Field: "firewall.inside", Msg: err.Error()}
+	}
+	if fs.Outside, err = parseAddrField(fw.Outside); err != nil {
+		return nil, &strictyaml.Error{File: s.File, Field: "firewall.outside", Msg: err.Error()}
+	}
+	return fs, nil
+}
+
 // Catalogue loads the built-in scenarios, sorted in catalogue order.
 func Catalogue() ([]*Scenario, error) {
 	entries, err := fs.Glob(catalogueFS, "*.yaml")
@@ -404,7 +422,9 @@ func Catalogue() ([]*Scenario, error) {
 	return out, nil
 }
 
-// catalogueOrder is the order of SCENARIOS.md's table.
+// catalogueOrder is the catalogue's order: from what the firewall sees,
+// through why decryption fails, to which bypass rule fixes it (the order of
+// docs/scenarios.md and of every report).
 var catalogueOrder = []string{
 	"visibility", "udp-blocked", "decrypt-pinned", "decrypt-mtls", "double-decrypt", "bypass-sni",
 	"bypass-ip", "bypass-fqdn", "backup-gateway", "sni-spoof", "steering-exceptions", "learned-exclusion",

@@ -12,7 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/relay"
 )
 
 // Defaults for the zero values of Server's fields.
@@ -169,29 +171,19 @@ func closeListenerOnDone(ctx context.Context, l net.Listener, acceptDone <-chan 
 
 func (s *Server) acceptLoop(ctx context.Context, l net.Listener, st *serveState) error {
 	log := s.logger()
-	var backoff time.Duration
+	// Temporary errors (the descriptor limit, an aborted connection) are
+	// retried with a pause, logged and counted by accept.Listener.
+	al := accept.Wrap(l, accept.Config{Name: "socks5 " + l.Addr().String(), Logger: log})
+	stop := context.AfterFunc(ctx, func() { al.Close() })
+	defer stop()
 	for {
-		c, err := l.Accept()
+		c, err := al.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var te interface{ Temporary() bool }
-			if !errors.Is(err, net.ErrClosed) && errors.As(err, &te) && te.Temporary() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				log.Warn("socks5: accept failed, retrying", "listener", l.Addr().String(), "err", err, "retry_in", backoff)
-				t := time.NewTimer(backoff)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return nil
-				case <-t.C:
-				}
-				continue
-			}
 			return fmt.Errorf("socks5.Serve: accept on %s: %w", l.Addr(), err)
 		}
-		backoff = 0
 		if n := s.active.Add(1); n > s.maxConns() {
 			s.active.Add(-1)
 			log.Warn("socks5: too many connections, closing", "client", c.RemoteAddr().String(), "max_conns", s.maxConns())
@@ -370,8 +362,8 @@ func (s *Server) handle(ctx context.Context, st *serveState, sess *session) {
 	c.SetDeadline(time.Time{})
 	log.Debug("socks5: connected", "upstream", up.RemoteAddr().String(), "handshake", time.Since(start))
 
-	sent, received := relay(c, up)
-	log.Debug("socks5: closed", "bytes_up", sent, "bytes_down", received, "duration", time.Since(start))
+	res := relay.Pipe(ctx, c, up)
+	log.Debug("socks5: closed", "bytes_up", res.Up, "bytes_down", res.Down, "duration", time.Since(start))
 }
 
 // lingerTimeout bounds how long refuse drains a refused client.
@@ -421,44 +413,3 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 }
 
 type closeWriter interface{ CloseWrite() error }
-
-// relay copies client→up in the calling goroutine and up→client in a
-// downstream goroutine, half-closing each direction when its source ends.
-// Either side failing, or a side that cannot half-close, closes both. It
-// returns when both directions are done, both conns closed.
-func relay(client, up net.Conn) (sent, received int64) {
-	var once sync.Once
-	abort := func() {
-		once.Do(func() {
-			client.Close()
-			up.Close()
-		})
-	}
-	done := make(chan int64, 1)
-	go downstream(client, up, abort, done)
-	sent = pipe(up, client, abort)
-	received = <-done
-	abort()
-	return sent, received
-}
-
-// downstream is the up→client copy goroutine of relay (named so that stacks
-// read well).
-func downstream(client, up net.Conn, abort func(), done chan<- int64) {
-	done <- pipe(client, up, abort)
-}
-
-// pipe copies src to dst until src ends. On a clean end it half-closes dst,
-// or aborts if dst cannot; on an error it aborts.
-func pipe(dst, src net.Conn, abort func()) int64 {
-	n, err := io.Copy(dst, src)
-	if err != nil {
-		abort()
-		return n
-	}
-	if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
-		return n
-	}
-	abort()
-	return n
-}

@@ -31,7 +31,6 @@ var (
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	yamlUnmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 	enumType            = reflect.TypeFor[Enum]()
-	validatorType       = reflect.TypeFor[Validator]()
 )
 
 // implements reports whether t or *t implements iface.

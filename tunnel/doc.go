@@ -29,4 +29,7 @@
 //
 // Both messages are small and bounded (MaxHostLen, MaxMessageLen);
 // ReadRequest and ReadReply never read past their message and are fuzzed.
+//
+// docs/protocol.md describes the protocol byte by byte; its hex examples are
+// checked against these encoders by TestProtocolDocHex.
 package tunnel

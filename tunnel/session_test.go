@@ -61,9 +61,9 @@ func tlsPair(t testing.TB, cfg Config) pair {
 	require.NoError(t, err)
 	sc := <-accepted
 	require.NotNil(t, sc)
-	cs, err := NewTLSSession(cc, RoleClient, cfg)
+	cs, err := NewTLSSession(context.Background(), cc, RoleClient, cfg)
 	require.NoError(t, err)
-	gs, err := NewTLSSession(sc, RoleGateway, cfg)
+	gs, err := NewTLSSession(context.Background(), sc, RoleGateway, cfg)
 	require.NoError(t, err)
 	return pair{client: cs, gateway: gs, cleanup: func() { cs.Close(); gs.Close() }}
 }
@@ -273,6 +273,19 @@ func (s *SessionSuite) TestCloseEndsSession() {
 	s.Require().NoError(s.p.client.Close(), "Close is idempotent after death")
 }
 
+// TestCloseTwice: Close is idempotent on a live session and ends it at
+// once.
+func (s *SessionSuite) TestCloseTwice() {
+	s.Require().NoError(s.p.client.Close())
+	s.Require().NoError(s.p.client.Close())
+	select {
+	case <-s.p.client.Done():
+	default:
+		s.Fail("Done is not closed after Close")
+	}
+	s.Require().ErrorIs(s.p.client.Err(), ErrSessionClosed)
+}
+
 // TestGatewayGoneMidFlowIsNotEOF: a flow whose tunnel dies under it must
 // not read a clean end of stream (an application would take a truncated
 // reply for a whole one) but a typed connection reset on the tunnel.
@@ -368,6 +381,32 @@ func TestDTLSKeepaliveDetectsSilentPeerUnderLoad(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the flow's write stayed blocked after the session died")
 	}
+}
+
+// TestNewTLSSessionContextDone: a setup context already done fails the
+// setup, as it does for DTLS.
+func TestNewTLSSessionContextDone(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := NewTLSSession(ctx, a, RoleClient, Config{})
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+// TestUDPMuxCloseTwice: Close is idempotent, closes the socket, and
+// Accept then reports the mux closed.
+func TestUDPMuxCloseTwice(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	m := NewUDPMux(pc, UDPMuxConfig{})
+	require.NoError(t, m.Close())
+	require.NoError(t, m.Close())
+	_, _, err = m.Accept(context.Background())
+	require.ErrorIs(t, err, net.ErrClosed)
+	_, err = pc.WriteTo([]byte{0}, pc.LocalAddr())
+	require.ErrorIs(t, err, net.ErrClosed, "the mux closed its socket")
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -21,10 +21,16 @@ type yamuxSession struct {
 	closedByUs bool
 }
 
-// NewTLSSession multiplexes streams over conn, an established TLS connection.
-func NewTLSSession(conn net.Conn, role Role, cfg Config) (Session, error) {
+// NewTLSSession multiplexes streams over conn, an established TLS
+// connection, and returns the session. ctx bounds setting the session up
+// only, as NewDTLSSession's does; yamux has no handshake of its own, so a
+// ctx already done is the only way it can cut the setup short.
+func NewTLSSession(ctx context.Context, conn net.Conn, role Role, cfg Config) (Session, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("tunnel: yamux: %w", err)
 	}
 	ycfg := yamux.DefaultConfig()
 	ycfg.LogOutput = nil

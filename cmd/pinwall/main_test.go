@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -29,7 +30,62 @@ import (
 	"github.com/pinwall/pinwall/pki"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The test binary is pinwall itself when a test runs it as a child.
+	if os.Getenv("PINWALL_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestSignalExitCodes: check and lab, real processes, stopped by SIGINT
+// exit 130 (not 1, which means "not as expected"). run, which prints
+// nothing until it ends when its output is not a terminal, is in
+// TestRunInterrupted.
+func TestSignalExitCodes(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		ready string // a line that shows the command is under way
+	}{
+		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml")}, "Reviewing"},
+		{"lab", []string{"lab", "--socks", "127.0.0.1:0", "--dir", "DIR"}, "pinwall lab ready"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := make([]string, len(tt.args))
+			for i, a := range tt.args {
+				args[i] = strings.ReplaceAll(a, "DIR", dir)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], args...)
+			cmd.Env = append(os.Environ(), "PINWALL_TEST_MAIN=1")
+			pr, pw := io.Pipe()
+			cmd.Stdout, cmd.Stderr = pw, pw
+			require.NoError(t, cmd.Start())
+			waited := make(chan error, 1)
+			go func() { waited <- cmd.Wait(); pw.Close() }()
+			sc := bufio.NewScanner(pr)
+			var out strings.Builder
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+				if strings.Contains(sc.Text(), tt.ready) {
+					break
+				}
+			}
+			require.Contains(t, out.String(), tt.ready)
+			require.NoError(t, cmd.Process.Signal(os.Interrupt))
+			go io.Copy(io.Discard, pr) //nolint:errcheck // drains the child's output
+			err := <-waited
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "output:\n%s", out.String())
+			assert.Equal(t, 130, ee.ExitCode(), "output:\n%s", out.String())
+		})
+	}
+}
 
 func run(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
 	t.Helper()
@@ -99,15 +155,18 @@ func abs(t *testing.T, p string) string {
 	return a
 }
 
-// TestRunInterrupted cancels a whole-catalogue run: it stops, writes what
-// it has with the unfinished runs marked incomplete, and exits 1; goleak
+// TestRunInterrupted interrupts a whole-catalogue run as SIGINT does: it
+// stops, writes what it has with the unfinished runs marked incomplete, and
+// exits 130; goleak
 // (TestMain) proves no goroutine, hence no listener, outlived it.
 func TestRunInterrupted(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1500*time.Millisecond, cancel)
-	_, errOut, code := run(t, ctx, "run", "--all", "--parallel", "1", "--out", dir)
-	assert.Equal(t, 1, code)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(1500*time.Millisecond, func() { cancel(stoppedBy{os.Interrupt}) })
+	var out, errBuf bytes.Buffer
+	err := dispatch(ctx, []string{"run", "--all", "--parallel", "1", "--out", dir}, &out, &errBuf)
+	assert.Equal(t, 130, exitStatus(ctx, err, &errBuf), "SIGINT: 128+2, not 1")
+	errOut := errBuf.String()
 	assert.Contains(t, errOut, "interrupted")
 	var ev struct {
 		Meta struct {
@@ -189,6 +248,28 @@ func TestLab(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Contains(t, string(body), "www.social.test")
 
+	// A real service on this machine is outside the lab: the SOCKS5
+	// listener refuses it instead of dialling it (issue 9: it reached an
+	// unrelated server on 127.0.77.2).
+	outside, err := net.Listen("tcp", "127.0.77.2:0")
+	require.NoError(t, err)
+	defer outside.Close()
+	reached := make(chan struct{}, 1)
+	go func() {
+		if c, err := outside.Accept(); err == nil {
+			reached <- struct{}{}
+			c.Close()
+		}
+	}()
+	_, err = dialer.Dial("tcp", outside.Addr().String())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not allowed")
+	select {
+	case <-reached:
+		t.Fatal("the lab's SOCKS5 listener connected to a real service outside the lab")
+	default:
+	}
+
 	// Through the firewall's explicit proxy the site is decrypted: the
 	// certificate comes from the enterprise CA.
 	pu, _ := url.Parse("http://" + fwProxy)
@@ -223,6 +304,55 @@ func TestLab(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(fw), `"sni":"app.files.test"`)
 	assert.Contains(t, string(fw), `"outcome":"decrypted"`)
+}
+
+// TestLabRefusesPlantedLink: a gateway.jsonl symlink planted in the lab's
+// directory is refused, not written through.
+func TestLabRefusesPlantedLink(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
+	dir := t.TempDir()
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, "gateway.jsonl")))
+	_, errOut, code := run(t, context.Background(), "lab", "--socks", "127.0.0.1:0", "--dir", dir)
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, errOut, "refusing to write")
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b))
+}
+
+// TestComposeKeysPrivate: compose writes the node configurations, which
+// hold private keys, readable by their owner only, and refuses a planted
+// link.
+func TestComposeKeysPrivate(t *testing.T) {
+	dir := t.TempDir()
+	_, errOut, code := run(t, context.Background(), "compose", "--dir", dir)
+	require.Equal(t, 0, code, errOut)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var keys int
+	for _, e := range entries {
+		fi, err := e.Info()
+		require.NoError(t, err)
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		if strings.Contains(string(b), "PRIVATE KEY") {
+			keys++
+			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "%s holds a private key", e.Name())
+		}
+	}
+	assert.Positive(t, keys, "the node configurations hold private keys")
+
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
+	dir = t.TempDir()
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, "compose.yaml")))
+	_, errOut, code = run(t, context.Background(), "compose", "--dir", dir)
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, errOut, "refusing to write")
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b))
 }
 
 // TestCheck reviews the catalogue's recommended policy (no problem) and an
@@ -370,4 +500,16 @@ func TestServeFirewallVendorFlags(t *testing.T) {
 		assert.Equal(t, 2, code, tt.args)
 		assert.Contains(t, errOut, tt.want, tt.args)
 	}
+}
+
+// TestContainerRolesRefuseAHost: a container role does not run where
+// nothing shows a container, unless told it is one.
+func TestContainerRolesRefuseAHost(t *testing.T) {
+	err := requireContainer("gateway", "", false)
+	require.Error(t, err)
+	assert.Equal(t, 2, exitCode(err, io.Discard))
+	assert.Contains(t, err.Error(), "reconfigures the network of the machine")
+	assert.Contains(t, err.Error(), "--i-am-in-a-container")
+	assert.NoError(t, requireContainer("gateway", "", true), "the override")
+	assert.NoError(t, requireContainer("gateway", "/.dockerenv exists", false))
 }

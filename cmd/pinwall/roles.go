@@ -23,8 +23,12 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 	fs := flag.NewFlagSet("serve "+role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", node.ConfigPath, "node configuration (JSON, written by the container runner)")
+	inContainer := fs.Bool("i-am-in-a-container", false, "run although nothing shows this is a container: this role reconfigures the network of the machine it runs on")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	if err := requireContainer(role, node.ContainerEvidence("/", os.Getenv, os.Getpid()), *inContainer); err != nil {
+		return err
 	}
 	nc, err := node.ReadConfig(*config)
 	if err != nil {
@@ -51,6 +55,17 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 		}
 	}()
 	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange}, stdout, stderr)
+}
+
+// requireContainer refuses to run a container role where nothing shows a
+// container (evidence is empty) unless the caller says it is one.
+func requireContainer(role, evidence string, override bool) error {
+	if evidence != "" || override {
+		return nil
+	}
+	return usageError("serve %s: this role runs in pinwall's containers and reconfigures the network of the machine it runs on "+
+		"(addresses, routes, VXLAN, nftables); nothing shows this is a container (no /.dockerenv, no /run/.containerenv, "+
+		"no container= in the environment, not PID 1), so it will not run here; pass --i-am-in-a-container if it is one", role)
 }
 
 // newContainerRunner returns the Docker runner, putting this very binary

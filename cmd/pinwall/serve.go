@@ -16,6 +16,7 @@ import (
 	"github.com/pinwall/pinwall/mitm"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/strictyaml"
@@ -40,11 +41,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return serveRole(ctx, role, rest, stdout, stderr)
 	}
 	return usageError("serve: unknown role %q (want firewall, client, gateway, origin or probe)", role)
-}
-
-// zoneFile is a --hosts file: names and their addresses.
-type zoneFile struct {
-	Records []resolve.Record `yaml:"records"`
 }
 
 func loadZone(file string) (*resolve.Zone, error) {
@@ -137,7 +133,7 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	var out io.Writer = stdout
 	if *logFile != "-" {
-		f, err := os.Create(*logFile)
+		f, err := outfile.Create(*logFile, outfile.Public)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
@@ -168,7 +164,7 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	done := make(chan error, 1)
 	if *proxy {
-		go func() { done <- fw.ServeProxy(l) }()
+		go func() { done <- fw.ServeProxy(ctx, l) }()
 		fmt.Fprintf(stderr, "pinwall firewall ready: HTTP CONNECT proxy on %s, enterprise CA %q\n", l.Addr(), ca.Cert.Subject.CommonName)
 	} else {
 		up, err := netip.ParseAddrPort(*forward)
@@ -176,7 +172,7 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 			l.Close()
 			return usageError("serve firewall: --forward %q: want IP:PORT", *forward)
 		}
-		go func() { done <- fw.ServeForward(l, up) }()
+		go func() { done <- fw.ServeForward(ctx, l, up) }()
 		fmt.Fprintf(stderr, "pinwall firewall ready: %s forwards to %s, enterprise CA %q\n", l.Addr(), up, ca.Cert.Subject.CommonName)
 	}
 	select {

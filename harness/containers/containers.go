@@ -570,7 +570,7 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitRead
 	if err != nil {
 		return err
 	}
-	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o644}}
+	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o600}}
 	if nc.Role == node.RoleFirewall {
 		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: node.PolicyPath, FileMode: 0o644})
 	}
@@ -759,14 +759,7 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	}
 	obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
 	obs.ClientErrorText, obs.ClientLeg, obs.ClientCause, obs.UpAfter = rep.ErrorText, rep.Leg, rep.Cause, rep.UpAfter
-	for _, tr := range obs.History {
-		if tr.Event == "up" {
-			first := obs.Tunnel
-			first.Up, first.Gateway, first.Addr, first.Transport, first.TunnelID, first.Since = true, tr.Gateway, tr.Addr, tr.Transport, tr.TunnelID, tr.Time
-			obs.FirstUp = &first
-			break
-		}
-	}
+	obs.FirstUp = harness.FirstUp(obs.Tunnel, obs.History)
 	obs.Recovery = harness.Recovery(obs.History)
 	recs, err := run.read(ctx, "firewall", "firewall.jsonl")
 	if err != nil {

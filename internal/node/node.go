@@ -28,6 +28,7 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
@@ -256,7 +257,7 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 			if err != nil {
 				return err
 			}
-			if err := c.Start(); err != nil {
+			if err := c.Start(ctx); err != nil {
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, waitUp)
@@ -286,7 +287,8 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		cancel()
 	}()
 	start := time.Now()
-	if err := c.Start(); err != nil {
+	// The client outlives ctx: the deferred Shutdown, not ctx, stops it.
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, waitUp)
@@ -315,7 +317,7 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		rep.ErrorText, rep.Leg, rep.Cause = err.Error(), failure.LegOf(err), failure.CauseOf(err)
 	}
 	for _, tr := range rep.History {
-		if tr.Event == "up" {
+		if tr.Event == client.EventUp {
 			rep.UpAfter = tr.Time.Sub(start)
 			break
 		}
@@ -334,12 +336,10 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 	return nil
 }
 
-func marshalIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
-
 func writeJSON(file string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(file, b, 0o644)
+	return outfile.WriteFile(file, b, outfile.Public)
 }

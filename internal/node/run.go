@@ -20,6 +20,7 @@ import (
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/netsetup"
 	"github.com/pinwall/pinwall/origin"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
@@ -103,8 +104,10 @@ func applyNodeNet(ctx context.Context, nc Config) (func() error, error) {
 	return netsetup.Apply(ctx, cfg)
 }
 
+// createOut creates the output file name in nc.Out without following a
+// link planted there (package outfile).
 func createOut(nc Config, name string) (*os.File, error) {
-	return os.Create(filepath.Join(nc.Out, name))
+	return outfile.Create(filepath.Join(nc.Out, name), outfile.Public)
 }
 
 func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdout io.Writer, log *slog.Logger) error {
@@ -224,9 +227,9 @@ func runFirewallNode(ctx context.Context, nc Config, zone resolve.Resolver, sig 
 	}
 	var wg sync.WaitGroup
 	for _, serve := range []func() error{
-		func() error { return fw.ServeTransparent(tcpL) },
-		func() error { return fw.ServeUDPTransparent(udpL) },
-		func() error { return fw.ServeProxy(proxyL) },
+		func() error { return fw.ServeTransparent(ctx, tcpL) },
+		func() error { return fw.ServeUDPTransparent(ctx, udpL) },
+		func() error { return fw.ServeProxy(ctx, proxyL) },
 	} {
 		wg.Add(1)
 		go func() {

@@ -42,6 +42,16 @@ func Classify(datagram []byte) UDPApp {
 	return AppUnknownUDP
 }
 
+// IsDTLSHandshake reports whether datagram starts with a plaintext DTLS
+// handshake record of epoch 0 (the record header Classify accepts, content
+// type 22, epoch 0): what a client's first flight looks like. A DTLS server
+// sharing one socket among peers admits a new peer only on such a
+// datagram; the record's payload is not parsed (see ParseDTLS for that).
+func IsDTLSHandshake(datagram []byte) bool {
+	b := datagram
+	return isDTLSRecord(b) && b[0] == recordTypeHandshake && b[3] == 0 && b[4] == 0
+}
+
 func isDTLSRecord(b []byte) bool {
 	if len(b) < dtlsRecordHeaderLen || b[0] < 20 || b[0] > 25 || b[1] != 0xfe || !isDTLSVersion(b[2]) {
 		return false

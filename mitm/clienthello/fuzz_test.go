@@ -111,6 +111,9 @@ func FuzzClassify(f *testing.F) {
 	f.Add(append([]byte{0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0}, make([]byte, 1185)...))
 	f.Add([]byte{0x80, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
+		if clienthello.IsDTLSHandshake(in) && (clienthello.Classify(in) != clienthello.AppDTLS || in[0] != 22 || in[3] != 0 || in[4] != 0) {
+			t.Fatalf("%x taken for a DTLS handshake of epoch 0", in)
+		}
 		switch app := clienthello.Classify(in); app {
 		case clienthello.AppDTLS:
 			if len(in) < 13 || in[1] != 0xfe {

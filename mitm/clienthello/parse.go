@@ -102,105 +102,138 @@ func (i *Info) HasExtension(typ uint16) bool {
 // ErrTooLarge when the hello declares more than MaxHelloSize bytes;
 // *ParseError (ErrMalformed) otherwise. Bytes after Info.Len are ignored.
 func Parse(b []byte) (*Info, error) {
-	if len(b) == 0 {
-		return nil, &IncompleteError{Need: tlsRecordHeaderLen}
+	if err := checkTLSStart(b); err != nil {
+		return nil, err
 	}
-	if b[0] != recordTypeHandshake {
-		if b[0]&0x80 != 0 && len(b) >= 3 && b[2] == typeClientHello {
-			return nil, notTLS("SSLv2-compatible ClientHello")
-		}
-		return nil, notTLS("first byte 0x%02x", b[0])
-	}
-	if len(b) >= 2 && b[1] != 3 {
-		return nil, notTLS("record version 0x%02x%02x", b[1], b[2:min(3, len(b))])
-	}
-
 	// First pass: walk the records without copying, validate their
 	// headers, find the handshake header (which may itself be split) and
 	// decide whether the hello is complete.
-	var (
-		hdr      [tlsHandshakeHdrLen]byte
-		msgAvail int // handshake bytes seen so far, partial record included
-		msgLen   = -1
-		off      int
-		records  int
-	)
-	for {
-		if msgLen >= 0 && msgAvail >= msgLen && off > 0 {
-			break // the previous record completed the message
-		}
-		rest := len(b) - off
-		if rest < tlsRecordHeaderLen {
-			need := tlsRecordHeaderLen - rest
-			if msgLen >= 0 {
-				need += msgLen - msgAvail
-			} else {
-				need++ // a record carries at least one byte
-			}
-			return nil, &IncompleteError{Need: need}
-		}
-		typ, major, rlen := b[off], b[off+1], int(b[off+3])<<8|int(b[off+4])
-		switch {
-		case typ != recordTypeHandshake:
-			return nil, &ParseError{Offset: off, Field: "record type", Err: fmt.Errorf("content type %d interleaved with the ClientHello's handshake records", typ)}
-		case major != 3:
-			return nil, &ParseError{Offset: off + 1, Field: "record version", Err: fmt.Errorf("major version %d", major)}
-		case rlen == 0:
-			return nil, &ParseError{Offset: off + 3, Field: "record length", Err: errors.New("empty handshake record")}
-		case rlen > maxPlaintextRecord:
-			return nil, &ParseError{Offset: off + 3, Field: "record length", Err: fmt.Errorf("%d exceeds 2^14", rlen)}
-		}
-		records++
-		payload := b[off+tlsRecordHeaderLen : min(len(b), off+tlsRecordHeaderLen+rlen)]
-		for i := 0; msgAvail+i < tlsHandshakeHdrLen && i < len(payload); i++ {
-			hdr[msgAvail+i] = payload[i]
-		}
-		msgAvail += len(payload)
-		// The handshake header starts the first record's payload (records
-		// are never empty); judge each of its bytes as soon as it arrives.
-		if msgAvail > 0 && hdr[0] != typeClientHello {
-			return nil, &ParseError{Offset: tlsRecordHeaderLen, Field: "msg_type", Err: fmt.Errorf("handshake type %d, want ClientHello (1)", hdr[0])}
-		}
-		if msgLen < 0 && msgAvail >= tlsHandshakeHdrLen {
-			bodyLen := int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3])
-			if bodyLen > MaxHelloSize {
-				return nil, tooLarge("handshake message declares %d bytes, limit %d", bodyLen, MaxHelloSize)
-			}
-			msgLen = tlsHandshakeHdrLen + bodyLen
-		}
-		if len(payload) < rlen {
-			need := rlen - len(payload)
-			if msgLen >= 0 && msgLen > msgAvail+need {
-				need += tlsRecordHeaderLen + msgLen - (msgAvail + need)
-			}
-			return nil, &IncompleteError{Need: need}
-		}
-		off += tlsRecordHeaderLen + rlen
-	}
-
-	var msg []byte
-	if records == 1 {
-		msg = b[tlsRecordHeaderLen : tlsRecordHeaderLen+msgLen]
-	} else {
-		msg = make([]byte, 0, msgLen)
-		for o := 0; len(msg) < msgLen; {
-			rlen := int(b[o+3])<<8 | int(b[o+4])
-			payload := b[o+tlsRecordHeaderLen : o+tlsRecordHeaderLen+rlen]
-			msg = append(msg, payload[:min(len(payload), msgLen-len(msg))]...)
-			o += tlsRecordHeaderLen + rlen
+	w := tlsWalk{msgLen: -1}
+	for !w.complete() {
+		if err := w.record(b); err != nil {
+			return nil, err
 		}
 	}
-
+	msg := w.message(b)
 	info := &Info{
 		Record:        RecordTLS,
 		RecordVersion: uint16(b[1])<<8 | uint16(b[2]),
-		Len:           off,
+		Len:           w.off,
 	}
 	if perr := parseBody(info, cursor{b: msg[tlsHandshakeHdrLen:], off: tlsHandshakeHdrLen}, false); perr != nil {
 		perr.Offset = tlsInputOffset(b, perr.Offset)
 		return nil, perr
 	}
 	return info, nil
+}
+
+// checkTLSStart rejects input that does not start a TLS handshake record.
+func checkTLSStart(b []byte) error {
+	if len(b) == 0 {
+		return &IncompleteError{Need: tlsRecordHeaderLen}
+	}
+	if b[0] != recordTypeHandshake {
+		if b[0]&0x80 != 0 && len(b) >= 3 && b[2] == typeClientHello {
+			return notTLS("SSLv2-compatible ClientHello")
+		}
+		return notTLS("first byte 0x%02x", b[0])
+	}
+	if len(b) >= 2 && b[1] != 3 {
+		return notTLS("record version 0x%02x%02x", b[1], b[2:min(3, len(b))])
+	}
+	return nil
+}
+
+// tlsWalk is Parse's first pass over the handshake records holding a
+// ClientHello.
+type tlsWalk struct {
+	hdr      [tlsHandshakeHdrLen]byte
+	msgAvail int // handshake bytes seen so far, partial record included
+	msgLen   int // the whole handshake message's length; -1 until known
+	off      int // where the next record starts
+	records  int
+}
+
+// complete reports whether the records walked so far hold the message.
+func (w *tlsWalk) complete() bool {
+	return w.msgLen >= 0 && w.msgAvail >= w.msgLen && w.off > 0
+}
+
+// record walks the record at w.off.
+func (w *tlsWalk) record(b []byte) error {
+	off := w.off
+	rest := len(b) - off
+	if rest < tlsRecordHeaderLen {
+		need := tlsRecordHeaderLen - rest
+		if w.msgLen >= 0 {
+			need += w.msgLen - w.msgAvail
+		} else {
+			need++ // a record carries at least one byte
+		}
+		return &IncompleteError{Need: need}
+	}
+	typ, major, rlen := b[off], b[off+1], int(b[off+3])<<8|int(b[off+4])
+	switch {
+	case typ != recordTypeHandshake:
+		return &ParseError{Offset: off, Field: "record type", Err: fmt.Errorf("content type %d interleaved with the ClientHello's handshake records", typ)}
+	case major != 3:
+		return &ParseError{Offset: off + 1, Field: "record version", Err: fmt.Errorf("major version %d", major)}
+	case rlen == 0:
+		return &ParseError{Offset: off + 3, Field: "record length", Err: errors.New("empty handshake record")}
+	case rlen > maxPlaintextRecord:
+		return &ParseError{Offset: off + 3, Field: "record length", Err: fmt.Errorf("%d exceeds 2^14", rlen)}
+	}
+	w.records++
+	payload := b[off+tlsRecordHeaderLen : min(len(b), off+tlsRecordHeaderLen+rlen)]
+	if err := w.handshakeHeader(payload); err != nil {
+		return err
+	}
+	if len(payload) < rlen {
+		need := rlen - len(payload)
+		if w.msgLen >= 0 && w.msgLen > w.msgAvail+need {
+			need += tlsRecordHeaderLen + w.msgLen - (w.msgAvail + need)
+		}
+		return &IncompleteError{Need: need}
+	}
+	w.off += tlsRecordHeaderLen + rlen
+	return nil
+}
+
+// handshakeHeader takes in a record's payload, judging each byte of the
+// handshake header as soon as it arrives. The header starts the first
+// record's payload (records are never empty).
+func (w *tlsWalk) handshakeHeader(payload []byte) error {
+	for i := 0; w.msgAvail+i < tlsHandshakeHdrLen && i < len(payload); i++ {
+		w.hdr[w.msgAvail+i] = payload[i]
+	}
+	w.msgAvail += len(payload)
+	if w.msgAvail > 0 && w.hdr[0] != typeClientHello {
+		return &ParseError{Offset: tlsRecordHeaderLen, Field: "msg_type", Err: fmt.Errorf("handshake type %d, want ClientHello (1)", w.hdr[0])}
+	}
+	if w.msgLen < 0 && w.msgAvail >= tlsHandshakeHdrLen {
+		bodyLen := int(w.hdr[1])<<16 | int(w.hdr[2])<<8 | int(w.hdr[3])
+		if bodyLen > MaxHelloSize {
+			return tooLarge("handshake message declares %d bytes, limit %d", bodyLen, MaxHelloSize)
+		}
+		w.msgLen = tlsHandshakeHdrLen + bodyLen
+	}
+	return nil
+}
+
+// message is the complete handshake message: a slice of b when one record
+// holds it, else the records' payloads reassembled.
+func (w *tlsWalk) message(b []byte) []byte {
+	if w.records == 1 {
+		return b[tlsRecordHeaderLen : tlsRecordHeaderLen+w.msgLen]
+	}
+	msg := make([]byte, 0, w.msgLen)
+	for o := 0; len(msg) < w.msgLen; {
+		rlen := int(b[o+3])<<8 | int(b[o+4])
+		payload := b[o+tlsRecordHeaderLen : o+tlsRecordHeaderLen+rlen]
+		msg = append(msg, payload[:min(len(payload), w.msgLen-len(msg))]...)
+		o += tlsRecordHeaderLen + rlen
+	}
+	return msg
 }
 
 // tlsInputOffset maps an offset in the reassembled handshake message to the

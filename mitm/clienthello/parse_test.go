@@ -507,6 +507,34 @@ func TestClassify(t *testing.T) {
 	assert.Equal(t, "unknown-udp", string(clienthello.AppUnknownUDP))
 }
 
+func TestIsDTLSHandshake(t *testing.T) {
+	dtlsHello := dtlsDatagram(helloSpec{dtls: true, legacyVersion: 0xfefd, ciphers: []uint16{0xc02b}}.body(), 0xfefd, 0)
+	tests := []struct {
+		name string
+		in   []byte
+		want bool
+	}{
+		{"DTLS 1.2 ClientHello", dtlsHello, true},
+		{"DTLS 1.0 HelloVerifyRequest", []byte{22, 0xfe, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0}, true},
+		{"handshake of epoch 1 (Finished)", []byte{22, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 1, 0}, false},
+		{"application data", append([]byte{23, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 5, 0, 4}, 1, 2, 3, 4), false},
+		{"change cipher spec", []byte{20, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 1}, false},
+		{"record length overruns", []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1}, false},
+		{"header truncated", dtlsHello[:12], false},
+		{"unknown version", []byte{22, 0xfe, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, false},
+		{"TLS record over UDP", []byte{22, 3, 1, 0, 5, 1, 0, 0, 1, 0}, false},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, clienthello.IsDTLSHandshake(tt.in))
+			if tt.want {
+				assert.Equal(t, clienthello.AppDTLS, clienthello.Classify(tt.in), "a DTLS handshake is a DTLS record")
+			}
+		})
+	}
+}
+
 func TestTLSVersionName(t *testing.T) {
 	for v, want := range map[uint16]string{
 		0x0300: "SSL3.0", 0x0301: "TLS1.0", 0x0302: "TLS1.1", 0x0303: "TLS1.2", 0x0304: "TLS1.3",

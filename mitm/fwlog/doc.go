@@ -43,7 +43,13 @@
 //   - cef: ArcSight Common Event Format,
 //     CEF:0|pinwall|firewall|version|signature|name|severity|extension, with
 //     header fields escaped for '|' and '\' and extension values for '=',
-//     '\' and line breaks.
+//     '\' and line breaks. msg carries the decryption reason and the
+//     record's own Reason.
+//
+// Record.Reason is pinwall's own words for why a session ended when the
+// PAN-OS end reason cannot say it ("destination unreachable: connection
+// refused", "firewall shut down during the session"); the JSON line and
+// CEF carry it, the PAN-OS and FortiOS lines have no field for it.
 //
 // Times in vendor formats are UTC. Addresses are the logical addresses of
 // the topology in both runners (see hostnet).
@@ -51,6 +57,7 @@
 // Where the vendor documentation gives no value for something pinwall models
 // (FortiOS application names for DTLS, which FortiOS SSL log ID a client's
 // rejection of a forged certificate maps to) the mapping is marked inferred
-// in the code. docs/fwlog.md lists every field of every format with its
-// source, or the word inferred.
+// in the code and in docs/sources.md#logs, which lists every format's sources;
+// docs/fwlog.md lists every field of every format with its source, or the
+// word inferred.
 package fwlog

@@ -50,8 +50,8 @@ type testRecord struct {
 	rec  Record
 }
 
-// testRecords are the sessions the scenarios produce, on the topology of
-// SCENARIOS.md: laptop 10.10.10.100, firewall outside 198.51.100.1 (NAT
+// testRecords are the sessions the scenarios produce, on the default
+// topology (docs/topology.md): laptop 10.10.10.100, firewall outside 198.51.100.1 (NAT
 // source), gateways 203.0.113.x, origins 192.0.2.x.
 func testRecords() []testRecord {
 	return []testRecord{

@@ -284,6 +284,11 @@ type Record struct {
 	// Decryption is nil when no decryption rule applied to the session.
 	Decryption *Decryption `json:"decryption,omitempty"`
 	EndReason  EndReason   `json:"end_reason"`
+	// Reason says in pinwall's words why the session ended when EndReason's
+	// vendor vocabulary cannot ("destination unreachable: connection
+	// refused", "firewall shut down before the client's hello was
+	// complete"); empty when EndReason says it all.
+	Reason string `json:"reason,omitempty"`
 	// BytesSent flowed client→server, BytesReceived server→client.
 	BytesSent     uint64 `json:"bytes_sent"`
 	BytesReceived uint64 `json:"bytes_received"`
