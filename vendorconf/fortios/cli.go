@@ -135,103 +135,133 @@ func closer(b *block) string {
 // (\\), and line breaks (a certificate); a line whose first word starts
 // with # is a comment.
 func tokenize(file string, data []byte) ([]statement, error) {
-	var (
-		out   []statement
-		words []string
-		word  strings.Builder
-		inW   bool
-		quote byte
-		qLine int
-		line  = 1
-		start = 0
-	)
-	flushWord := func() {
-		if inW {
-			words = append(words, word.String())
-			word.Reset()
-			inW = false
+	lx := lexer{file: file, data: data, line: 1}
+	for lx.i = 0; lx.i < len(data); lx.i++ {
+		var err error
+		if lx.quote != 0 {
+			err = lx.quoted()
+		} else {
+			err = lx.bare()
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	flushStmt := func() error {
-		flushWord()
-		if len(words) > 0 {
-			if len(out) >= maxStatements {
-				return vendorconf.Errorf(file, start, "more than %d statements", maxStatements)
-			}
-			out = append(out, statement{words: words, line: start})
-			words = nil
-		}
-		return nil
+	if lx.quote != 0 {
+		return nil, vendorconf.Errorf(file, lx.qLine, "a quoted value (%c) is never closed", lx.quote)
 	}
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if quote != 0 {
-			switch {
-			case c == '\\' && i+1 < len(data):
-				i++
-				if data[i] == '\n' {
-					line++
-				}
-				word.WriteByte(data[i])
-			case c == quote:
-				quote = 0
-			default:
-				if c == '\n' {
-					line++
-				}
-				word.WriteByte(c)
-			}
-			if word.Len() > maxValueBytes {
-				return nil, vendorconf.Errorf(file, qLine, "a quoted value longer than %d bytes", maxValueBytes)
-			}
-			continue
-		}
-		switch c {
-		case '\n':
-			if err := flushStmt(); err != nil {
-				return nil, err
-			}
-			line++
-		case ' ', '\t', '\r':
-			flushWord()
-		case '#':
-			if len(words) == 0 && !inW {
-				// A comment line: skip to its end.
-				for i < len(data) && data[i] != '\n' {
-					i++
-				}
-				i--
-				continue
-			}
-			word.WriteByte(c)
-			inW = true
-		case '"', '\'':
-			if len(words) == 0 && !inW {
-				start = line
-			}
-			quote, qLine, inW = c, line, true
-		default:
-			if len(words) == 0 && !inW {
-				start = line
-			}
-			if c == '\\' && i+1 < len(data) && data[i+1] != '\n' {
-				i++
-				c = data[i]
-			}
-			word.WriteByte(c)
-			inW = true
-			if word.Len() > maxValueBytes {
-				return nil, vendorconf.Errorf(file, line, "a word longer than %d bytes", maxValueBytes)
-			}
-		}
-	}
-	if quote != 0 {
-		return nil, vendorconf.Errorf(file, qLine, "a quoted value (%c) is never closed", quote)
-	}
-	if err := flushStmt(); err != nil {
+	if err := lx.flushStmt(); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return lx.out, nil
+}
+
+// lexer is tokenize's state: the statements so far, the words of the
+// current one, the word being read and, inside quotes, the quote character
+// and the line it opened on.
+type lexer struct {
+	file  string
+	data  []byte
+	i     int // the byte being read
+	out   []statement
+	words []string
+	word  strings.Builder
+	inW   bool
+	quote byte
+	qLine int
+	line  int
+	start int // the current statement's first line
+}
+
+func (lx *lexer) flushWord() {
+	if lx.inW {
+		lx.words = append(lx.words, lx.word.String())
+		lx.word.Reset()
+		lx.inW = false
+	}
+}
+
+func (lx *lexer) flushStmt() error {
+	lx.flushWord()
+	if len(lx.words) > 0 {
+		if len(lx.out) >= maxStatements {
+			return vendorconf.Errorf(lx.file, lx.start, "more than %d statements", maxStatements)
+		}
+		lx.out = append(lx.out, statement{words: lx.words, line: lx.start})
+		lx.words = nil
+	}
+	return nil
+}
+
+// atStatementStart reports whether no word of a statement has begun.
+func (lx *lexer) atStatementStart() bool { return len(lx.words) == 0 && !lx.inW }
+
+// quoted reads one byte inside quotes.
+func (lx *lexer) quoted() error {
+	c := lx.data[lx.i]
+	switch {
+	case c == '\\' && lx.i+1 < len(lx.data):
+		lx.i++
+		if lx.data[lx.i] == '\n' {
+			lx.line++
+		}
+		lx.word.WriteByte(lx.data[lx.i])
+	case c == lx.quote:
+		lx.quote = 0
+	default:
+		if c == '\n' {
+			lx.line++
+		}
+		lx.word.WriteByte(c)
+	}
+	if lx.word.Len() > maxValueBytes {
+		return vendorconf.Errorf(lx.file, lx.qLine, "a quoted value longer than %d bytes", maxValueBytes)
+	}
+	return nil
+}
+
+// bare reads one byte outside quotes.
+func (lx *lexer) bare() error {
+	c := lx.data[lx.i]
+	switch c {
+	case '\n':
+		if err := lx.flushStmt(); err != nil {
+			return err
+		}
+		lx.line++
+	case ' ', '\t', '\r':
+		lx.flushWord()
+	case '#':
+		if lx.atStatementStart() {
+			// A comment line: skip to its end.
+			for lx.i < len(lx.data) && lx.data[lx.i] != '\n' {
+				lx.i++
+			}
+			lx.i--
+			return nil
+		}
+		lx.word.WriteByte(c)
+		lx.inW = true
+	case '"', '\'':
+		if lx.atStatementStart() {
+			lx.start = lx.line
+		}
+		lx.quote, lx.qLine, lx.inW = c, lx.line, true
+	default:
+		if lx.atStatementStart() {
+			lx.start = lx.line
+		}
+		if c == '\\' && lx.i+1 < len(lx.data) && lx.data[lx.i+1] != '\n' {
+			lx.i++
+			c = lx.data[lx.i]
+		}
+		lx.word.WriteByte(c)
+		lx.inW = true
+		if lx.word.Len() > maxValueBytes {
+			return vendorconf.Errorf(lx.file, lx.line, "a word longer than %d bytes", maxValueBytes)
+		}
+	}
+	return nil
 }
 
 // setting returns the last "set key" of b, or nil.
