@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/origin"
@@ -37,6 +38,10 @@ type Options struct {
 	// PKI, if set, is used instead of a new set of CAs (so a series of runs
 	// shares one set, whose fingerprints a report can print).
 	PKI *pki.Set
+	// Impairable routes the laptop's UDP through a fault.ImpairedStack
+	// from the start, so ImpairLaptop can degrade it later (a spec's
+	// udp-loss does that by itself).
+	Impairable bool
 }
 
 // Topology is a running set of components.
@@ -55,6 +60,10 @@ type Topology struct {
 	Origins  *origin.Server
 	Firewall *FirewallRun
 	Client   *client.Client
+
+	// laptopNet is the laptop's network with its datagrams impaired, when
+	// the spec has udp-loss or Options.Impairable (nil otherwise).
+	laptopNet *fault.ImpairedStack
 
 	gatewayCert *x509.Certificate
 
@@ -201,6 +210,12 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	}
 	for _, step := range []func() error{
 		t.addHosts,
+		func() error {
+			if spec.Client.UDPLoss > 0 || opts.Impairable {
+				t.laptopNet = fault.NewImpairedStack(t.Hosts["laptop"], fault.Impairment{Loss: spec.Client.UDPLoss, Seed: 1})
+			}
+			return nil
+		},
 		func() error { return t.startOrigins(opts) },
 		func() error { return t.startGateways(opts) },
 		func() error {
@@ -254,9 +269,6 @@ func (t *Topology) addHosts() error {
 	s := t.Spec
 	if err := t.addHost("laptop", s.Laptop); err != nil {
 		return err
-	}
-	if s.Client.UDPLoss > 0 {
-		t.Hosts["laptop"].Impair(hostnet.Impairment{Loss: s.Client.UDPLoss, Seed: 1})
 	}
 	for _, h := range s.ExtraHosts {
 		if err := t.addHost(h.Name, h.Addr); err != nil {
@@ -352,6 +364,7 @@ func (t *Topology) startGateways(opts Options) error {
 			ClientCAs:      t.PKI.Tenant.Pool(),
 			AllowAnonymous: t.Spec.Gateway.AllowAnonymous,
 			MaxStreams:     t.Spec.Gateway.MaxStreams,
+			Session:        tunnel.Config{KeepAliveInterval: t.Spec.Gateway.Keepalive},
 			Stack:          t.Hosts[g.Name],
 			Resolver:       t.Zone,
 			Log:            sw,
@@ -386,10 +399,47 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Stack = t.Hosts["laptop"]
+	cfg.Stack = t.LaptopStack()
 	cfg.Resolver = t.Zone
 	cfg.Logger = t.log.With("component", "client")
 	return cfg, nil
+}
+
+// LaptopStack is the laptop's network as its client uses it: the
+// simulated host, through the impairment when the topology has one.
+func (t *Topology) LaptopStack() hostnet.Stack {
+	if t.laptopNet != nil {
+		return t.laptopNet
+	}
+	return t.Hosts["laptop"]
+}
+
+// ErrNotImpairable is returned by ImpairLaptop on a topology started
+// without Options.Impairable and without udp-loss.
+var ErrNotImpairable = errors.New("harness: the laptop's datagrams cannot be impaired: start the topology with Options.Impairable (a runner does so for a plan with impair events)")
+
+// ImpairLaptop replaces the impairment of the laptop's datagrams (the
+// spec's udp-loss included); a zero one clears it. Sockets already open
+// are affected at once.
+func (t *Topology) ImpairLaptop(im fault.Impairment) error {
+	if t.laptopNet == nil {
+		return ErrNotImpairable
+	}
+	if err := im.Validate(); err != nil {
+		return fmt.Errorf("harness: impair: %w", err)
+	}
+	t.laptopNet.Impair(im)
+	return nil
+}
+
+// LaptopDatagrams counts what the impairment did to the laptop's
+// datagrams (nil when the topology has none).
+func (t *Topology) LaptopDatagrams() *fault.Stats {
+	if t.laptopNet == nil {
+		return nil
+	}
+	st := t.laptopNet.Stats()
+	return &st
 }
 
 // clientSettings is the client's configuration minus its network: pins,

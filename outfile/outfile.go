@@ -129,6 +129,17 @@ func (d *Dir) refuse(rel string, why error) error {
 // link, a name that is not a regular file, or a file with other hard
 // links, before truncating anything.
 func (d *Dir) Create(rel string, perm fs.FileMode) (*os.File, error) {
+	return d.open(rel, perm, false)
+}
+
+// Append opens the file rel below d for appending, creating it (and its
+// directories) if needed, with the checks Create makes: what a process
+// restarted in the same place adds to what it wrote before.
+func (d *Dir) Append(rel string, perm fs.FileMode) (*os.File, error) {
+	return d.open(rel, perm, true)
+}
+
+func (d *Dir) open(rel string, perm fs.FileMode, appending bool) (*os.File, error) {
 	rel = filepath.Clean(filepath.FromSlash(rel))
 	if err := d.checkNoLinks(rel, false); err != nil {
 		return nil, err
@@ -141,7 +152,11 @@ func (d *Dir) Create(rel string, perm fs.FileMode) (*os.File, error) {
 	// Not O_TRUNC: nothing is cut before the checks below. The root opens
 	// every component with O_NOFOLLOW; checkNoLinks refused links that
 	// stay inside it.
-	f, err := d.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE, perm)
+	flags := os.O_WRONLY | os.O_CREATE
+	if appending {
+		flags |= os.O_APPEND
+	}
+	f, err := d.root.OpenFile(rel, flags, perm)
 	if err != nil {
 		return nil, fmt.Errorf("outfile: %w", err)
 	}
@@ -149,9 +164,11 @@ func (d *Dir) Create(rel string, perm fs.FileMode) (*os.File, error) {
 		f.Close()
 		return nil, d.refuse(rel, err)
 	}
-	if err := f.Truncate(0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("outfile: %w", err)
+	if !appending {
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("outfile: %w", err)
+		}
 	}
 	if err := f.Chmod(perm); err != nil {
 		f.Close()
@@ -216,6 +233,17 @@ func Create(path string, perm fs.FileMode) (*os.File, error) {
 	defer r.Close()
 	d := &Dir{root: r}
 	return d.Create(filepath.Base(path), perm)
+}
+
+// Append opens the single file path for appending, as Dir.Append does
+// below path's directory (which must exist).
+func Append(path string, perm fs.FileMode) (*os.File, error) {
+	r, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("outfile: %w", err)
+	}
+	defer r.Close()
+	return (&Dir{root: r}).Append(filepath.Base(path), perm)
 }
 
 // WriteFile writes data to the single file path, as Create does.

@@ -78,6 +78,9 @@ func TestRefusesPlantedLinks(t *testing.T) {
 				_, err = outfile.Create(filepath.Join(dir, tt.rel), outfile.Public)
 				require.ErrorIs(t, err, tt.want, "the single-file form refuses it too")
 				requireUntouched(t, v)
+				_, err = outfile.Append(filepath.Join(dir, tt.rel), outfile.Public)
+				require.ErrorIs(t, err, tt.want, "appending refuses it too")
+				requireUntouched(t, v)
 			}
 		})
 	}
@@ -105,6 +108,21 @@ func TestWritesAndTightensPermissions(t *testing.T) {
 
 	require.Error(t, d.WriteFile("../escape", []byte("x"), outfile.Public))
 	require.Error(t, d.WriteFile("/etc/escape", []byte("x"), outfile.Public))
+}
+
+// TestAppendKeepsWhatWasWritten: a restarted node appends to its log.
+func TestAppendKeepsWhatWasWritten(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "firewall.jsonl")
+	for _, line := range []string{"first\n", "second\n"} {
+		f, err := outfile.Append(p, outfile.Public)
+		require.NoError(t, err)
+		_, err = f.WriteString(line)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	}
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "first\nsecond\n", string(b))
 }
 
 // TestOutputDirectoryMayBeALink: the directory the user names may itself

@@ -196,8 +196,8 @@ func (m *UDPMux) Close() error {
 		m.unverified = 0
 		m.mu.Unlock()
 		for _, p := range peers {
-			p.shut(net.ErrClosed)
 			p.releaseAdmission()
+			p.shut(net.ErrClosed)
 		}
 	})
 	return nil
@@ -331,8 +331,10 @@ func (m *UDPMux) reapLoop() {
 		}
 		m.mu.Unlock()
 		for _, g := range reaped {
-			g.p.shut(g.err)
+			// Release before shut: whoever shut wakes sees the admission
+			// already given back.
 			g.p.releaseAdmission()
+			g.p.shut(g.err)
 		}
 	}
 }
@@ -340,8 +342,8 @@ func (m *UDPMux) reapLoop() {
 // drop forgets p and ends it with err.
 func (m *UDPMux) drop(p *muxPeer, err error) {
 	m.forget(p)
-	p.shut(err)
 	p.releaseAdmission()
+	p.shut(err)
 }
 
 func (m *UDPMux) forget(p *muxPeer) {

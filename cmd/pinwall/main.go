@@ -7,6 +7,7 @@
 //	pinwall check --policy FILE       review your own firewall policy
 //	pinwall lab                       an interactive lab (SOCKS5 for curl)
 //	pinwall serve ROLE                one component, for containers or standalone use
+//	pinwall clean                     remove what dead container runs left on the Docker engine
 //
 // Exit codes: 0 every expectation held, 1 some did not, 2 usage or
 // configuration error, 128+N when run, check or lab is stopped by signal N
@@ -51,6 +52,8 @@ Usage:
   pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin, probe)
   pinwall compose [--scenario ID] [--dir DIR]
                                             write a docker-compose project of a scenario's topology
+  pinwall clean [--images] [--ttl D] [--dry-run]
+                                            remove what dead container runs left on the Docker engine
   pinwall version                           print the version
 
 Run "pinwall COMMAND -h" for a command's flags.
@@ -141,6 +144,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "compose":
 		return cmdCompose(rest, stdout, stderr)
+	case "clean":
+		return cmdClean(ctx, rest, stdout, stderr)
 	case "version":
 		v, c := buildInfo()
 		fmt.Fprintf(stdout, "pinwall %s (%s)\n", v, c)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/scenarios"
 )
 
 func TestMain(m *testing.M) {
@@ -113,6 +114,12 @@ func TestListAndUsage(t *testing.T) {
 	assert.Contains(t, errOut, "unknown scenario no-such-row (valid: visibility")
 	_, _, code = run(t, context.Background(), "run", "--mode", "vm")
 	assert.Equal(t, 2, code)
+	_, errOut, code = run(t, context.Background(), "clean", "everything")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "clean takes no arguments")
+	_, errOut, code = run(t, context.Background(), "clean", "--ttl", "0s")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "--ttl must be positive")
 }
 
 func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
@@ -181,7 +188,11 @@ func TestRunInterrupted(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &ev))
 	assert.True(t, ev.Meta.Interrupted)
-	require.Len(t, ev.Results, 25, "every run is in the bundle")
+	all, err := scenarios.Catalogue()
+	require.NoError(t, err)
+	runs, err := scenarios.AllRuns(all)
+	require.NoError(t, err)
+	require.Len(t, ev.Results, len(runs), "every run is in the bundle")
 	incomplete := 0
 	for _, r := range ev.Results {
 		if r.Verdict == "incomplete" {

@@ -18,7 +18,8 @@ import (
 
 // serveRole runs one component of a container topology from its node
 // configuration (written by the container runner). SIGHUP reloads the
-// firewall's policy, SIGUSR1 tells the client the network changed.
+// firewall's policy, SIGUSR1 tells the client the network changed,
+// SIGUSR2 applies the impairment the runner wrote (node.ImpairPath).
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve "+role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -39,14 +40,18 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 	}
 	reload := make(chan struct{}, 1)
 	netChange := make(chan struct{}, 1)
+	impair := make(chan struct{}, 1)
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	go func() {
 		for s := range sigs {
 			ch := reload
-			if s == syscall.SIGUSR1 {
+			switch s {
+			case syscall.SIGUSR1:
 				ch = netChange
+			case syscall.SIGUSR2:
+				ch = impair
 			}
 			select {
 			case ch <- struct{}{}:
@@ -54,7 +59,7 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 			}
 		}
 	}()
-	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange}, stdout, stderr)
+	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange, Impair: impair}, stdout, stderr)
 }
 
 // requireContainer refuses to run a container role where nothing shows a
