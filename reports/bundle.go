@@ -91,7 +91,7 @@ func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.
 	defer out.Close()
 	meta = meta.withDefaults(results)
 	dirs := logDirs(results)
-	b := &bundle{out: out, hashes: map[string]string{}}
+	b := &bundle{out: out, hashes: map[string]string{}, device: fwlog.Device{PANVersion: meta.PANVersion}}
 	if err := removeStale(out); err != nil {
 		b.fail(err)
 	}
@@ -130,6 +130,7 @@ func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.
 // bundle writes files under dir and remembers their hashes.
 type bundle struct {
 	out    *outfile.Dir
+	device fwlog.Device
 	hashes map[string]string // slash path → hex SHA-256
 	errs   []error
 }
@@ -148,7 +149,7 @@ func (b *bundle) write(rel string, data []byte) {
 func (b *bundle) writeLogs(dir string, r *scenarios.Result) {
 	for _, ff := range firewallFiles() {
 		var buf bytes.Buffer
-		w := fwlog.NewWriter(&buf, ff.format)
+		w := fwlog.NewWriter(&buf, ff.format, fwlog.WithDevice(b.device))
 		for _, rec := range r.FirewallLog {
 			if err := w.Log(rec); err != nil {
 				b.fail(fmt.Errorf("reports: %s %s: %w", r.Key(), ff.name, err))

@@ -13,7 +13,6 @@ import (
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
-	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/strictyaml"
 )
 
@@ -31,17 +30,18 @@ var rogueAddr = netip.MustParseAddr("10.10.10.66")
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	policyFile := fs.String("policy", "", "your firewall policy (mitm/policy YAML) (required)")
+	var src policySource
+	src.flags(fs)
 	clientFile := fs.String("client", "", "client settings (YAML: transport, pin, device-cert, trust, fail-mode, except-domains, …)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if *policyFile == "" || fs.NArg() > 0 {
-		return usageError("check: --policy FILE is required and takes no other arguments")
+	if fs.NArg() > 0 {
+		return usageError("check: one of --policy FILE, --panos FILE or --fortios FILE is required and takes no other arguments")
 	}
-	pol, err := policy.Load(*policyFile)
+	pol, polName, err := src.load(stdout)
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return err
 	}
 	var cs harness.ClientSpec
 	if *clientFile != "" {
@@ -113,12 +113,14 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			plan:   harness.Plan{Spec: base, Workload: harness.Workload{Flows: 1}, Probes: bypassProbes, WaitUp: 3 * time.Second},
 			answer: func(obs *harness.Observation) (bool, string) { return overBypassAnswer(obs, bypassProbes) },
 		},
+		regionalQuestion(base, backup, work),
 	}
-	fmt.Fprintf(stdout, "Reviewing %s (%d rules) against the tunnel of an endpoint client (%s)…\n\n", *policyFile, len(pol.Rules), describeClient(d.Client))
+	fmt.Fprintf(stdout, "Reviewing %s (%d rules) against the tunnel of an endpoint client (%s)…\n\n", polName, len(pol.Rules), describeClient(d.Client))
 	results := make([]struct {
 		ok    bool
 		words string
 		err   error
+		obs   *harness.Observation
 	}, len(questions))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 2)
@@ -133,10 +135,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				results[i].err = err
 				return
 			}
+			results[i].obs = obs
 			results[i].ok, results[i].words = q.answer(obs)
 		}()
 	}
 	wg.Wait()
+	// Failover (question 2) over TLS only while DTLS (question 0) works.
+	results[2].ok, results[2].words = backupOverTLSOnly(results[0].ok, results[2].obs, results[2].ok, results[2].words)
 	if ctx.Err() != nil {
 		return &exitError{code: 1, err: fmt.Errorf("interrupted")}
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"io"
@@ -25,6 +26,8 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/net/proxy"
 
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -376,7 +379,47 @@ func TestCheck(t *testing.T) {
 	assert.Regexp(t, `PROBLEM\s+Tunnel over DTLS`, out, "an SNI rule leaves UDP/443 blocked")
 	_, errOut, code := run(t, context.Background(), "check")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "--policy FILE is required")
+	assert.Contains(t, errOut, "give exactly one of --policy FILE, --panos FILE or --fortios FILE")
+}
+
+// TestCheckVendorConfigs reviews the realistic PAN-OS and FortiOS
+// configurations: both carry the four common mistakes, and check finds
+// each. The translated policy written with --write-policy reads back.
+func TestCheckVendorConfigs(t *testing.T) {
+	for _, tt := range []struct {
+		flag, file, path, exempt string
+	}{
+		{"--panos", "../../vendorconf/panos/testdata/acme-realistic.xml", "trust:untrust", "decryption exclusion 1"},
+		{"--fortios", "../../vendorconf/fortios/testdata/acme-realistic.conf", "port2:port1", "internet exempt 1"},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "translated.yaml")
+			stdout, _, code := run(t, context.Background(), "check", tt.flag, abs(t, tt.file), "--path", tt.path, "--write-policy", out)
+			assert.Equal(t, 1, code, stdout)
+			assert.Contains(t, stdout, "Not translated exactly", "the notes are listed")
+			assert.Regexp(t, `OK\s+Tunnel over DTLS`, stdout, "DTLS to the primary is allowed")
+			assert.Regexp(t, `PROBLEM\s+Failover to the backup gateway\s+the backup was reached over TLS only`, stdout, "backup range missing from the UDP rule")
+			assert.Contains(t, stdout, `rule "block-quic" deny`, "UDP/443 dropped by the block-QUIC rule")
+			assert.Contains(t, stdout, `SNI gateway-acme.sse.test to 192.0.2.10:443: OVER-BYPASSED, rule "`+tt.exempt+`"`, "SNI-only exemption")
+			assert.Regexp(t, `PROBLEM\s+A regional gateway name \(gateway-acme.eu.sse.test\)`, stdout, "the wildcard misses the regional name")
+			back, err := policy.Load(out)
+			require.NoError(t, err)
+			assert.NotEmpty(t, back.Rules)
+		})
+	}
+	for _, args := range [][]string{
+		{"check", "--panos", "a.xml", "--fortios", "b.conf"},
+		{"check", "--policy", "p.yaml", "--path", "trust:untrust"},
+		{"check", "--panos", "a.xml", "--path", "trust"},
+		{"check", "--panos", "a.xml", "--laptop", "laptop"},
+	} {
+		_, errOut, code := run(t, context.Background(), args...)
+		assert.Equal(t, 2, code, args)
+		assert.Contains(t, errOut, "check: ", args)
+	}
+	_, errOut, code := run(t, context.Background(), "check", "--panos", abs(t, "../../vendorconf/panos/testdata/malformed.xml"))
+	assert.Equal(t, 2, code)
+	assert.Regexp(t, `malformed.xml:\d+: malformed XML`, errOut, "malformed input is one error with file:line")
 }
 
 var _ = net.Listen
@@ -407,6 +450,67 @@ func TestParseInterspersed(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	_, err := parseInterspersed(fs, []string{"a", "--nope"})
 	assert.Error(t, err, "an unknown flag after an ID is still an error")
+}
+
+// TestRunPANVersion writes the bundle's PAN-OS files in the layout asked
+// for: 75 TRAFFIC fields for 9.1 (and no DECRYPTION log), 115 by default.
+func TestRunPANVersion(t *testing.T) {
+	for _, tt := range []struct {
+		version string
+		fields  int
+	}{{"9.1", 75}, {"", 115}} {
+		dir := t.TempDir()
+		args := []string{"run", "visibility", "--out", dir}
+		if tt.version != "" {
+			args = append(args, "--pan-version", tt.version)
+		}
+		out, _, code := run(t, context.Background(), args...)
+		require.Equal(t, 0, code, out)
+		files, err := filepath.Glob(filepath.Join(dir, "logs", "*", "firewall.pan-traffic.csv"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files)
+		data, err := os.ReadFile(files[0])
+		require.NoError(t, err)
+		recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+		require.NoError(t, err)
+		require.NotEmpty(t, recs)
+		assert.Len(t, recs[0], tt.fields, "version %q", tt.version)
+	}
+	_, errOut, code := run(t, context.Background(), "run", "visibility", "--pan-version", "8.0")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "choices: 9.1, 10.0, 10.1")
+}
+
+func TestServeFirewallVendorFlags(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.NewCA(pki.Config{}, "Test CA", "test")
+	require.NoError(t, err)
+	keyPEM, err := ca.KeyPEM()
+	require.NoError(t, err)
+	rsaCA, err := pki.NewCA(pki.Config{Algorithm: pki.RSA2048}, "Test RSA CA", "test")
+	require.NoError(t, err)
+	rsaKeyPEM, err := rsaCA.KeyPEM()
+	require.NoError(t, err)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o600))
+		return p
+	}
+	base := []string{"serve", "firewall", "--ca-cert", write("ca.pem", ca.CertPEM()), "--ca-key", write("ca.key", keyPEM),
+		"--policy", write("p.yaml", []byte("rules:\n  - {name: a, action: allow}\n")), "--proxy", "--listen", "127.0.0.1:0"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pan-version", "8.1"}, `--pan-version: fwlog: unknown PAN-OS version "8.1"`},
+		{[]string{"--forge-key", "shared"}, `--forge-key "shared" is not upstream or fixed`},
+		{[]string{"--ecdsa-ca-cert", "x.pem"}, "--ecdsa-ca-cert needs its -key file too"},
+		{[]string{"--ecdsa-ca-cert", write("rsa.pem", rsaCA.CertPEM()), "--ecdsa-ca-key", write("rsa.key", rsaKeyPEM)}, "ECDSACA has a *rsa.PrivateKey key"},
+	} {
+		_, errOut, code := run(t, context.Background(), append(base, tt.args...)...)
+		assert.Equal(t, 2, code, tt.args)
+		assert.Contains(t, errOut, tt.want, tt.args)
+	}
 }
 
 // TestContainerRolesRefuseAHost: a container role does not run where
