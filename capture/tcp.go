@@ -1,0 +1,205 @@
+package capture
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// tcpFlow synthesizes one TCP connection's segments. Direction 0 is from
+// the dialler (a) to the listener (b), 1 the other way.
+type tcpFlow struct {
+	leg  *Leg
+	ends [2]netip.AddrPort
+
+	mu     sync.Mutex
+	next   [2]uint32 // next sequence number each end sends
+	acked  [2]uint32 // highest acknowledgement each end has sent
+	kept   [2]int    // payload bytes kept, per direction
+	id     [2]uint16 // IP identification, per direction
+	fin    [2]bool
+	closed bool // reset, or both ends finished
+}
+
+func (l *Leg) newTCPFlow(a, b netip.AddrPort) *tcpFlow {
+	f := &tcpFlow{leg: l, ends: [2]netip.AddrPort{a, b}}
+	isnA, isnB := l.r.isn(), l.r.isn()
+	f.id = [2]uint16{uint16(isnA >> 16), uint16(isnB >> 16)}
+	t := l.r.now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.send(t, 0, tcpSegment{seq: isnA, flags: flagSYN, syn: true})
+	f.send(t, 1, tcpSegment{seq: isnB, ack: isnA + 1, flags: flagSYN | flagACK, syn: true})
+	f.next = [2]uint32{isnA + 1, isnB + 1}
+	f.acked = [2]uint32{isnB + 1, isnA + 1}
+	f.send(t, 0, tcpSegment{seq: isnA + 1, ack: isnB + 1, flags: flagACK})
+	return f
+}
+
+// send emits one segment from end d (f.mu held).
+func (f *tcpFlow) send(t time.Time, d int, s tcpSegment) {
+	s.src, s.dst = f.ends[d], f.ends[1-d]
+	s.id = f.id[d]
+	f.id[d]++
+	keep := f.leg.keep(&f.kept[d], len(s.payload))
+	pkt, orig := s.packet(keep)
+	f.leg.emit(t, pkt, orig, 0)
+}
+
+// data records p sent by end d: segments of at most mss bytes, each
+// acknowledging all the other end has sent, and the other end's
+// acknowledgement after every ackEvery bytes and at the end.
+func (f *tcpFlow) data(d int, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.fin[d] {
+		return
+	}
+	t := f.leg.r.now()
+	sinceAck := 0
+	for len(p) > 0 {
+		n := min(len(p), mss)
+		flags := uint8(flagACK)
+		if n == len(p) {
+			flags |= flagPSH
+		}
+		f.send(t, d, tcpSegment{seq: f.next[d], ack: f.next[1-d], flags: flags, payload: p[:n]})
+		f.acked[d] = f.next[1-d]
+		f.next[d] += uint32(n)
+		p = p[n:]
+		sinceAck += n
+		if sinceAck >= ackEvery || len(p) == 0 {
+			f.ack(t, 1-d)
+			sinceAck = 0
+		}
+	}
+}
+
+// ack makes end d acknowledge everything the other end has sent, unless
+// it already has.
+func (f *tcpFlow) ack(t time.Time, d int) {
+	if f.acked[d] == f.next[1-d] {
+		return
+	}
+	f.send(t, d, tcpSegment{seq: f.next[d], ack: f.next[1-d], flags: flagACK})
+	f.acked[d] = f.next[1-d]
+}
+
+// finish records end d closing its direction (FIN), acknowledged by the
+// other end.
+func (f *tcpFlow) finish(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.fin[d] {
+		return
+	}
+	t := f.leg.r.now()
+	f.send(t, d, tcpSegment{seq: f.next[d], ack: f.next[1-d], flags: flagFIN | flagACK})
+	f.acked[d] = f.next[1-d]
+	f.next[d]++
+	f.fin[d] = true
+	f.ack(t, 1-d)
+	f.closed = f.fin[0] && f.fin[1]
+}
+
+// reset records end d resetting the connection.
+func (f *tcpFlow) reset(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	f.send(f.leg.r.now(), d, tcpSegment{seq: f.next[d], ack: f.next[1-d], flags: flagRST | flagACK})
+	f.closed = true
+}
+
+// tcpConn records a dialled TCP connection's traffic: what it writes is
+// recorded before it goes out (so a request always precedes its answer),
+// what it reads as it arrives.
+type tcpConn struct {
+	net.Conn
+	f       *tcpFlow
+	linger0 atomic.Bool
+	once    sync.Once
+}
+
+func newTCPConn(c net.Conn, f *tcpFlow) *tcpConn { return &tcpConn{Conn: c, f: f} }
+
+func (c *tcpConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.f.data(1, p[:n])
+	}
+	switch {
+	case err == io.EOF:
+		c.f.finish(1)
+	case isReset(err):
+		c.f.reset(1)
+	}
+	return n, err
+}
+
+func (c *tcpConn) Write(p []byte) (int, error) {
+	c.f.data(0, p)
+	n, err := c.Conn.Write(p)
+	if isReset(err) {
+		c.f.reset(1)
+	}
+	return n, err
+}
+
+// CloseWrite half-closes: a FIN from the dialler.
+func (c *tcpConn) CloseWrite() error {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok {
+		return c.Close()
+	}
+	c.f.finish(0)
+	return cw.CloseWrite()
+}
+
+// SetLinger passes on to the connection; a zero linger makes Close a reset.
+func (c *tcpConn) SetLinger(sec int) error {
+	l, ok := c.Conn.(interface{ SetLinger(int) error })
+	if !ok {
+		if u, uok := c.Conn.(interface{ Unwrap() net.Conn }); uok {
+			l, ok = u.Unwrap().(interface{ SetLinger(int) error })
+		}
+	}
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	err := l.SetLinger(sec)
+	if err == nil {
+		c.linger0.Store(sec == 0)
+	}
+	return err
+}
+
+// Close ends the connection: a FIN from the dialler, or a reset after
+// SetLinger(0).
+func (c *tcpConn) Close() error {
+	c.once.Do(func() {
+		if c.linger0.Load() {
+			c.f.reset(0)
+		} else {
+			c.f.finish(0)
+		}
+	})
+	return c.Conn.Close()
+}
+
+// Unwrap returns the recorded connection.
+func (c *tcpConn) Unwrap() net.Conn { return c.Conn }
+
+func isReset(err error) bool {
+	return err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE))
+}
