@@ -125,6 +125,17 @@ func (r *Recorder) Packets() int {
 	return len(r.pkts)
 }
 
+// Interfaces returns the interfaces' names, in the file's order.
+func (r *Recorder) Interfaces() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.ifaces))
+	for i, f := range r.ifaces {
+		out[i] = f.Name
+	}
+	return out
+}
+
 // SnapLen is the payload limit per flow and direction; negative means none.
 func (r *Recorder) SnapLen() int { return r.cfg.SnapLen }
 

@@ -84,6 +84,8 @@ func (t *Topology) startFirewall(opts Options) error {
 		Resolver: t.Zone,
 		Writers:  writers,
 		Logger:   t.log.With("component", "firewall"),
+		// Its sessions' secrets, for a capture (nil: none).
+		KeyLogWriter: t.keyLog,
 	})
 	if err != nil {
 		return fmt.Errorf("harness: firewall: %w", err)

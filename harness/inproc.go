@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
@@ -36,6 +37,12 @@ type Options struct {
 	// PKI, if set, is used instead of a new set of CAs (so a series of runs
 	// shares one set, whose fingerprints a report can print).
 	PKI *pki.Set
+	// Capture, if set, records every connection between the topology's
+	// hosts on its leg and collects every component's session secrets.
+	Capture *capture.Recorder
+	// KeyLogWriter, if set, also receives every component's session
+	// secrets in the NSS key log format (the lab's SSLKEYLOGFILE).
+	KeyLogWriter io.Writer
 }
 
 // Topology is a running set of components.
@@ -56,6 +63,8 @@ type Topology struct {
 	Client   *client.Client
 
 	gatewayCert *x509.Certificate
+	// keyLog receives every component's session secrets; nil: none.
+	keyLog io.Writer
 
 	// ctx lives as long as the topology: components that serve until
 	// their context ends get this one, not the caller's start context.
@@ -150,7 +159,10 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Topology{Spec: spec, Sim: hostnet.NewSim(log), Hosts: map[string]*hostnet.Host{}, log: log}
+	t := &Topology{Spec: spec, Sim: hostnet.NewSim(log), Hosts: map[string]*hostnet.Host{}, log: log, keyLog: keyLogWriter(opts)}
+	if opts.Capture != nil {
+		t.Sim.SetTap(t.tapInto(opts.Capture))
+	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.onClose(func() error { t.cancel(); return nil })
 	defer func() {
@@ -284,6 +296,7 @@ func (t *Topology) startOrigins(ctx context.Context, opts Options) error {
 		Certificates: func(name string) (*tls.Certificate, error) { return t.PKI.ServerCert(name) },
 		Logger:       t.log.With("component", "origins"),
 		AccessLog:    w,
+		KeyLogWriter: t.keyLog,
 	})
 	if err != nil {
 		return fmt.Errorf("harness: origins: %w", err)
@@ -331,6 +344,7 @@ func (t *Topology) startGateways(ctx context.Context, opts Options) error {
 			Resolver:       t.Zone,
 			Log:            sw,
 			Logger:         t.log.With("component", "gateway", "gateway", g.Name),
+			KeyLogWriter:   t.keyLog,
 		})
 		if err != nil {
 			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
@@ -364,6 +378,7 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 	cfg.Stack = t.Hosts["laptop"]
 	cfg.Resolver = t.Zone
 	cfg.Logger = t.log.With("component", "client")
+	cfg.KeyLogWriter = t.keyLog
 	return cfg, nil
 }
 
