@@ -12,11 +12,17 @@
 --
 -- The dissector attaches to the ALPN the tunnel negotiates
 -- ("pinwall-tunnel/1", both transports). Over DTLS it hands each record to
--- Wireshark's SCTP dissector and takes the SCTP payload back through the
--- payload protocol identifier 53 ("WebRTC Binary"), which loading this
--- script therefore claims for pinwall.
+-- Wireshark's SCTP dissector for display and reads the DATA and I_DATA
+-- chunks itself for the streams.
+--
+-- Note: when a firewall relays a DTLS tunnel without decrypting it, the
+-- capture holds the same SCTP association on two legs. Wireshark's SCTP
+-- TSN analysis identifies associations by ports and verification tags,
+-- not addresses, so it marks the second leg's copy "Retransmitted TSN".
+-- Add -o sctp.tsn_analysis:FALSE to read such a capture without those notes.
 --
 -- Fields (for display filters and tshark -e):
+--   pinwall.greeting, pinwall.request, pinwall.reply   the messages
 --   pinwall.greeting.tunnel_id     the gateway's tunnel id
 --   pinwall.stream                 the stream id (yamux or SCTP)
 --   pinwall.yamux.type/.flags/.length   a yamux frame's header
@@ -34,6 +40,9 @@ local reply_status = {
 }
 
 local f = {
+	greeting_t  = ProtoField.none("pinwall.greeting", "Greeting"),
+	request_t   = ProtoField.none("pinwall.request", "Request"),
+	reply_t     = ProtoField.none("pinwall.reply", "Reply"),
 	magic       = ProtoField.string("pinwall.magic", "Magic"),
 	version     = ProtoField.uint8("pinwall.version", "Version"),
 	tunnel_id   = ProtoField.bytes("pinwall.greeting.tunnel_id", "Tunnel id"),
@@ -65,8 +74,6 @@ local f = {
 pinwall.fields = {}
 for _, v in pairs(f) do table.insert(pinwall.fields, v) end
 
-local sctp_sid = Field.new("sctp.data_sid")
-
 -- targets remembers each stream's target, by conversation and stream id,
 -- so that later frames of the stream name it. Filled in the first pass.
 local targets = {}
@@ -96,7 +103,7 @@ local function stream_payload(tvb, pinfo, tree, sid)
 	if n >= 16 and tvb(0, 2):string() == "PW" and tvb(2, 1):uint() == 1 and tvb(3, 1):uint() == 1 then
 		local hl = tvb(6, 1):uint()
 		if hl >= 1 and n >= 15 + hl then
-			local t = tree:add(pinwall, tvb(0, 15 + hl), "Request")
+			local t = tree:add(f.request_t, tvb(0, 15 + hl))
 			t:add(f.magic, tvb(0, 2))
 			t:add(f.version, tvb(2, 1))
 			t:add(f.command, tvb(3, 1))
@@ -123,7 +130,7 @@ local function stream_payload(tvb, pinfo, tree, sid)
 			local o = 5 + alen + (alen > 0 and 2 or 0)
 			if n >= o + 1 and n >= o + 1 + tvb(o, 1):uint() then
 				local ml = tvb(o, 1):uint()
-				local t = tree:add(pinwall, tvb(0, o + 1 + ml), "Reply")
+				local t = tree:add(f.reply_t, tvb(0, o + 1 + ml))
 				t:add(f.magic, tvb(0, 2))
 				t:add(f.version, tvb(2, 1))
 				t:add(f.status, tvb(3, 1))
@@ -161,7 +168,7 @@ end
 -- greeting dissects the 21-byte Greeting if tvb starts with one.
 local function greeting(tvb, pinfo, tree)
 	if tvb:len() >= 21 and tvb(0, 4):string() == "PWGW" and tvb(4, 1):uint() == 1 then
-		local t = tree:add(pinwall, tvb(0, 21), "Greeting")
+		local t = tree:add(f.greeting_t, tvb(0, 21))
 		t:add(f.magic, tvb(0, 4))
 		t:add(f.version, tvb(4, 1))
 		t:add(f.tunnel_id, tvb(5, 16))
@@ -222,38 +229,60 @@ local function dissect_tls(tvb, pinfo, tree)
 end
 
 -- The DTLS transport: one record at a time, the Greeting alone in the
--- gateway's first record, then one SCTP packet per record.
+-- gateway's first record, then one SCTP packet per record. Wireshark's
+-- SCTP dissector shows the packet; the DATA and I_DATA chunks are read
+-- here too, so that the streams' contents do not depend on its TSN
+-- analysis (which takes the copy of an association relayed on a second
+-- leg for retransmissions; see the note at the top).
 local sctp = Dissector.get("sctp")
+
+local function sctp_chunks(tvb, pinfo, tree)
+	local n = tvb:len()
+	local off = 12 -- the common header: ports, verification tag, checksum
+	while off + 4 <= n do
+		local typ = tvb(off, 1):uint()
+		local flags = tvb(off + 1, 1):uint()
+		local len = tvb(off + 2, 2):uint()
+		if len < 4 or off + len > n then return end
+		local hdr, ppi = nil, nil
+		if typ == 0 and len >= 16 then -- DATA: TSN, SID, SSN, PPID
+			hdr, ppi = 16, tvb(off + 12, 4):uint()
+		elseif typ == 64 and len >= 20 then -- I_DATA: TSN, SID, reserved, MID, PPID or FSN
+			hdr = 20
+			if bit.band(flags, 2) ~= 0 then ppi = tvb(off + 16, 4):uint() end
+		end
+		if hdr ~= nil and (ppi == nil or ppi == 53) then
+			local sid = tvb(off + 8, 2):uint()
+			local data = tvb(off + hdr, len - hdr):tvb()
+			if sid == 0 and data:len() == 8 then
+				tree:add(pinwall, data(), "Control stream keepalive " .. tostring(data(0, 8):uint64()))
+				append_info(pinfo, "keepalive " .. tostring(data(0, 8):uint64()))
+			else
+				stream_payload(data, pinfo, tree, sid)
+			end
+		end
+		off = off + len + (4 - len % 4) % 4
+	end
+end
+
 local function dissect_dtls(tvb, pinfo, tree)
 	if greeting(tvb, pinfo, tree) == 21 and tvb:len() == 21 then
 		pinfo.cols.protocol = "pinwall"
 		return 21
 	end
-	return sctp:call(tvb, pinfo, tree)
-end
-
--- The payload of an SCTP DATA chunk of the tunnel (PPID 53).
-local function dissect_chunk(tvb, pinfo, tree)
-	pinfo.cols.protocol = "pinwall"
-	local sids = { sctp_sid() }
-	local sid = 0
-	if #sids > 0 then sid = sids[#sids].value end
-	if sid == 0 and tvb:len() == 8 then
-		tree:add(pinwall, tvb(), "Control stream keepalive " .. tostring(tvb(0, 8):uint64()))
-		append_info(pinfo, "keepalive " .. tostring(tvb(0, 8):uint64()))
-		return tvb:len()
+	local n = sctp:call(tvb, pinfo, tree)
+	local before = tostring(pinfo.cols.info)
+	sctp_chunks(tvb, pinfo, tree)
+	if tostring(pinfo.cols.info) ~= before then
+		pinfo.cols.protocol = "pinwall"
 	end
-	stream_payload(tvb, pinfo, tree, sid)
-	return tvb:len()
+	return n
 end
 
 local tls_proto = Proto("pinwall.tls", "pinwall tunnel over TLS")
 tls_proto.dissector = dissect_tls
 local dtls_proto = Proto("pinwall.dtls", "pinwall tunnel over DTLS")
 dtls_proto.dissector = dissect_dtls
-local chunk_proto = Proto("pinwall.sctp", "pinwall tunnel stream over SCTP")
-chunk_proto.dissector = dissect_chunk
 
 DissectorTable.get("tls.alpn"):add("pinwall-tunnel/1", tls_proto)
 DissectorTable.get("dtls.alpn"):add("pinwall-tunnel/1", dtls_proto)
-DissectorTable.get("sctp.ppi"):add(53, chunk_proto)
