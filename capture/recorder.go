@@ -62,8 +62,13 @@ type Recorder struct {
 	ifaces []pcapng.Interface
 	legs   map[string]*Leg
 	pkts   []record
-	bytes  int64
-	rng    *rand.Rand
+	rngMu  sync.Mutex // guards rng
+	// The flows whose two ends are recorded, by the dialling end's kernel
+	// addresses (TCP) or logical address (UDP).
+	tcpFlows map[flowKey]*tcpFlow
+	udpFlows map[flowKey]*udpFlow
+	bytes    int64
+	rng      *rand.Rand
 }
 
 // record is one packet held for writing.
@@ -101,11 +106,13 @@ func New(cfg Config) *Recorder {
 		seed = binary.LittleEndian.Uint64(b[:]) | 1
 	}
 	return &Recorder{
-		cfg:   cfg,
-		clock: clock,
-		keys:  NewKeyLog(cfg.KeyLogTee),
-		legs:  map[string]*Leg{},
-		rng:   rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)),
+		cfg:      cfg,
+		clock:    clock,
+		keys:     NewKeyLog(cfg.KeyLogTee),
+		legs:     map[string]*Leg{},
+		tcpFlows: map[flowKey]*tcpFlow{},
+		udpFlows: map[flowKey]*udpFlow{},
+		rng:      rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)),
 	}
 }
 
@@ -186,8 +193,8 @@ func (r *Recorder) Leg(name, description string) *Leg {
 }
 
 func (r *Recorder) isn() uint32 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.rngMu.Lock()
+	defer r.rngMu.Unlock()
 	return r.rng.Uint32()
 }
 
@@ -253,26 +260,148 @@ type Leg struct {
 // Name returns the leg's name.
 func (l *Leg) Name() string { return l.name }
 
-// Conn returns c recording on this leg: a TCP connection (c's addresses
-// are *net.TCPAddr) or a connected UDP socket (*net.UDPAddr), from the
-// point of view of the end that dialled it (LocalAddr is the client).
-// Any other connection is returned as it is.
+// Conn returns c recording on this leg as the only end recorded: what
+// it writes and what it reads, from its point of view (LocalAddr is the
+// client). For a connection whose far end is out of reach (a real server
+// a probe connects to). A TCP connection (*net.TCPAddr addresses) or a
+// connected UDP socket (*net.UDPAddr); any other is returned as it is.
 func (l *Leg) Conn(c net.Conn) net.Conn {
+	local, remote, proto, ok := addrsOf(c)
+	if !ok {
+		return c
+	}
+	if proto == protoUDP {
+		return &udpConn{Conn: c, f: &udpFlow{leg: l, a: local, b: remote}, oneSided: true}
+	}
+	f := &tcpFlow{leg: l, t0: l.r.now()}
+	f.refs.Store(1)
+	f.mu.Lock()
+	f.start(local, remote)
+	f.mu.Unlock()
+	return &tcpConn{Conn: c, f: f, oneSided: true}
+}
+
+// Dialled returns the dialling end of a connection whose other end is
+// recorded too (Accepted, PacketConn): each end records what it sends, as
+// a capture on the wire between them would show it, even what the other
+// end never reads. c's addresses are the flow's: LocalAddr the client,
+// RemoteAddr the server as the client addressed it.
+func (l *Leg) Dialled(c net.Conn) net.Conn {
+	local, remote, proto, ok := addrsOf(c)
+	if !ok {
+		return c
+	}
+	if proto == protoUDP {
+		f := &udpFlow{leg: l, a: local, b: remote, key: flowKey{proto: protoUDP, src: local}}
+		l.r.registerUDP(f)
+		return &udpConn{Conn: c, f: f}
+	}
+	rl, rr := kernelAddrs(c)
+	f := l.r.tcpFlowFor(l, flowKey{proto: protoTCP, src: rl, dst: rr})
+	f.mu.Lock()
+	f.start(local, remote)
+	f.mu.Unlock()
+	return &tcpConn{Conn: c, f: f}
+}
+
+// Accepted returns the listening end of a TCP connection whose dialling
+// end is recorded with Dialled.
+func (l *Leg) Accepted(c net.Conn) net.Conn {
+	if _, _, proto, ok := addrsOf(c); !ok || proto != protoTCP {
+		return c
+	}
+	rl, rr := kernelAddrs(c)
+	f := l.r.tcpFlowFor(l, flowKey{proto: protoTCP, src: rr, dst: rl})
+	return &tcpConn{Conn: c, f: f, side: 1}
+}
+
+// PacketConn returns a listening UDP socket recording every datagram it
+// sends to a socket recorded with Dialled.
+func (r *Recorder) PacketConn(pc net.PacketConn) net.PacketConn {
+	return &packetConn{PacketConn: pc, r: r}
+}
+
+// addrsOf returns a connection's addresses and protocol.
+func addrsOf(c net.Conn) (local, remote netip.AddrPort, proto uint8, ok bool) {
 	switch la := c.LocalAddr().(type) {
 	case *net.TCPAddr:
-		ra, ok := c.RemoteAddr().(*net.TCPAddr)
-		if !ok {
-			return c
+		if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			return unmap(la.AddrPort()), unmap(ra.AddrPort()), protoTCP, true
 		}
-		return newTCPConn(c, l.newTCPFlow(unmap(la.AddrPort()), unmap(ra.AddrPort())))
 	case *net.UDPAddr:
-		ra, ok := c.RemoteAddr().(*net.UDPAddr)
-		if !ok {
-			return c
+		if ra, ok := c.RemoteAddr().(*net.UDPAddr); ok {
+			return unmap(la.AddrPort()), unmap(ra.AddrPort()), protoUDP, true
 		}
-		return &udpConn{Conn: c, f: &udpFlow{leg: l, a: unmap(la.AddrPort()), b: unmap(ra.AddrPort())}}
 	}
-	return c
+	return local, remote, 0, false
+}
+
+// kernelAddrs returns the addresses of the innermost connection c wraps
+// (the kernel's, which pair the two ends of a connection in hostnet's
+// simulation, where each end reports logical addresses of its own).
+func kernelAddrs(c net.Conn) (local, remote netip.AddrPort) {
+	for {
+		u, ok := c.(interface{ Unwrap() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.Unwrap()
+	}
+	l, r, _, _ := addrsOf(c)
+	return l, r
+}
+
+// tcpFlowFor returns the registered flow of key, creating it (not yet
+// started) the first time, and counts one more end attached to it.
+func (r *Recorder) tcpFlowFor(l *Leg, key flowKey) *tcpFlow {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.tcpFlows[key]
+	if f == nil {
+		f = &tcpFlow{leg: l, key: key, t0: r.clock()}
+		r.tcpFlows[key] = f
+	}
+	f.refs.Add(1)
+	return f
+}
+
+// release forgets a flow once every end attached to it has closed.
+//
+// Lock order: a flow's mutex may be held when taking the Recorder's (to
+// add a packet), never the other way round.
+func (r *Recorder) release(f *tcpFlow) {
+	if f.refs.Add(-1) > 0 || f.key == (flowKey{}) {
+		return
+	}
+	r.mu.Lock()
+	if r.tcpFlows[f.key] == f {
+		delete(r.tcpFlows, f.key)
+	}
+	r.mu.Unlock()
+}
+
+func (r *Recorder) registerUDP(f *udpFlow) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.udpFlows[f.key] = f
+}
+
+func (r *Recorder) releaseUDP(f *udpFlow) {
+	if f.key == (flowKey{}) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.udpFlows[f.key] == f {
+		delete(r.udpFlows, f.key)
+	}
+}
+
+// udpFlowTo returns the registered flow of the connected socket at a.
+func (r *Recorder) udpFlowTo(a netip.AddrPort) *udpFlow {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.udpFlows[flowKey{proto: protoUDP, src: a}]
 }
 
 // unmap turns an IPv4-mapped IPv6 address into IPv4.

@@ -121,10 +121,11 @@ func (s Spec) LegDescription(leg string) string {
 	return fmt.Sprintf("between %s and %s", a, b)
 }
 
-// tapInto returns the Sim tap recording every connection on its leg. The
-// main legs are added first, so that their interfaces come in the order
-// traffic crosses them whichever connection happens first.
-func (t *Topology) tapInto(rec *capture.Recorder) hostnet.TapFunc {
+// tapInto returns the Sim tap recording every connection on its leg, each
+// end what it sends. The main legs are added first, so that their
+// interfaces come in the order traffic crosses them whichever connection
+// happens first.
+func (t *Topology) tapInto(rec *capture.Recorder) hostnet.Tap {
 	legs := []string{LegLaptopGateway, LegGatewayOrigins}
 	if t.Spec.Firewall != nil {
 		legs = []string{LegLaptopFirewall, LegFirewallGateway, LegGatewayOrigins}
@@ -132,10 +133,30 @@ func (t *Topology) tapInto(rec *capture.Recorder) hostnet.TapFunc {
 	for _, leg := range legs {
 		rec.Leg(leg, t.Spec.LegDescription(leg))
 	}
-	return func(_ hostnet.Proto, from, to *hostnet.Host, c net.Conn) net.Conn {
-		leg := t.Spec.LegName(from.Name(), to.Name())
-		return rec.Leg(leg, t.Spec.LegDescription(leg)).Conn(c)
-	}
+	return legTap{spec: t.Spec, rec: rec}
+}
+
+// legTap puts every connection of a Sim on its leg of a capture.
+type legTap struct {
+	spec Spec
+	rec  *capture.Recorder
+}
+
+func (l legTap) leg(from, to *hostnet.Host) *capture.Leg {
+	name := l.spec.LegName(from.Name(), to.Name())
+	return l.rec.Leg(name, l.spec.LegDescription(name))
+}
+
+func (l legTap) DialledConn(_ hostnet.Proto, from, to *hostnet.Host, c net.Conn) net.Conn {
+	return l.leg(from, to).Dialled(c)
+}
+
+func (l legTap) AcceptedConn(from, at *hostnet.Host, c net.Conn) net.Conn {
+	return l.leg(from, at).Accepted(c)
+}
+
+func (l legTap) PacketConn(_ *hostnet.Host, pc net.PacketConn) net.PacketConn {
+	return l.rec.PacketConn(pc)
 }
 
 // keyLogWriter is where the components write their session secrets: the

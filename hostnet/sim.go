@@ -25,7 +25,7 @@ type Sim struct {
 	reverse   map[realKey]uint16   // real socket -> logical port
 	routes    []route
 	nextLoop  uint32
-	tap       TapFunc // see SetTap; nil means none
+	tap       Tap // see SetTap; nil means none
 }
 
 type sockKey struct {
@@ -381,7 +381,7 @@ func (h *Host) ListenPacket(ctx context.Context, network, address string) (net.P
 		pc.Close()
 		return nil, err
 	}
-	return &packetConn{UDPConn: pc.(*net.UDPConn), host: h, logical: logical, real: real}, nil
+	return h.tapPacketConn(&packetConn{UDPConn: pc.(*net.UDPConn), host: h, logical: logical, real: real}), nil
 }
 
 func fillPort(logical []netip.AddrPort, port uint16) []netip.AddrPort {
@@ -444,7 +444,7 @@ func (h *Host) dialReal(ctx context.Context, proto Proto, real, logicalDst netip
 				return nil, h.dialError("tcp", logicalDst, err)
 			}
 		}
-		return h.tapped(proto, to, &tcpConn{TCPConn: tc, local: net.TCPAddrFromAddrPort(local), remote: net.TCPAddrFromAddrPort(logicalDst)}), nil
+		return h.tapDialled(proto, to, &tcpConn{TCPConn: tc, local: net.TCPAddrFromAddrPort(local), remote: net.TCPAddrFromAddrPort(logicalDst)}), nil
 	default:
 		d.LocalAddr = &net.UDPAddr{IP: h.loop.AsSlice()}
 		c, err := d.DialContext(ctx, "udp4", real.String())
@@ -463,7 +463,7 @@ func (h *Host) dialReal(ctx context.Context, proto Proto, real, logicalDst netip
 			}
 			out.prefix = b
 		}
-		return h.tapped(proto, to, out), nil
+		return h.tapDialled(proto, to, out), nil
 	}
 }
 
