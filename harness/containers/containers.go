@@ -161,6 +161,13 @@ type Runner struct {
 	// own underlay subnets; zero means 4, and it is capped at
 	// MaxParallelRuns.
 	Parallel int
+	// Capture records each run's packets on the containers' interfaces
+	// (AF_PACKET, in the nodes) and every component's session secrets,
+	// merged into Observation.Capture.
+	Capture bool
+	// SnapLen bounds the payload a captured flow keeps in each direction;
+	// zero means capture.DefaultSnapLen, negative no limit.
+	SnapLen int
 
 	mu        sync.Mutex
 	slotsOnce sync.Once
@@ -215,8 +222,9 @@ func (c *Runner) log() *slog.Logger {
 func (c *Runner) Image(ctx context.Context) (string, error) {
 	c.buildOnce.Do(func() {
 		start := time.Now()
-		c.image, c.imageErr = buildImage(ctx, c.Binary, c.Rebuild, c.log())
+		image, err := buildImage(ctx, c.Binary, c.Rebuild, c.log())
 		c.mu.Lock()
+		c.image, c.imageErr = image, err
 		c.built = time.Since(start)
 		c.mu.Unlock()
 	})
@@ -383,6 +391,11 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	}
 	if err := run.collect(ctx, obs); err != nil {
 		return nil, err
+	}
+	if c.Capture {
+		if err := run.collectCapture(ctx, obs); err != nil {
+			return nil, err
+		}
 	}
 	obs.Duration = time.Since(obs.Started)
 	return obs, ctx.Err()
@@ -973,6 +986,9 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		if len(out[i].Net.Addrs) > 0 {
 			out[i].Net.AddrsOn = inetOverlay
 		}
+	}
+	if run.r.Capture {
+		run.addCapture(out)
 	}
 	return out, nil
 }
