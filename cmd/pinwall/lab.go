@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
@@ -35,6 +36,8 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	failMode := fs.String("fail-mode", "close", "what steered flows do with no tunnel: close or open")
 	anonymous := fs.Bool("allow-anonymous", false, "gateways accept tunnels without a device certificate")
 	verbose := fs.Bool("v", false, "log the components' operations to stderr")
+	capturing := fs.Bool("capture", false, "record every leg's packets, with the session secrets inside, into DIR/capture.pcapng when the lab stops")
+	snap := fs.Int("snaplen", capture.DefaultSnapLen, "payload bytes a captured flow keeps in each direction (0: all)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -108,8 +111,21 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return usageError("lab: --firewall-proxy %s: %v", *fwProxy, err)
 		}
 	}
+	snapLen := *snap
+	if snapLen <= 0 {
+		snapLen = -1
+	}
+	evid, err := newLabEvidence(*capturing, snapLen, os.Getenv("SSLKEYLOGFILE"))
+	if err != nil {
+		socksL.Close()
+		if proxyL != nil {
+			proxyL.Close()
+		}
+		return err
+	}
+	defer evid.close()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	topo, err := harness.StartInProcess(sctx, spec, harness.Options{Logger: log, Dir: *dir, NoClient: true})
+	topo, err := harness.StartInProcess(sctx, spec, evid.options(harness.Options{Logger: log, Dir: *dir, NoClient: true}))
 	cancel()
 	if err != nil {
 		socksL.Close()
@@ -175,7 +191,8 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	scancel()
 	fmt.Fprintln(stdout, "\npinwall lab: stopping; what the gateway saw:")
 	printGatewaySummary(stdout, topo.GatewayEvents())
-	return nil
+	_ = topo.Close() // every connection closed: the capture has its last FINs
+	return evid.write(*dir, stdout)
 }
 
 func printGatewaySummary(w io.Writer, evs []gateway.Event) {
