@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path"
 	"sync"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/harness"
@@ -66,6 +70,8 @@ func (run *containerRun) addCapture(cfgs []node.Config) {
 // complete, and merges every node's capture and key log into obs.Capture:
 // one interface per leg, in the order of the in-process captures.
 func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observation) error {
+	start := time.Now()
+	defer func() { run.r.log().Info("containers: capture collected", "run", run.id, "took", time.Since(start).Round(time.Millisecond)) }()
 	grace := 10 * time.Second
 	var wg sync.WaitGroup
 	for _, name := range run.order {
@@ -85,29 +91,48 @@ func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observ
 	for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway, harness.LegGatewayOrigins} {
 		legs[leg] = rec.AddInterface(pcapng.Interface{LinkType: pcapng.LinkEthernet, Name: leg, Description: run.plan.Spec.LegDescription(leg)})
 	}
+	// One archive of each node's output directory, all nodes at once: a
+	// copy per file would cost a Docker API round trip each.
+	type output struct {
+		name  string
+		files map[string][]byte
+		err   error
+	}
+	var outs []*output
+	for _, name := range run.order {
+		if n := run.nodes[name]; n != nil && n.c != nil && n.cfg.Capture != nil {
+			outs = append(outs, &output{name: name})
+		}
+	}
+	for _, o := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.files, o.err = run.readOut(ctx, o.name, node.KeyLogFile, node.CaptureFile, node.CaptureStatsFile)
+		}()
+	}
+	wg.Wait()
 	var dropped uint64
 	var errs []error
-	for _, name := range run.order {
-		n := run.nodes[name]
-		if n == nil || n.c == nil || n.cfg.Capture == nil {
+	for _, o := range outs {
+		if o.err != nil {
+			errs = append(errs, o.err)
 			continue
 		}
-		if keys, err := run.read(ctx, name, node.KeyLogFile); err == nil {
-			_, _ = rec.KeyLog().Write(keys)
-		}
-		if len(n.cfg.Capture.Ifaces) == 0 {
+		_, _ = rec.KeyLog().Write(o.files[node.KeyLogFile])
+		if len(run.nodes[o.name].cfg.Capture.Ifaces) == 0 {
 			continue
 		}
-		data, err := run.read(ctx, name, node.CaptureFile)
-		if err != nil {
-			errs = append(errs, err)
+		data, ok := o.files[node.CaptureFile]
+		if !ok {
+			errs = append(errs, fmt.Errorf("containers: %s wrote no %s", o.name, node.CaptureFile))
 			continue
 		}
 		if err := mergeCapture(rec, legs, data); err != nil {
-			errs = append(errs, fmt.Errorf("containers: %s's capture: %w", name, err))
+			errs = append(errs, fmt.Errorf("containers: %s's capture: %w", o.name, err))
 		}
 		var st node.CaptureStats
-		if b, err := run.read(ctx, name, node.CaptureStatsFile); err == nil && json.Unmarshal(b, &st) == nil {
+		if b, ok := o.files[node.CaptureStatsFile]; ok && json.Unmarshal(b, &st) == nil {
 			dropped += st.Dropped
 		}
 	}
@@ -121,6 +146,37 @@ func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observ
 	c.Dropped += int64(dropped)
 	obs.Capture = c
 	return nil
+}
+
+// readOut copies the named files of a node's output directory in one
+// archive; files the node did not write are absent from the map.
+func (run *containerRun) readOut(ctx context.Context, nodeName string, names ...string) (map[string][]byte, error) {
+	n := run.nodes[nodeName]
+	res, err := run.cli.CopyFromContainer(ctx, n.c.GetContainerID(), client.CopyFromContainerOptions{SourcePath: node.OutDir})
+	if err != nil {
+		return nil, fmt.Errorf("containers: read %s from %s: %w", node.OutDir, nodeName, err)
+	}
+	defer res.Content.Close()
+	want := map[string]bool{}
+	for _, name := range names {
+		want[name] = true
+	}
+	out := map[string][]byte{}
+	tr := tar.NewReader(res.Content)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("containers: read %s from %s: %w", node.OutDir, nodeName, err)
+		}
+		if base := path.Base(h.Name); h.Typeflag == tar.TypeReg && want[base] {
+			if out[base], err = io.ReadAll(tr); err != nil {
+				return nil, fmt.Errorf("containers: read %s from %s: %w", h.Name, nodeName, err)
+			}
+		}
+	}
 }
 
 // mergeCapture adds one node's capture to rec, its interfaces by leg name.
