@@ -50,7 +50,7 @@ func CreateLiveFile(file string, snapLen int, comment string) (*LiveFile, error)
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	bw := bufio.NewWriterSize(f, 256<<10)
-	pw, err := pcapng.NewWriter(bw, pcapng.Section{Application: "pinwall", OS: runtime.GOOS, Comment: comment})
+	pw, err := pcapng.NewWriter(bw, pcapng.Section{Application: DefaultApplication(), OS: runtime.GOOS, Comment: comment})
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,8 @@ type Config struct {
 	// and counted (Dropped). Zero means DefaultMaxBytes.
 	MaxBytes int64
 	// Application names the writer in the file's section header; empty
-	// means "pinwall".
+	// means pinwall with its commit and Go version, from the binary's
+	// build information (DefaultApplication).
 	Application string
 	// Comment, if set, is the section header's comment (what was captured).
 	Comment string
@@ -90,7 +92,7 @@ func New(cfg Config) *Recorder {
 		cfg.MaxBytes = DefaultMaxBytes
 	}
 	if cfg.Application == "" {
-		cfg.Application = "pinwall"
+		cfg.Application = DefaultApplication()
 	}
 	clock := cfg.Now
 	if clock == nil {
@@ -117,6 +119,29 @@ func New(cfg Config) *Recorder {
 }
 
 func (r *Recorder) now() time.Time { return r.clock() }
+
+// DefaultApplication names this binary for a capture's section header:
+// "pinwall (commit 0123abcd…, go1.26.8)", the commit from the build
+// information (runtime/debug), "-dirty" when the tree had changes.
+func DefaultApplication() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "pinwall"
+	}
+	commit, dirty := "unknown", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			commit = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty {
+		commit += "-dirty"
+	}
+	return fmt.Sprintf("pinwall (commit %s, %s)", commit, bi.GoVersion)
+}
 
 // KeyLog returns the capture's key log: the KeyLogWriter to give every
 // TLS and DTLS endpoint whose sessions the capture should decrypt.
