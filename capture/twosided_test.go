@@ -92,4 +92,3 @@ func TestTwoSided(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
