@@ -71,7 +71,9 @@ func (run *containerRun) addCapture(cfgs []node.Config) {
 // one interface per leg, in the order of the in-process captures.
 func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observation) error {
 	start := time.Now()
-	defer func() { run.r.log().Info("containers: capture collected", "run", run.id, "took", time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		run.r.log().Info("containers: capture collected", "run", run.id, "took", time.Since(start).Round(time.Millisecond))
+	}()
 	grace := 10 * time.Second
 	var wg sync.WaitGroup
 	for _, name := range run.order {
