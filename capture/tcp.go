@@ -55,11 +55,15 @@ func (f *tcpFlow) start(a, b netip.AddrPort) {
 }
 
 // event runs fn with the current time now, or, before the flow has
-// started, once it has (f.mu held while fn runs).
+// started, once it has (f.mu held while fn runs). The time is read under
+// the lock, so that a flow's packets are in time order as they are in
+// sequence order: an end that read the clock and then waited for the
+// lock would otherwise stamp its packet earlier than packets it comes
+// after.
 func (f *tcpFlow) event(fn func(t time.Time)) {
-	t := f.leg.r.now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	t := f.leg.r.now()
 	if !f.started {
 		f.queue = append(f.queue, func() { fn(t) })
 		return

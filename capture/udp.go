@@ -19,9 +19,9 @@ type udpFlow struct {
 }
 
 func (f *udpFlow) datagram(d int, p []byte) {
-	t := f.leg.r.now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	t := f.leg.r.now() // under the lock: the flow's datagrams in time order
 	src, dst := f.a, f.b
 	if d == 1 {
 		src, dst = dst, src

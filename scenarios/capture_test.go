@@ -158,3 +158,33 @@ func TestCaptureDTLS(t *testing.T) {
 	sni := fieldsByLeg(t, file, "dtls.handshake.type == 1", "dtls.handshake.extensions_server_name")
 	assert.Equal(t, []string{"gateway-acme.sse.test"}, uniq(sni[harness.LegLaptopFirewall]))
 }
+
+// TestCaptureCatalogueClean captures every run of the catalogue in process
+// and has Wireshark check each: its TCP analysis flags nothing (no lost,
+// unseen, retransmitted or out-of-order segment, no window trouble, no
+// port reuse) and every IP, TCP and UDP checksum is right. Synthesized
+// packets that confused it would be false evidence.
+func TestCaptureCatalogueClean(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the whole catalogue: skipped with -short")
+	}
+	capturetest.RequireTshark(t)
+	all, err := scenarios.Catalogue()
+	require.NoError(t, err)
+	runs, err := scenarios.AllRuns(all)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	results := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Runner: harness.InProcess{Capture: true}, Parallel: 2})
+	dir := t.TempDir()
+	for _, res := range results {
+		if !assert.NotNil(t, res.Capture, res.Key()) {
+			continue
+		}
+		assert.Positive(t, res.Capture.Packets, res.Key())
+		file := filepath.Join(dir, strings.ReplaceAll(res.Key(), "/", "_")+".pcapng")
+		require.NoError(t, os.WriteFile(file, res.Capture.PCAPNG, 0o644))
+		assert.Empty(t, capturetest.AnalysisFlags(t, file), "%s: TCP analysis", res.Key())
+		assert.Empty(t, capturetest.BadChecksums(t, file), "%s: checksums", res.Key())
+	}
+}
