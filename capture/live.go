@@ -194,6 +194,9 @@ func parseIPv4(b []byte) (flowKey, int, int, bool) {
 		}
 		return key, ihl + thl, total - ihl - thl, true
 	case protoUDP:
+		if total < ihl+8 {
+			return flowKey{}, 0, 0, false
+		}
 		return key, ihl + 8, total - ihl - 8, true
 	}
 	return flowKey{}, 0, 0, false
