@@ -206,6 +206,9 @@ func (p Provenance) Describe() [][2]string {
 	for _, m := range p.Modules {
 		rows = append(rows, [2]string{m.Path, m.Version})
 	}
+	if len(p.Tools) == 0 {
+		rows = append(rows, [2]string{"third-party tools", "none used"})
+	}
 	for _, t := range p.Tools {
 		v := t.Version
 		if v == "" {
