@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -122,6 +123,10 @@ type Config struct {
 	Resolver resolve.Resolver
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
+	// KeyLogWriter, if set, receives the secrets of every (D)TLS session
+	// the client terminates in the NSS key log format (SSLKEYLOGFILE), for packet
+	// captures that decrypt themselves (package capture). Nil logs none.
+	KeyLogWriter io.Writer
 	// Now returns the time for history; nil means time.Now.
 	Now func() time.Time
 	// Session tunes the multiplexers.

@@ -117,6 +117,7 @@ func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPor
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			return v.verify(rawCerts)
 		},
+		KeyLogWriter: c.cfg.KeyLogWriter,
 	}
 	if c.cfg.DeviceCert != nil {
 		cfg.Certificates = []tls.Certificate{*c.cfg.DeviceCert}
@@ -241,6 +242,9 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 	}
 	if c.cfg.DeviceCert != nil {
 		opts = append(opts, dtls.WithCertificates(*c.cfg.DeviceCert))
+	}
+	if c.cfg.KeyLogWriter != nil {
+		opts = append(opts, dtls.WithKeyLogWriter(c.cfg.KeyLogWriter))
 	}
 	conn, err := dtls.ClientWithOptions(pc, uc.RemoteAddr(), opts...)
 	if err != nil {

@@ -165,6 +165,8 @@ func (t *Topology) startFirewall(opts Options) error {
 		Resolver: t.Zone,
 		Writers:  writers,
 		Logger:   t.log.With("component", "firewall"),
+		// Its sessions' secrets, for a capture (nil: none).
+		KeyLogWriter: t.keyLog,
 	}
 	fw, err := mitm.New(cfg)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
@@ -42,6 +43,12 @@ type Options struct {
 	// from the start, so ImpairLaptop can degrade it later (a spec's
 	// udp-loss does that by itself).
 	Impairable bool
+	// Capture, if set, records every connection between the topology's
+	// hosts on its leg and collects every component's session secrets.
+	Capture *capture.Recorder
+	// KeyLogWriter, if set, also receives every component's session
+	// secrets in the NSS key log format (the lab's SSLKEYLOGFILE).
+	KeyLogWriter io.Writer
 }
 
 // Topology is a running set of components.
@@ -66,6 +73,8 @@ type Topology struct {
 	laptopNet *fault.ImpairedStack
 
 	gatewayCert *x509.Certificate
+	// keyLog receives every component's session secrets; nil: none.
+	keyLog io.Writer
 
 	// ctx lives as long as the topology: components that serve until
 	// their context ends get this one, not the caller's start context.
@@ -179,7 +188,10 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Topology{Spec: spec, Sim: hostnet.NewSim(log), Hosts: map[string]*hostnet.Host{}, log: log}
+	t := &Topology{Spec: spec, Sim: hostnet.NewSim(log), Hosts: map[string]*hostnet.Host{}, log: log, keyLog: keyLogWriter(opts)}
+	if opts.Capture != nil {
+		t.Sim.SetTap(t.tapInto(opts.Capture))
+	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.onClose(func() error { t.cancel(); return nil })
 	defer func() {
@@ -321,6 +333,7 @@ func (t *Topology) startOrigins(opts Options) error {
 		Certificates: func(name string) (*tls.Certificate, error) { return t.PKI.ServerCert(name) },
 		Logger:       t.log.With("component", "origins"),
 		AccessLog:    w,
+		KeyLogWriter: t.keyLog,
 	})
 	if err != nil {
 		return fmt.Errorf("harness: origins: %w", err)
@@ -369,6 +382,7 @@ func (t *Topology) startGateways(opts Options) error {
 			Resolver:       t.Zone,
 			Log:            sw,
 			Logger:         t.log.With("component", "gateway", "gateway", g.Name),
+			KeyLogWriter:   t.keyLog,
 		})
 		if err != nil {
 			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
@@ -402,6 +416,7 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 	cfg.Stack = t.LaptopStack()
 	cfg.Resolver = t.Zone
 	cfg.Logger = t.log.With("component", "client")
+	cfg.KeyLogWriter = t.keyLog
 	return cfg, nil
 }
 

@@ -192,6 +192,8 @@ type Observation struct {
 	Duration time.Duration `json:"duration_ns"`
 	// Roles maps address sets to their members, for reading logs.
 	Roles Roles `json:"roles"`
+	// Capture is the run's packet capture, when the runner made one.
+	Capture *Capture `json:"-"`
 }
 
 // AttemptStats counts reconnect attempts.

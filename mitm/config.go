@@ -3,6 +3,7 @@ package mitm
 import (
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 
@@ -48,6 +49,12 @@ type Config struct {
 	KeepRecords int
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
+	// KeyLogWriter, if set, receives the secrets of the sessions the
+	// firewall terminates when it decrypts (both its client-facing and its
+	// server-facing session, and sni-cert-check's probes) in the NSS key log
+	// format, for packet captures that decrypt themselves (package capture).
+	// Nil logs none.
+	KeyLogWriter io.Writer
 	// Now is the firewall's clock (logs, exclusion expiry, FQDN refresh); nil means time.Now.
 	Now func() time.Time
 

@@ -78,6 +78,7 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 			requested.Store(true)
 			return &tls.Certificate{}, nil // the firewall has no device certificate to give
 		},
+		KeyLogWriter: f.cfg.KeyLogWriter,
 	}
 	up := tls.Client(upRaw, upCfg)
 	hctx, cancel := context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
@@ -129,6 +130,7 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	srvCfg := &tls.Config{
 		Certificates: []tls.Certificate{*forged.Certificate},
 		MinVersion:   tls.VersionTLS12,
+		KeyLogWriter: f.cfg.KeyLogWriter,
 	}
 	if st.NegotiatedProtocol != "" {
 		srvCfg.NextProtos = []string{st.NegotiatedProtocol}

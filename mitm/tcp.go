@@ -344,6 +344,7 @@ func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 			return nil
 		},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tls.Certificate{}, nil },
+		KeyLogWriter:         f.cfg.KeyLogWriter,
 	})
 	herr := tc.HandshakeContext(hctx)
 	var reason string

@@ -15,6 +15,7 @@ import (
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/scenarios"
+	"github.com/pinwall/pinwall/wireshark"
 )
 
 // The files of a bundle.
@@ -38,6 +39,10 @@ const (
 	FirewallCEF           = "firewall.cef.log"
 	GatewayJSONL          = "gateway.jsonl"
 	ClientHistoryJSON     = "client-history.json"
+	// CaptureFile is the run's packet capture (pcapng, the key log inside),
+	// KeyLogFile the same key log in NSS format, when the run was captured.
+	CaptureFile = "capture.pcapng"
+	KeyLogFile  = "keys.log"
 )
 
 // firewallFiles maps each firewall log file to its fwlog format.
@@ -84,6 +89,20 @@ func logFileNames() []string {
 // symbolic or hard link planted at a file's name, or a symbolic link at a
 // directory below dir, is refused, and what it points at is left alone.
 func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.Result) error {
+	return WriteSigned(dir, meta, ss, results, nil)
+}
+
+// WriteSigned is Write, then, with a signer, the manifest's signatures and
+// the signer's public key beside it (Signer.Sign); the report and
+// evidence.json name the key's fingerprint (Meta.Signature). A bundle
+// whose results carry captures also holds the Wireshark dissector
+// (wireshark.DissectorFile) that decodes the tunnel inside them.
+func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, signer *Signer) error {
+	if signer != nil {
+		meta.Signature = signer.Describe()
+	} else {
+		meta.Signature = nil
+	}
 	out, err := outfile.OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("reports: %w", err)
@@ -120,10 +139,20 @@ func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.
 	} else {
 		b.write(JUnitFile, data)
 	}
+	captured := false
 	for i := range results {
 		b.writeLogs(dirs[i], &results[i])
+		captured = captured || results[i].Capture != nil
+	}
+	if captured {
+		b.write(wireshark.DissectorFile, wireshark.Dissector)
 	}
 	b.writeManifest()
+	if signer != nil && len(b.errs) == 0 {
+		if err := signer.sign(out); err != nil {
+			b.fail(err)
+		}
+	}
 	return errors.Join(b.errs...)
 }
 
@@ -165,6 +194,10 @@ func (b *bundle) writeLogs(dir string, r *scenarios.Result) {
 		}
 	}
 	b.write(path.Join(dir, GatewayJSONL), buf.Bytes())
+	if c := r.Capture; c != nil {
+		b.write(path.Join(dir, CaptureFile), c.PCAPNG)
+		b.write(path.Join(dir, KeyLogFile), c.KeyLog)
+	}
 	hist := r.ClientHistory
 	if hist == nil {
 		hist = normalize(scenarios.Result{}).ClientHistory
@@ -196,6 +229,11 @@ func (b *bundle) writeManifest() {
 // removeStale removes an earlier bundle's log files and the directories
 // they leave empty. Anything else in logs/ stays.
 func removeStale(out *outfile.Dir) error {
+	for _, n := range []string{wireshark.DissectorFile, SignatureFile, OpenSSLSignatureFile, SignerPublicKeyFile, SignerPEMFile, AllowedSignersFile} {
+		if err := out.Remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("reports: removing a stale file: %w", err)
+		}
+	}
 	entries, err := out.ReadDir(LogsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -208,7 +246,7 @@ func removeStale(out *outfile.Dir) error {
 			continue
 		}
 		sub := path.Join(LogsDir, e.Name())
-		for _, n := range logFileNames() {
+		for _, n := range append(logFileNames(), CaptureFile, KeyLogFile) {
 			if err := out.Remove(path.Join(sub, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("reports: removing a stale log: %w", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path"
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
@@ -64,6 +65,39 @@ type EvidenceResult struct {
 	scenarios.Result
 	// Logs is the result's directory in the bundle ("logs/id__variant").
 	Logs string `json:"logs"`
+	// Capture describes the run's packet capture, when it was captured.
+	Capture *CaptureInfo `json:"capture,omitempty"`
+}
+
+// CaptureInfo is what evidence.json says about a run's capture.
+type CaptureInfo struct {
+	// File and KeyLog are the capture and its key log, relative to the bundle.
+	File   string `json:"file"`
+	KeyLog string `json:"key_log"`
+	// Packets counts the packets; Dropped those beyond the memory limit.
+	Packets int   `json:"packets"`
+	Dropped int64 `json:"dropped"`
+	// KeyLines counts the key log's lines (session secrets).
+	KeyLines int `json:"key_lines"`
+	// SnapLen is the payload kept per flow and direction; negative: all.
+	SnapLen int `json:"snaplen"`
+	// Legs names the capture's interfaces in order.
+	Legs []string `json:"legs"`
+	// Source says how the packets were made.
+	Source string `json:"source"`
+}
+
+func captureInfo(r scenarios.Result, dir string) *CaptureInfo {
+	c := r.Capture
+	if c == nil {
+		return nil
+	}
+	legs := c.Legs
+	if legs == nil {
+		legs = []string{}
+	}
+	return &CaptureInfo{File: path.Join(dir, CaptureFile), KeyLog: path.Join(dir, KeyLogFile), Packets: c.Packets, Dropped: c.Dropped,
+		KeyLines: c.KeyLines, SnapLen: c.SnapLen, Legs: legs, Source: c.Source}
 }
 
 func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, dirs []string) Evidence {
@@ -78,7 +112,7 @@ func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Resu
 			Setting: s.Setting, Fix: s.Fix, Sources: s.Sources})
 	}
 	for i, r := range results {
-		ev.Results = append(ev.Results, EvidenceResult{Result: normalize(r), Logs: dirs[i]})
+		ev.Results = append(ev.Results, EvidenceResult{Result: normalize(r), Logs: dirs[i], Capture: captureInfo(r, dirs[i])})
 	}
 	return ev
 }

@@ -54,6 +54,11 @@ func fixtureMeta() Meta {
 		},
 		Interrupted: true,
 		CommandLine: []string{"pinwall", "run", "--report", "out", "visibility", "decrypt-pinned", "bypass-fqdn", "udp-blocked", "sni-spoof", "backup-gateway"},
+		Provenance: &Provenance{
+			Pinwall: Build{Module: "github.com/pinwall/pinwall", Version: "v0.9.0", Commit: "0123456789abcdef0123456789abcdef01234567", CommitTime: "2026-01-14T18:00:00Z"},
+			Go:      "go1.26.8", OS: "linux", Arch: "amd64", Kernel: "6.1.0-test",
+			Modules: []Module{{Path: "github.com/pion/dtls/v3", Version: "v3.1.15"}, {Path: "github.com/hashicorp/yamux", Version: "v0.1.2"}},
+		},
 	}
 }
 
@@ -138,6 +143,9 @@ func fixtureResults() []scenarios.Result {
 			EndReason: fwlog.EndAgedOut, BytesSent: 783282, BytesReceived: 788380, PacketsSent: 1080, PacketsReceived: 1018}},
 		ClientHistory: []client.Transition{{Time: at(25), Event: "up", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443",
 			Transport: tunnel.TransportDTLS, TunnelID: "t1", TookMS: 14}},
+		Capture: &harness.Capture{PCAPNG: []byte("not really a pcapng: the bundle copies it"), KeyLog: []byte("CLIENT_RANDOM 00 11\n"),
+			Packets: 4373, KeyLines: 81, SnapLen: 16 << 20, Source: harness.CaptureSynthesized,
+			Legs: []string{harness.LegLaptopFirewall, harness.LegFirewallGateway, harness.LegGatewayOrigins}},
 	}
 	vis.GatewayLog = append(vis.GatewayLog, gateway.Event{Time: at(25), Event: gateway.EventTunnelOpen, Gateway: "gateway-acme.sse.test",
 		TunnelID: "t1", Transport: "dtls", Client: "198.51.100.1:51699", Local: "203.0.113.9:443", Device: device()})

@@ -40,6 +40,18 @@ type view struct {
 	Sections        []section
 	Policies        []policyGroup
 	Commands        []string
+	// Provenance lists what produced the evidence, Signature how the
+	// manifest is signed (nil: not signed), Captures the runs' packet
+	// captures.
+	Provenance [][2]string
+	Signature  *Signature
+	Captures   []captureRow
+}
+
+// captureRow is one run's capture in the appendix.
+type captureRow struct {
+	Key, File, KeyLog, Legs string
+	Packets, KeyLines       int
 }
 
 // row is one line of the verdict table.
@@ -179,6 +191,16 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 	}
 	if len(order) > 1 {
 		v.Commands = append(v.Commands, "pinwall run "+strings.Join(order, " "))
+	}
+	if meta.Provenance != nil {
+		v.Provenance = meta.Provenance.Describe()
+	}
+	v.Signature = meta.Signature
+	for i, r := range results {
+		if c := captureInfo(r, dirs[i]); c != nil {
+			v.Captures = append(v.Captures, captureRow{Key: r.Key(), File: c.File, KeyLog: c.KeyLog, Legs: strings.Join(c.Legs, ", "),
+				Packets: c.Packets, KeyLines: c.KeyLines})
+		}
 	}
 	for _, r := range results {
 		if r.Policy == "" {

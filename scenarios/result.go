@@ -123,6 +123,10 @@ type Result struct {
 
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`
+
+	// Capture is the run's packet capture, when the runner made one; the
+	// evidence bundle writes it as logs/<run>/capture.pcapng and keys.log.
+	Capture *harness.Capture `json:"-"`
 }
 
 // Key identifies the result: "id/variant[/case]".

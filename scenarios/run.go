@@ -137,6 +137,7 @@ func Judge(res *Result, obs *harness.Observation) {
 	res.FirewallLog, res.GatewayLog, res.ClientHistory = obs.Firewall, obs.Gateway, obs.History
 	res.Flows, res.Probes, res.Roles, res.ClientError = obs.Flows, obs.Probes, obs.Roles, obs.ClientErrorText
 	res.Events = obs.Events
+	res.Capture = obs.Capture
 	res.Verdict = Pass
 	for _, c := range res.Checks {
 		if !c.Pass {

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/vendorconf"
 	"github.com/pinwall/pinwall/vendorconf/fortios"
 	"github.com/pinwall/pinwall/vendorconf/panos"
@@ -78,7 +78,7 @@ func (s *policySource) load(stdout io.Writer) (*policy.Policy, string, error) {
 			return nil, "", err
 		}
 		head := fmt.Sprintf("# Translated by pinwall from %s (%s%s). Rules keep their source in a comment;\n# the notes of `pinwall check` list what was not translated exactly.\n", tr.File, tr.Vendor, scopeSuffix(tr.Scope))
-		if err := os.WriteFile(s.writePolicy, append([]byte(head), out...), 0o644); err != nil {
+		if err := outfile.WriteFile(s.writePolicy, append([]byte(head), out...), outfile.Public); err != nil {
 			return nil, "", &exitError{code: 2, err: fmt.Errorf("check: %w", err)}
 		}
 		fmt.Fprintf(stdout, "Wrote the translated policy to %s.\n\n", s.writePolicy)

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
@@ -33,8 +35,21 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	snapLen := o.snapLen
+	if snapLen <= 0 {
+		snapLen = -1
+	}
+	evid, err := newLabEvidence(o.capture, snapLen, os.Getenv("SSLKEYLOGFILE"))
+	if err != nil {
+		socksL.Close()
+		if proxyL != nil {
+			proxyL.Close()
+		}
+		return err
+	}
+	defer evid.close()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	topo, err := harness.StartInProcess(sctx, o.spec, harness.Options{Logger: log, Dir: o.dir, NoClient: true})
+	topo, err := harness.StartInProcess(sctx, o.spec, evid.options(harness.Options{Logger: log, Dir: o.dir, NoClient: true}))
 	cancel()
 	if err != nil {
 		socksL.Close()
@@ -99,7 +114,8 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	scancel()
 	fmt.Fprintln(stdout, "\npinwall lab: stopping; what the gateway saw:")
 	printGatewaySummary(stdout, topo.GatewayEvents())
-	return nil
+	_ = topo.Close() // every connection closed: the capture has its last FINs
+	return evid.write(o.dir, stdout)
 }
 
 // labOptions is what pinwall lab's flags ask for.
@@ -112,6 +128,10 @@ type labOptions struct {
 	fwProxy, dir string
 	verbose      bool
 	socksAny     bool
+	// capture records every leg into DIR/capture.pcapng; snapLen bounds a
+	// flow's payload in each direction.
+	capture bool
+	snapLen int
 }
 
 func parseLabFlags(args []string, stderr io.Writer) (labOptions, error) {
@@ -130,13 +150,15 @@ func parseLabFlags(args []string, stderr io.Writer) (labOptions, error) {
 	anonymous := fs.Bool("allow-anonymous", false, "gateways accept tunnels without a device certificate")
 	socksAny := fs.Bool("socks-any", false, "let the SOCKS5 listener reach any destination, real services on this machine included (by default only the lab's simulated names and addresses)")
 	verbose := fs.Bool("v", false, "log the components' operations to stderr")
+	capturing := fs.Bool("capture", false, "record every leg's packets, with the session secrets inside, into DIR/capture.pcapng when the lab stops")
+	snap := fs.Int("snaplen", capture.DefaultSnapLen, "payload bytes a captured flow keeps in each direction (0: all)")
 	if err := fs.Parse(args); err != nil {
 		return labOptions{}, &exitError{code: 2, err: err}
 	}
 	if fs.NArg() > 0 {
 		return labOptions{}, usageError("lab: unexpected argument %q", fs.Arg(0))
 	}
-	o := labOptions{socks: *socks, fwProxy: *fwProxy, dir: *dir, verbose: *verbose, socksAny: *socksAny}
+	o := labOptions{socks: *socks, fwProxy: *fwProxy, dir: *dir, verbose: *verbose, socksAny: *socksAny, capture: *capturing, snapLen: *snap}
 	o.spec = harness.Spec{
 		Client: harness.ClientSpec{
 			Transport: client.TransportMode(*transport), Pin: harness.PinMode(*pin), DeviceCert: harness.DeviceCertMode(*deviceCert),

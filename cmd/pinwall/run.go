@@ -82,6 +82,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	panVersion := fs.String("pan-version", fwlog.DefaultPANVersion, "PAN-OS log layout of the bundle's PAN-OS files: 9.1, 10.0 (TRAFFIC 75 fields, DECRYPTION 91) or 10.1 to 11.2 (TRAFFIC 115, DECRYPTION 107)")
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
+	ev := addEvidenceFlags(fs)
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -100,10 +101,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	signer, err := ev.signer()
+	if err != nil {
+		return err
+	}
 	runner, err := runnerFor(*mode, set, *parallel, stderr)
 	if err != nil {
 		return err
 	}
+	runner = withCapture(runner, ev.captureOn(*mode), ev.snapLen())
 	if c, ok := runner.(io.Closer); ok {
 		defer c.Close()
 	}
@@ -119,12 +125,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		{Name: set.Tenant.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Tenant.Cert)},
 		{Name: set.Enterprise.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Enterprise.Cert)},
 	}
+	meta.Provenance = provenanceOf(ctx, runner)
 	fmt.Fprint(stdout, reports.VerdictTable(results))
 	passed, total := reports.Summary(results)
-	if err := reports.Write(*out, meta, ss, results); err != nil {
+	if err := reports.WriteSigned(*out, meta, ss, results, signer); err != nil {
 		return fmt.Errorf("writing the evidence bundle: %w", err)
 	}
 	abs, _ := filepath.Abs(*out)
+	if signer != nil {
+		fmt.Fprintf(stdout, "\nSigned %s with the %s key %s (%s, %s)\n", reports.ManifestFile, signer.Describe().Algorithm, signer.Fingerprint(), reports.SignatureFile, reports.OpenSSLSignatureFile)
+	}
 	fmt.Fprintf(stdout, "\n%d of %d runs as expected (%s, %.1fs). Evidence: %s (report.html, report.md, evidence.json, junit.xml)\n",
 		passed, total, meta.Mode, meta.Ended.Sub(meta.Started).Seconds(), abs)
 	if meta.Interrupted {

@@ -170,6 +170,13 @@ type Runner struct {
 	// process. It needs a kernel with sch_netem and sch_prio; a run fails
 	// at its first impairment where there is none (fault.ErrNetemUnavailable).
 	Netem bool
+	// Capture records each run's packets on the containers' interfaces
+	// (AF_PACKET, in the nodes) and every component's session secrets,
+	// merged into Observation.Capture.
+	Capture bool
+	// SnapLen bounds the payload a captured flow keeps in each direction;
+	// zero means capture.DefaultSnapLen, negative no limit.
+	SnapLen int
 
 	mu        sync.Mutex
 	idOnce    sync.Once
@@ -259,8 +266,9 @@ func (c *Runner) log() *slog.Logger {
 func (c *Runner) Image(ctx context.Context) (string, error) {
 	c.buildOnce.Do(func() {
 		start := time.Now()
-		c.image, c.imageErr = buildImage(ctx, c.Binary, c.Rebuild, c.log())
+		image, err := buildImage(ctx, c.Binary, c.Rebuild, c.log())
 		c.mu.Lock()
+		c.image, c.imageErr = image, err
 		c.built = time.Since(start)
 		c.mu.Unlock()
 	})
@@ -438,6 +446,11 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	}
 	if err := run.collect(ctx, obs); err != nil {
 		return nil, err
+	}
+	if c.Capture {
+		if err := run.collectCapture(ctx, obs); err != nil {
+			return nil, err
+		}
 	}
 	obs.Duration = time.Since(obs.Started)
 	return obs, ctx.Err()
@@ -1187,6 +1200,9 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		if len(out[i].Net.Addrs) > 0 {
 			out[i].Net.AddrsOn = inetOverlay
 		}
+	}
+	if run.r.Capture {
+		run.addCapture(out)
 	}
 	return out, nil
 }

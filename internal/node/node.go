@@ -113,6 +113,12 @@ type Config struct {
 	Firewall *Firewall       `json:"firewall,omitempty"`
 	Client   *Client         `json:"client,omitempty"`
 	Probes   []harness.Probe `json:"probes,omitempty"`
+	// Capture, if set, records the node's frames and session secrets.
+	Capture *Capture `json:"capture,omitempty"`
+
+	// keyLog receives the components' session secrets (set by Run from
+	// Capture; nil: none).
+	keyLog io.Writer
 }
 
 // Gateway configures a gateway container.
@@ -219,7 +225,7 @@ func clientConfigFor(nc Config, stack hostnet.Stack, zone resolve.Resolver, log 
 		FallbackTimeout: cs.FallbackTimeout, HandshakeTimeout: cs.HandshakeTimeout, FailMode: cs.FailMode,
 		TunnelWait: cs.TunnelWait, AttemptsPerGateway: cs.AttemptsPerGateway, Sessions: cs.Sessions,
 		Steering: client.Steering{ExceptDomains: cs.ExceptDomains, ExceptCIDRs: cs.ExceptCIDRs},
-		Stack:    stack, Resolver: zone, Logger: log,
+		Stack:    stack, Resolver: zone, Logger: log, KeyLogWriter: nc.keyLog,
 	}
 	cfg.Session.KeepAliveInterval = cs.Keepalive
 	pool, err := poolOf(cn.RootCAs)
