@@ -1201,7 +1201,7 @@ func (run *containerRun) configs() ([]node.Config, error) {
 			out[i].Net.AddrsOn = inetOverlay
 		}
 	}
-	if run.r.Capture {
+	if run.r != nil && run.r.Capture { // ComposeFiles has no runner
 		run.addCapture(out)
 	}
 	return out, nil
