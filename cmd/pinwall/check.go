@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -29,12 +28,11 @@ const rogueName = "probe-host"
 var rogueAddr = netip.MustParseAddr("10.10.10.66")
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", "pinwall check --policy FILE [--client FILE]", args, stdout, stderr)
 	policyFile := fs.String("policy", "", "your firewall policy (mitm/policy YAML) (required)")
 	clientFile := fs.String("client", "", "client settings (YAML: transport, pin, device-cert, trust, fail-mode, except-domains, …)")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
+		return flagError(err)
 	}
 	if *policyFile == "" || fs.NArg() > 0 {
 		return usageError("check: --policy FILE is required and takes no other arguments")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +20,7 @@ import (
 )
 
 func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseLabFlags(args, stderr)
+	o, err := parseLabFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -102,9 +101,8 @@ type labOptions struct {
 	verbose      bool
 }
 
-func parseLabFlags(args []string, stderr io.Writer) (labOptions, error) {
-	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func parseLabFlags(args []string, stdout, stderr io.Writer) (labOptions, error) {
+	fs := newFlagSet("lab", "pinwall lab [flags]", args, stdout, stderr)
 	transport := fs.String("transport", "auto", "tunnel transport: auto (DTLS first, then TLS), tls or dtls")
 	socks := fs.String("socks", "127.0.0.1:1080", "the client's SOCKS5 listener (a real loopback address, for curl)")
 	dir := fs.String("dir", "lab", "directory for the CA certificates and the logs")
@@ -118,7 +116,7 @@ func parseLabFlags(args []string, stderr io.Writer) (labOptions, error) {
 	anonymous := fs.Bool("allow-anonymous", false, "gateways accept tunnels without a device certificate")
 	verbose := fs.Bool("v", false, "log the components' operations to stderr")
 	if err := fs.Parse(args); err != nil {
-		return labOptions{}, &exitError{code: 2, err: err}
+		return labOptions{}, flagError(err)
 	}
 	if fs.NArg() > 0 {
 		return labOptions{}, usageError("lab: unexpected argument %q", fs.Arg(0))

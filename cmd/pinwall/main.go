@@ -96,6 +96,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "compose":
 		return cmdCompose(rest, stdout, stderr)
 	case "version":
+		if err := helpOnly("pinwall version", rest, stdout); err != nil {
+			return err
+		}
 		v, c := buildInfo()
 		fmt.Fprintf(stdout, "pinwall %s (%s)\n", v, c)
 		return nil

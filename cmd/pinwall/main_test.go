@@ -55,10 +55,48 @@ func TestListAndUsage(t *testing.T) {
 	assert.Equal(t, 2, code)
 }
 
+// TestHelpExitsZero: every command answers -h and --help on stdout with
+// exit 0, including serve and its roles.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"--help"}, {"help"}, {"list", "-h"}, {"version", "--help"},
+		{"run", "-h"}, {"run", "visibility", "--help"}, {"check", "-h"}, {"check", "--help"},
+		{"lab", "-h"}, {"compose", "--help"}, {"serve", "-h"}, {"serve", "--help"},
+		{"serve", "firewall", "-h"}, {"serve", "client", "--help"}, {"serve", "gateway", "-h"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			out, errOut, code := run(t, context.Background(), args...)
+			assert.Equal(t, 0, code, errOut)
+			assert.Contains(t, out, "Usage")
+			assert.Empty(t, errOut)
+		})
+	}
+	_, errOut, code := run(t, context.Background(), "serve")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "Usage: pinwall serve ROLE")
+	_, errOut, code = run(t, context.Background(), "run", "--nope")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "flag provided but not defined: -nope")
+}
+
+// TestOutCheckedFirst: an --out that cannot hold a bundle is a usage error
+// (exit 2) before anything runs.
+func TestOutCheckedFirst(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	for _, out := range []string{file, filepath.Join(file, "below")} {
+		stdout, errOut, code := run(t, context.Background(), "run", "--all", "--out", out)
+		assert.Equal(t, 2, code, errOut)
+		assert.Contains(t, errOut, "--out: ")
+		assert.Empty(t, stdout, "nothing ran")
+	}
+}
+
 func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	out, _, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
+	out, errOut, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
 	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `(?m)^\[ 3/3\] PASS `, errOut, "a progress line per run, though stderr is no terminal")
 	assert.Regexp(t, `(?m)^visibility\s+baseline\s+up dtls, 20/20 verified\s+-\s+yes$`, out)
 	assert.Contains(t, out, "3 of 3 runs as expected (inproc")
 	for _, f := range []string{"evidence.json", "report.html", "report.md", "junit.xml", "manifest.sha256"} {
@@ -82,7 +120,7 @@ expect: { tunnel: { transport: dtls } }
 	// A broken file: exit 2 with a one-line error naming file, line, field.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("id: bad\ntitle: t\nsummary: s\nvariants: [{variant: baseline}]\nexpect: {tunnel: {state: sideways}}\n"), 0o644))
-	_, errOut, code := run(t, context.Background(), "run", "--file", bad)
+	_, errOut, code = run(t, context.Background(), "run", "--file", bad)
 	assert.Equal(t, 2, code)
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, errOut)
 	assert.Contains(t, errOut, bad+`:5:`)

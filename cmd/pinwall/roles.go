@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"debug/elf"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,11 +19,10 @@ import (
 // configuration (written by the container runner). SIGHUP reloads the
 // firewall's policy, SIGUSR1 tells the client the network changed.
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve "+role, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve "+role, "pinwall serve "+role+" [--config FILE]", args, stdout, stderr)
 	config := fs.String("config", node.ConfigPath, "node configuration (JSON, written by the container runner)")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
+		return flagError(err)
 	}
 	nc, err := node.ReadConfig(*config)
 	if err != nil {
