@@ -471,8 +471,8 @@ func interception(f *facts) string {
 func tunnelState(r *scenarios.Result) string {
 	t := r.Observed.Tunnel
 	s := orDash(t.State)
-	if t.Transport != nil {
-		s += " over " + *t.Transport
+	if t.Transport != "" {
+		s += " over " + t.Transport
 	}
 	return s
 }

@@ -4,7 +4,7 @@
 // Write takes the scenarios and the scenarios.Result of every run (one per
 // scenario × variant × case) and writes, into one directory:
 //
-//	evidence.json          every Result, versioned ("pinwall.evidence/v1"), with Meta
+//	evidence.json          every Result, versioned ("pinwall.evidence/v2"), with Meta
 //	evidence.schema.json   the JSON Schema of evidence.json
 //	report.md, report.html the three questions answered from this run's data,
 //	                       the verdict table, and per scenario its topology,

@@ -13,21 +13,24 @@ import (
 	"github.com/pinwall/pinwall/scenarios"
 )
 
-// SchemaV1 is the schema identifier of evidence.json.
-const SchemaV1 = "pinwall.evidence/v1"
+// SchemaV2 is the schema identifier of evidence.json. v2 changed from v1:
+// a tunnel's transport is absent (not null) when it is down; a result's
+// variant is its free label with its role beside it (v1's "case" is part
+// of the label); the three questions' answers are in "answers".
+const SchemaV2 = "pinwall.evidence/v2"
 
-// evidenceSchema is the JSON Schema (2020-12) of evidence.json v1. It is
+// evidenceSchema is the JSON Schema (2020-12) of evidence.json v2. It is
 // written into every bundle as evidence.schema.json.
 //
 //go:embed evidence.schema.json
 var evidenceSchema string
 
-// Schema returns the JSON Schema of evidence.json v1.
+// Schema returns the JSON Schema of evidence.json v2.
 func Schema() []byte { return []byte(evidenceSchema) }
 
 // Evidence is the document evidence.json holds.
 type Evidence struct {
-	// Schema is SchemaV1.
+	// Schema is SchemaV2.
 	Schema  string          `json:"schema"`
 	Meta    Meta            `json:"meta"`
 	Summary EvidenceSummary `json:"summary"`
@@ -67,7 +70,7 @@ type EvidenceResult struct {
 }
 
 func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, dirs []string) Evidence {
-	ev := Evidence{Schema: SchemaV1, Meta: meta, Scenarios: []ScenarioInfo{}, Results: make([]EvidenceResult, 0, len(results))}
+	ev := Evidence{Schema: SchemaV2, Meta: meta, Scenarios: []ScenarioInfo{}, Results: make([]EvidenceResult, 0, len(results))}
 	ev.Summary.Passed, ev.Summary.Total = Summary(results)
 	ev.Summary.ByVerdict = map[scenarios.Verdict]int{scenarios.Pass: 0, scenarios.Fail: 0, scenarios.Error: 0, scenarios.Incomplete: 0}
 	for _, r := range results {
@@ -119,8 +122,8 @@ func ReadEvidence(rd io.Reader) (*Evidence, error) {
 	if err := json.NewDecoder(rd).Decode(&ev); err != nil {
 		return nil, fmt.Errorf("reports: evidence: %w", err)
 	}
-	if ev.Schema != SchemaV1 {
-		return nil, fmt.Errorf("reports: evidence: schema %q, want %q", ev.Schema, SchemaV1)
+	if ev.Schema != SchemaV2 {
+		return nil, fmt.Errorf("reports: evidence: schema %q, want %q", ev.Schema, SchemaV2)
 	}
 	return &ev, nil
 }

@@ -27,8 +27,6 @@ func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-func str(s string) *string { return &s }
-
 func fixtureRoles() harness.Roles {
 	return harness.Roles{
 		Laptop: ip("10.10.10.100"), FirewallIn: ip("10.10.10.254"), FirewallOut: ip("198.51.100.1"),
@@ -124,7 +122,7 @@ func fixtureResults() []scenarios.Result {
 		Mode: "inproc", Roles: roles, Policy: policyAllowAll, Started: at(0), DurationMS: 240,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "dtls"},
 			Flows: &scenarios.FlowsExpect{Verified: scenarios.MustCount("all")}, Failure: &scenarios.FailureExpect{None: true}},
-		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: str("dtls"), Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443"},
+		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "dtls", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443"},
 			Flows: scenarios.FlowsObserved{Attempted: 12, Completed: 12, Verified: 12, Tunnelled: 12}, UpAfterMS: 14},
 		Checks: []scenarios.Check{
 			pass("tunnel state", "up", "up"), pass("tunnel transport", "dtls", "dtls"),
@@ -220,7 +218,7 @@ func fixtureResults() []scenarios.Result {
 		Title: "Decrypt everything, and the client pins the gateway key", Mode: "inproc", Roles: roles, Policy: policyBypassSNI,
 		Started: at(300), DurationMS: 334,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "tls"}, Failure: &scenarios.FailureExpect{None: true}},
-		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: str("tls"), Gateway: "gateway-acme.sse.test",
+		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "tls", Gateway: "gateway-acme.sse.test",
 			Addr: "203.0.113.9:443", Fallback: "udp-unanswered"}, Flows: scenarios.FlowsObserved{Attempted: 3, Completed: 3, Verified: 3, Tunnelled: 3}},
 		Checks: []scenarios.Check{pass("tunnel state", "up", "up"), pass("tunnel transport", "tls", "tls"), pass("failure", "none", "none")},
 		Findings: []scenarios.Finding{{ID: scenarios.FindingDTLSBlocked, Severity: scenarios.Low, Title: "UDP/443 to the gateway is blocked",
@@ -289,7 +287,7 @@ func fixtureResults() []scenarios.Result {
 					Detail: "3 tunnel session(s) failed decryption while 1 passed: the rule matches only part of what the client connects to"},
 			}
 		} else {
-			r.Observed.Tunnel = scenarios.TunnelObserved{State: "up", Transport: str("tls"), Gateway: "gateway-acme.sse.test", Addr: "203.0.113.97:443"}
+			r.Observed.Tunnel = scenarios.TunnelObserved{State: "up", Transport: "tls", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.97:443"}
 			r.Expected = scenarios.Expect{Attempts: &scenarios.AttemptsExpect{FailedFraction: fraction("=0")}}
 			r.Checks = []scenarios.Check{pass("tunnel attempts failed", "fraction =0", "0 of 4 (0.00)")}
 			r.Policy = "#  rule            match                   action      options  line\n1  no-decrypt-sse  dst=203.0.113.0/24 proto=tcp  no-decrypt  -  7\n"
@@ -302,7 +300,7 @@ func fixtureResults() []scenarios.Result {
 	ub := scenarios.Result{ID: "udp-blocked", Variant: scenarios.WithFix, Title: "The firewall blocks UDP/443", Mode: "inproc", Roles: roles,
 		Policy: policyDecryptAll, Started: at(2000), DurationMS: 450,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "dtls", Fallback: "none"}},
-		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: str("tls"), Gateway: "gateway-acme.sse.test",
+		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "tls", Gateway: "gateway-acme.sse.test",
 			Addr: "203.0.113.9:443", Fallback: "udp-unanswered"}, Flows: scenarios.FlowsObserved{Attempted: 2, Completed: 2, Verified: 2, Tunnelled: 2}},
 		Checks: []scenarios.Check{
 			pass("tunnel state", "up", "up"),

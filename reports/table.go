@@ -51,8 +51,8 @@ func outcome(r scenarios.Result) string {
 		return "not observed"
 	}
 	s := o.Tunnel.State
-	if o.Tunnel.Transport != nil {
-		s += " " + *o.Tunnel.Transport
+	if o.Tunnel.Transport != "" {
+		s += " " + o.Tunnel.Transport
 	}
 	if a := o.Attempts; a != nil && o.Flows.Attempted == 0 {
 		return fmt.Sprintf("%s, %d/%d attempts up", s, a.Total-a.Failed, a.Total)

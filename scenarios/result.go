@@ -36,12 +36,14 @@ type Observed struct {
 	UpAfterMS int64 `json:"up_after_ms,omitempty"`
 }
 
-// TunnelObserved is the tunnel's end state; Transport is nil when down.
+// TunnelObserved is the tunnel's end state.
 type TunnelObserved struct {
-	State     string  `json:"state"`
-	Transport *string `json:"transport"`
-	Gateway   string  `json:"gateway,omitempty"`
-	Addr      string  `json:"addr,omitempty"`
+	// State is "up" or "down".
+	State string `json:"state"`
+	// Transport is "dtls" or "tls" while up, empty when down.
+	Transport string `json:"transport,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+	Addr      string `json:"addr,omitempty"`
 	// Fallback is the cause that sent the client to TLS, if any.
 	Fallback string `json:"fallback,omitempty"`
 	// Failovers counts moves to a backup gateway.

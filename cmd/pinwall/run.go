@@ -153,8 +153,8 @@ func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, p
 func outcomeLine(r scenarios.Result) string {
 	t := r.Observed.Tunnel
 	s := "tunnel " + t.State
-	if t.Transport != nil {
-		s += " over " + *t.Transport
+	if t.Transport != "" {
+		s += " over " + t.Transport
 	}
 	if f := r.Observed.Failure; f != nil {
 		s += fmt.Sprintf(", %s on %s", f.Cause, f.Leg)
