@@ -8,8 +8,9 @@
 //	pinwall lab                       an interactive lab (SOCKS5 for curl)
 //	pinwall serve ROLE                one component, for containers or standalone use
 //
-// Exit codes: 0 every expectation held, 1 some did not, 2 usage or
-// configuration error.
+// Exit codes: 0 every expectation held (check: every answer OK), 1 some
+// did not (check: a problem), 2 usage or configuration error, 3 check
+// found warnings only. -h and --help print a command's usage and exit 0.
 package main
 
 import (
@@ -42,7 +43,9 @@ Usage:
   pinwall run [ID...] [--all] [--out DIR] [--mode inproc|containers] [--parallel N]
                                             run scenarios, print the verdicts, write evidence
   pinwall check --policy FILE [--client FILE]
-                                            review a firewall policy against the catalogue
+                                            review a firewall policy: the tunnel over DTLS and TLS,
+                                            failover, over-bypass, FQDN drift, lint; exit 0 OK,
+                                            3 warnings only, 1 problems
   pinwall lab [--transport auto|tls|dtls] [--socks ADDR] [--dir DIR] [--policy FILE]
               [--firewall-proxy ADDR] [--upstream-proxy URL]
                                             run an interactive lab until interrupted

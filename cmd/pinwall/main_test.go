@@ -259,18 +259,23 @@ func TestLab(t *testing.T) {
 	assert.Contains(t, string(fw), `"outcome":"decrypted"`)
 }
 
-// TestCheck reviews the catalogue's recommended policy (no problem) and an
-// SNI-only one (spoofable).
+// TestCheck reviews the catalogue's recommended policy (exit 0), one that
+// works over TLS only (warnings: exit 3) and an SNI-only one (spoofable:
+// exit 1), with a progress line per question on stderr.
 func TestCheck(t *testing.T) {
-	out, _, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
+	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
 	assert.Equal(t, 0, code, out)
-	assert.Contains(t, out, "No problem found")
+	assert.Contains(t, out, "OK: 5 OK, 0 warning(s), 0 problem(s)")
+	assert.Regexp(t, `(?m)^check: \[5/5\] OK `, errOut, "progress on a stderr that is no terminal")
+	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-and-ip.yaml"))
+	assert.Equal(t, 3, code, out)
+	assert.Regexp(t, `WARN\s+Tunnel over DTLS`, out)
+	assert.Contains(t, out, "- name: allow-dtls-to-sse", "the rule to add")
 	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-only.yaml"))
 	assert.Equal(t, 1, code, out)
 	assert.Regexp(t, `PROBLEM\s+Over-bypass`, out)
-	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse"`)
-	assert.Regexp(t, `PROBLEM\s+Tunnel over DTLS`, out, "an SNI rule leaves UDP/443 blocked")
-	_, errOut, code := run(t, context.Background(), "check")
+	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse" (line 4)`)
+	_, errOut, code = run(t, context.Background(), "check")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "--policy FILE is required")
 }
