@@ -232,9 +232,9 @@ func TestEvidenceRoundTrip(t *testing.T) {
 			require.Contains(t, f, "cause")
 		}
 	}
-	// The case is present where the run has one.
-	require.Equal(t, "fail-close", results[1].(map[string]any)["case"])
-	require.NotContains(t, results[0].(map[string]any), "case")
+	// The label and the role.
+	require.Equal(t, "without-fix/fail-close", results[1].(map[string]any)["variant"])
+	require.Equal(t, "without-fix", results[1].(map[string]any)["role"])
 }
 
 func TestEvidenceMatchesSchema(t *testing.T) {

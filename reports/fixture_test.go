@@ -51,7 +51,7 @@ func fixtureMeta() Meta {
 			{Name: "enterprise", SHA256: "3333333333333333333333333333333333333333333333333333333333333333"},
 		},
 		Interrupted: true,
-		CommandLine: []string{"pinwall", "run", "--report", "out", "visibility", "decrypt-pinned", "bypass-fqdn", "udp-blocked", "sni-spoof", "backup-gateway"},
+		CommandLine: []string{"pinwall", "run", "--out", "out", "visibility", "decrypt-pinned", "bypass-fqdn", "udp-blocked", "sni-spoof", "backup-gateway"},
 	}
 }
 
@@ -118,7 +118,7 @@ func fixtureResults() []scenarios.Result {
 	var out []scenarios.Result
 
 	// 1. visibility/baseline: pass; one DTLS session, twelve flows.
-	vis := scenarios.Result{ID: "visibility", Variant: scenarios.Baseline, Title: "What the perimeter firewall logs for a tunnelling laptop",
+	vis := scenarios.Result{ID: "visibility", Variant: "baseline", Role: scenarios.Baseline, Title: "What the perimeter firewall logs for a tunnelling laptop",
 		Mode: "inproc", Roles: roles, Policy: policyAllowAll, Started: at(0), DurationMS: 240,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "dtls"},
 			Flows: &scenarios.FlowsExpect{Verified: scenarios.MustCount("all")}, Failure: &scenarios.FailureExpect{None: true}},
@@ -172,7 +172,7 @@ func fixtureResults() []scenarios.Result {
 			EndReason: fwlog.EndPolicyDeny, BytesSent: 189, PacketsSent: 1}
 	}
 	pinErr := "verify gateway gateway-acme.sse.test: pin-mismatch on leg client-gateway: no pinned key for gateway-acme.sse.test; firewall session 2: client rejected the forged certificate: bad_certificate"
-	closeRes := scenarios.Result{ID: "decrypt-pinned", Variant: scenarios.WithoutFix, Case: "fail-close",
+	closeRes := scenarios.Result{ID: "decrypt-pinned", Variant: "without-fix/fail-close", Role: scenarios.WithoutFix,
 		Title: "Decrypt everything, and the client pins the gateway key", Mode: "inproc", Roles: roles, Policy: policyDecryptAll,
 		Started: at(300), DurationMS: 808,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "down"},
@@ -214,7 +214,7 @@ func fixtureResults() []scenarios.Result {
 
 	// 3. decrypt-pinned/with-fix: pass; the tunnel passes undecrypted over
 	// TLS (UDP/443 stays blocked).
-	fixed := scenarios.Result{ID: "decrypt-pinned", Variant: scenarios.WithFix,
+	fixed := scenarios.Result{ID: "decrypt-pinned", Variant: "with-fix", Role: scenarios.WithFix,
 		Title: "Decrypt everything, and the client pins the gateway key", Mode: "inproc", Roles: roles, Policy: policyBypassSNI,
 		Started: at(300), DurationMS: 334,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "tls"}, Failure: &scenarios.FailureExpect{None: true}},
@@ -244,8 +244,8 @@ func fixtureResults() []scenarios.Result {
 
 	// 4 and 5. bypass-fqdn: reconnects, three of four decrypted and
 	// refused without the fix, none with it.
-	fqdn := func(v scenarios.Variant, failed int) scenarios.Result {
-		r := scenarios.Result{ID: "bypass-fqdn", Variant: v, Title: "A bypass rule by FQDN address object", Mode: "inproc", Roles: roles,
+	fqdn := func(v scenarios.Role, failed int) scenarios.Result {
+		r := scenarios.Result{ID: "bypass-fqdn", Variant: string(v), Role: v, Title: "A bypass rule by FQDN address object", Mode: "inproc", Roles: roles,
 			Policy: policyFQDN, Started: at(1200), DurationMS: 62,
 			Observed: scenarios.Observed{Attempts: &harness.AttemptStats{Total: 4, Failed: failed}}}
 		r.Roles.Gateways = map[string][]netip.Addr{"gateway-acme.sse.test": {ip("203.0.113.65"), ip("203.0.113.81"), ip("203.0.113.89"),
@@ -297,7 +297,7 @@ func fixtureResults() []scenarios.Result {
 	out = append(out, fqdn(scenarios.WithoutFix, 3), fqdn(scenarios.WithFix, 0))
 
 	// 6. udp-blocked/with-fix: fail; the policy still blocks DTLS.
-	ub := scenarios.Result{ID: "udp-blocked", Variant: scenarios.WithFix, Title: "The firewall blocks UDP/443", Mode: "inproc", Roles: roles,
+	ub := scenarios.Result{ID: "udp-blocked", Variant: "with-fix", Role: scenarios.WithFix, Title: "The firewall blocks UDP/443", Mode: "inproc", Roles: roles,
 		Policy: policyDecryptAll, Started: at(2000), DurationMS: 450,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "dtls", Fallback: "none"}},
 		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "tls", Gateway: "gateway-acme.sse.test",
@@ -330,12 +330,12 @@ func fixtureResults() []scenarios.Result {
 	out = append(out, ub)
 
 	// 7. sni-spoof/without-fix: error; nothing observed.
-	out = append(out, scenarios.Result{ID: "sni-spoof", Variant: scenarios.WithoutFix, Title: "A spoofed server name through an SNI-only bypass",
+	out = append(out, scenarios.Result{ID: "sni-spoof", Variant: "without-fix", Role: scenarios.WithoutFix, Title: "A spoofed server name through an SNI-only bypass",
 		Mode: "inproc", Verdict: scenarios.Error, Started: at(3000), DurationMS: 5,
 		Error: "harness: start firewall: listen tcp 127.10.10.254:0: bind: address already in use"})
 
 	// 8. backup-gateway/with-fix: incomplete; interrupted before it started.
-	out = append(out, scenarios.Result{ID: "backup-gateway", Variant: scenarios.WithFix, Title: "The primary gateway goes down mid-run",
+	out = append(out, scenarios.Result{ID: "backup-gateway", Variant: "with-fix", Role: scenarios.WithFix, Title: "The primary gateway goes down mid-run",
 		Mode: "inproc", Verdict: scenarios.Incomplete, Started: at(3100), Error: "interrupted before it started"})
 
 	for i := range out {

@@ -33,13 +33,9 @@ func VerdictTable(results []scenarios.Result) string {
 	return b.String()
 }
 
-// variantLabel is "without-fix" or "without-fix/fail-close".
-func variantLabel(r scenarios.Result) string {
-	if r.Case == "" {
-		return string(r.Variant)
-	}
-	return string(r.Variant) + "/" + r.Case
-}
+// variantLabel is the variant's label: "without-fix",
+// "without-fix/fail-close".
+func variantLabel(r scenarios.Result) string { return r.Variant }
 
 // outcome is the run's end state in a few words: "up dtls, 20/20
 // verified", "down, 0/6 verified", "down, 6/6 verified (6 direct)", "up

@@ -175,11 +175,8 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 			sec.CompareHeads, sec.Compare = compare(rs)
 		}
 		v.Sections = append(v.Sections, sec)
-		v.Commands = append(v.Commands, "pinwall run "+id)
 	}
-	if len(order) > 1 {
-		v.Commands = append(v.Commands, "pinwall run "+strings.Join(order, " "))
-	}
+	v.Commands = reproduce(meta, byID, order)
 	for _, r := range results {
 		if r.Policy == "" {
 			continue
@@ -196,6 +193,50 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 		v.Policies[i].Runs = append(v.Policies[i].Runs, r.Key())
 	}
 	return v
+}
+
+// reproduce lists the commands that reproduce the run: the command as it
+// was typed, then one per scenario — by id for the catalogue's, by --file
+// for a scenario file (a scenario built in code has no file and goes by
+// its id) — with the run's mode.
+func reproduce(meta Meta, byID map[string]*scenarios.Scenario, order []string) []string {
+	var out []string
+	if len(meta.CommandLine) > 0 {
+		out = append(out, shellJoin(meta.CommandLine)+"   # the whole run, as typed")
+	}
+	mode := ""
+	if meta.Mode != "" && meta.Mode != "inproc" {
+		mode = " --mode " + meta.Mode
+	}
+	for _, id := range order {
+		s := byID[id]
+		switch {
+		case s == nil:
+			continue
+		case s.Builtin() || s.File == "":
+			out = append(out, "pinwall run"+mode+" "+shellQuote(id))
+		default:
+			out = append(out, "pinwall run"+mode+" --file "+shellQuote(s.File))
+		}
+	}
+	return out
+}
+
+// shellJoin writes args as a POSIX shell would read them back.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func buildRun(r *scenarios.Result, dir string) runView {
@@ -432,11 +473,12 @@ func safeName(s string) string {
 	return string(b)
 }
 
-// logDir is the result's directory in the bundle: "logs/id__variant[__case]".
+// logDir is the result's directory in the bundle: "logs/id__label", each
+// "/" of the label a "__" ("logs/sni-spoof__with-fix__sni-and-ip").
 func logDir(r scenarios.Result) string {
-	d := safeName(r.ID) + "__" + safeName(string(r.Variant))
-	if r.Case != "" {
-		d += "__" + safeName(r.Case)
+	parts := strings.Split(r.Variant, "/")
+	for i, p := range parts {
+		parts[i] = safeName(p)
 	}
-	return "logs/" + d
+	return "logs/" + safeName(r.ID) + "__" + strings.Join(parts, "__")
 }

@@ -46,11 +46,7 @@ func TestScenarioDocs(t *testing.T) {
 		b.WriteString("\nRuns: ")
 		var keys []string
 		for _, r := range runs {
-			k := "`" + string(r.Variant)
-			if r.Case != "" {
-				k += "/" + r.Case
-			}
-			keys = append(keys, k+"`")
+			keys = append(keys, "`"+r.Variant+"`")
 		}
 		b.WriteString(strings.Join(keys, ", ") + ". Source: `scenarios/" + s.ID + ".yaml`.\n")
 		if len(s.Sources) > 0 {

@@ -81,12 +81,14 @@ type Check struct {
 
 // Result is one run's evidence.
 type Result struct {
-	ID       string  `json:"id"`
-	Variant  Variant `json:"variant"`
-	Case     string  `json:"case,omitempty"`
-	Title    string  `json:"title"`
-	Describe string  `json:"describe,omitempty"`
-	Mode     string  `json:"mode"`
+	ID string `json:"id"`
+	// Variant is the variant's label ("with-fix/sni-and-ip"); Role its
+	// role in comparisons (empty: none).
+	Variant  string `json:"variant"`
+	Role     Role   `json:"role,omitempty"`
+	Title    string `json:"title"`
+	Describe string `json:"describe,omitempty"`
+	Mode     string `json:"mode"`
 
 	Expected Expect    `json:"expected"`
 	Observed Observed  `json:"observed"`
@@ -109,11 +111,5 @@ type Result struct {
 	DurationMS int64     `json:"duration_ms"`
 }
 
-// Key identifies the result: "id/variant[/case]".
-func (r Result) Key() string {
-	k := r.ID + "/" + string(r.Variant)
-	if r.Case != "" {
-		k += "/" + r.Case
-	}
-	return k
-}
+// Key identifies the result: "id/label".
+func (r Result) Key() string { return r.ID + "/" + r.Variant }

@@ -113,9 +113,20 @@ client: { fallback-timeout: 300ms }
 variants: [{ variant: baseline }]
 expect: { tunnel: { transport: dtls } }
 `), 0o644))
-	out, _, code = run(t, context.Background(), "run", "--out", t.TempDir(), "--file", wrong)
+	wrongOut := t.TempDir()
+	out, _, code = run(t, context.Background(), "run", "--out", wrongOut, "--file", wrong)
 	assert.Equal(t, 1, code, out)
 	assert.Regexp(t, `wrong\s+baseline\s+up tls.*NO \(1 of 1 checks failed\)`, out)
+	md, err := os.ReadFile(filepath.Join(wrongOut, "report.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "\npinwall run --file "+wrong+"\n", "the report reproduces a --file run by its file")
+
+	// A file of one's own cannot take a catalogue id.
+	clash := filepath.Join(t.TempDir(), "clash.yaml")
+	require.NoError(t, os.WriteFile(clash, []byte("id: visibility\ntitle: t\nsummary: s\nvariants: [{variant: baseline}]\n"), 0o644))
+	_, errOut, code = run(t, context.Background(), "run", "--out", t.TempDir(), "--file", clash)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, clash+`:1:5: id: "visibility" is the id of the catalogue's scenario`)
 
 	// A broken file: exit 2 with a one-line error naming file, line, field.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

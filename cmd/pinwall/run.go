@@ -165,21 +165,32 @@ func outcomeLine(r scenarios.Result) string {
 	return s
 }
 
+// selectScenarios loads the scenario files and picks the catalogue's
+// scenarios by id (all of them with all, or with neither ids nor files). A
+// file whose id is a catalogue scenario's, or another file's, is refused.
 func selectScenarios(ids []string, all bool, files []string) ([]*scenarios.Scenario, error) {
+	cat, err := scenarios.Catalogue()
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
 	var out []*scenarios.Scenario
+	seen := map[string]string{}
 	for _, f := range files {
 		s, err := scenarios.Load(f)
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
+		if err := scenarios.Collides(s, cat); err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+		if first, dup := seen[s.ID]; dup {
+			return nil, usageError("%s and %s both have the id %q", first, f, s.ID)
+		}
+		seen[s.ID] = f
 		out = append(out, s)
 	}
 	if len(files) > 0 && len(ids) == 0 && !all {
 		return out, nil
-	}
-	cat, err := scenarios.Catalogue()
-	if err != nil {
-		return nil, &exitError{code: 2, err: err}
 	}
 	if all || len(ids) == 0 {
 		if len(ids) > 0 {
