@@ -232,6 +232,14 @@ func TestEvidenceRoundTrip(t *testing.T) {
 			require.Contains(t, f, "cause")
 		}
 	}
+	// The three answers, as the reports give them.
+	answers := doc["answers"].([]any)
+	require.Len(t, answers, 3)
+	a2 := answers[1].(map[string]any)
+	require.EqualValues(t, 2, a2["n"])
+	require.Contains(t, a2["question"], "Can the firewall decrypt that tunnel")
+	require.NotEmpty(t, a2["answer"])
+	require.NotEmpty(t, a2["points"])
 	// The label and the role.
 	require.Equal(t, "without-fix/fail-close", results[1].(map[string]any)["variant"])
 	require.Equal(t, "without-fix", results[1].(map[string]any)["role"])

@@ -34,10 +34,38 @@ type Evidence struct {
 	Schema  string          `json:"schema"`
 	Meta    Meta            `json:"meta"`
 	Summary EvidenceSummary `json:"summary"`
+	// Answers are the three questions answered from this run's results,
+	// as report.md and report.html open with them.
+	Answers []Answer `json:"answers"`
 	// Scenarios describe the scenarios that were run, in catalogue order.
 	Scenarios []ScenarioInfo `json:"scenarios"`
 	// Results are one per scenario × variant × case, in run order.
 	Results []EvidenceResult `json:"results"`
+}
+
+// Answer is one of the three questions users bring, answered from the
+// results: the answer in a sentence or two, the evidence behind it, and
+// what the run lacked. Text marks names and addresses with `backticks`.
+type Answer struct {
+	// N numbers the question (1, 2, 3); Question is its text.
+	N        int    `json:"n"`
+	Question string `json:"question"`
+	Answer   string `json:"answer"`
+	// Points are the evidence, each naming the run it comes from.
+	Points []string `json:"points"`
+	// Table is an optional table of the runs behind the answer: Head the
+	// column names, Rows one row per run.
+	Table *AnswerTable `json:"table,omitempty"`
+	// Missing names the scenarios the answer needed and the run lacked;
+	// Absent those that would add to it.
+	Missing []string `json:"missing"`
+	Absent  []string `json:"absent"`
+}
+
+// AnswerTable is an answer's table.
+type AnswerTable struct {
+	Head []string   `json:"head"`
+	Rows [][]string `json:"rows"`
 }
 
 // EvidenceSummary counts the verdicts.
@@ -71,6 +99,16 @@ type EvidenceResult struct {
 
 func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, dirs []string) Evidence {
 	ev := Evidence{Schema: SchemaV2, Meta: meta, Scenarios: []ScenarioInfo{}, Results: make([]EvidenceResult, 0, len(results))}
+	for _, q := range answers(ss, results) {
+		a := Answer{N: q.N, Question: q.Title, Answer: q.Answer, Points: nonNil(q.Points), Missing: nonNil(q.Missing), Absent: nonNil(q.Absent)}
+		if len(q.TableHead) > 0 {
+			a.Table = &AnswerTable{Head: q.TableHead, Rows: q.Table}
+			if a.Table.Rows == nil {
+				a.Table.Rows = [][]string{}
+			}
+		}
+		ev.Answers = append(ev.Answers, a)
+	}
 	ev.Summary.Passed, ev.Summary.Total = Summary(results)
 	ev.Summary.ByVerdict = map[scenarios.Verdict]int{scenarios.Pass: 0, scenarios.Fail: 0, scenarios.Error: 0, scenarios.Incomplete: 0}
 	for _, r := range results {
@@ -84,6 +122,13 @@ func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Resu
 		ev.Results = append(ev.Results, EvidenceResult{Result: normalize(r), Logs: dirs[i]})
 	}
 	return ev
+}
+
+func nonNil(xs []string) []string {
+	if xs == nil {
+		return []string{}
+	}
+	return xs
 }
 
 // normalize makes nil lists and maps empty and an unobserved tunnel down,
