@@ -172,11 +172,3 @@ func uniq(xs []string) []string {
 	}
 	return out
 }
-
-func prefixList(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ", ")
-}
