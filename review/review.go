@@ -210,7 +210,9 @@ func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
 			qctx, cancel := context.WithTimeout(ctx, e.limit)
 			defer cancel()
 			t0 := time.Now()
-			a := q.ask(qctx, e)
+			qe := *e // the question's logs say which question they are about
+			qe.log = e.log.With("question", q.id)
+			a := q.ask(qctx, &qe)
 			a.ID, a.Topic, a.Took = q.id, q.topic, time.Since(t0)
 			if a.Err != nil {
 				a.Level = Problem

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/policy"
@@ -19,9 +20,10 @@ const (
 )
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "pinwall check --policy FILE [--client FILE]", args, stdout, stderr)
+	fs := newFlagSet("check", "pinwall check --policy FILE [--client FILE] [-v]", args, stdout, stderr)
 	policyFile := fs.String("policy", "", "your firewall policy (mitm/policy YAML; docs/policy-format.md) (required)")
 	clientFile := fs.String("client", "", "client settings (YAML: transport, pin, device-cert, trust, fail-mode, except-domains, …)")
+	verbose := fs.Bool("v", false, "log what the components of every question's topology do, with times, on stderr")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -38,15 +40,21 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return &exitError{code: 2, err: err}
 		}
 	}
-	return checkPolicy(ctx, pol, *policyFile, cs, stdout, stderr)
+	var log *slog.Logger
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return checkPolicy(ctx, pol, *policyFile, cs, log, stdout, stderr)
 }
 
 // checkPolicy reviews pol, which came from source (a file, or a vendor
 // configuration translated into a policy), prints the answers and returns
 // the exit status: 0 every answer OK, 3 warnings only, 1 problems.
-func checkPolicy(ctx context.Context, pol *policy.Policy, source string, cs harness.ClientSpec, stdout, stderr io.Writer) error {
+// log, if set, receives the components' operational logs.
+func checkPolicy(ctx context.Context, pol *policy.Policy, source string, cs harness.ClientSpec, log *slog.Logger, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stderr, "check: asking every question at once, each on its own topology; a line as each is answered")
 	rep, err := review.Run(ctx, review.Input{Policy: pol, Source: source, Client: cs}, review.Options{
+		Logger:   log,
 		Progress: func(done, total int, a review.Answer) { fmt.Fprintln(stderr, review.Progress(done, total, a)) },
 	})
 	if err != nil {
