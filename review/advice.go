@@ -123,15 +123,32 @@ func (e *env) changeRule(why string, r policy.Rule) Advice {
 	return Advice{Say: fmt.Sprintf("%s: change %s to read", why, e.ruleRef(r.Name)), YAML: ruleYAML(r)}
 }
 
-// The rules advice proposes, named as the catalogue names them.
-func (e *env) allowDTLSRule() policy.Rule {
-	return policy.Rule{Name: e.freeName("allow-dtls-to-sse"), Action: policy.ActionAllow,
-		Match: policy.Match{Proto: policy.ProtoUDP, Port: []policy.PortRange{policy.Port(443)}, Dst: slices.Clone(e.ranges)}}
+// rangesFor is the gateway ranges with g's pool added where they miss it.
+func (e *env) rangesFor(g harness.GatewaySpec) []netip.Prefix {
+	out := slices.Clone(e.ranges)
+	for _, a := range g.Addrs() {
+		if !anyContains(out, a) {
+			for _, p := range g.Pool {
+				if !slices.Contains(out, p.Masked()) {
+					out = append(out, p.Masked())
+				}
+			}
+			break
+		}
+	}
+	return out
 }
 
-func (e *env) noDecryptRule() policy.Rule {
+// The rules advice proposes for gateway g, named as the catalogue names
+// them.
+func (e *env) allowDTLSRule(g harness.GatewaySpec) policy.Rule {
+	return policy.Rule{Name: e.freeName("allow-dtls-to-sse"), Action: policy.ActionAllow,
+		Match: policy.Match{Proto: policy.ProtoUDP, Port: []policy.PortRange{policy.Port(443)}, Dst: e.rangesFor(g)}}
+}
+
+func (e *env) noDecryptRule(g harness.GatewaySpec) policy.Rule {
 	return policy.Rule{Name: e.freeName("no-decrypt-sse"), Action: policy.ActionNoDecrypt,
-		Match: policy.Match{Proto: policy.ProtoTCP, Port: []policy.PortRange{policy.Port(443)}, Dst: slices.Clone(e.ranges)}}
+		Match: policy.Match{Proto: policy.ProtoTCP, Port: []policy.PortRange{policy.Port(443)}, Dst: e.rangesFor(g)}}
 }
 
 // withRanges returns r with the gateway ranges as its destinations, in

@@ -5,6 +5,8 @@
 //   - does it survive the primary gateway going down (failover)?
 //   - is the bypass narrow: does anything else ride it (a spoofed, look-alike
 //     or sibling server name, another port, QUIC to a site)?
+//   - would a regional gateway name (one label more than the primary's, as
+//     a tenant moved to another region gets) pass too?
 //   - do FQDN address objects hold the addresses the client really uses?
 //   - is the policy itself sound: rules shadowed by earlier ones, decrypt
 //     rules for UDP, bypass rules meant for the gateways that match nothing

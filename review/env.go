@@ -84,6 +84,7 @@ func (e *env) questions() []question {
 		{"tls", "Tunnel over TLS (TCP/443)", askTLS},
 		{"failover", "Failover to the backup gateway", askFailover},
 		{"over-bypass", "Over-bypass: spoofed, look-alike and sibling names, other ports, QUIC elsewhere", askOverBypass},
+		{"regional", "A regional gateway name (" + e.regional().Name + ")", askRegional},
 	}
 	if len(e.fqdnRules()) > 0 {
 		qs = append(qs, question{"fqdn-drift", "FQDN address objects against the gateway's DNS", askFQDN})

@@ -97,7 +97,9 @@ func TestCataloguePolicies(t *testing.T) {
 		level review.Level
 		says  map[string]string
 	}{
-		{"bypass-ip.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "lint": ok}, ok, nil},
+		{"bypass-ip.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "regional": ok, "lint": ok}, ok, nil},
+		{"bypass-sni-wildcard.yaml", map[string]review.Level{"tls": ok, "failover": ok, "over-bypass": problem, "regional": warn}, problem,
+			map[string]string{"regional": "if the tenant is moved to a regional gateway name"}},
 		{"sni-and-ip.yaml", map[string]review.Level{"dtls": warn, "tls": ok, "failover": ok, "over-bypass": ok, "lint": ok}, warn,
 			map[string]string{"dtls": `works over TLS only: UDP/443 to gateway-acme.sse.test denied by rule "block-quic"`}},
 		{"sni-only.yaml", map[string]review.Level{"dtls": warn, "tls": ok, "over-bypass": problem}, problem,
@@ -110,7 +112,7 @@ func TestCataloguePolicies(t *testing.T) {
 			map[string]string{"failover": "did not come up on the backup gateway-backup-acme.sse.test"}},
 		{"bypass-fqdn.yaml", map[string]review.Level{"fqdn-drift": problem, "over-bypass": problem}, problem,
 			map[string]string{"fqdn-drift": "FQDN drift: "}},
-		{"allow-all.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "lint": ok}, ok, nil},
+		{"allow-all.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "regional": ok, "lint": ok}, ok, nil},
 	}
 	set := pkiSet(t)
 	for _, tt := range tests {

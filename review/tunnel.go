@@ -23,14 +23,59 @@ func askDTLS(ctx context.Context, e *env) Answer {
 	if e.base.Client.Transport == client.TransportTLS {
 		return Answer{Level: OK, Summary: "not asked: the client is set to TLS only"}
 	}
-	return e.askTunnel(ctx, client.TransportDTLS)
+	return e.askTunnel(ctx, client.TransportDTLS, e.primary, e.primarySpec(client.TransportDTLS))
 }
 
 func askTLS(ctx context.Context, e *env) Answer {
 	if e.base.Client.Transport == client.TransportDTLS {
 		return Answer{Level: OK, Summary: "not asked: the client is set to DTLS only"}
 	}
-	return e.askTunnel(ctx, client.TransportTLS)
+	return e.askTunnel(ctx, client.TransportTLS, e.primary, e.primarySpec(client.TransportTLS))
+}
+
+// primarySpec is the base topology with the client on the primary gateway
+// only, over one transport.
+func (e *env) primarySpec(mode client.TransportMode) harness.Spec {
+	return e.with(func(s *harness.Spec) {
+		s.Client.Transport = mode
+		s.Client.Gateways = []string{e.primary.Name}
+	})
+}
+
+// regionalPool holds the regional gateway's addresses (as in the
+// bypass-sni scenario).
+var regionalPool = netip.MustParsePrefix("203.0.113.40/30")
+
+// regional is the gateway a tenant is assigned in another region: the
+// primary's name with one label more ("gateway-acme.eu.sse.test", as in
+// the bypass-sni scenario), which a one-label wildcard misses.
+func (e *env) regional() harness.GatewaySpec {
+	name := e.primary.Name
+	if first, rest, ok := strings.Cut(name, "."); ok {
+		name = first + ".eu." + rest
+	} else {
+		name += ".eu"
+	}
+	return harness.GatewaySpec{Name: name, Pool: []netip.Prefix{regionalPool}, Answer: 1, Rotate: true}
+}
+
+// askRegional brings the tunnel up to a regional gateway name, over the
+// client's own transport. The client reviewed does not use that name, so a
+// failure is a warning: it fails only once the tenant is moved there.
+func askRegional(ctx context.Context, e *env) Answer {
+	g := e.regional()
+	spec := e.with(func(s *harness.Spec) {
+		s.Gateways = append(slices.Clone(s.Gateways), g)
+		s.Client.Gateways = []string{g.Name}
+	})
+	a := e.askTunnel(ctx, e.base.Client.Transport, g, spec)
+	if a.Level == Problem && a.Err == nil {
+		// The client here is not configured with this name: a tenant
+		// moved to a regional gateway would be.
+		a.Level = Warn
+		a.Summary = "if the tenant is moved to a regional gateway name (one label more than the primary's), its tunnel fails: " + a.Summary
+	}
+	return a
 }
 
 // protoOf is the firewall's protocol for a transport.
@@ -46,17 +91,13 @@ func protoOf(mode client.TransportMode) fwlog.Proto {
 // flows), when every attempt the client makes at the primary has failed,
 // or — for DTLS — when the firewall logs a deny for the tunnel's UDP/443
 // and its policy denies every address of the gateway.
-func (e *env) askTunnel(ctx context.Context, mode client.TransportMode) Answer {
-	spec := e.with(func(s *harness.Spec) {
-		s.Client.Transport = mode
-		s.Client.Gateways = []string{e.primary.Name}
-	})
+func (e *env) askTunnel(ctx context.Context, mode client.TransportMode, g harness.GatewaySpec, spec harness.Spec) Answer {
 	l, err := e.start(ctx, spec, false)
 	if err != nil {
 		return Answer{Err: err}
 	}
 	defer l.close()
-	gws := []string{e.primary.Name}
+	gws := []string{g.Name}
 	var denied *fwlog.Record
 	l.resetRounds(0)
 	err = l.until(ctx, func() bool {
@@ -64,7 +105,7 @@ func (e *env) askTunnel(ctx context.Context, mode client.TransportMode) Answer {
 			return true
 		}
 		if mode == client.TransportDTLS {
-			denied = l.udpDenied(ctx, e.primary.Name)
+			denied = l.udpDenied(ctx, g.Name)
 		}
 		return denied != nil
 	})
@@ -78,18 +119,18 @@ func (e *env) askTunnel(ctx context.Context, mode client.TransportMode) Answer {
 		verified, why = l.flows(ctx, flowsPerCheck)
 	}
 	recs := l.finish()
-	mine := l.tunnelRecords(recs, e.primary.Name)
+	mine := l.tunnelRecords(recs, g.Name)
 	var details []string
 	for _, r := range mine {
-		if r.Proto == protoOf(mode) {
+		if mode == client.TransportAuto || r.Proto == protoOf(mode) {
 			details = append(details, "the firewall logged "+e.describeRecord(r))
 		}
 	}
 	details = uniq(details)
 	if up == nil {
-		return e.tunnelDown(l, mode, denied, mine, l.topo.Client.LastError(), details)
+		return e.tunnelDown(l, mode, g, denied, mine, l.topo.Client.LastError(), details)
 	}
-	return e.tunnelUp(l, mode, *up, h, mine, verified, why, details)
+	return e.tunnelUp(l, mode, g, *up, h, mine, verified, why, details)
 }
 
 // undecided is the answer of a question whose limit ran out.
@@ -134,12 +175,12 @@ func (l *lab) udpDenied(ctx context.Context, g string) *fwlog.Record {
 
 // tunnelUp grades a tunnel that came up: OK when every flow was verified
 // on the first attempt without decryption.
-func (e *env) tunnelUp(l *lab, mode client.TransportMode, up client.Transition, h []client.Transition, recs []fwlog.Record, verified int, why string, details []string) Answer {
+func (e *env) tunnelUp(l *lab, mode client.TransportMode, g harness.GatewaySpec, up client.Transition, h []client.Transition, recs []fwlog.Record, verified int, why string, details []string) Answer {
 	a := Answer{Level: OK, Details: details}
 	var carried *fwlog.Record
 	for i := range recs {
 		r := &recs[i]
-		if r.Proto == protoOf(mode) && r.Dst.String() == up.Addr && r.Action == fwlog.ActionAllow && r.Outcome() != fwlog.OutcomeFailed {
+		if r.Proto == protoOf(client.TransportMode(up.Transport)) && r.Dst.String() == up.Addr && r.Action == fwlog.ActionAllow && r.Outcome() != fwlog.OutcomeFailed {
 			carried = r
 		}
 	}
@@ -148,7 +189,7 @@ func (e *env) tunnelUp(l *lab, mode client.TransportMode, up client.Transition, 
 		if t.Event == client.EventUp {
 			break
 		}
-		if t.Event == client.EventAttemptFailed && t.Transport == tunnel.Transport(mode) {
+		if t.Event == client.EventAttemptFailed && t.Transport == up.Transport {
 			failed = append(failed, t)
 		}
 	}
@@ -167,22 +208,22 @@ func (e *env) tunnelUp(l *lab, mode client.TransportMode, up client.Transition, 
 	case carried != nil && carried.Outcome() == fwlog.OutcomeDecrypted:
 		a.Level = Warn
 		a.Summary = "works through decryption: " + base + "; the client accepted the firewall's forged certificate (is pinning off?) and the firewall sees only the opaque multiplexed tunnel"
-		a.Advice = append(a.Advice, e.addRule("Do not decrypt the tunnel", carried.Rule, e.noDecryptRule()))
+		a.Advice = append(a.Advice, e.addRule("Do not decrypt the tunnel", carried.Rule, e.noDecryptRule(g)))
 	case len(failed) > 0:
 		a.Level = Warn
 		a.Summary = fmt.Sprintf("works only after %d failed attempt(s): %s; the first failed with %s", len(failed), base, failed[0].Cause)
-		at := failedRule(recs, mode)
+		at := failedRule(recs, client.TransportMode(up.Transport))
 		if ex := e.learning(at); ex != "" {
 			a.Summary += "; " + ex
 		}
 		if drift := e.driftNote(l, recs); drift != "" {
 			a.Summary += "; " + drift
 		}
-		a.Advice = append(a.Advice, e.fixTunnel(mode, at, "Let every tunnel attempt through over "+strings.ToUpper(string(mode))+", not only some"))
+		a.Advice = append(a.Advice, e.fixTunnel(client.TransportMode(up.Transport), at, g, "Let every tunnel attempt through over "+strings.ToUpper(string(up.Transport))+", not only some"))
 	case carried != nil && carried.Outcome() == fwlog.OutcomeExcluded:
 		a.Level = Warn
 		a.Summary = "works by exclusion: " + base + fmt.Sprintf("; %s would decrypt it and passes it only as an exclusion (the gateway asks for a client certificate)", e.ruleRef(carried.Rule))
-		a.Advice = append(a.Advice, e.addRule("Say what you mean: do not decrypt the tunnel, whatever the gateway asks", carried.Rule, e.noDecryptRule()))
+		a.Advice = append(a.Advice, e.addRule("Say what you mean: do not decrypt the tunnel, whatever the gateway asks", carried.Rule, e.noDecryptRule(g)))
 	}
 	return a
 }
@@ -231,13 +272,13 @@ func (e *env) learning(rule string) string {
 }
 
 // tunnelDown grades a tunnel that never came up.
-func (e *env) tunnelDown(l *lab, mode client.TransportMode, denied *fwlog.Record, recs []fwlog.Record, lastErr error, details []string) Answer {
+func (e *env) tunnelDown(l *lab, mode client.TransportMode, g harness.GatewaySpec, denied *fwlog.Record, recs []fwlog.Record, lastErr error, details []string) Answer {
 	a := Answer{Level: Problem, Details: details}
 	at := policy.DefaultRuleName
 	switch {
 	case denied != nil:
 		at = denied.Rule
-		a.Summary = fmt.Sprintf("UDP/443 to %s denied by %s", e.primary.Name, e.ruleRef(denied.Rule))
+		a.Summary = fmt.Sprintf("UDP/443 to %s denied by %s", g.Name, e.ruleRef(denied.Rule))
 	default:
 		var failed *fwlog.Record
 		for i := range recs {
@@ -245,7 +286,11 @@ func (e *env) tunnelDown(l *lab, mode client.TransportMode, denied *fwlog.Record
 				failed = &recs[i]
 			}
 		}
-		a.Summary = fmt.Sprintf("no %s tunnel to %s", strings.ToUpper(string(mode)), e.primary.Name)
+		over := " " + strings.ToUpper(string(mode))
+		if mode == client.TransportAuto {
+			over = ""
+		}
+		a.Summary = fmt.Sprintf("no%s tunnel to %s", over, g.Name)
 		if failed != nil {
 			at = failed.Rule
 			a.Summary += "; the firewall: " + e.describeRecord(*failed)
@@ -257,26 +302,35 @@ func (e *env) tunnelDown(l *lab, mode client.TransportMode, denied *fwlog.Record
 			a.Summary += "; " + drift
 		}
 	}
-	a.Advice = append(a.Advice, e.fixTunnel(mode, at, "Let the tunnel through over "+strings.ToUpper(string(mode))))
+	a.Advice = append(a.Advice, e.fixTunnel(protoMode(mode), at, g, "Let the tunnel through over "+strings.ToUpper(string(protoMode(mode)))))
 	return a
 }
 
-// fixTunnel advises how to let the tunnel's transport through where rule at
-// stopped (or decrypted) it: change the policy's own bypass rule for the
-// gateways if it has one before at, else add one before at.
-func (e *env) fixTunnel(mode client.TransportMode, at, why string) Advice {
+// protoMode is the transport whose sessions decide a mode's outcome: TLS
+// for auto (its last step), else the mode itself.
+func protoMode(mode client.TransportMode) client.TransportMode {
+	if mode == client.TransportAuto {
+		return client.TransportTLS
+	}
+	return mode
+}
+
+// fixTunnel advises how to let the tunnel's transport to gateway g through
+// where rule at stopped (or decrypted) it: change the policy's own bypass
+// rule for the gateways if it has one before at, else add one before at.
+func (e *env) fixTunnel(mode client.TransportMode, at string, g harness.GatewaySpec, why string) Advice {
 	for _, r := range e.pol.Rules {
 		if r.Name == at {
 			break
 		}
 		if e.aimed(r) && matchesProto(r.Match, protoOf(mode)) {
-			return e.changeRule(why+" (its destinations miss gateway addresses)", e.withRanges(r))
+			return e.changeRule(why+" (it misses "+g.Name+")", e.coverGateway(r, g))
 		}
 	}
 	if mode == client.TransportDTLS {
-		return e.addRule(why+" (allow UDP/443 to the gateway ranges)", at, e.allowDTLSRule())
+		return e.addRule(why+" (allow UDP/443 to the gateway ranges)", at, e.allowDTLSRule(g))
 	}
-	return e.addRule(why+" (do not decrypt TCP/443 to the gateway ranges)", at, e.noDecryptRule())
+	return e.addRule(why+" (do not decrypt TCP/443 to the gateway ranges)", at, e.noDecryptRule(g))
 }
 
 func matchesProto(m policy.Match, p fwlog.Proto) bool {
@@ -289,7 +343,7 @@ func (e *env) aimed(r policy.Rule) bool {
 	if r.Action != policy.ActionAllow && r.Action != policy.ActionNoDecrypt {
 		return false
 	}
-	for _, g := range e.base.Gateways {
+	for _, g := range append(slices.Clone(e.base.Gateways), e.regional()) {
 		for _, p := range r.Match.SNI {
 			if p.Match(g.Name) || sameParent(string(p), g.Name) {
 				return true
@@ -442,24 +496,25 @@ func (e *env) fixBackupTransport(ctx context.Context, l *lab, mode client.Transp
 	}
 	d := l.topo.Firewall.Engine().Decide(ctx, s)
 	if rule := e.ruleByName(d.RuleName); rule != nil && e.aimed(*rule) {
-		return e.changeRule(why+", as the primary's passes "+e.ruleRef(rule.Name), e.coverBackup(*rule))
+		return e.changeRule(why+", as the primary's passes "+e.ruleRef(rule.Name), e.coverGateway(*rule, e.backup))
 	}
-	return e.fixTunnel(mode, at, why)
+	return e.fixTunnel(mode, at, e.backup, why)
 }
 
-// coverBackup returns rule amended to match the backup's sessions as well:
-// its name among the SNI patterns, the gateway ranges as destinations.
-func (e *env) coverBackup(r policy.Rule) policy.Rule {
-	if len(r.Match.SNI) > 0 && !slices.ContainsFunc(r.Match.SNI, func(p policy.SNIPattern) bool { return p.Match(e.backup.Name) }) {
-		r.Match.SNI = append(slices.Clone(r.Match.SNI), policy.SNIPattern(e.backup.Name))
+// coverGateway returns rule amended to match gateway g's sessions as well:
+// g's name among the SNI patterns, the gateway ranges (with g's) as
+// destinations in place of addresses and FQDN objects that miss it.
+func (e *env) coverGateway(r policy.Rule, g harness.GatewaySpec) policy.Rule {
+	if len(r.Match.SNI) > 0 && !slices.ContainsFunc(r.Match.SNI, func(p policy.SNIPattern) bool { return p.Match(g.Name) }) {
+		r.Match.SNI = append(slices.Clone(r.Match.SNI), policy.SNIPattern(g.Name))
 	}
 	if len(r.Match.Dst) > 0 || len(r.Match.DstFQDN) > 0 {
-		covered := true
-		for _, a := range e.backup.Addrs() {
+		covered := len(r.Match.DstFQDN) == 0
+		for _, a := range g.Addrs() {
 			covered = covered && anyContains(r.Match.Dst, a)
 		}
 		if !covered {
-			r = e.withRanges(r)
+			r.Match.Dst, r.Match.DstFQDN = e.rangesFor(g), nil
 		}
 	}
 	return r

@@ -276,8 +276,8 @@ func TestLab(t *testing.T) {
 func TestCheck(t *testing.T) {
 	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
 	assert.Equal(t, 0, code, out)
-	assert.Contains(t, out, "OK: 5 OK, 0 warning(s), 0 problem(s)")
-	assert.Regexp(t, `(?m)^check: \[5/5\] OK `, errOut, "progress on a stderr that is no terminal")
+	assert.Contains(t, out, "OK: 6 OK, 0 warning(s), 0 problem(s)")
+	assert.Regexp(t, `(?m)^check: \[6/6\] OK `, errOut, "progress on a stderr that is no terminal")
 	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-and-ip.yaml"))
 	assert.Equal(t, 3, code, out)
 	assert.Regexp(t, `WARN\s+Tunnel over DTLS`, out)
