@@ -230,8 +230,8 @@ func TestReportQuick(t *testing.T) {
 	for _, s := range sections {
 		titles = append(titles, s.Title)
 	}
-	require.Len(t, sections, 5, "%q", titles)
-	for _, s := range sections[:4] {
+	require.Len(t, sections, 6, "%q", titles)
+	for _, s := range sections[:5] {
 		require.NotEmpty(t, s.Rows, s.Title)
 		for _, r := range s.Rows {
 			if strings.HasPrefix(r.Figure, "mitmproxy") || strings.HasPrefix(r.Figure, "sslsplit") {
@@ -245,6 +245,8 @@ func TestReportQuick(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, WriteTable(&out, sections...))
 	assert.Contains(t, out.String(), "pinwall decrypt: added median")
+	assert.Contains(t, out.String(), "rsa-2048 origin: pinwall decrypt sequential")
+	assert.Contains(t, out.String(), "ecdsa-p256 origin: pinwall decrypt sequential")
 	pass, miss := Tally(sections...)
 	assert.Positive(t, pass+miss)
 }

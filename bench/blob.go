@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pinwall/pinwall/accept"
 )
 
 // The blob protocol is the smallest HTTP/1.1 that every path under test
@@ -55,7 +57,7 @@ type BlobServer struct {
 // ServeBlob serves blob requests on ln until Close; cfg, if not nil, makes
 // every connection a TLS server with it. The server owns ln.
 func ServeBlob(ln net.Listener, cfg *tls.Config) *BlobServer {
-	s := &BlobServer{ln: ln, tls: cfg, conns: map[net.Conn]struct{}{}}
+	s := &BlobServer{ln: accept.Wrap(ln, accept.Config{Name: "bench blob"}), tls: cfg, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
@@ -85,11 +87,7 @@ func (s *BlobServer) acceptLoop() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
+			return // temporary errors are retried by accept.Listener
 		}
 		s.mu.Lock()
 		if s.closed {

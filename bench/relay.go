@@ -1,12 +1,13 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/pinwall/pinwall/accept"
 )
 
 // Relay is the reference userspace proxy: for every accepted connection it
@@ -29,7 +30,7 @@ func StartRelay(upstream netip.AddrPort) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: relay: %w", err)
 	}
-	r := &Relay{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
+	r := &Relay{ln: accept.Wrap(ln, accept.Config{Name: "bench relay"}), upstream: upstream, conns: map[net.Conn]struct{}{}}
 	r.wg.Add(1)
 	go r.acceptLoop()
 	return r, nil
@@ -79,11 +80,7 @@ func (r *Relay) acceptLoop() {
 	for {
 		c, err := r.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
+			return // temporary errors are retried by accept.Listener
 		}
 		if !r.track(c) {
 			c.Close()

@@ -24,6 +24,8 @@ const (
 	UnitPerSec  = "conn/s"
 	UnitMs      = "ms"
 	UnitSeconds = "s"
+	UnitPercent = "%"
+	UnitMiB     = "MiB"
 )
 
 // Row is one figure of the report.
@@ -160,6 +162,10 @@ func FormatValue(v float64, unit string) string {
 		}
 	case UnitSeconds:
 		return fmt.Sprintf("%.1f s", v)
+	case UnitPercent:
+		return fmt.Sprintf("%.1f%%", v)
+	case UnitMiB:
+		return fmt.Sprintf("%.1f MiB", v)
 	}
 	return fmt.Sprintf("%.3g %s", v, unit)
 }

@@ -41,6 +41,7 @@ type Client struct {
 	tunnelled atomic.Int64
 	direct    atomic.Int64
 	refused   atomic.Int64
+	reopened  atomic.Int64
 	closeOnce sync.Once
 }
 
@@ -96,6 +97,9 @@ type State struct {
 	Tunnelled int64 `json:"tunnelled"`
 	Direct    int64 `json:"direct"`
 	Refused   int64 `json:"refused"`
+	// Reopened counts flows opened again because a tunnel broke before
+	// the gateway acknowledged them.
+	Reopened int64 `json:"reopened,omitempty"`
 }
 
 // New validates cfg and returns a Client that is not yet running.
@@ -206,7 +210,7 @@ func (c *Client) ResetTransport() {
 func (c *Client) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := State{Tunnelled: c.tunnelled.Load(), Direct: c.direct.Load(), Refused: c.refused.Load()}
+	st := State{Tunnelled: c.tunnelled.Load(), Direct: c.direct.Load(), Refused: c.refused.Load(), Reopened: c.reopened.Load()}
 	for _, s := range c.slots {
 		if s.up != nil {
 			st.Up = true

@@ -13,9 +13,11 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/harnesstest"
+	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/tunnel"
 )
 
@@ -175,7 +177,7 @@ func TestUDPDroppedFallsBackToTLS(t *testing.T) {
 
 	requireAllVerified(t, topo.RunWorkload(ctx, harness.Workload{Flows: 10}))
 	// It stays on TLS after a reconnect until the network changes.
-	topo.Hosts["laptop"].Impair(harness.NoImpairment)
+	require.NoError(t, topo.ImpairLaptop(fault.Impairment{}), "the UDP path works again")
 	require.NoError(t, topo.GatewayByName(harness.PrimaryGateway).Close())
 	st = waitTunnel(t, topo.Client, ctx, func(s client.State) bool { return s.Up && s.Gateway == harness.BackupGateway })
 	assert.Equal(t, tunnel.TransportTLS, st.Transport, "sticky TLS after fallback")
@@ -240,6 +242,52 @@ func TestPrimaryDownBackupTakesOverNoFlowLost(t *testing.T) {
 			assert.Contains(t, events, "failover")
 		})
 	}
+}
+
+// TestUnacknowledgedFlowReopenedOnBackup: a flow opened on a tunnel
+// whose gateway has just gone silent (over DTLS the client learns it only
+// when keepalives go unanswered) is never acknowledged; the client opens
+// it again on the backup's tunnel, transparently — the application does
+// not retry and sees its flow verified.
+func TestUnacknowledgedFlowReopenedOnBackup(t *testing.T) {
+	// Keepalives a second apart: the silence is noticed after 3 s, long
+	// after the flows below are opened even on a loaded machine.
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportDTLS, Keepalive: time.Second,
+		AttemptsPerGateway: 1, HandshakeTimeout: time.Second, TunnelWait: 10 * time.Second}})
+	ctx := testCtx(t, time.Minute)
+	st, err := topo.Client.WaitUp(ctx)
+	require.NoError(t, err)
+	require.Equal(t, harness.PrimaryGateway, st.Gateway)
+	// The primary's host goes silent (every datagram to or from it lost),
+	// as a crashed or powered-off machine does: nothing tells the client.
+	topo.Hosts[harness.PrimaryGateway].Impair(hostnet.Impairment{Loss: 1})
+	// At once: the dead tunnel still counts as up.
+	outs := topo.RunWorkload(ctx, harness.Workload{Flows: 3, Concurrency: 3, Retries: -1, Sizes: []harness.ByteSize{4 << 10}})
+	requireAllVerified(t, outs)
+	for _, o := range outs {
+		assert.Equal(t, 1, o.Attempts, "the application did not retry")
+		assert.Positive(t, o.Reopened, "flow %d was opened again by the client", o.Index)
+		assert.Equal(t, harness.BackupGateway, o.Gateway)
+	}
+	assert.EqualValues(t, 3, topo.Client.State().Reopened)
+}
+
+// TestConnTunnelEnded: a flow tells whether the tunnel carrying it ended,
+// and why, so a failure seen by the application can be put on the tunnel.
+func TestConnTunnelEnded(t *testing.T) {
+	topo := harnesstest.Start(t, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}})
+	ctx := testCtx(t, 30*time.Second)
+	_, err := topo.Client.WaitUp(ctx)
+	require.NoError(t, err)
+	nc, err := topo.Client.Dial(ctx, "tcp", "www.social.test:443")
+	require.NoError(t, err)
+	defer nc.Close()
+	conn := nc.(*client.Conn)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	assert.NoError(t, conn.TunnelEnded(short), "the tunnel lives")
+	cancel()
+	require.NoError(t, topo.GatewayByName(harness.PrimaryGateway).Close())
+	assert.Error(t, conn.TunnelEnded(ctx), "the gateway's end ended the tunnel")
 }
 
 func TestFailCloseVersusFailOpen(t *testing.T) {
@@ -311,7 +359,7 @@ func TestDTLSWithFivePercentLoss(t *testing.T) {
 	require.Equal(t, tunnel.TransportDTLS, st.Transport)
 	outs := topo.RunWorkload(ctx, harness.Workload{Flows: 30, Sizes: []harness.ByteSize{1, 1 << 10, 32 << 10}, Retries: -1, Timeout: 2 * time.Minute})
 	requireAllVerified(t, outs)
-	assert.Positive(t, topo.Hosts["laptop"].DroppedUDP(), "the path really lost datagrams")
+	assert.Positive(t, topo.LaptopDatagrams().Dropped, "the path really lost datagrams")
 	for _, o := range outs {
 		assert.Equal(t, "dtls", o.Transport)
 	}

@@ -126,6 +126,11 @@ type Config struct {
 	Now func() time.Time
 	// Session tunes the multiplexers.
 	Session tunnel.Config
+	// SOCKSDestinations, if set, vets each SOCKS5 request's destination
+	// (host as requested: a name or an IP literal) before ServeSOCKS dials
+	// it: an error refuses the request with "connection not allowed by
+	// ruleset" and nothing is dialled. nil allows every destination.
+	SOCKSDestinations func(host string, port uint16) error
 }
 
 // validate rejects contradictions, then fills in the defaults.

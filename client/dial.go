@@ -90,12 +90,38 @@ type Conn struct {
 	Route     Route
 	Transport tunnel.Transport
 	TunnelID  string
-	FlowID    uint64
-	Origin    netip.AddrPort
+	// Gateway names the gateway whose tunnel carries the flow.
+	Gateway string
+	FlowID  uint64
+	// Reopened counts the times the flow was opened again, transparently,
+	// because a tunnel broke before the gateway acknowledged it.
+	Reopened int
+	sess     tunnel.Session // the carrying tunnel, nil for a direct flow
+	Origin   netip.AddrPort
 	// Why explains the route: "steered", a steering exception, or
 	// "fail-open" for a steered flow sent direct because no tunnel was up.
 	Why    string
 	remote net.Addr
+}
+
+// TunnelEnded waits until the tunnel carrying the flow has ended, or ctx
+// ends, and returns why it ended (nil while it lives, and for a direct
+// flow). An application whose flow broke asks it to tell a tunnel that
+// went down from a failure of the flow itself: the error it saw is often
+// only a symptom (an HTTP/2 connection "could not be established").
+func (c *Conn) TunnelEnded(ctx context.Context) error {
+	if c.sess == nil {
+		return nil
+	}
+	select {
+	case <-c.sess.Done():
+		if err := c.sess.Err(); err != nil {
+			return err
+		}
+		return tunnel.ErrSessionClosed
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // RemoteAddr is the destination as the application asked for it.
@@ -137,28 +163,53 @@ func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, e
 	if route, why := c.steerResolved(ctx, host, uint16(port)); route == RouteDirect {
 		return c.dialDirect(ctx, host, uint16(port), address, why)
 	}
+	reopened := 0
+	var lastErr error
 	for {
 		a, err := c.waitSession(ctx)
 		if err != nil {
+			if lastErr != nil {
+				// The flow was tried and no tunnel came back for it: say
+				// what broke the try, not only that none is up now.
+				err = lastErr
+			}
 			if c.cfg.FailMode == FailOpen && c.ctx.Err() == nil {
 				return c.dialDirect(ctx, host, uint16(port), address, "fail-open")
 			}
 			c.refused.Add(1)
 			return nil, err
 		}
-		conn, err := c.openFlow(ctx, a, host, uint16(port), address)
+		conn, acked, err := c.openFlow(ctx, a, host, uint16(port), address)
+		if err == nil {
+			conn.Reopened = reopened
+			return conn, nil
+		}
+		if acked || ctx.Err() != nil || c.ctx.Err() != nil {
+			return nil, err
+		}
+		// The gateway never acknowledged the flow (its tunnel broke, or
+		// said nothing in time): nothing of it reached the application or
+		// the origin's data, so it is opened again on whichever tunnel is
+		// up — the replacement, on the backup gateway if the primary died.
+		// A broken tunnel is left a moment to be noticed first.
+		lastErr = err
+		reopened++
+		c.reopened.Add(1)
+		c.cfg.Logger.Info("client: flow not acknowledged, opening it again", "addr", address, "tunnel", a.tunnelID, "err", err)
+		t := time.NewTimer(reopenPause)
 		select {
 		case <-a.sess.Done():
-			if err != nil && ctx.Err() == nil {
-				// The tunnel died while the flow was opening: wait for
-				// its replacement rather than fail the flow.
-				continue
-			}
-		default:
+		case <-t.C:
+		case <-ctx.Done():
+		case <-c.ctx.Done():
 		}
-		return conn, err
+		t.Stop()
 	}
 }
+
+// reopenPause bounds the wait, before a flow is opened again, for the
+// tunnel that failed to acknowledge it to be declared dead.
+const reopenPause = 100 * time.Millisecond
 
 // waitSession returns a live tunnel, waiting up to TunnelWait for one.
 func (c *Client) waitSession(ctx context.Context) (*attempt, error) {
@@ -189,41 +240,45 @@ func (c *Client) waitSession(ctx context.Context) (*attempt, error) {
 	}
 }
 
-func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uint16, address string) (net.Conn, error) {
+// openFlow opens one flow on a tunnel: a stream, the request, the
+// gateway's reply. acked reports that the reply came (whatever it said);
+// until then nothing of the flow has reached the application, so a
+// failure may be retried elsewhere.
+func (c *Client) openFlow(ctx context.Context, a *attempt, host string, port uint16, address string) (_ *Conn, acked bool, _ error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	st, err := a.sess.Open(ctx)
 	if err != nil {
-		return nil, failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "open stream", address, err)
+		return nil, false, failure.New(failure.LegClientGateway, failure.CauseTunnelDown, "open stream", address, err)
 	}
 	id := c.flowID.Add(1)
 	req, err := tunnel.AppendRequest(nil, tunnel.Request{Host: host, Port: port, FlowID: id})
 	if err != nil {
 		st.Close()
-		return nil, fmt.Errorf("client: dial %q: %w", address, err)
+		return nil, true, fmt.Errorf("client: dial %q: %w", address, err) // not the tunnel's doing: no retry
 	}
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 	defer stop()
 	if _, err := st.Write(req); err != nil {
 		st.Close()
-		return nil, c.flowErr("send request", address, err, ctx)
+		return nil, false, c.flowErr("send request", address, err, ctx)
 	}
 	reply, err := tunnel.ReadReply(st)
 	if err != nil {
 		st.Close()
-		return nil, c.flowErr("read reply", address, err, ctx)
+		return nil, false, c.flowErr("read reply", address, err, ctx)
 	}
 	if err := reply.Err(address); err != nil {
 		st.Close()
-		return nil, err
+		return nil, true, err
 	}
 	if !stop() {
 		st.Close()
-		return nil, failure.New(failure.LegClientGateway, failure.CauseTimeout, "open flow", address, ctx.Err())
+		return nil, true, failure.New(failure.LegClientGateway, failure.CauseTimeout, "open flow", address, ctx.Err())
 	}
 	_ = st.SetDeadline(time.Time{})
 	c.tunnelled.Add(1)
-	return &Conn{Conn: st, Route: RouteTunnel, Transport: a.transport, TunnelID: a.tunnelID, FlowID: id, Origin: reply.Addr, Why: "steered", remote: destAddr{address}}, nil
+	return &Conn{Conn: st, Route: RouteTunnel, Transport: a.transport, TunnelID: a.tunnelID, Gateway: a.gateway, FlowID: id, Origin: reply.Addr, Why: "steered", remote: destAddr{address}, sess: a.sess}, true, nil
 }
 
 func (c *Client) flowErr(op, address string, err error, ctx context.Context) error {

@@ -2,8 +2,11 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strconv"
 
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/socks5"
 )
 
@@ -29,7 +32,7 @@ func (c *Client) ServeSOCKS(ctx context.Context, l net.Listener) error {
 	defer c.wg.Done()
 
 	srv := &socks5.Server{
-		Dial:   c.Dial,
+		Dial:   c.socksDial,
 		Logger: c.cfg.Logger.With("listener", "socks5", "addr", l.Addr().String()),
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -42,4 +45,22 @@ func (c *Client) ServeSOCKS(ctx context.Context, l net.Listener) error {
 		return ErrClosed
 	}
 	return err
+}
+
+// socksDial is Dial behind Config.SOCKSDestinations.
+func (c *Client) socksDial(ctx context.Context, network, address string) (net.Conn, error) {
+	if vet := c.cfg.SOCKSDestinations; vet != nil {
+		host, portStr, err := net.SplitHostPort(address)
+		if err != nil {
+			return nil, fmt.Errorf("client: socks5 %q: %w", address, err)
+		}
+		port, err := strconv.ParseUint(portStr, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("client: socks5 %q: bad port", address)
+		}
+		if err := vet(host, uint16(port)); err != nil {
+			return nil, failure.New(failure.LegClientOrigin, failure.CausePolicyBlock, "socks5", address, err)
+		}
+	}
+	return c.Dial(ctx, network, address)
 }

@@ -43,19 +43,49 @@ type Config struct {
 	Resolver resolve.Resolver
 	// Log receives one JSON line per Event; nil keeps events in memory only.
 	Log io.Writer
-	// KeepEvents bounds events kept in memory; zero means 100000.
+	// KeepEvents bounds events kept in memory (the log writes them all);
+	// zero means DefaultKeepEvents (10000).
 	KeepEvents int
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
 	// Now returns the time for events; nil means time.Now.
 	Now func() time.Time
 
-	// MaxTunnels bounds concurrent tunnels; zero means 4096.
+	// MaxTunnels bounds concurrent authenticated tunnels; zero means 4096.
+	// A tunnel takes a slot once its device is authenticated, so peers that
+	// never authenticate cannot hold them.
 	MaxTunnels int
 	// MaxStreams bounds concurrent flows per tunnel; zero means 1024.
 	MaxStreams int
-	// HandshakeTimeout bounds a (D)TLS handshake; zero means 10s.
+
+	// Pre-authentication limits: what a peer that has not (yet)
+	// authenticated can hold. Refusals are counted per source and logged
+	// in summary (refusal-summary events), not one event each.
+
+	// HandshakeTimeout is the pre-authentication deadline: the (D)TLS
+	// handshake must complete within it, from the accepted connection (TLS)
+	// or the first datagram (DTLS); zero means 5s. The multiplexer's setup
+	// after authentication gets twice as long.
 	HandshakeTimeout time.Duration
+	// MaxHandshakesPerSource bounds the handshakes in progress from one
+	// source address, per transport; zero means 32. Beyond it a new TCP
+	// connection is closed at once and a new DTLS peer's datagrams are
+	// dropped.
+	MaxHandshakesPerSource int
+	// MaxHandshakes bounds the handshakes in progress from all sources,
+	// per transport; zero means 1024. Beyond it new attempts are refused,
+	// not queued.
+	MaxHandshakes int
+	// MaxUnverified bounds DTLS peers that have not returned their
+	// HelloVerifyRequest cookie (so may be forged sources); zero means 256.
+	MaxUnverified int
+	// CookieTimeout forgets a DTLS peer that has not returned its cookie
+	// this long after its first datagram; zero means 3s.
+	CookieTimeout time.Duration
+	// RefusalSummary is the interval of refusal summaries: per source and
+	// transport the first 10 refusals of an interval are logged one by one
+	// and the rest counted in one refusal-summary event; zero means 10s.
+	RefusalSummary time.Duration
 	// HeaderTimeout bounds the wait for a stream's Request; zero means 10s.
 	HeaderTimeout time.Duration
 	// DialTimeout bounds resolving and dialing an origin; zero means 10s.
@@ -103,7 +133,22 @@ func (c *Config) validate() error {
 		c.MaxStreams = 1024
 	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.MaxHandshakesPerSource <= 0 {
+		c.MaxHandshakesPerSource = 32
+	}
+	if c.MaxHandshakes <= 0 {
+		c.MaxHandshakes = 1024
+	}
+	if c.MaxUnverified <= 0 {
+		c.MaxUnverified = 256
+	}
+	if c.CookieTimeout <= 0 {
+		c.CookieTimeout = 3 * time.Second
+	}
+	if c.RefusalSummary <= 0 {
+		c.RefusalSummary = 10 * time.Second
 	}
 	if c.HeaderTimeout <= 0 {
 		c.HeaderTimeout = 10 * time.Second

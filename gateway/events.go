@@ -18,10 +18,13 @@ const (
 	EventTunnelRefused = "tunnel-refused"
 	EventFlow          = "flow"
 	EventStreamRefused = "stream-refused"
+	// EventRefusalSummary counts, per source, transport and interval, the
+	// refused tunnel attempts beyond those logged one by one.
+	EventRefusalSummary = "refusal-summary"
 )
 
 // Events lists the event kinds.
-var Events = []string{EventFlow, EventTunnelOpen, EventTunnelClose, EventTunnelRefused, EventStreamRefused}
+var Events = []string{EventFlow, EventTunnelOpen, EventTunnelClose, EventTunnelRefused, EventStreamRefused, EventRefusalSummary}
 
 // Results of a flow event (Event.Result) besides the tunnel status the
 // gateway replied with when it could not connect the flow (tunnel.Status:
@@ -82,20 +85,51 @@ type Event struct {
 
 	// Tunnel close.
 	Flows int `json:"flows,omitempty"`
+
+	// Refusal summaries: how many attempts were refused in the interval
+	// (DurationMS), and how many for each reason (a failure cause or a
+	// limit: source-limit, handshake-limit, tunnel-limit, unverified-limit,
+	// peer-limit, backlog-full, not-dtls).
+	Count  int            `json:"count,omitempty"`
+	Causes map[string]int `json:"causes,omitempty"`
+	// Sampled is how many of Count were also logged one by one as
+	// tunnel-refused events.
+	Sampled int `json:"sampled,omitempty"`
 }
 
-// eventLog writes events as JSON lines and keeps the most recent in memory.
+// Refusals counts the tunnel attempts events record as refused: each
+// tunnel-refused event, and those a refusal-summary counts beyond them.
+func Refusals(evs []Event) int {
+	n := 0
+	for _, e := range evs {
+		switch e.Event {
+		case EventTunnelRefused:
+			n++
+		case EventRefusalSummary:
+			n += e.Count - e.Sampled
+		}
+	}
+	return n
+}
+
+// DefaultKeepEvents is how many events a gateway keeps in memory when
+// Config.KeepEvents is zero.
+const DefaultKeepEvents = 10000
+
+// eventLog writes events as JSON lines and keeps the most recent in memory,
+// in a ring of at most keep events.
 type eventLog struct {
-	mu     sync.Mutex
-	w      io.Writer
-	keep   int
-	events []Event
-	total  int
+	mu    sync.Mutex
+	w     io.Writer
+	keep  int
+	ring  []Event // circular once len(ring) == keep
+	next  int     // oldest event (the next to overwrite) once full
+	total int
 }
 
 func newEventLog(w io.Writer, keep int) *eventLog {
 	if keep <= 0 {
-		keep = 100000
+		keep = DefaultKeepEvents
 	}
 	return &eventLog{w: w, keep: keep}
 }
@@ -104,11 +138,12 @@ func (l *eventLog) add(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total++
-	if len(l.events) >= l.keep {
-		copy(l.events, l.events[1:])
-		l.events = l.events[:len(l.events)-1]
+	if len(l.ring) < l.keep {
+		l.ring = append(l.ring, e)
+	} else {
+		l.ring[l.next] = e
+		l.next = (l.next + 1) % l.keep
 	}
-	l.events = append(l.events, e)
 	if l.w != nil {
 		b, err := json.Marshal(e)
 		if err == nil {
@@ -121,7 +156,16 @@ func (l *eventLog) add(e Event) {
 func (l *eventLog) snapshot() []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...)
+	out := make([]Event, 0, len(l.ring))
+	out = append(out, l.ring[l.next:]...)
+	return append(out, l.ring[:l.next]...)
+}
+
+// counts returns how many events were logged in all and how many are kept.
+func (l *eventLog) counts() (logged, kept int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total, len(l.ring)
 }
 
 // ReadEvents parses a gateway log written as JSON lines.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/tunnel"
@@ -32,13 +33,18 @@ type Gateway struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	tcp      net.Listener
+	tcp      *accept.Listener
 	mux      *tunnel.UDPMux   // the first UDP socket's
 	muxes    []*tunnel.UDPMux // every UDP socket's
 	sessions map[string]tunnel.Session
 	started  bool
 	// stopWatch stops Start's watch on its context.
 	stopWatch func() bool
+
+	// Handshakes in progress per transport (pre-authentication limits)
+	// and the refusals they and the UDP muxes count.
+	tlsPre, dtlsPre *preAuth
+	refusals        *refusalLog
 
 	tunnels   atomic.Int64
 	flows     atomic.Int64 // flows in progress across tunnels
@@ -57,6 +63,9 @@ func New(cfg Config) (*Gateway, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		sessions: make(map[string]tunnel.Session),
+		tlsPre:   newPreAuth(cfg.MaxHandshakesPerSource, cfg.MaxHandshakes),
+		dtlsPre:  newPreAuth(cfg.MaxHandshakesPerSource, cfg.MaxHandshakes),
+		refusals: newRefusalLog(cfg.Now()),
 	}, nil
 }
 
@@ -100,17 +109,26 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.muxes = nil
 			return fmt.Errorf("gateway: listen udp %s: %w", ua, err)
 		}
-		// The mux's own peer limit sits above MaxTunnels so that admit,
-		// which logs a tunnel-refused event, refuses tunnels beyond the
-		// limit; the mux refuses (and only counts) what exceeds even the
-		// headroom.
-		g.muxes = append(g.muxes, tunnel.NewUDPMux(pc, tunnel.UDPMuxConfig{MaxPeers: g.cfg.MaxTunnels + udpPeerHeadroom, Logger: g.cfg.Logger}))
+		// The mux holds the authenticated tunnels and the handshakes in
+		// progress; the handshakes are bounded per source and in all by
+		// dtlsPre (Admit), and before their cookie by MaxUnverified.
+		g.muxes = append(g.muxes, tunnel.NewUDPMux(pc, tunnel.UDPMuxConfig{
+			MaxPeers:      g.cfg.MaxTunnels + g.cfg.MaxHandshakes,
+			MaxUnverified: g.cfg.MaxUnverified,
+			CookieTimeout: g.cfg.CookieTimeout,
+			Admit: func(peer netip.AddrPort) (func(), error) {
+				return g.dtlsPre.acquire(peer.Addr())
+			},
+			Refused: g.datagramRefused,
+			Logger:  g.cfg.Logger,
+		}))
 	}
-	g.tcp = l
+	g.tcp = accept.Wrap(l, accept.Config{Name: "gateway " + g.cfg.Name + " tls " + addr, Logger: g.cfg.Logger})
 	g.mux = g.muxes[0]
 	g.started = true
 	g.stopWatch = context.AfterFunc(ctx, func() { _ = g.Close() })
-	g.wg.Add(1 + len(g.muxes))
+	g.wg.Add(2 + len(g.muxes))
+	go g.summarizeRefusals()
 	go g.acceptTLS()
 	for _, m := range g.muxes {
 		go g.acceptDTLS(m)
@@ -152,8 +170,55 @@ func (g *Gateway) UDPRefused() int64 {
 	return n
 }
 
-// Close stops listening, ends every tunnel and waits for all goroutines. It
-// is idempotent and safe before Start.
+// AcceptFailures counts the temporary errors (such as "too many open
+// files") the TLS listener survived; zero before Start.
+func (g *Gateway) AcceptFailures() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.tcp == nil {
+		return 0
+	}
+	return g.tcp.Failures()
+}
+
+// Stats is a snapshot of a gateway's load and what it refused.
+type Stats struct {
+	// Tunnels counts authenticated tunnels.
+	Tunnels int
+	// TLSHandshakes and DTLSHandshakes count handshakes in progress.
+	TLSHandshakes, DTLSHandshakes int
+	// UDPPeers counts the DTLS peers the UDP sockets hold (tunnels and
+	// handshakes); UDPUnverified those that have not returned their cookie.
+	UDPPeers, UDPUnverified int
+	// UDPRefused counts datagrams from new peers dropped without a
+	// handshake.
+	UDPRefused int64
+	// AcceptFailures counts temporary errors the TLS listener survived.
+	AcceptFailures int64
+	// EventsLogged counts every event written; EventsKept those in memory.
+	EventsLogged, EventsKept int
+}
+
+// Stats returns a snapshot of the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	st := Stats{
+		Tunnels:       g.Tunnels(),
+		TLSHandshakes: g.tlsPre.inProgress(), DTLSHandshakes: g.dtlsPre.inProgress(),
+		AcceptFailures: g.AcceptFailures(),
+	}
+	st.EventsLogged, st.EventsKept = g.log.counts()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, m := range g.muxes {
+		st.UDPPeers += m.Peers()
+		st.UDPUnverified += m.Unverified()
+		st.UDPRefused += m.Refused()
+	}
+	return st
+}
+
+// Close stops listening, ends every tunnel, waits for all goroutines and
+// logs the last refusal summaries. It is idempotent and safe before Start.
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		g.cancel()
@@ -172,8 +237,96 @@ func (g *Gateway) Close() error {
 		}
 		g.mu.Unlock()
 		g.wg.Wait()
+		g.flushRefusals()
 	})
 	return nil
+}
+
+// summarizeRefusals logs the refusal summaries every RefusalSummary.
+func (g *Gateway) summarizeRefusals() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.RefusalSummary)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-t.C:
+			g.flushRefusals()
+		}
+	}
+}
+
+func (g *Gateway) flushRefusals() {
+	for _, e := range g.refusals.flush(g.cfg.Now()) {
+		g.event(e)
+		g.cfg.Logger.Warn("gateway: "+e.Reason, "source", e.Client, "transport", e.Transport, "refused", e.Count)
+	}
+}
+
+// sessionSetupTimeout bounds the multiplexer's setup once the device is
+// authenticated: twice the handshake deadline, since an SCTP association
+// over a lossy path retransmits its INIT after a second, then two.
+func (g *Gateway) sessionSetupTimeout() time.Duration { return 2 * g.cfg.HandshakeTimeout }
+
+// refusal is one refused tunnel attempt before (or at) authentication.
+type refusal struct {
+	tr   tunnel.Transport
+	peer net.Addr
+	// kind names the reason in summaries: a failure cause or a limit.
+	kind string
+	// sample: the attempt may be logged in full (a verified peer); false
+	// counts it in the summary only (a datagram, an unverified address).
+	sample bool
+	event  Event
+}
+
+// refuse counts a refused attempt and logs it in full if it is among the
+// samples of its source's interval.
+func (g *Gateway) refuse(r refusal) {
+	src := addrPortOf(r.peer).Addr()
+	if !g.refusals.note(src, r.tr, r.kind, r.sample) {
+		return
+	}
+	e := r.event
+	e.Event, e.Transport, e.Client = EventTunnelRefused, string(r.tr), r.peer.String()
+	g.event(e)
+	g.cfg.Logger.Info("gateway: tunnel refused", "peer", e.Client, "transport", r.tr, "cause", e.Cause, "reason", e.Reason)
+}
+
+// limitKind names a pre-authentication limit in summaries.
+func limitKind(err error) string {
+	switch {
+	case errors.Is(err, errSourceLimit):
+		return "source-limit"
+	case errors.Is(err, errHandshakeLimit):
+		return "handshake-limit"
+	case errors.Is(err, tunnel.ErrNotHello):
+		return "not-dtls"
+	case errors.Is(err, tunnel.ErrPeerLimit):
+		return "peer-limit"
+	case errors.Is(err, tunnel.ErrUnverifiedLimit):
+		return "unverified-limit"
+	case errors.Is(err, tunnel.ErrAcceptBacklog):
+		return "backlog-full"
+	}
+	return "refused"
+}
+
+// datagramRefused counts a datagram a UDP mux dropped from a new peer.
+func (g *Gateway) datagramRefused(peer netip.AddrPort, err error) {
+	g.refusals.note(peer.Addr(), tunnel.TransportDTLS, limitKind(err), false)
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		return v.AddrPort()
+	case *net.UDPAddr:
+		return v.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
 }
 
 func (g *Gateway) event(e Event) {
@@ -182,6 +335,7 @@ func (g *Gateway) event(e Event) {
 	g.log.add(e)
 }
 
+// admit takes a tunnel slot for an authenticated device.
 func (g *Gateway) admit() bool {
 	if g.tunnels.Add(1) > int64(g.cfg.MaxTunnels) {
 		g.tunnels.Add(-1)
@@ -196,21 +350,21 @@ func (g *Gateway) acceptTLS() {
 		c, err := g.tcp.Accept()
 		if err != nil {
 			if g.ctx.Err() == nil {
-				g.cfg.Logger.Warn("gateway: accept", "err", err)
+				g.cfg.Logger.Error("gateway: TLS listener failed, no more TLS tunnels", "err", err)
 			}
 			return
 		}
-		if !g.admit() {
-			g.event(Event{Event: EventTunnelRefused, Transport: string(tunnel.TransportTLS), Client: c.RemoteAddr().String(),
-				Reason: fmt.Sprintf("tunnel limit %d reached", g.cfg.MaxTunnels), Cause: failure.CauseStreamLimit})
-			c.Close()
+		release, err := g.tlsPre.acquire(addrPortOf(c.RemoteAddr()).Addr())
+		if err != nil {
+			g.refuse(refusal{tr: tunnel.TransportTLS, peer: c.RemoteAddr(), kind: limitKind(err), sample: true,
+				event: Event{Reason: err.Error(), Cause: failure.CauseStreamLimit}})
+			resetConn(c)
 			continue
 		}
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			defer g.tunnels.Add(-1)
-			g.serveTLS(c)
+			g.serveTLS(c, release)
 		}()
 	}
 }
@@ -222,24 +376,26 @@ func (g *Gateway) acceptDTLS(mux *tunnel.UDPMux) {
 		if err != nil {
 			return
 		}
-		if !g.admit() {
-			g.event(Event{Event: EventTunnelRefused, Transport: string(tunnel.TransportDTLS), Client: raddr.String(),
-				Reason: fmt.Sprintf("tunnel limit %d reached", g.cfg.MaxTunnels), Cause: failure.CauseStreamLimit})
-			pc.Close()
-			continue
-		}
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			defer g.tunnels.Add(-1)
-			g.serveDTLS(pc, raddr)
+			g.serveDTLS(mux, pc, raddr)
 		}()
 	}
 }
 
-// udpPeerHeadroom is how many DTLS peers beyond MaxTunnels the UDP mux
-// admits at once, each to be refused (and logged) by admit and forgotten.
-const udpPeerHeadroom = 64
+// resetConn closes c with a TCP reset where it can, so that a refused
+// connection leaves no TIME_WAIT state behind.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(interface{ SetLinger(int) error }); ok {
+		_ = tc.SetLinger(0)
+	} else if u, ok := c.(interface{ Unwrap() net.Conn }); ok {
+		if tc, ok := u.Unwrap().(interface{ SetLinger(int) error }); ok {
+			_ = tc.SetLinger(0)
+		}
+	}
+	_ = c.Close()
+}
 
 // authState records what one handshake's peer presented.
 type authState struct {
@@ -305,7 +461,9 @@ func (g *Gateway) clientAuth() tls.ClientAuthType {
 	return tls.RequireAnyClientCert
 }
 
-func (g *Gateway) serveTLS(raw net.Conn) {
+// serveTLS authenticates a TLS tunnel; release ends its count as a
+// handshake in progress.
+func (g *Gateway) serveTLS(raw net.Conn, release func()) {
 	st := &authState{}
 	cfg := &tls.Config{
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -323,8 +481,9 @@ func (g *Gateway) serveTLS(raw net.Conn) {
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.HandshakeTimeout)
 	err := conn.HandshakeContext(ctx)
 	cancel()
+	release()
 	if err != nil {
-		g.refuse(tunnel.TransportTLS, raw.RemoteAddr(), st, err, errors.Is(ctx.Err(), context.DeadlineExceeded))
+		g.handshakeFailed(tunnel.TransportTLS, raw.RemoteAddr(), st, err, errors.Is(ctx.Err(), context.DeadlineExceeded), nil)
 		conn.Close()
 		return
 	}
@@ -333,7 +492,8 @@ func (g *Gateway) serveTLS(raw net.Conn) {
 	})
 }
 
-func (g *Gateway) serveDTLS(pc net.PacketConn, raddr net.Addr) {
+// serveDTLS authenticates a DTLS tunnel; mux is told once it has.
+func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Addr) {
 	st := &authState{}
 	clientAuth := dtls.RequireAnyClientCert
 	if g.cfg.AllowAnonymous {
@@ -361,21 +521,33 @@ func (g *Gateway) serveDTLS(pc net.PacketConn, raddr net.Addr) {
 	err = conn.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		g.refuse(tunnel.TransportDTLS, raddr, st, err, errors.Is(ctx.Err(), context.DeadlineExceeded))
+		g.handshakeFailed(tunnel.TransportDTLS, raddr, st, err, errors.Is(ctx.Err(), context.DeadlineExceeded), pc)
 		conn.Close()
 		return
 	}
+	mux.Established(pc)
 	g.serveTunnel(conn, tunnel.TransportDTLS, st, func(c net.Conn) (tunnel.Session, error) {
-		sctx, scancel := context.WithTimeout(g.ctx, g.cfg.HandshakeTimeout)
+		sctx, scancel := context.WithTimeout(g.ctx, g.sessionSetupTimeout())
 		defer scancel()
 		return tunnel.NewDTLSSession(sctx, c, tunnel.RoleGateway, g.cfg.Session)
 	})
 }
 
-// refuse logs a failed tunnel handshake with what the peer presented.
-func (g *Gateway) refuse(tr tunnel.Transport, peer net.Addr, st *authState, err error, timedOut bool) {
-	e := Event{Event: EventTunnelRefused, Transport: string(tr), Client: peer.String(), Presented: st.presented}
+// handshakeFailed counts a failed tunnel handshake and logs it, with what
+// the peer presented, if it is among its source's samples. pc is the DTLS
+// peer, nil for TLS.
+func (g *Gateway) handshakeFailed(tr tunnel.Transport, peer net.Addr, st *authState, err error, timedOut bool, pc net.PacketConn) {
+	e := Event{Presented: st.presented}
+	var dropped error
+	if d, ok := pc.(interface{ Dropped() error }); ok {
+		dropped = d.Dropped()
+	}
 	switch {
+	case errors.Is(dropped, tunnel.ErrNoCookie):
+		// The address never proved it receives: it may be forged, so it
+		// is only counted, never named in an event of its own.
+		g.refuse(refusal{tr: tr, peer: peer, kind: "no-cookie"})
+		return
 	case st.verifyErr != nil && st.presented == nil:
 		e.Reason, e.Cause = st.verifyErr.Error(), failure.CauseClientCertRequired
 	case st.verifyErr != nil:
@@ -387,8 +559,7 @@ func (g *Gateway) refuse(tr tunnel.Transport, peer net.Addr, st *authState, err 
 	default:
 		e.Reason, e.Cause = err.Error(), failure.CauseHandshakeFailed
 	}
-	g.event(e)
-	g.cfg.Logger.Info("gateway: tunnel refused", "peer", e.Client, "transport", tr, "cause", e.Cause, "reason", e.Reason)
+	g.refuse(refusal{tr: tr, peer: peer, kind: string(e.Cause), sample: true, event: e})
 }
 
 // isNoClientCert reports a handshake that failed because the client sent no
@@ -421,6 +592,16 @@ func newTunnelID() [16]byte {
 }
 
 func (g *Gateway) serveTunnel(conn net.Conn, tr tunnel.Transport, st *authState, mk func(net.Conn) (tunnel.Session, error)) {
+	// The tunnel takes its slot now that the device is authenticated, and
+	// before the greeting tells the client it is up.
+	if !g.admit() {
+		conn.Close()
+		g.refuse(refusal{tr: tr, peer: conn.RemoteAddr(), kind: "tunnel-limit", sample: true,
+			event: Event{Device: st.identity, Presented: st.presented,
+				Reason: fmt.Sprintf("tunnel limit %d reached", g.cfg.MaxTunnels), Cause: failure.CauseStreamLimit}})
+		return
+	}
+	defer g.tunnels.Add(-1)
 	greeting := tunnel.Greeting{TunnelID: newTunnelID()}
 	id := greeting.TunnelIDString()
 	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.HandshakeTimeout))

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
@@ -63,7 +64,9 @@ func startEcho(t testing.TB, stack hostnet.Stack) *echoServer {
 	t.Helper()
 	l, err := stack.Listen(context.Background(), "tcp", netip.AddrPortFrom(originIP, echoPort).String())
 	require.NoError(t, err)
-	e := &echoServer{l: l, conns: map[net.Conn]struct{}{}}
+	// The origin survives a descriptor shortage like every pinwall listener
+	// (TestGatewaySurvivesDescriptorExhaustion runs the process out).
+	e := &echoServer{l: accept.Wrap(l, accept.Config{Name: "echo origin"}), conns: map[net.Conn]struct{}{}}
 	e.wg.Add(1)
 	go e.acceptLoop()
 	t.Cleanup(e.close)
@@ -110,6 +113,7 @@ func (e *echoServer) close() {
 
 // world is a started gateway with a laptop to attack it from.
 type world struct {
+	sim    *hostnet.Sim
 	pki    *pki.Set
 	gw     *gateway.Gateway
 	cfg    gateway.Config
@@ -140,7 +144,7 @@ func newWorld(t testing.TB, tweak func(*gateway.Config)) *world {
 	zone, err := resolve.NewZone(resolve.Record{Name: echoHost, Addrs: []netip.Addr{originIP}})
 	require.NoError(t, err)
 
-	w := &world{pki: set, laptop: laptop, device: device, log: &syncbuf.Buffer{}}
+	w := &world{sim: sim, pki: set, laptop: laptop, device: device, log: &syncbuf.Buffer{}}
 	w.cfg = gateway.Config{
 		Name:             "gw-test",
 		Addr:             netip.MustParseAddrPort("0.0.0.0:443"),

@@ -45,6 +45,7 @@ func (t *Topology) Observe(ctx context.Context, flows []FlowOutcome) (*Observati
 	if t.Client != nil {
 		obs.Tunnel = t.Client.State()
 		obs.History = t.Client.History()
+		ExplainLost(obs.Flows, obs.History)
 		if err := t.Client.LastError(); err != nil {
 			obs.ClientError = err
 		}

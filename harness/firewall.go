@@ -39,18 +39,98 @@ func (fs *FirewallSpec) LoadPolicy() (*policy.Policy, error) {
 }
 
 // FirewallRun is the firewall of a running topology with its listeners.
+// Restart replaces the firewall component by a new one; the methods
+// defined here always speak to the current one (and Records also returns
+// what the ones before it logged). The embedded *mitm.Firewall is the
+// current one too, but is read without a lock: use Current while a
+// Restart may be under way.
 type FirewallRun struct {
 	*mitm.Firewall
 	// ProxyAddr is the explicit proxy's logical address on the inside leg.
 	ProxyAddr netip.AddrPort
-	wg        sync.WaitGroup
+
+	t   *Topology
+	cfg mitm.Config
+
+	mu       sync.Mutex
+	past     []fwlog.Record
+	restarts int
+	wg       sync.WaitGroup
+}
+
+func (r *FirewallRun) current() *mitm.Firewall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Firewall
+}
+
+// Current is the running firewall component.
+func (r *FirewallRun) Current() *mitm.Firewall { return r.current() }
+
+// Records returns every session record so far, across restarts, oldest
+// first.
+func (r *FirewallRun) Records() []fwlog.Record {
+	r.mu.Lock()
+	past, fw := r.past, r.Firewall
+	r.mu.Unlock()
+	return append(append([]fwlog.Record(nil), past...), fw.Records()...)
+}
+
+// Exclusions lists the current firewall's learned decryption exclusions
+// (a restart forgets them).
+func (r *FirewallRun) Exclusions() []mitm.Exclusion { return r.current().Exclusions() }
+
+// Engine is the current firewall's policy engine.
+func (r *FirewallRun) Engine() *policy.Engine { return r.current().Engine() }
+
+// ActiveSessions counts the current firewall's TCP sessions in progress.
+func (r *FirewallRun) ActiveSessions() int { return r.current().ActiveSessions() }
+
+// SwapPolicy replaces the rule base for new sessions (and for the
+// firewall after a restart).
+func (r *FirewallRun) SwapPolicy(p *policy.Policy) error { return r.current().SwapPolicy(p) }
+
+// Restarts counts the restarts so far.
+func (r *FirewallRun) Restarts() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restarts
 }
 
 // Close stops the firewall and waits for its listeners' loops.
 func (r *FirewallRun) Close() error {
-	err := r.Firewall.Close()
+	err := r.current().Close()
 	r.wg.Wait()
 	return err
+}
+
+// Restart stops the firewall — every session ends and is logged, as at
+// any shutdown — and starts a new one on the same addresses with the
+// policy in force and nothing else: no session, no learned exclusion, no
+// FQDN object state. Listeners added with ServeProxyOn are not restarted.
+func (r *FirewallRun) Restart() error {
+	old := r.current()
+	pol := old.Engine().Policy()
+	if err := old.Close(); err != nil {
+		return fmt.Errorf("harness: firewall restart: stop: %w", err)
+	}
+	r.wg.Wait()
+	cfg := r.cfg
+	cfg.Policy = pol
+	fw, err := mitm.New(cfg)
+	if err != nil {
+		return fmt.Errorf("harness: firewall restart: %w", err)
+	}
+	r.mu.Lock()
+	r.past = append(r.past, old.Records()...)
+	r.Firewall = fw
+	r.restarts++
+	r.mu.Unlock()
+	if err := r.listen(); err != nil {
+		return fmt.Errorf("harness: firewall restart: %w", err)
+	}
+	r.t.log.Info("harness: firewall restarted", "restarts", r.Restarts())
+	return nil
 }
 
 func (t *Topology) startFirewall(opts Options) error {
@@ -69,7 +149,7 @@ func (t *Topology) startFirewall(opts Options) error {
 		{"firewall.fortios.log", fwlog.FormatFortiOS},
 		{"firewall.cef.log", fwlog.FormatCEF},
 	} {
-		w, err := t.logFile(opts, f.name)
+		w, err := t.logFile(f.name)
 		if err != nil {
 			return err
 		}
@@ -80,7 +160,7 @@ func (t *Topology) startFirewall(opts Options) error {
 	if opts.Records != nil {
 		writers = append(writers, opts.Records)
 	}
-	fw, err := mitm.New(mitm.Config{
+	cfg := mitm.Config{
 		Outside:  t.Hosts["fw-outside"],
 		Policy:   pol,
 		CA:       t.PKI.Enterprise,
@@ -88,13 +168,23 @@ func (t *Topology) startFirewall(opts Options) error {
 		Resolver: t.Zone,
 		Writers:  writers,
 		Logger:   t.log.With("component", "firewall"),
-	})
+	}
+	fw, err := mitm.New(cfg)
 	if err != nil {
 		return fmt.Errorf("harness: firewall: %w", err)
 	}
-	run := &FirewallRun{Firewall: fw}
+	run := &FirewallRun{Firewall: fw, t: t, cfg: cfg}
 	t.Firewall = run
 	t.onClose(run.Close)
+	return run.listen()
+}
+
+// listen opens the current firewall's listeners on the inside leg (the
+// intercept sockets and the explicit proxy) and routes the LAN through
+// them.
+func (r *FirewallRun) listen() error {
+	t, fw := r.t, r.current()
+	fs := t.Spec.Firewall
 	inside := t.Hosts["fw-inside"]
 	ctx := t.ctx
 	tcpL, err := inside.Listen(ctx, "tcp", netip.AddrPortFrom(fs.Inside, 0).String())
@@ -112,10 +202,10 @@ func (t *Topology) startFirewall(opts Options) error {
 		udpL.Close()
 		return fmt.Errorf("harness: firewall proxy: %w", err)
 	}
-	run.ProxyAddr = proxyL.Addr().(*net.TCPAddr).AddrPort()
-	run.serve(func() error { return fw.ServeIntercept(ctx, tcpL) })
-	run.serve(func() error { return fw.ServeUDPIntercept(ctx, udpL) })
-	run.serve(func() error { return fw.ServeProxy(ctx, proxyL) })
+	r.ProxyAddr = proxyL.Addr().(*net.TCPAddr).AddrPort()
+	r.serve(func() error { return fw.ServeIntercept(ctx, tcpL) })
+	r.serve(func() error { return fw.ServeUDPIntercept(ctx, udpL) })
+	r.serve(func() error { return fw.ServeProxy(ctx, proxyL) })
 	t.Sim.Route(t.Spec.LAN, hostnet.Router{
 		TCP: tcpL.Addr().(*net.TCPAddr).AddrPort(),
 		UDP: udpL.LocalAddr().(*net.UDPAddr).AddrPort(),
@@ -125,9 +215,10 @@ func (t *Topology) startFirewall(opts Options) error {
 
 // ServeProxyOn also serves the firewall's explicit proxy on l (for
 // example a real 127.0.0.1 listener that curl or a browser can use) until
-// ctx is done or the firewall closes.
+// ctx is done or the firewall in force closes.
 func (r *FirewallRun) ServeProxyOn(ctx context.Context, l net.Listener) {
-	r.serve(func() error { return r.Firewall.ServeProxy(ctx, l) })
+	fw := r.current()
+	r.serve(func() error { return fw.ServeProxy(ctx, l) })
 }
 
 func (r *FirewallRun) serve(f func() error) {

@@ -12,15 +12,17 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/origin"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/tunnel"
@@ -41,6 +43,10 @@ type Options struct {
 	// firewall logs it (besides the log files), so a caller can decide
 	// from the firewall's log as it grows.
 	Records fwlog.Logger
+	// Impairable routes the laptop's UDP through a fault.ImpairedStack
+	// from the start, so ImpairLaptop can degrade it later (a spec's
+	// udp-loss does that by itself).
+	Impairable bool
 }
 
 // Topology is a running set of components.
@@ -60,6 +66,10 @@ type Topology struct {
 	Firewall *FirewallRun
 	Client   *client.Client
 
+	// laptopNet is the laptop's network with its datagrams impaired, when
+	// the spec has udp-loss or Options.Impairable (nil otherwise).
+	laptopNet *fault.ImpairedStack
+
 	gatewayCert *x509.Certificate
 
 	// ctx lives as long as the topology: components that serve until
@@ -68,6 +78,7 @@ type Topology struct {
 	cancel context.CancelFunc
 
 	log     *slog.Logger
+	out     *outfile.Dir // Options.Dir, nil without one
 	files   []*os.File
 	closers []func() error
 	once    sync.Once
@@ -125,18 +136,35 @@ func (t *Topology) Close() error {
 				errs = append(errs, err)
 			}
 		}
+		if t.out != nil {
+			errs = append(errs, t.out.Close())
+		}
 	})
 	return errors.Join(errs...)
 }
 
 func (t *Topology) onClose(f func() error) { t.closers = append(t.closers, f) }
 
-// logFile opens Dir/name for writing, or returns nil without a Dir.
-func (t *Topology) logFile(opts Options, name string) (io.Writer, error) {
-	if opts.Dir == "" {
+// Simulated reports whether host (a name or an IP literal) is part of the
+// topology: a name of its zone, or a logical address of one of its hosts.
+// Anything else is outside the simulation (a real service on this machine,
+// say).
+func (t *Topology) Simulated(host string) bool {
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		_, ok := t.Sim.Loopback(a)
+		return ok
+	}
+	return t.Zone != nil && len(t.Zone.Pool(host)) > 0
+}
+
+// logFile opens Dir/name for writing, or returns nil without a Dir. Like
+// every file in Dir it is written without following links (package
+// outfile).
+func (t *Topology) logFile(name string) (io.Writer, error) {
+	if t.out == nil {
 		return nil, nil
 	}
-	f, err := os.Create(filepath.Join(opts.Dir, name))
+	f, err := t.out.Create(name, outfile.Public)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +193,7 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 		}
 	}()
 	if opts.Dir != "" {
-		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		if t.out, err = outfile.OpenDir(opts.Dir); err != nil {
 			return nil, fmt.Errorf("harness: %w", err)
 		}
 	}
@@ -175,9 +203,9 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 			return nil, err
 		}
 	}
-	if opts.Dir != "" {
+	if t.out != nil {
 		for name, ca := range map[string]*pki.CA{"internet-ca.pem": t.PKI.Internet, "tenant-ca.pem": t.PKI.Tenant, "enterprise-ca.pem": t.PKI.Enterprise} {
-			if err := os.WriteFile(filepath.Join(opts.Dir, name), ca.CertPEM(), 0o644); err != nil {
+			if err := t.out.WriteFile(name, ca.CertPEM(), outfile.Public); err != nil {
 				return nil, fmt.Errorf("harness: %w", err)
 			}
 		}
@@ -187,6 +215,12 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	}
 	for _, step := range []func() error{
 		t.addHosts,
+		func() error {
+			if spec.Client.UDPLoss > 0 || opts.Impairable {
+				t.laptopNet = fault.NewImpairedStack(t.Hosts["laptop"], fault.Impairment{Loss: spec.Client.UDPLoss, Seed: 1})
+			}
+			return nil
+		},
 		func() error { return t.startOrigins(opts) },
 		func() error { return t.startGateways(opts) },
 		func() error {
@@ -241,9 +275,6 @@ func (t *Topology) addHosts() error {
 	if err := t.addHost("laptop", s.Laptop); err != nil {
 		return err
 	}
-	if s.Client.UDPLoss > 0 {
-		t.Hosts["laptop"].Impair(hostnet.Impairment{Loss: s.Client.UDPLoss, Seed: 1})
-	}
 	for _, h := range s.ExtraHosts {
 		if err := t.addHost(h.Name, h.Addr); err != nil {
 			return err
@@ -285,7 +316,7 @@ func (t *Topology) startOrigins(opts Options) error {
 	for _, o := range t.Spec.Origins {
 		sites = append(sites, origin.Site{Name: o.Name, Addrs: []netip.Addr{o.Addr}})
 	}
-	w, err := t.logFile(opts, "origins.jsonl")
+	w, err := t.logFile("origins.jsonl")
 	if err != nil {
 		return err
 	}
@@ -322,7 +353,7 @@ func (t *Topology) startGateways(opts Options) error {
 		return err
 	}
 	t.gatewayCert = cert.Leaf
-	w, err := t.logFile(opts, "gateway.jsonl")
+	w, err := t.logFile("gateway.jsonl")
 	if err != nil {
 		return err
 	}
@@ -338,6 +369,7 @@ func (t *Topology) startGateways(opts Options) error {
 			ClientCAs:      t.PKI.Tenant.Pool(),
 			AllowAnonymous: t.Spec.Gateway.AllowAnonymous,
 			MaxStreams:     t.Spec.Gateway.MaxStreams,
+			Session:        tunnel.Config{KeepAliveInterval: t.Spec.Gateway.Keepalive},
 			Stack:          t.Hosts[g.Name],
 			Resolver:       t.Zone,
 			Log:            sw,
@@ -372,10 +404,47 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Stack = t.Hosts["laptop"]
+	cfg.Stack = t.LaptopStack()
 	cfg.Resolver = t.Zone
 	cfg.Logger = t.log.With("component", "client")
 	return cfg, nil
+}
+
+// LaptopStack is the laptop's network as its client uses it: the
+// simulated host, through the impairment when the topology has one.
+func (t *Topology) LaptopStack() hostnet.Stack {
+	if t.laptopNet != nil {
+		return t.laptopNet
+	}
+	return t.Hosts["laptop"]
+}
+
+// ErrNotImpairable is returned by ImpairLaptop on a topology started
+// without Options.Impairable and without udp-loss.
+var ErrNotImpairable = errors.New("harness: the laptop's datagrams cannot be impaired: start the topology with Options.Impairable (a runner does so for a plan with impair events)")
+
+// ImpairLaptop replaces the impairment of the laptop's datagrams (the
+// spec's udp-loss included); a zero one clears it. Sockets already open
+// are affected at once.
+func (t *Topology) ImpairLaptop(im fault.Impairment) error {
+	if t.laptopNet == nil {
+		return ErrNotImpairable
+	}
+	if err := im.Validate(); err != nil {
+		return fmt.Errorf("harness: impair: %w", err)
+	}
+	t.laptopNet.Impair(im)
+	return nil
+}
+
+// LaptopDatagrams counts what the impairment did to the laptop's
+// datagrams (nil when the topology has none).
+func (t *Topology) LaptopDatagrams() *fault.Stats {
+	if t.laptopNet == nil {
+		return nil
+	}
+	st := t.laptopNet.Stats()
+	return &st
 }
 
 // clientSettings is the client's configuration minus its network: pins,

@@ -2,12 +2,16 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
@@ -38,12 +42,27 @@ type EventKind string
 
 // Event kinds.
 const (
-	// EventGatewayDown stops the gateway named by Target (or the primary).
+	// EventGatewayDown stops the gateway named by Target (or the client's
+	// first): its process is killed, its addresses stop answering.
 	EventGatewayDown EventKind = "gateway-down"
 	// EventPolicy replaces the firewall policy with Policy.
 	EventPolicy EventKind = "policy"
 	// EventFirewallPause makes the firewall stop forwarding for Duration.
 	EventFirewallPause EventKind = "firewall-pause"
+	// EventFirewallRestart stops the firewall and starts it again on the
+	// same addresses with the same policy and an empty session table:
+	// every session through it ends (and is logged), and what arrives
+	// afterwards is new to it. In process the firewall component is closed
+	// and a new one started; in containers the firewall container is
+	// restarted (docker restart: SIGTERM, then a fresh process and network
+	// namespace, so its nftables and conntrack state is lost too).
+	EventFirewallRestart EventKind = "firewall-restart"
+	// EventImpair degrades the laptop's datagrams (UDP, both directions)
+	// as Impair says — loss, latency with jitter, reordering — replacing
+	// any impairment before it (the spec's udp-loss included); a zero
+	// Impair clears it. With a Duration the impairment is cleared after
+	// that long. Target may only be empty or "laptop".
+	EventImpair EventKind = "impair"
 	// EventNetworkChange tells the client the network changed (it forgets a
 	// fallback to TLS).
 	EventNetworkChange EventKind = "network-change"
@@ -51,7 +70,8 @@ const (
 
 // Choices lists the event kinds.
 func (EventKind) Choices() []string {
-	return []string{string(EventGatewayDown), string(EventPolicy), string(EventFirewallPause), string(EventNetworkChange)}
+	return []string{string(EventGatewayDown), string(EventPolicy), string(EventFirewallPause), string(EventFirewallRestart),
+		string(EventImpair), string(EventNetworkChange)}
 }
 
 // Event is something that happens At a time after the tunnel first came
@@ -67,8 +87,50 @@ type Event struct {
 	Target string `yaml:"target" json:"target,omitempty"`
 	// Policy is the new firewall policy (for "policy").
 	Policy string `yaml:"policy" json:"policy,omitempty"`
-	// Duration of a pause.
+	// Duration of a pause or an impairment.
 	Duration time.Duration `yaml:"duration" json:"duration,omitempty"`
+	// Impair is the impairment of an "impair" event.
+	Impair *fault.Impairment `yaml:"impair" json:"impair,omitempty"`
+}
+
+// Validate checks one event against a spec (with its defaults applied).
+func (e Event) Validate(s Spec) error {
+	if !slices.Contains(EventKind("").Choices(), string(e.Do)) {
+		return fmt.Errorf("unknown event %q (one of: %s)", e.Do, strings.Join(EventKind("").Choices(), ", "))
+	}
+	if e.At < 0 || e.Duration < 0 {
+		return fmt.Errorf("%s: at and duration must not be negative", e.Do)
+	}
+	switch e.Do {
+	case EventPolicy:
+		if e.Policy == "" {
+			return errors.New("a policy event needs a policy")
+		}
+	case EventImpair:
+		if e.Impair == nil {
+			return errors.New("an impair event needs an impair section (loss, latency, jitter, reorder)")
+		}
+		if err := e.Impair.Validate(); err != nil {
+			return fmt.Errorf("impair: %w", err)
+		}
+		if e.Target != "" && e.Target != "laptop" {
+			return fmt.Errorf("impair: target %q: only the laptop's datagrams can be impaired", e.Target)
+		}
+	case EventGatewayDown:
+		if e.Target != "" && !slices.ContainsFunc(s.Gateways, func(g GatewaySpec) bool { return g.Name == e.Target }) {
+			return fmt.Errorf("gateway-down: target %q is not one of the topology's gateways", e.Target)
+		}
+	}
+	switch e.Do {
+	case EventPolicy, EventFirewallPause, EventFirewallRestart:
+		if s.Firewall == nil {
+			return fmt.Errorf("a %s event needs a firewall", e.Do)
+		}
+	}
+	if e.Do != EventImpair && e.Impair != nil {
+		return fmt.Errorf("%s: impair belongs to impair events", e.Do)
+	}
+	return nil
 }
 
 // AppliedEvent is an event and when it happened.
@@ -125,6 +187,9 @@ type Observation struct {
 	Exclusions      any                         `json:"exclusions,omitempty"`
 	// Events are the plan's events as they were applied.
 	Events []AppliedEvent `json:"events,omitempty"`
+	// LaptopDatagrams counts what the impairment (udp-loss, impair
+	// events) did to the laptop's datagrams; nil without one.
+	LaptopDatagrams *fault.Stats `json:"laptop_datagrams,omitempty"`
 	// Recovery is the time from the first failed tunnel attempt to the
 	// first tunnel up, when both happened.
 	Recovery time.Duration `json:"recovery_ns,omitempty"`
@@ -208,6 +273,13 @@ type Runner interface {
 	Run(ctx context.Context, p Plan) (*Observation, error)
 }
 
+// Impairs reports whether the plan degrades the laptop's datagrams (a
+// udp-loss or an impair event): the runners then route the laptop's UDP
+// through a fault.ImpairedStack.
+func (p Plan) Impairs() bool {
+	return p.Spec.Client.UDPLoss > 0 || slices.ContainsFunc(p.Events, func(e Event) bool { return e.Do == EventImpair })
+}
+
 // UpWait is how long a run waits for the tunnel before its workload: WaitUp,
 // or 5 s when zero.
 func (p Plan) UpWait() time.Duration {
@@ -219,12 +291,10 @@ func (p Plan) UpWait() time.Duration {
 
 // Validate checks a plan against its (defaulted) spec.
 func (p Plan) Validate() error {
+	spec := p.Spec.WithDefaults()
 	for i, e := range p.Events {
-		if e.Do == EventPolicy && e.Policy == "" {
-			return fmt.Errorf("event %d: a policy event needs a policy", i)
-		}
-		if e.Do == EventPolicy && p.Spec.Firewall == nil {
-			return fmt.Errorf("event %d: a policy event needs a firewall", i)
+		if err := e.Validate(spec); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
 		}
 	}
 	for i, pr := range p.Probes {

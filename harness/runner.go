@@ -11,6 +11,7 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/pki"
@@ -37,7 +38,7 @@ func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
 		return nil, err
 	}
 	obs := &Observation{Mode: r.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
-	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0, PKI: r.PKI})
+	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0, PKI: r.PKI, Impairable: p.Impairs()})
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +85,7 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	obs.Summary = Summarize(obs.Flows)
 	obs.Tunnel = t.Client.State()
 	obs.History = t.Client.History()
+	ExplainLost(obs.Flows, obs.History)
 	if cerr := t.Client.LastError(); cerr != nil {
 		obs.ClientError = cerr
 	}
@@ -199,6 +201,26 @@ func (t *Topology) Apply(ctx context.Context, e Event) error {
 	case EventNetworkChange:
 		t.Client.ResetTransport()
 		return nil
+	case EventImpair:
+		if e.Impair == nil {
+			return errors.New("an impair event needs an impair section")
+		}
+		if err := t.ImpairLaptop(*e.Impair); err != nil {
+			return err
+		}
+		if e.Duration > 0 {
+			select {
+			case <-time.After(e.Duration):
+			case <-ctx.Done():
+			}
+			return t.ImpairLaptop(fault.Impairment{})
+		}
+		return nil
+	case EventFirewallRestart:
+		if t.Firewall == nil {
+			return errors.New("no firewall")
+		}
+		return t.Firewall.Restart()
 	}
 	return fmt.Errorf("unknown event %q", e.Do)
 }
@@ -296,6 +318,7 @@ func (t *Topology) collect(obs *Observation) {
 		obs.ClientLeg, obs.ClientCause = failure.LegOf(obs.ClientError), failure.CauseOf(obs.ClientError)
 	}
 	obs.Gateway = t.GatewayEvents()
+	obs.LaptopDatagrams = t.LaptopDatagrams()
 	if t.Firewall != nil {
 		obs.Firewall = t.Firewall.Records()
 		obs.FQDN = t.Firewall.Engine().FQDNSnapshot()

@@ -201,6 +201,11 @@ type GatewayConfigSpec struct {
 	AllowAnonymous bool `yaml:"allow-anonymous"`
 	// MaxStreams bounds flows per tunnel; zero means 1024.
 	MaxStreams int `yaml:"max-streams"`
+	// Keepalive is the keepalive interval the gateway expects of clients:
+	// a DTLS tunnel silent for three intervals is ended (a client whose
+	// path died tells nothing over UDP); zero means 5s. It must not be
+	// shorter than the client's keepalive.
+	Keepalive time.Duration `yaml:"keepalive"`
 }
 
 // FirewallSpec places a firewall between the LAN and the internet.

@@ -109,19 +109,31 @@ func (w Workload) WithDefaults(spec Spec) Workload {
 
 // FlowOutcome is what became of one flow.
 type FlowOutcome struct {
-	Index     int           `json:"index"`
-	Site      string        `json:"site"`
-	Size      ByteSize      `json:"size"`
-	Route     client.Route  `json:"route,omitempty"`
-	Why       string        `json:"why,omitempty"`
-	Transport string        `json:"transport,omitempty"`
-	TunnelID  string        `json:"tunnel_id,omitempty"`
-	Attempts  int           `json:"attempts"`
-	Verified  bool          `json:"verified"`
-	Leg       failure.Leg   `json:"leg,omitempty"`
-	Cause     failure.Cause `json:"cause,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	Duration  time.Duration `json:"duration_ns"`
+	Index     int          `json:"index"`
+	Site      string       `json:"site"`
+	Size      ByteSize     `json:"size"`
+	Route     client.Route `json:"route,omitempty"`
+	Why       string       `json:"why,omitempty"`
+	Transport string       `json:"transport,omitempty"`
+	TunnelID  string       `json:"tunnel_id,omitempty"`
+	Attempts  int          `json:"attempts"`
+	Verified  bool         `json:"verified"`
+	// Gateway is the gateway whose tunnel carried the flow's last attempt.
+	Gateway string `json:"gateway,omitempty"`
+	// Reopened counts the times the client opened the flow again because
+	// a tunnel broke before the gateway acknowledged it.
+	Reopened int           `json:"reopened,omitempty"`
+	Leg      failure.Leg   `json:"leg,omitempty"`
+	Cause    failure.Cause `json:"cause,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	// InFlight marks a lost flow that was in flight on a tunnel when that
+	// tunnel went down: the gateway had acknowledged it, so no client can
+	// move it to another gateway. Lost says in words why the flow was
+	// lost (see ExplainLost).
+	InFlight bool   `json:"in_flight,omitempty"`
+	Lost     string `json:"lost,omitempty"`
 	// Err is the typed failure (nil when verified).
 	Err error `json:"-"`
 }
@@ -194,8 +206,8 @@ func RunWorkload(ctx context.Context, c *client.Client, trust *x509.CertPool, w 
 func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Workload, i int) (o FlowOutcome) {
 	site := w.Sites[i%len(w.Sites)]
 	size := w.Sizes[i%len(w.Sizes)]
-	o = FlowOutcome{Index: i, Site: site, Size: size}
 	start := time.Now()
+	o = FlowOutcome{Index: i, Site: site, Size: size, Started: start}
 	defer func() { o.Duration = time.Since(start) }()
 	for attempt := 0; attempt <= max(w.Retries, 0); attempt++ {
 		o.Attempts = attempt + 1
@@ -219,12 +231,14 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 		cancel()
 		tr.CloseIdleConnections()
 		if conn != nil {
-			o.Route, o.Transport, o.TunnelID, o.Why = conn.Route, string(conn.Transport), conn.TunnelID, conn.Why
+			o.Route, o.Transport, o.TunnelID, o.Why, o.Gateway = conn.Route, string(conn.Transport), conn.TunnelID, conn.Why, conn.Gateway
+			o.Reopened += conn.Reopened
 		}
 		if err == nil {
 			o.Verified, o.Err, o.Error, o.Leg, o.Cause = true, nil, "", "", ""
 			return o
 		}
+		err = tunnelEnded(ctx, conn, err)
 		o.Err, o.Error = err, err.Error()
 		o.Leg, o.Cause = failure.LegOf(err), failure.CauseOf(err)
 		if conn != nil && conn.Route == client.RouteDirect && o.Leg == failure.LegClientGateway {
@@ -240,6 +254,29 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 		}
 	}
 	return o
+}
+
+// tunnelEndGrace bounds the wait, after a tunnelled flow failed with a
+// protocol error, for its tunnel to be declared dead.
+const tunnelEndGrace = time.Second
+
+// tunnelEnded attributes a tunnelled flow's protocol error to its tunnel
+// when that tunnel ended under it: the application saw only a symptom (an
+// HTTP/2 connection that "could not be established"); the cause is the
+// tunnel, a connection reset on the client-gateway leg, which an
+// application retries.
+func tunnelEnded(ctx context.Context, conn *client.Conn, err error) error {
+	if conn == nil || conn.Route != client.RouteTunnel || failure.CauseOf(err) != failure.CauseProtocol {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, tunnelEndGrace)
+	defer cancel()
+	terr := conn.TunnelEnded(wctx)
+	if terr == nil {
+		return err
+	}
+	return failure.New(failure.LegClientGateway, failure.CauseConnectionReset, "flow", conn.RemoteAddr().String(),
+		fmt.Errorf("the tunnel carrying it ended (%w) under: %w", terr, err))
 }
 
 // Summary counts a workload's outcomes.
@@ -270,6 +307,58 @@ func Summarize(outs []FlowOutcome) Summary {
 				s.FailOpen++
 			}
 		}
+	}
+	return s
+}
+
+// ExplainLost says, for every flow not verified, why it was lost: in
+// flight on a tunnel when that tunnel went down (the gateway had
+// acknowledged the flow; a client cannot move an open flow to another
+// gateway, only the application can retry it), or how it failed
+// otherwise. history is the client's. Both runners call it on their
+// observation.
+func ExplainLost(flows []FlowOutcome, history []client.Transition) {
+	downs := map[string]client.Transition{}
+	for _, h := range history {
+		if h.Event == "down" && h.TunnelID != "" {
+			if _, seen := downs[h.TunnelID]; !seen {
+				downs[h.TunnelID] = h
+			}
+		}
+	}
+	for i := range flows {
+		f := &flows[i]
+		f.InFlight, f.Lost = false, ""
+		if f.Verified {
+			continue
+		}
+		cause := fmt.Sprintf("%s on %s", orUnknown(string(f.Cause)), orUnknown(string(f.Leg)))
+		down, wentDown := downs[f.TunnelID]
+		switch {
+		case f.TunnelID != "" && wentDown && !f.Started.After(down.Time):
+			f.InFlight = true
+			why := ""
+			if down.Error != "" {
+				why = " (" + down.Error + ")"
+			}
+			f.Lost = fmt.Sprintf("in flight on tunnel %s to %s over %s when that tunnel went down %v after the flow started%s: "+
+				"the gateway had acknowledged the flow, so the client cannot move it to another gateway; only the application can retry it (%s)",
+				short(f.TunnelID), orUnknown(f.Gateway), orUnknown(f.Transport), down.Time.Sub(f.Started).Round(time.Millisecond), why, cause)
+		case f.TunnelID != "":
+			f.Lost = fmt.Sprintf("failed on tunnel %s to %s: %s", short(f.TunnelID), orUnknown(f.Gateway), cause)
+		case f.Route == client.RouteDirect:
+			f.Lost = "failed on its direct path: " + cause
+		default:
+			f.Lost = "no tunnel took it: " + cause
+		}
+	}
+}
+
+func short(id string) string { return id[:min(len(id), 8)] }
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(unknown)"
 	}
 	return s
 }

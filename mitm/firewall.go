@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/forge"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -55,7 +56,10 @@ func New(cfg Config) (*Firewall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mitm: %w", err)
 	}
-	forger, err := forge.New(forge.Config{CA: cfg.CA, Now: cfg.Now, Logger: cfg.Logger})
+	forger, err := forge.New(forge.Config{
+		CA: cfg.CA, ECDSACA: cfg.ECDSACA, UntrustedCA: cfg.UntrustedCA, KeyMode: cfg.ForgeKeyMode,
+		Now: cfg.Now, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("mitm: %w", err)
 	}
@@ -89,6 +93,20 @@ func (f *Firewall) Forger() *forge.Forger { return f.forger }
 
 // SwapPolicy replaces the rule base for new sessions.
 func (f *Firewall) SwapPolicy(p *policy.Policy) error { return f.engine.Swap(p) }
+
+// AcceptFailures counts the temporary errors (such as "too many open
+// files") the firewall's listeners survived.
+func (f *Firewall) AcceptFailures() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n int64
+	for l := range f.listeners {
+		if al, ok := l.(*accept.Listener); ok {
+			n += al.Failures()
+		}
+	}
+	return n
+}
 
 // ActiveSessions counts TCP sessions in progress.
 func (f *Firewall) ActiveSessions() int { return int(f.active.Load()) }
@@ -151,7 +169,13 @@ type origin struct {
 // the firewall closes; resolve turns an accepted connection into its
 // original source and destination (reading a PROXY header, asking the
 // kernel, or answering a CONNECT).
-func (f *Firewall) serve(ctx context.Context, l net.Listener, kind string, resolve func(net.Conn) (net.Conn, origin, error)) error {
+//
+// Temporary accept errors (the descriptor limit reached, a connection
+// aborted before it was accepted) are retried with a growing pause, logged
+// and counted (AcceptFailures); only a listener that fails for good ends
+// the loop with an error.
+func (f *Firewall) serve(ctx context.Context, inner net.Listener, kind string, resolve func(net.Conn) (net.Conn, origin, error)) error {
+	l := accept.Wrap(inner, accept.Config{Name: "mitm " + kind + " " + inner.Addr().String(), Logger: f.cfg.Logger})
 	if !f.track(l) {
 		return net.ErrClosed
 	}
@@ -160,12 +184,8 @@ func (f *Firewall) serve(ctx context.Context, l net.Listener, kind string, resol
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if f.ctx.Err() != nil || ctx.Err() != nil {
+			if f.ctx.Err() != nil || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
 			}
 			return fmt.Errorf("mitm: accept %s: %w", kind, err)
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
-	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/relay"
 )
 
@@ -26,6 +25,7 @@ type session struct {
 	rec   fwlog.Record
 	hello *clienthello.Info
 	start time.Time
+	segs  segCounts
 }
 
 func (f *Firewall) newSession(o origin, proto fwlog.Proto) *session {
@@ -36,7 +36,10 @@ func (f *Firewall) newSession(o origin, proto fwlog.Proto) *session {
 	}}
 }
 
-// finish logs the session's record.
+// finish logs the session's record. Every path through handleTCP sets
+// what it knows; finish fills what is still unknown with the vocabulary's
+// "unknown" values, so that the log's validator never refuses a record and
+// no session goes unlogged.
 func (s *session) finish() {
 	s.rec.DurationMS = time.Since(s.start).Milliseconds()
 	if s.rec.App == "" {
@@ -48,23 +51,49 @@ func (s *session) finish() {
 	if s.rec.EndReason == "" {
 		s.rec.EndReason = fwlog.EndUnknown
 	}
+	if s.segs.counted.Load() {
+		s.rec.PacketsSent, s.rec.PacketsReceived = s.segs.fromClient.Load(), s.segs.fromServer.Load()
+		s.rec.PacketsSource = "tcp_info"
+	}
+	if d := s.rec.Decryption; d != nil && d.Outcome == "" {
+		// A decryption that started and never reached an outcome is a bug
+		// in the path that left it; the session is still logged, as failed.
+		s.f.cfg.Logger.Error("mitm: session ended with no decryption outcome, logging it as failed", "session", s.rec.SessionID, "end", s.rec.EndReason)
+		d.Outcome, d.Leg, d.Cause, d.ErrorIndex = fwlog.OutcomeFailed, failure.LegNone, failure.CauseNone, fwlog.ErrorIndexGeneral
+		if d.Reason == "" {
+			d.Reason = "decryption did not complete (" + string(s.rec.EndReason) + ")"
+		}
+	}
 	if err := s.f.log.Log(s.rec); err != nil {
-		s.f.cfg.Logger.Warn("mitm: session record refused", "err", err, "session", s.rec.SessionID)
+		s.f.cfg.Logger.Error("mitm: session record refused", "err", err, "session", s.rec.SessionID)
 	}
 }
+
+// shuttingDown reports whether the firewall is closing, which closes every
+// session's connections itself.
+func (s *session) shuttingDown() bool { return s.f.ctx.Err() != nil }
+
+// reasonShutdown is the Reason of a session the firewall's own shutdown ended.
+const reasonShutdown = "firewall shut down during the session"
 
 func (s *session) decryption() *fwlog.Decryption {
 	if s.rec.Decryption == nil {
 		s.rec.Decryption = &fwlog.Decryption{}
 		if s.hello != nil {
-			s.rec.Decryption.JA3 = s.hello.JA3Hash()
-			s.rec.Decryption.JA4 = s.hello.JA4()
 			if len(s.hello.ALPN) > 0 {
 				s.rec.Decryption.ALPN = s.hello.ALPN[0]
 			}
 		}
 	}
 	return s.rec.Decryption
+}
+
+// setHello records the session's ClientHello (TLS or DTLS): its SNI and
+// fingerprints.
+func (s *session) setHello(info *clienthello.Info) {
+	s.hello = info
+	s.rec.SNI = info.ServerName
+	s.rec.JA3, s.rec.JA4 = info.JA3Hash(), info.JA4()
 }
 
 // fail records a decryption failure.
@@ -79,6 +108,7 @@ func (s *session) fail(leg failure.Leg, cause failure.Cause, end fwlog.EndReason
 func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	s := f.newSession(o, fwlog.ProtoTCP)
 	defer s.finish()
+	conn = countSegments(conn, func(n uint64) { s.segs.fromClient.Add(n); s.segs.counted.Store(true) })
 	defer conn.Close()
 
 	info, pc, err := clienthello.Peek(conn, clienthello.PeekOptions{MaxBytes: f.cfg.PeekMaxBytes, Timeout: f.cfg.PeekTimeout})
@@ -86,12 +116,21 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	isTLS := err == nil
 	switch {
 	case err == nil:
-		s.hello = info
-		s.rec.SNI = info.ServerName
-		ps.SNI, ps.HasSNI = info.ServerName, info.HasSNI
+		s.setHello(info)
+		ps.SNI, ps.HasSNI, ps.App = info.ServerName, info.HasSNI, policy.AppSSL
 	case errors.Is(err, clienthello.ErrNotTLS):
 		// Not TLS: decided without SNI, identified from its first bytes.
 		s.rec.App = Identify(pc.Buffered())
+		if s.rec.App != fwlog.AppIncomplete {
+			ps.App = policy.App(s.rec.App)
+		}
+	case s.shuttingDown() || errors.Is(err, net.ErrClosed):
+		// The firewall closed the connection itself (Close): not the
+		// client's doing, and not a malformed hello.
+		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndAgedOut
+		s.rec.Reason = "firewall shut down before the client's hello was complete"
+		s.rec.BytesSent = uint64(len(pc.Buffered()))
+		return
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.rec.App, s.rec.EndReason = fwlog.AppIncomplete, fwlog.EndAgedOut
 		f.cfg.Logger.Info("mitm: client never finished its hello", "src", o.src.String(), "dst", o.dst.String(), "buffered", len(pc.Buffered()))
@@ -117,7 +156,7 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	dec := f.engine.Decide(ctx, ps)
-	s.rec.Rule = dec.RuleName
+	s.rec.Rule, s.rec.RuleID = dec.RuleName, dec.Number()
 	if isTLS {
 		s.rec.App = fwlog.AppSSL
 	}
@@ -130,7 +169,8 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 		if ex, ok := f.excl.lookup(o.dst); ok {
 			d := s.decryption()
 			d.Outcome, d.Reason = fwlog.OutcomeExcluded, "decryption exclusion cache: "+ex.Reason
-			d.ChainStatus = fwlog.ChainUninspected
+			d.ChainStatus, d.ExemptBy = fwlog.ChainUninspected, fwlog.ExemptCache
+			s.undecryptedMessages()
 			f.splice(ctx, s, pc)
 			return
 		}
@@ -147,6 +187,8 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 			d := s.decryption()
 			d.Outcome, d.Reason, d.ChainStatus = fwlog.OutcomeNotDecrypted, "no-decrypt rule "+dec.RuleName, fwlog.ChainUninspected
 			d.TLSVersion = clienthello.TLSVersionName(info.MaxVersion())
+			d.ExemptBy = exemptionOf(dec.Rule)
+			s.undecryptedMessages()
 			if dec.Options.SNICertCheck == policy.SNICertCheckStrict {
 				if !f.checkServerCert(ctx, s) {
 					resetConn(conn)
@@ -158,8 +200,19 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	}
 }
 
-// dialUpstream connects to the session's destination from the outside leg.
+// dialUpstream connects to the session's destination from the outside leg;
+// the connection's segments count as the session's packets received.
 func (f *Firewall) dialUpstream(ctx context.Context, s *session) (net.Conn, error) {
+	c, err := f.dialProbe(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return countSegments(c, func(n uint64) { s.segs.fromServer.Add(n); s.segs.counted.Store(true) }), nil
+}
+
+// dialProbe connects to the session's destination without counting its
+// segments (a certificate probe is not the session's traffic).
+func (f *Firewall) dialProbe(ctx context.Context, s *session) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
 	defer cancel()
 	c, err := f.cfg.Outside.DialContext(dctx, "tcp", s.rec.Dst.String())
@@ -170,14 +223,67 @@ func (f *Firewall) dialUpstream(ctx context.Context, s *session) (net.Conn, erro
 	return c, nil
 }
 
-// upstreamFailed records a failed connection to the destination.
+// exemptionOf says what a no-decrypt rule matched on: the server's name
+// (SNI patterns or expressions), its address, or neither.
+func exemptionOf(r *policy.Rule) fwlog.Exemption {
+	switch {
+	case r == nil:
+		return fwlog.ExemptPolicy
+	case len(r.Match.SNI) > 0 || len(r.Match.SNIRegex) > 0:
+		return fwlog.ExemptName
+	case len(r.Match.Dst) > 0 || len(r.Match.DstFQDN) > 0:
+		return fwlog.ExemptAddress
+	}
+	return fwlog.ExemptPolicy
+}
+
+// undecryptedMessages sets the handshake stages of a session the firewall
+// passes undecrypted: the last message it can see in the clear, the
+// server's Certificate for TLS 1.2 (as a real PAN-OS no-decrypt line
+// shows), its ServerHello for TLS 1.3, which encrypts the certificate
+// (inferred).
+func (s *session) undecryptedMessages() {
+	d := s.decryption()
+	msg := "Certificate"
+	if s.hello != nil && s.hello.MaxVersion() >= tls.VersionTLS13 {
+		msg = "Server_Hello"
+	}
+	d.ClientMessage, d.ServerMessage = msg, msg
+}
+
+// upstreamFailed records a failed connection to the destination: refused
+// (the server's RST: tcp-rst-from-server) or unanswered (aged-out, as PAN-OS
+// ends a session whose SYN got no answer). A session under a decryption
+// rule that had no outcome yet failed on the firewall's leg to the server.
+//
+// Inferred: an inline PAN-OS box would see the unanswered SYN before any
+// ClientHello and write no DECRYPTION log; pinwall's firewall, like a
+// transparent proxy (squid, sslsplit), has accepted the client and read its
+// hello first, so it logs the decryption that could not start.
 func (s *session) upstreamFailed(err error) {
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		s.rec.EndReason = fwlog.EndTCPRSTFromServer
-	} else {
+	cause := failure.Classify(err)
+	reason := "destination unreachable: " + err.Error()
+	switch {
+	case s.shuttingDown():
+		cause, reason = failure.CauseClosed, reasonShutdown
 		s.rec.EndReason = fwlog.EndAgedOut
+	case errors.Is(err, syscall.ECONNREFUSED):
+		s.rec.EndReason = fwlog.EndTCPRSTFromServer
+	default:
+		s.rec.EndReason = fwlog.EndAgedOut
+		if cause == failure.CauseNone {
+			cause = failure.CauseTimeout
+		}
 	}
 	s.rec.Action = fwlog.ActionAllow
+	s.rec.Reason = reason
+	if d := s.rec.Decryption; d != nil {
+		d.ServerStage = "firewall-server: TCP connection failed"
+		if d.Outcome == "" {
+			d.Outcome, d.Leg, d.Cause, d.Reason = fwlog.OutcomeFailed, failure.LegFirewallGateway, cause, reason
+			d.ErrorIndex = fwlog.ErrorIndexGeneral // inferred: no PAN-OS index names a connection failure
+		}
+	}
 	s.f.cfg.Logger.Info("mitm: destination unreachable", "dst", s.rec.Dst.String(), "err", err)
 }
 
@@ -205,6 +311,9 @@ func (s *session) account(res relay.Result) {
 		s.rec.EndReason = fwlog.EndTCPRSTFromServer
 	case errors.Is(res.Err(), context.Canceled):
 		s.rec.EndReason = fwlog.EndAgedOut
+		if s.shuttingDown() {
+			s.rec.Reason = reasonShutdown
+		}
 	default:
 		s.rec.EndReason = fwlog.EndTCPFin
 	}
@@ -216,7 +325,7 @@ func (s *session) account(res relay.Result) {
 // session is blocked.
 func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 	d := s.decryption()
-	probe, err := f.dialUpstream(ctx, s)
+	probe, err := f.dialProbe(ctx, s)
 	if err != nil {
 		s.upstreamFailed(err)
 		return false
@@ -242,7 +351,7 @@ func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 	case leaf == nil:
 		reason = fmt.Sprintf("sni-cert-check strict: no certificate from %s for %q: %v", s.rec.Dst, s.rec.SNI, herr)
 	default:
-		d.UpstreamFingerprint, d.UpstreamIssuer, d.UpstreamSubject = pki.Fingerprint(leaf), leaf.Issuer.String(), leaf.Subject.String()
+		recordUpstreamCert(d, leaf, nil)
 		if s.rec.SNI == "" {
 			reason = "sni-cert-check strict: no SNI to check"
 		} else if err := leaf.VerifyHostname(s.rec.SNI); err != nil {

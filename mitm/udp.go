@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -132,6 +133,7 @@ func (f *Firewall) serveUDP(ctx context.Context, pc net.PacketConn, sock udpSock
 	}()
 	defer e.closeAll()
 	buf := make([]byte, 64<<10)
+	var pause accept.Backoff
 	for {
 		key, payload, from, err := sock.readFlow(buf)
 		if errors.Is(err, errBadDatagram) {
@@ -142,8 +144,15 @@ func (f *Firewall) serveUDP(ctx context.Context, pc net.PacketConn, sock udpSock
 			if f.ctx.Err() != nil || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			// The socket stays usable after a read error; pause so that a
+			// lasting one does not spin.
+			f.cfg.Logger.Debug("mitm: udp read", "err", err)
+			if !pause.Wait(f.ctx.Done()) {
+				return nil
+			}
 			continue
 		}
+		pause.Reset()
 		e.handle(key, payload, from)
 	}
 }
@@ -190,20 +199,19 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	// decryption rules for TLS over TCP, and UDP is allowed or blocked by
 	// address, port and protocol (so an SNI bypass does not cover DTLS,
 	// an IP-range one does).
-	ps := policy.Session{Src: key.src, Dst: key.dst, Proto: policy.ProtoUDP}
+	ps := policy.Session{Src: key.src, Dst: key.dst, Proto: policy.ProtoUDP, App: policy.App(app)}
 	if app == clienthello.AppDTLS {
 		if info, err := clienthello.ParseDTLS(first); err == nil {
-			s.hello = info
-			s.rec.SNI = info.ServerName
+			s.setHello(info)
 		}
 	}
 	dec := f.engine.Decide(f.ctx, ps)
-	s.rec.Rule = dec.RuleName
+	s.rec.Rule, s.rec.RuleID = dec.RuleName, dec.Number()
 	if dec.Action == policy.ActionBlock {
 		fl.denied = true
 		s.rec.Action, s.rec.EndReason = fwlog.ActionDeny, fwlog.EndPolicyDeny
 		s.rec.App = fwlog.AppNotApplicable // PAN-OS logs denied-at-first-packet sessions so
-		s.rec.BytesSent, s.rec.PacketsSent = uint64(len(first)), 1
+		s.rec.BytesSent, s.rec.PacketsSent, s.rec.PacketsSource = uint64(len(first)), 1, "datagrams"
 		// A deny is logged at once, as firewalls do; the flow is kept so
 		// retransmissions do not log again.
 		s.finish()
@@ -220,6 +228,8 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	if err != nil {
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot open the flow's outside socket: " + err.Error()
+		f.cfg.Logger.Warn("mitm: cannot forward a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
 	}
@@ -228,6 +238,7 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 		up.Close()
 		fl.denied = true
 		s.rec.EndReason = fwlog.EndUnknown
+		s.rec.Reason = "cannot answer the client: " + err.Error()
 		f.cfg.Logger.Warn("mitm: cannot answer a UDP flow", "src", key.src.String(), "dst", key.dst.String(), "err", err)
 		s.finish()
 		return fl
@@ -302,7 +313,11 @@ func (e *udpEngine) end(fl *udpFlow) {
 	s := fl.s
 	s.rec.BytesSent, s.rec.BytesReceived = fl.sent.Load(), fl.rcvd.Load()
 	s.rec.PacketsSent, s.rec.PacketsReceived = fl.pktSent.Load(), fl.pktRcvd.Load()
+	s.rec.PacketsSource = "datagrams"
 	s.rec.EndReason = fwlog.EndAgedOut
+	if s.shuttingDown() {
+		s.rec.Reason = reasonShutdown
+	}
 	s.finish()
 }
 

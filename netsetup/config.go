@@ -3,6 +3,7 @@ package netsetup
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -74,6 +75,17 @@ type Overlay struct {
 	Peers []netip.Addr
 	// MTU of the overlay; zero means 1450 (1500 less VXLAN's 50 bytes).
 	MTU int
+}
+
+// OverlayMAC is the hardware address Apply gives an overlay interface:
+// locally administered (02:50, "P"), then the member's IPv4 address. It
+// is the same whenever the member is set up again — a restarted firewall
+// container gets a new network namespace and new interfaces — so its
+// neighbours' ARP entries stay right and traffic resumes at once instead
+// of after their neighbour cache notices a new MAC.
+func OverlayMAC(addr netip.Addr) net.HardwareAddr {
+	a := addr.As4()
+	return net.HardwareAddr{0x02, 0x50, a[0], a[1], a[2], a[3]}
 }
 
 // Addr is one address to add to an interface.

@@ -468,7 +468,7 @@ func (a *applier) addOverlay(o Overlay) error {
 		mtu = 1450
 	}
 	vx := &netlink.Vxlan{
-		LinkAttrs:    netlink.LinkAttrs{Name: o.Name, MTU: mtu},
+		LinkAttrs:    netlink.LinkAttrs{Name: o.Name, MTU: mtu, HardwareAddr: OverlayMAC(o.Addr.Addr())},
 		VxlanId:      int(o.VNI),
 		VtepDevIndex: under.Attrs().Index,
 		SrcAddr:      o.Underlay.AsSlice(),

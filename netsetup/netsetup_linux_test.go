@@ -328,3 +328,55 @@ func TestApplyWithoutNetAdmin(t *testing.T) {
 	var oe *netsetup.OpError
 	assert.True(t, errors.As(err, &oe))
 }
+
+// TestOverlayMACSurvivesRecreation: an overlay member's interface takes
+// the MAC OverlayMAC derives from its address, so a member set up again
+// (a restarted firewall container: new namespace, new interfaces) is
+// reached at once by peers whose neighbour entries still hold the old one.
+func TestOverlayMACSurvivesRecreation(t *testing.T) {
+	env := nstest.Guard(t)
+	a, b := env.NS("laptop"), env.NS("firewall")
+	env.Link(a, "ua", pfx("198.18.251.1/24"), b, "ub", pfx("198.18.251.2/24"))
+	overlay := func(self, under, peerUnder string) netsetup.Config {
+		return netsetup.Config{Overlays: []netsetup.Overlay{{Name: "pw-lan", VNI: 10, Addr: pfx(self), Underlay: addr(under), Peers: []netip.Addr{addr(peerUnder)}}}}
+	}
+	_, err := applyIn(t, a, overlay("10.10.10.100/24", "198.18.251.1", "198.18.251.2"))
+	require.NoError(t, err)
+	undoB, err := applyIn(t, b, overlay("10.10.10.254/24", "198.18.251.2", "198.18.251.1"))
+	require.NoError(t, err)
+	macOf := func(ns *nstest.NS) (mac string) {
+		ns.MustDo(func() error {
+			l, err := netlink.LinkByName("pw-lan")
+			if err != nil {
+				return err
+			}
+			mac = l.Attrs().HardwareAddr.String()
+			return nil
+		})
+		return mac
+	}
+	assert.Equal(t, netsetup.OverlayMAC(addr("10.10.10.100")).String(), macOf(a))
+	assert.Equal(t, "02:50:0a:0a:0a:fe", macOf(b))
+	echo := func() {
+		pc, err := b.Stack().ListenPacket(context.Background(), "udp", "10.10.10.254:9000")
+		require.NoError(t, err)
+		defer pc.Close()
+		c, err := a.Stack().DialContext(context.Background(), "udp", "10.10.10.254:9000")
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.Write([]byte("ping"))
+		require.NoError(t, err)
+		require.NoError(t, pc.SetReadDeadline(time.Now().Add(2*time.Second)))
+		buf := make([]byte, 16)
+		n, _, err := pc.ReadFrom(buf)
+		require.NoError(t, err, "the datagram crossed the overlay")
+		assert.Equal(t, "ping", string(buf[:n]))
+	}
+	echo()
+	// The firewall's side goes away and is set up again: same MAC.
+	require.NoError(t, undoB())
+	_, err = applyIn(t, b, overlay("10.10.10.254/24", "198.18.251.2", "198.18.251.1"))
+	require.NoError(t, err)
+	assert.Equal(t, "02:50:0a:0a:0a:fe", macOf(b))
+	echo() // at once, through the laptop's existing neighbour entry
+}

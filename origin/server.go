@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 )
 
@@ -392,11 +393,14 @@ func (s *Server) certificateFor(l *listener) func(*tls.ClientHelloInfo) (*tls.Ce
 
 func (s *Server) serve(l *listener) {
 	defer s.wg.Done()
+	// net/http retries temporary accept errors itself; accept.Listener does
+	// it first so that every pinwall listener logs and counts them alike.
+	ln := accept.Wrap(l.ln, accept.Config{Name: "origin " + l.addr.String(), Logger: s.log})
 	var err error
 	if l.tls {
-		err = l.srv.ServeTLS(l.ln, "", "")
+		err = l.srv.ServeTLS(ln, "", "")
 	} else {
-		err = l.srv.Serve(l.ln)
+		err = l.srv.Serve(ln)
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		s.log.Error("origin: serving stopped", "addr", l.addr.String(), "err", err)

@@ -211,7 +211,7 @@ func q2(e evidence) question {
 			p += " (" + r.Describe + ")"
 		}
 		p += ": " + interception(f)
-		if n := countEvents(r.GatewayLog, gateway.EventTunnelRefused); n > 0 {
+		if n := gateway.Refusals(r.GatewayLog); n > 0 {
 			p += fmt.Sprintf(" The gateway logged %s%s.", plural(n, "tunnel refusal"), refusalNote(r))
 		}
 		if r.Observed.RecoveryMS > 0 {
@@ -482,16 +482,6 @@ func failureOrDash(r *scenarios.Result) string {
 		return fmt.Sprintf("`%s` / `%s`", orDash(string(fo.Leg)), orDash(string(fo.Cause)))
 	}
 	return "no failure"
-}
-
-func countEvents(evs []gateway.Event, kind string) int {
-	n := 0
-	for _, e := range evs {
-		if e.Event == kind {
-			n++
-		}
-	}
-	return n
 }
 
 // refusalNote describes the gateway's first refusal: who it refused and

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strconv"
 
 	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -102,16 +102,22 @@ func CheckDir(dir string) error {
 // Write writes every file it can: a record that cannot be formatted or a
 // file that cannot be written does not stop the others. The manifest,
 // written last, lists what was written; the errors are returned joined.
+//
+// Files are written below dir without following links (package outfile): a
+// symbolic or hard link planted at a file's name, or a symbolic link at a
+// directory below dir, is refused, and what it points at is left alone.
 func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.Result) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	out, err := outfile.OpenDir(dir)
+	if err != nil {
 		return fmt.Errorf("reports: %w", err)
 	}
-	if err := removeStale(dir); err != nil {
-		return err
-	}
+	defer out.Close()
 	meta = meta.withDefaults(results)
 	dirs := logDirs(results)
-	b := &bundle{dir: dir, hashes: map[string]string{}}
+	b := &bundle{out: out, hashes: map[string]string{}, device: fwlog.Device{PANVersion: meta.PANVersion}}
+	if err := removeStale(out); err != nil {
+		b.fail(err)
+	}
 
 	ev := buildEvidence(meta, ss, results, dirs)
 	if data, err := json.MarshalIndent(ev, "", "  "); err != nil {
@@ -146,7 +152,8 @@ func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.
 
 // bundle writes files under dir and remembers their hashes.
 type bundle struct {
-	dir    string
+	out    *outfile.Dir
+	device fwlog.Device
 	hashes map[string]string // slash path → hex SHA-256
 	errs   []error
 }
@@ -154,12 +161,7 @@ type bundle struct {
 func (b *bundle) fail(err error) { b.errs = append(b.errs, err) }
 
 func (b *bundle) write(rel string, data []byte) {
-	p := filepath.Join(b.dir, filepath.FromSlash(rel))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		b.fail(fmt.Errorf("reports: %w", err))
-		return
-	}
-	if err := os.WriteFile(p, data, 0o644); err != nil {
+	if err := b.out.WriteFile(rel, data, outfile.Public); err != nil {
 		b.fail(fmt.Errorf("reports: %w", err))
 		return
 	}
@@ -170,7 +172,7 @@ func (b *bundle) write(rel string, data []byte) {
 func (b *bundle) writeLogs(dir string, r *scenarios.Result) {
 	for _, ff := range firewallFiles() {
 		var buf bytes.Buffer
-		w := fwlog.NewWriter(&buf, ff.format)
+		w := fwlog.NewWriter(&buf, ff.format, fwlog.WithDevice(b.device))
 		for _, rec := range r.FirewallLog {
 			if err := w.Log(rec); err != nil {
 				b.fail(fmt.Errorf("reports: %s %s: %w", r.Key(), ff.name, err))
@@ -209,17 +211,15 @@ func (b *bundle) writeManifest() {
 	for _, p := range paths {
 		fmt.Fprintf(&buf, "%s  %s\n", b.hashes[p], p)
 	}
-	p := filepath.Join(b.dir, ManifestFile)
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+	if err := b.out.WriteFile(ManifestFile, buf.Bytes(), outfile.Public); err != nil {
 		b.fail(fmt.Errorf("reports: %w", err))
 	}
 }
 
 // removeStale removes an earlier bundle's log files and the directories
 // they leave empty. Anything else in logs/ stays.
-func removeStale(dir string) error {
-	logs := filepath.Join(dir, LogsDir)
-	entries, err := os.ReadDir(logs)
+func removeStale(out *outfile.Dir) error {
+	entries, err := out.ReadDir(LogsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -230,15 +230,15 @@ func removeStale(dir string) error {
 		if !e.IsDir() {
 			continue
 		}
-		sub := filepath.Join(logs, e.Name())
+		sub := path.Join(LogsDir, e.Name())
 		for _, n := range logFileNames() {
-			if err := os.Remove(filepath.Join(sub, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := out.Remove(path.Join(sub, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("reports: removing a stale log: %w", err)
 			}
 		}
-		_ = os.Remove(sub) // fails, as intended, when something else is left
+		_ = out.Remove(sub) // fails, as intended, when something else is left
 	}
-	_ = os.Remove(logs)
+	_ = out.Remove(LogsDir)
 	return nil
 }
 

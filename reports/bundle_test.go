@@ -279,3 +279,27 @@ func TestReadEvidenceRejectsOtherSchemas(t *testing.T) {
 	_, err = ReadEvidence(strings.NewReader(`{`))
 	require.Error(t, err)
 }
+
+// TestWriteRefusesPlantedLinks: a report.md symlink planted in the output
+// directory, or a logs directory linked elsewhere, does not make Write
+// overwrite anything outside it; the rest of the bundle is still written.
+func TestWriteRefusesPlantedLinks(t *testing.T) {
+	elsewhere := t.TempDir()
+	victim := filepath.Join(elsewhere, "victim.md")
+	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
+	dir := t.TempDir()
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, MarkdownFile)))
+	require.NoError(t, os.Symlink(elsewhere, filepath.Join(dir, LogsDir)))
+
+	err := Write(dir, fixtureMeta(), fixtureScenarios(), fixtureResults())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "refusing to write")
+	got, rerr := os.ReadFile(victim)
+	require.NoError(t, rerr)
+	require.Equal(t, "precious", string(got))
+	entries, rerr := os.ReadDir(elsewhere)
+	require.NoError(t, rerr)
+	require.Len(t, entries, 1, "nothing written into the linked directory")
+	require.FileExists(t, filepath.Join(dir, EvidenceFile))
+	require.FileExists(t, filepath.Join(dir, ManifestFile))
+}

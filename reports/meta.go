@@ -34,6 +34,9 @@ type Meta struct {
 	Interrupted bool `json:"interrupted"`
 	// CommandLine is the command as typed (os.Args).
 	CommandLine []string `json:"command_line"`
+	// PANVersion is the PAN-OS version whose log layouts the bundle's
+	// PAN-OS files follow ("" means fwlog.DefaultPANVersion).
+	PANVersion string `json:"pan_version,omitempty"`
 }
 
 // CA is one certificate authority of the run.

@@ -321,6 +321,14 @@ func runNotes(r *scenarios.Result) []string {
 	if o.Flows.Retried > 0 {
 		out = append(out, fmt.Sprintf("%s retried.", plural(o.Flows.Retried, "flow")))
 	}
+	if o.Flows.Reopened > 0 {
+		out = append(out, fmt.Sprintf("%s opened again by the client on another tunnel: the broken one had not acknowledged them, so nothing was lost.", plural(o.Flows.Reopened, "flow")))
+	}
+	for _, l := range o.Flows.Lost {
+		if l.InFlight {
+			out = append(out, fmt.Sprintf("Flow %d (`%s`) lost: %s.", l.Index, l.Site, l.Why))
+		}
+	}
 	for _, p := range r.Probes {
 		out = append(out, fmt.Sprintf("Probe from `%s` to `%s` naming `%s`: %s.", p.From, p.To, orDash(p.SNI), p.Handshake))
 	}

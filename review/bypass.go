@@ -214,7 +214,7 @@ func (e *env) judgeQUIC(ctx context.Context, l *lab, p bypassProbe, rec *fwlog.R
 		a.Details = append(a.Details, fmt.Sprintf("%s: blocked by %s", p.what, e.ruleRef(rec.Rule)))
 		return
 	}
-	tcp := l.topo.Firewall.Engine().Decide(ctx, policy.Session{Src: rec.Src, Dst: p.To, Proto: policy.ProtoTCP, SNI: l.topo.Spec.Origins[0].Name, HasSNI: true})
+	tcp := l.topo.Firewall.Engine().Decide(ctx, policy.Session{Src: rec.Src, Dst: p.To, Proto: policy.ProtoTCP, SNI: l.topo.Spec.Origins[0].Name, HasSNI: true, App: policy.AppSSL})
 	if tcp.Action != policy.ActionDecrypt {
 		a.Details = append(a.Details, fmt.Sprintf("%s: allowed by %s (TCP/443 to it is not decrypted either)", p.what, e.ruleRef(rec.Rule)))
 		return

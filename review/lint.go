@@ -67,8 +67,8 @@ func (e *env) tunnelSessions() []tunnelSession {
 		for _, a := range g.Addrs() {
 			dst := netip.AddrPortFrom(a, 443)
 			out = append(out,
-				tunnelSession{g.Name, policy.Session{Src: src, Dst: dst, Proto: policy.ProtoTCP, SNI: g.Name, HasSNI: true}},
-				tunnelSession{g.Name, policy.Session{Src: src, Dst: dst, Proto: policy.ProtoUDP}})
+				tunnelSession{g.Name, policy.Session{Src: src, Dst: dst, Proto: policy.ProtoTCP, SNI: g.Name, HasSNI: true, App: policy.AppSSL}},
+				tunnelSession{g.Name, policy.Session{Src: src, Dst: dst, Proto: policy.ProtoUDP, App: policy.AppDTLS}})
 		}
 	}
 	return out
@@ -157,6 +157,9 @@ func (e *env) whyNoMatch(r policy.Rule) string {
 	}
 	if len(m.Src) > 0 && !slices.ContainsFunc(m.Src, func(p netip.Prefix) bool { return p.Contains(e.base.Laptop) }) {
 		why = append(why, fmt.Sprintf("its sources do not hold the laptop (%s)", e.base.Laptop))
+	}
+	if len(m.App) > 0 && !slices.Contains(m.App, policy.AppSSL) && !slices.Contains(m.App, policy.AppDTLS) {
+		why = append(why, "the tunnel's sessions are applications ssl (TLS) and dtls (DTLS), which its app list leaves out")
 	}
 	if m.NoSNI && m.Proto == policy.ProtoTCP {
 		why = append(why, "the tunnel's TLS hello always names the gateway (no-sni never holds)")

@@ -164,7 +164,7 @@ func (l *lab) udpDenied(ctx context.Context, g string) *fwlog.Record {
 			continue
 		}
 		for _, addr := range a.Addrs() {
-			d := eng.Decide(ctx, policy.Session{Src: deny.Src, Dst: netip.AddrPortFrom(addr, deny.Dst.Port()), Proto: policy.ProtoUDP})
+			d := eng.Decide(ctx, policy.Session{Src: deny.Src, Dst: netip.AddrPortFrom(addr, deny.Dst.Port()), Proto: policy.ProtoUDP, App: policy.AppDTLS})
 			if d.Action != policy.ActionBlock {
 				return nil
 			}
@@ -323,7 +323,7 @@ func (e *env) fixTunnel(mode client.TransportMode, at string, g harness.GatewayS
 		if r.Name == at {
 			break
 		}
-		if e.aimed(r) && matchesProto(r.Match, protoOf(mode)) {
+		if e.aimed(r) && carries(r.Match, mode) {
 			return e.changeRule(why+" (it misses "+g.Name+")", e.coverGateway(r, g))
 		}
 	}
@@ -333,8 +333,22 @@ func (e *env) fixTunnel(mode client.TransportMode, at string, g harness.GatewayS
 	return e.addRule(why+" (do not decrypt TCP/443 to the gateway ranges)", at, e.noDecryptRule(g))
 }
 
-func matchesProto(m policy.Match, p fwlog.Proto) bool {
-	return m.Proto == "" || m.Proto == policy.ProtoAny || string(m.Proto) == string(p)
+// carries reports whether a match can take the tunnel's sessions over
+// mode's transport: its protocol, and its applications if it names any
+// (ssl for TLS, dtls for DTLS).
+func carries(m policy.Match, mode client.TransportMode) bool {
+	p := protoOf(mode)
+	if m.Proto != "" && m.Proto != policy.ProtoAny && string(m.Proto) != string(p) {
+		return false
+	}
+	if len(m.App) == 0 {
+		return true
+	}
+	app := policy.AppSSL
+	if p == fwlog.ProtoUDP {
+		app = policy.AppDTLS
+	}
+	return slices.Contains(m.App, app)
 }
 
 // aimed reports whether r is a bypass meant for the gateways: it permits,
@@ -490,9 +504,9 @@ func failedRule(recs []fwlog.Record, mode client.TransportMode) string {
 // takes the primary's sessions with, or add one.
 func (e *env) fixBackupTransport(ctx context.Context, l *lab, mode client.TransportMode, at string) Advice {
 	why := fmt.Sprintf("Let the tunnel to the backup %s through over %s", e.backup.Name, strings.ToUpper(string(mode)))
-	s := policy.Session{Src: netip.AddrPortFrom(e.base.Laptop, 50000), Dst: netip.AddrPortFrom(e.primary.Addrs()[0], 443), Proto: policy.ProtoUDP}
+	s := policy.Session{Src: netip.AddrPortFrom(e.base.Laptop, 50000), Dst: netip.AddrPortFrom(e.primary.Addrs()[0], 443), Proto: policy.ProtoUDP, App: policy.AppDTLS}
 	if mode != client.TransportDTLS {
-		s.Proto, s.SNI, s.HasSNI = policy.ProtoTCP, e.primary.Name, true
+		s.Proto, s.SNI, s.HasSNI, s.App = policy.ProtoTCP, e.primary.Name, true, policy.AppSSL
 	}
 	d := l.topo.Firewall.Engine().Decide(ctx, s)
 	if rule := e.ruleByName(d.RuleName); rule != nil && e.aimed(*rule) {

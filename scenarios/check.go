@@ -54,6 +54,9 @@ func evaluate(e Expect, obs *harness.Observation, o Observed, fs []Finding) []Ch
 				add(c.name, c.want.String()+" of "+fmt.Sprint(total), fmt.Sprintf("%d of %d", c.got, total), c.want.Holds(c.got, total))
 			}
 		}
+		if f.Lost != "" {
+			add(lostCheck(f.Lost, o.Flows.Lost))
+		}
 	}
 	if f := e.Failure; f != nil {
 		got := "none"
@@ -398,4 +401,26 @@ func (e EventExpect) mismatch(roles harness.Roles, ev gateway.Event) string {
 		diffs = append(diffs, "no device identity")
 	}
 	return strings.Join(diffs, ", ")
+}
+
+// lostCheck checks the lost flows against a rule, naming each lost flow.
+func lostCheck(rule LostRule, lost []LostFlow) (name, expected, observed string, pass bool) {
+	name = "flows lost"
+	expected = "none"
+	if rule == LostInFlightOnly {
+		expected = "only flows in flight on a tunnel when it went down"
+	}
+	pass = len(lost) == 0 || rule == LostInFlightOnly
+	var parts []string
+	for _, l := range lost {
+		if !l.InFlight {
+			pass = false
+		}
+		parts = append(parts, fmt.Sprintf("flow %d (%s): %s", l.Index, l.Site, l.Why))
+	}
+	observed = "none"
+	if len(lost) > 0 {
+		observed = fmt.Sprintf("%d lost: %s", len(lost), strings.Join(parts, "; "))
+	}
+	return name, expected, observed, pass
 }

@@ -111,7 +111,23 @@ type FlowsExpect struct {
 	// Direct counts the flows sent direct (steering exceptions, fail-open);
 	// empty: not checked.
 	Direct Count `yaml:"direct" json:"direct,omitzero"`
+	// Lost says which flows may be lost: none, or in-flight-only (only
+	// flows in flight on a tunnel when it went down, which no client can
+	// move to another gateway); empty: not checked.
+	Lost LostRule `yaml:"lost" json:"lost,omitempty"`
 }
+
+// LostRule says which lost flows a run may have.
+type LostRule string
+
+// Lost rules.
+const (
+	LostNone         LostRule = "none"
+	LostInFlightOnly LostRule = "in-flight-only"
+)
+
+// Choices lists the rules.
+func (LostRule) Choices() []string { return []string{string(LostNone), string(LostInFlightOnly)} }
 
 // FailureExpect checks the run's failing leg and cause; None expects no
 // failure at all.

@@ -34,6 +34,7 @@ func TestScenarioFormatDoc(t *testing.T) {
 	cs, err := yamldoc.ReadComments(map[string]string{
 		".":          "github.com/pinwall/pinwall/scenarios",
 		"../harness": "github.com/pinwall/pinwall/harness",
+		"../fault":   "github.com/pinwall/pinwall/fault",
 	})
 	require.NoError(t, err)
 	fields := yamldoc.Fields(reflect.TypeFor[scenarios.Scenario](), cs, yamldoc.Options{

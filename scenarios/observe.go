@@ -36,6 +36,17 @@ func summarize(obs *harness.Observation) Observed {
 		if f.Attempts > 1 {
 			o.Flows.Retried++
 		}
+		if f.Reopened > 0 {
+			o.Flows.Reopened++
+		}
+		if !f.Verified {
+			why := f.Lost
+			if why == "" {
+				why = f.Error
+			}
+			o.Flows.Lost = append(o.Flows.Lost, LostFlow{Index: f.Index, Site: f.Site, TunnelID: f.TunnelID, Gateway: f.Gateway,
+				Leg: f.Leg, Cause: f.Cause, InFlight: f.InFlight, Why: why})
+		}
 	}
 	o.Attempts = obs.Attempts
 	o.RecoveryMS = obs.Recovery.Milliseconds()
@@ -56,9 +67,12 @@ var clientSpecific = map[failure.Cause]bool{
 // generic client cause (a handshake_failure alert, a reset).
 func attribute(obs *harness.Observation) *FailureObserved {
 	tunnelDown := !obs.Tunnel.Up
+	// A flow lost in flight on a tunnel that went down (its gateway died)
+	// is that event's doing, explained with the flow (FlowOutcome.Lost),
+	// not a failure of the path: the run fails only on the others.
 	var flowErr *harness.FlowOutcome
 	for i := range obs.Flows {
-		if !obs.Flows[i].Verified {
+		if !obs.Flows[i].Verified && !obs.Flows[i].InFlight {
 			flowErr = &obs.Flows[i]
 			break
 		}

@@ -58,6 +58,24 @@ type FlowsObserved struct {
 	Tunnelled int `json:"tunnelled"`
 	Direct    int `json:"direct"`
 	Retried   int `json:"retried"`
+	// Reopened counts flows the client opened again, transparently,
+	// because a tunnel broke before the gateway acknowledged them.
+	Reopened int `json:"reopened,omitempty"`
+	// Lost lists every flow not verified and why.
+	Lost []LostFlow `json:"lost,omitempty"`
+}
+
+// LostFlow is one flow that was not verified, and why.
+type LostFlow struct {
+	Index    int           `json:"index"`
+	Site     string        `json:"site"`
+	TunnelID string        `json:"tunnel_id,omitempty"`
+	Gateway  string        `json:"gateway,omitempty"`
+	Leg      failure.Leg   `json:"leg,omitempty"`
+	Cause    failure.Cause `json:"cause,omitempty"`
+	// InFlight: in flight on a tunnel when it went down.
+	InFlight bool   `json:"in_flight"`
+	Why      string `json:"why"`
 }
 
 // FailureObserved is the run's failing leg and cause, and who said so.

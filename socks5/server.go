@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/relay"
 )
@@ -170,29 +171,19 @@ func closeListenerOnDone(ctx context.Context, l net.Listener, acceptDone <-chan 
 
 func (s *Server) acceptLoop(ctx context.Context, l net.Listener, st *serveState) error {
 	log := s.logger()
-	var backoff time.Duration
+	// Temporary errors (the descriptor limit, an aborted connection) are
+	// retried with a pause, logged and counted by accept.Listener.
+	al := accept.Wrap(l, accept.Config{Name: "socks5 " + l.Addr().String(), Logger: log})
+	stop := context.AfterFunc(ctx, func() { al.Close() })
+	defer stop()
 	for {
-		c, err := l.Accept()
+		c, err := al.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var te interface{ Temporary() bool }
-			if !errors.Is(err, net.ErrClosed) && errors.As(err, &te) && te.Temporary() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				log.Warn("socks5: accept failed, retrying", "listener", l.Addr().String(), "err", err, "retry_in", backoff)
-				t := time.NewTimer(backoff)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return nil
-				case <-t.C:
-				}
-				continue
-			}
 			return fmt.Errorf("socks5.Serve: accept on %s: %w", l.Addr(), err)
 		}
-		backoff = 0
 		if n := s.active.Add(1); n > s.maxConns() {
 			s.active.Add(-1)
 			log.Warn("socks5: too many connections, closing", "client", c.RemoteAddr().String(), "max_conns", s.maxConns())

@@ -201,7 +201,21 @@ func (r Reply) Err(dest string) error {
 	if r.Status == StatusOK {
 		return nil
 	}
-	return failure.New(failure.LegGatewayOrigin, r.Status.Cause(), "gateway dial", dest, &StatusError{Status: r.Status, Message: r.Message})
+	return failure.New(r.Status.Leg(), r.Status.Cause(), "gateway dial", dest, &StatusError{Status: r.Status, Message: r.Message})
+}
+
+// Leg is the leg a non-OK status blames: the tunnel itself (client-gateway)
+// for a request the gateway would not take (stream-limit, bad-request), the
+// gateway's leg to the origin for everything that happened dialling it.
+func (s Status) Leg() failure.Leg {
+	switch s {
+	case StatusOK:
+		return ""
+	case StatusStreamLimit, StatusBadRequest:
+		return failure.LegClientGateway
+	default:
+		return failure.LegGatewayOrigin
+	}
 }
 
 // StatusError carries a non-OK Reply.

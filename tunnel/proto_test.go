@@ -83,21 +83,22 @@ func TestReplyErrAttribution(t *testing.T) {
 	require.NoError(t, Reply{Status: StatusOK}.Err("x:1"))
 	tests := []struct {
 		status Status
+		leg    failure.Leg
 		cause  failure.Cause
 	}{
-		{StatusDNSFailure, failure.CauseDNS},
-		{StatusRefused, failure.CauseConnectionRefused},
-		{StatusTimeout, failure.CauseTimeout},
-		{StatusPolicyDenied, failure.CausePolicyBlock},
-		{StatusStreamLimit, failure.CauseStreamLimit},
-		{StatusBadRequest, failure.CauseProtocol},
-		{StatusUnreachable, failure.CauseConnectionRefused},
+		{StatusDNSFailure, failure.LegGatewayOrigin, failure.CauseDNS},
+		{StatusRefused, failure.LegGatewayOrigin, failure.CauseConnectionRefused},
+		{StatusTimeout, failure.LegGatewayOrigin, failure.CauseTimeout},
+		{StatusPolicyDenied, failure.LegGatewayOrigin, failure.CausePolicyBlock},
+		{StatusStreamLimit, failure.LegClientGateway, failure.CauseStreamLimit},
+		{StatusBadRequest, failure.LegClientGateway, failure.CauseProtocol},
+		{StatusUnreachable, failure.LegGatewayOrigin, failure.CauseConnectionRefused},
 	}
 	for _, tt := range tests {
 		err := Reply{Status: tt.status, Message: "m"}.Err("www.social.test:443")
 		fe, ok := failure.As(err)
 		require.True(t, ok)
-		assert.Equal(t, failure.LegGatewayOrigin, fe.Leg)
+		assert.Equal(t, tt.leg, fe.Leg, tt.status.String())
 		assert.Equal(t, tt.cause, fe.Cause, tt.status.String())
 		var se *StatusError
 		require.True(t, errors.As(err, &se))

@@ -149,6 +149,10 @@ func NewDTLSSession(ctx context.Context, conn net.Conn, role Role, cfg Config) (
 		done:     make(chan struct{}),
 	}
 	s.lastHeard.Store(time.Now().UnixNano())
+	if role == RoleGateway {
+		s.wg.Add(1)
+		go s.silenceLoop()
+	}
 	if role == RoleClient {
 		ctl, err := r.a.OpenStream(sctpControlID, sctp.PayloadTypeWebRTCBinary)
 		if err != nil {
@@ -236,6 +240,36 @@ func (s *sctpSession) controlReadLoop(ctl *sctp.Stream) {
 			return
 		}
 		s.lastHeard.Store(time.Now().UnixNano())
+	}
+}
+
+// silenceLoop ends a gateway's session once the client has sent nothing
+// (no data, no keepalive) for longer than the keepalive timeout. Over UDP
+// nothing else would tell: a client whose path died — a firewall that
+// restarted and forgot the flow, a laptop that vanished — leaves the
+// session and its flows open until the UDP mux's idle timeout. The
+// client pings every KeepAliveInterval of its own, so the gateway's
+// timeout must exceed the clients' interval (both default to 5 s, the
+// timeout to 15 s).
+func (s *sctpSession) silenceLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.keepAliveInterval())
+	defer t.Stop()
+	var lastRx uint64
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if rx := s.assoc.BytesReceived(); rx != lastRx {
+			lastRx = rx
+			s.lastHeard.Store(time.Now().UnixNano())
+		}
+		if silent := time.Since(time.Unix(0, s.lastHeard.Load())); silent > s.cfg.keepAliveTimeout() {
+			s.die(fmt.Errorf("%w: nothing from the client for %v", ErrKeepaliveTimeout, silent.Round(time.Millisecond)))
+			return
+		}
 	}
 }
 

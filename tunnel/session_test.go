@@ -409,6 +409,31 @@ func TestUDPMuxCloseTwice(t *testing.T) {
 	require.ErrorIs(t, err, net.ErrClosed, "the mux closed its socket")
 }
 
+// TestDTLSGatewayEndsSilentTunnel: when the client's path dies silently
+// (a firewall that restarted and forgot the UDP flow), the gateway's side
+// ends the tunnel after its keepalive timeout instead of keeping it, and
+// its flows, open until the UDP mux's idle timeout.
+func TestDTLSGatewayEndsSilentTunnel(t *testing.T) {
+	p := dtlsPair(t, Config{KeepAliveInterval: 100 * time.Millisecond}, nil)
+	defer p.cleanup()
+	// A while of normal traffic (the client's pings) keeps it alive.
+	select {
+	case <-p.gateway.Done():
+		t.Fatalf("the gateway ended a live tunnel: %v", p.gateway.Err())
+	case <-time.After(500 * time.Millisecond):
+	}
+	p.impair(hostnet.Impairment{Loss: 1})
+	start := time.Now()
+	select {
+	case <-p.gateway.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway kept a silent tunnel")
+	}
+	require.ErrorIs(t, p.gateway.Err(), ErrKeepaliveTimeout)
+	assert.Contains(t, p.gateway.Err().Error(), "nothing from the client")
+	t.Logf("gateway ended the silent tunnel after %v (timeout 300ms)", time.Since(start).Round(time.Millisecond))
+}
+
 func TestConfigValidate(t *testing.T) {
 	assert.NoError(t, Config{}.Validate())
 	assert.Error(t, Config{KeepAliveInterval: time.Second, KeepAliveTimeout: time.Millisecond}.Validate())

@@ -20,19 +20,20 @@ const (
 )
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "pinwall check --policy FILE [--client FILE] [-v]", args, stdout, stderr)
-	policyFile := fs.String("policy", "", "your firewall policy (mitm/policy YAML; docs/policy-format.md) (required)")
+	fs := newFlagSet("check", "pinwall check (--policy FILE | --panos FILE | --fortios FILE [--path FROM:TO] [--laptop ADDR] [--scope NAME] [--write-policy FILE]) [--client FILE] [-v]", args, stdout, stderr)
+	var src policySource
+	src.flags(fs)
 	clientFile := fs.String("client", "", "client settings (YAML: transport, pin, device-cert, trust, fail-mode, except-domains, …)")
 	verbose := fs.Bool("v", false, "log what the components of every question's topology do, with times, on stderr")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
-	if *policyFile == "" || fs.NArg() > 0 {
-		return usageError("check: --policy FILE is required and takes no other arguments")
+	if fs.NArg() > 0 {
+		return usageError("check: one of --policy FILE, --panos FILE or --fortios FILE is required and takes no other arguments")
 	}
-	pol, err := policy.Load(*policyFile)
+	pol, polName, err := src.load(stdout)
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return err
 	}
 	var cs harness.ClientSpec
 	if *clientFile != "" {
@@ -44,7 +45,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return checkPolicy(ctx, pol, *policyFile, cs, log, stdout, stderr)
+	return checkPolicy(ctx, pol, polName, cs, log, stdout, stderr)
 }
 
 // checkPolicy reviews pol, which came from source (a file, or a vendor
@@ -59,7 +60,10 @@ func checkPolicy(ctx context.Context, pol *policy.Policy, source string, cs harn
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return &exitError{code: exitProblems, err: errors.New("interrupted")}
+			if rep != nil {
+				writeAnswered(rep, stdout)
+			}
+			return &exitError{code: exitProblems, err: errors.New("interrupted: the answers above are those given before")}
 		}
 		return &exitError{code: 2, err: err}
 	}
@@ -74,4 +78,17 @@ func checkPolicy(ctx context.Context, pol *policy.Policy, source string, cs harn
 		return &exitError{code: exitProblems, err: errors.New("")}
 	}
 	return nil
+}
+
+// writeAnswered prints the answers a stopped review gave.
+func writeAnswered(rep *review.Report, stdout io.Writer) {
+	var done []review.Answer
+	for _, a := range rep.Answers {
+		if a.Topic != "" {
+			done = append(done, a)
+		}
+	}
+	rep.Answers = done
+	fmt.Fprintf(stdout, "%s\n\n", rep.Heading())
+	_ = rep.Write(stdout)
 }

@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"strings"
 
 	"github.com/pinwall/pinwall/harness/containers"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/scenarios"
 )
@@ -48,11 +48,19 @@ func cmdCompose(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
+	out, err := outfile.OpenDir(*dir)
+	if err != nil {
 		return err
 	}
+	defer out.Close()
 	for _, name := range containers.SortedNames(files) {
-		if err := os.WriteFile(filepath.Join(*dir, name), files[name], 0o644); err != nil {
+		// Node configurations hold private keys (CA, gateway, device,
+		// origins): readable by their owner only.
+		perm := outfile.Public
+		if strings.HasSuffix(name, ".json") {
+			perm = outfile.Private
+		}
+		if err := out.WriteFile(name, files[name], perm); err != nil {
 			return err
 		}
 	}

@@ -53,6 +53,17 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if o.upstreamURL != nil {
 		cfg.UpstreamProxy = o.upstreamURL
 	}
+	if !o.socksAny {
+		// The lab's SOCKS5 listener is for the simulated sites: a request
+		// for anything else (a real service on 127.x, say) is refused
+		// rather than dialled from this machine.
+		cfg.SOCKSDestinations = func(host string, _ uint16) error {
+			if topo.Simulated(host) {
+				return nil
+			}
+			return fmt.Errorf("%s is not one of the lab's simulated names or addresses (--socks-any allows it)", host)
+		}
+	}
 	c, err := client.New(cfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -99,6 +110,7 @@ type labOptions struct {
 	socks        string
 	fwProxy, dir string
 	verbose      bool
+	socksAny     bool
 }
 
 func parseLabFlags(args []string, stdout, stderr io.Writer) (labOptions, error) {
@@ -114,6 +126,7 @@ func parseLabFlags(args []string, stdout, stderr io.Writer) (labOptions, error) 
 	trust := fs.String("trust", "internet", "CAs the laptop trusts, comma-separated: internet, enterprise")
 	failMode := fs.String("fail-mode", "close", "what steered flows do with no tunnel: close or open")
 	anonymous := fs.Bool("allow-anonymous", false, "gateways accept tunnels without a device certificate")
+	socksAny := fs.Bool("socks-any", false, "let the SOCKS5 listener reach any destination, real services on this machine included (by default only the lab's simulated names and addresses)")
 	verbose := fs.Bool("v", false, "log the components' operations to stderr")
 	if err := fs.Parse(args); err != nil {
 		return labOptions{}, flagError(err)
@@ -121,7 +134,7 @@ func parseLabFlags(args []string, stdout, stderr io.Writer) (labOptions, error) 
 	if fs.NArg() > 0 {
 		return labOptions{}, usageError("lab: unexpected argument %q", fs.Arg(0))
 	}
-	o := labOptions{socks: *socks, fwProxy: *fwProxy, dir: *dir, verbose: *verbose}
+	o := labOptions{socks: *socks, fwProxy: *fwProxy, dir: *dir, verbose: *verbose, socksAny: *socksAny}
 	o.spec = harness.Spec{
 		Client: harness.ClientSpec{
 			Transport: client.TransportMode(*transport), Pin: harness.PinMode(*pin), DeviceCert: harness.DeviceCertMode(*deviceCert),

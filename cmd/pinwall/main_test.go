@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,9 +25,68 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/net/proxy"
+
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/scenarios"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The test binary is pinwall itself when a test runs it as a child.
+	if os.Getenv("PINWALL_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestSignalExitCodes: check and lab, real processes, stopped by SIGINT
+// exit 130 (not 1, which means "not as expected"). run, which prints
+// nothing until it ends when its output is not a terminal, is in
+// TestRunInterrupted.
+func TestSignalExitCodes(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		ready string // a line that shows the command is under way
+	}{
+		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml")}, "Reviewing"},
+		{"lab", []string{"lab", "--socks", "127.0.0.1:0", "--dir", "DIR"}, "pinwall lab ready"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := make([]string, len(tt.args))
+			for i, a := range tt.args {
+				args[i] = strings.ReplaceAll(a, "DIR", dir)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], args...)
+			cmd.Env = append(os.Environ(), "PINWALL_TEST_MAIN=1")
+			pr, pw := io.Pipe()
+			cmd.Stdout, cmd.Stderr = pw, pw
+			require.NoError(t, cmd.Start())
+			waited := make(chan error, 1)
+			go func() { waited <- cmd.Wait(); pw.Close() }()
+			sc := bufio.NewScanner(pr)
+			var out strings.Builder
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+				if strings.Contains(sc.Text(), tt.ready) {
+					break
+				}
+			}
+			require.Contains(t, out.String(), tt.ready)
+			require.NoError(t, cmd.Process.Signal(os.Interrupt))
+			go io.Copy(io.Discard, pr) //nolint:errcheck // drains the child's output
+			err := <-waited
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "output:\n%s", out.String())
+			assert.Equal(t, 130, ee.ExitCode(), "output:\n%s", out.String())
+		})
+	}
+}
 
 func run(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
 	t.Helper()
@@ -53,6 +114,12 @@ func TestListAndUsage(t *testing.T) {
 	assert.Contains(t, errOut, "unknown scenario no-such-row (valid: visibility")
 	_, _, code = run(t, context.Background(), "run", "--mode", "vm")
 	assert.Equal(t, 2, code)
+	_, errOut, code = run(t, context.Background(), "clean", "everything")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "clean takes no arguments")
+	_, errOut, code = run(t, context.Background(), "clean", "--ttl", "0s")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "--ttl must be positive")
 }
 
 // TestHelpExitsZero: every command answers -h and --help on stdout with
@@ -144,15 +211,18 @@ func abs(t *testing.T, p string) string {
 	return a
 }
 
-// TestRunInterrupted cancels a whole-catalogue run: it stops, writes what
-// it has with the unfinished runs marked incomplete, and exits 1; goleak
+// TestRunInterrupted interrupts a whole-catalogue run as SIGINT does: it
+// stops, writes what it has with the unfinished runs marked incomplete, and
+// exits 130; goleak
 // (TestMain) proves no goroutine, hence no listener, outlived it.
 func TestRunInterrupted(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1500*time.Millisecond, cancel)
-	_, errOut, code := run(t, ctx, "run", "--all", "--parallel", "1", "--out", dir)
-	assert.Equal(t, 1, code)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(1500*time.Millisecond, func() { cancel(stoppedBy{os.Interrupt}) })
+	var out, errBuf bytes.Buffer
+	err := dispatch(ctx, []string{"run", "--all", "--parallel", "1", "--out", dir}, &out, &errBuf)
+	assert.Equal(t, 130, exitStatus(ctx, err, &errBuf), "SIGINT: 128+2, not 1")
+	errOut := errBuf.String()
 	assert.Contains(t, errOut, "interrupted")
 	var ev struct {
 		Meta struct {
@@ -167,7 +237,11 @@ func TestRunInterrupted(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &ev))
 	assert.True(t, ev.Meta.Interrupted)
-	require.Len(t, ev.Results, 25, "every run is in the bundle")
+	all, err := scenarios.Catalogue()
+	require.NoError(t, err)
+	runs, err := scenarios.AllRuns(all)
+	require.NoError(t, err)
+	require.Len(t, ev.Results, len(runs), "every run is in the bundle")
 	incomplete := 0
 	for _, r := range ev.Results {
 		if r.Verdict == "incomplete" {
@@ -234,6 +308,28 @@ func TestLab(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Contains(t, string(body), "www.social.test")
 
+	// A real service on this machine is outside the lab: the SOCKS5
+	// listener refuses it instead of dialling it (issue 9: it reached an
+	// unrelated server on 127.0.77.2).
+	outside, err := net.Listen("tcp", "127.0.77.2:0")
+	require.NoError(t, err)
+	defer outside.Close()
+	reached := make(chan struct{}, 1)
+	go func() {
+		if c, err := outside.Accept(); err == nil {
+			reached <- struct{}{}
+			c.Close()
+		}
+	}()
+	_, err = dialer.Dial("tcp", outside.Addr().String())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not allowed")
+	select {
+	case <-reached:
+		t.Fatal("the lab's SOCKS5 listener connected to a real service outside the lab")
+	default:
+	}
+
 	// Through the firewall's explicit proxy the site is decrypted: the
 	// certificate comes from the enterprise CA.
 	pu, _ := url.Parse("http://" + fwProxy)
@@ -270,6 +366,55 @@ func TestLab(t *testing.T) {
 	assert.Contains(t, string(fw), `"outcome":"decrypted"`)
 }
 
+// TestLabRefusesPlantedLink: a gateway.jsonl symlink planted in the lab's
+// directory is refused, not written through.
+func TestLabRefusesPlantedLink(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
+	dir := t.TempDir()
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, "gateway.jsonl")))
+	_, errOut, code := run(t, context.Background(), "lab", "--socks", "127.0.0.1:0", "--dir", dir)
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, errOut, "refusing to write")
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b))
+}
+
+// TestComposeKeysPrivate: compose writes the node configurations, which
+// hold private keys, readable by their owner only, and refuses a planted
+// link.
+func TestComposeKeysPrivate(t *testing.T) {
+	dir := t.TempDir()
+	_, errOut, code := run(t, context.Background(), "compose", "--dir", dir)
+	require.Equal(t, 0, code, errOut)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var keys int
+	for _, e := range entries {
+		fi, err := e.Info()
+		require.NoError(t, err)
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		if strings.Contains(string(b), "PRIVATE KEY") {
+			keys++
+			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "%s holds a private key", e.Name())
+		}
+	}
+	assert.Positive(t, keys, "the node configurations hold private keys")
+
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
+	dir = t.TempDir()
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir, "compose.yaml")))
+	_, errOut, code = run(t, context.Background(), "compose", "--dir", dir)
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, errOut, "refusing to write")
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b))
+}
+
 // TestCheck reviews the catalogue's recommended policy (exit 0), one that
 // works over TLS only (warnings: exit 3) and an SNI-only one (spoofable:
 // exit 1), with a progress line per question on stderr.
@@ -288,7 +433,47 @@ func TestCheck(t *testing.T) {
 	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse" (line 4)`)
 	_, errOut, code = run(t, context.Background(), "check")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "--policy FILE is required")
+	assert.Contains(t, errOut, "give exactly one of --policy FILE, --panos FILE or --fortios FILE")
+}
+
+// TestCheckVendorConfigs reviews the realistic PAN-OS and FortiOS
+// configurations: both carry the four common mistakes, and check finds
+// each. The translated policy written with --write-policy reads back.
+func TestCheckVendorConfigs(t *testing.T) {
+	for _, tt := range []struct {
+		flag, file, path, exempt string
+	}{
+		{"--panos", "../../vendorconf/panos/testdata/acme-realistic.xml", "trust:untrust", "decryption exclusion 1"},
+		{"--fortios", "../../vendorconf/fortios/testdata/acme-realistic.conf", "port2:port1", "internet exempt 1"},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "translated.yaml")
+			stdout, _, code := run(t, context.Background(), "check", tt.flag, abs(t, tt.file), "--path", tt.path, "--write-policy", out)
+			assert.Equal(t, 1, code, stdout)
+			assert.Contains(t, stdout, "Not translated exactly", "the notes are listed")
+			assert.Regexp(t, `OK\s+Tunnel over DTLS`, stdout, "DTLS to the primary is allowed")
+			assert.Regexp(t, `WARN\s+Failover to the backup gateway\s+works over TLS only on the backup`, stdout, "backup range missing from the UDP rule")
+			assert.Regexp(t, `rule "block-quic" \(line \d+\), deny`, stdout, "UDP/443 dropped by the block-QUIC rule")
+			assert.Contains(t, stdout, `spoofed SNI gateway-acme.sse.test to the origin 192.0.2.10:443: OVER-BYPASSED, rule "`+tt.exempt+`"`, "SNI-only exemption")
+			assert.Regexp(t, `WARN\s+A regional gateway name \(gateway-acme.eu.sse.test\)`, stdout, "the wildcard misses the regional name")
+			back, err := policy.Load(out)
+			require.NoError(t, err)
+			assert.NotEmpty(t, back.Rules)
+		})
+	}
+	for _, args := range [][]string{
+		{"check", "--panos", "a.xml", "--fortios", "b.conf"},
+		{"check", "--policy", "p.yaml", "--path", "trust:untrust"},
+		{"check", "--panos", "a.xml", "--path", "trust"},
+		{"check", "--panos", "a.xml", "--laptop", "laptop"},
+	} {
+		_, errOut, code := run(t, context.Background(), args...)
+		assert.Equal(t, 2, code, args)
+		assert.Contains(t, errOut, "check: ", args)
+	}
+	_, errOut, code := run(t, context.Background(), "check", "--panos", abs(t, "../../vendorconf/panos/testdata/malformed.xml"))
+	assert.Equal(t, 2, code)
+	assert.Regexp(t, `malformed.xml:\d+: malformed XML`, errOut, "malformed input is one error with file:line")
 }
 
 var _ = net.Listen
@@ -319,4 +504,77 @@ func TestParseInterspersed(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	_, err := parseInterspersed(fs, []string{"a", "--nope"})
 	assert.Error(t, err, "an unknown flag after an ID is still an error")
+}
+
+// TestRunPANVersion writes the bundle's PAN-OS files in the layout asked
+// for: 75 TRAFFIC fields for 9.1 (and no DECRYPTION log), 115 by default.
+func TestRunPANVersion(t *testing.T) {
+	for _, tt := range []struct {
+		version string
+		fields  int
+	}{{"9.1", 75}, {"", 115}} {
+		dir := t.TempDir()
+		args := []string{"run", "visibility", "--out", dir}
+		if tt.version != "" {
+			args = append(args, "--pan-version", tt.version)
+		}
+		out, _, code := run(t, context.Background(), args...)
+		require.Equal(t, 0, code, out)
+		files, err := filepath.Glob(filepath.Join(dir, "logs", "*", "firewall.pan-traffic.csv"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files)
+		data, err := os.ReadFile(files[0])
+		require.NoError(t, err)
+		recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+		require.NoError(t, err)
+		require.NotEmpty(t, recs)
+		assert.Len(t, recs[0], tt.fields, "version %q", tt.version)
+	}
+	_, errOut, code := run(t, context.Background(), "run", "visibility", "--pan-version", "8.0")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "choices: 9.1, 10.0, 10.1")
+}
+
+func TestServeFirewallVendorFlags(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.NewCA(pki.Config{}, "Test CA", "test")
+	require.NoError(t, err)
+	keyPEM, err := ca.KeyPEM()
+	require.NoError(t, err)
+	rsaCA, err := pki.NewCA(pki.Config{Algorithm: pki.RSA2048}, "Test RSA CA", "test")
+	require.NoError(t, err)
+	rsaKeyPEM, err := rsaCA.KeyPEM()
+	require.NoError(t, err)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o600))
+		return p
+	}
+	base := []string{"serve", "firewall", "--ca-cert", write("ca.pem", ca.CertPEM()), "--ca-key", write("ca.key", keyPEM),
+		"--policy", write("p.yaml", []byte("rules:\n  - {name: a, action: allow}\n")), "--proxy", "--listen", "127.0.0.1:0"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pan-version", "8.1"}, `--pan-version: fwlog: unknown PAN-OS version "8.1"`},
+		{[]string{"--forge-key", "shared"}, `--forge-key "shared" is not upstream or fixed`},
+		{[]string{"--ecdsa-ca-cert", "x.pem"}, "--ecdsa-ca-cert needs its -key file too"},
+		{[]string{"--ecdsa-ca-cert", write("rsa.pem", rsaCA.CertPEM()), "--ecdsa-ca-key", write("rsa.key", rsaKeyPEM)}, "ECDSACA has a *rsa.PrivateKey key"},
+	} {
+		_, errOut, code := run(t, context.Background(), append(base, tt.args...)...)
+		assert.Equal(t, 2, code, tt.args)
+		assert.Contains(t, errOut, tt.want, tt.args)
+	}
+}
+
+// TestContainerRolesRefuseAHost: a container role does not run where
+// nothing shows a container, unless told it is one.
+func TestContainerRolesRefuseAHost(t *testing.T) {
+	err := requireContainer("gateway", "", false)
+	require.Error(t, err)
+	assert.Equal(t, 2, exitCode(err, io.Discard))
+	assert.Contains(t, err.Error(), "reconfigures the network of the machine")
+	assert.Contains(t, err.Error(), "--i-am-in-a-container")
+	assert.NoError(t, requireContainer("gateway", "", true), "the override")
+	assert.NoError(t, requireContainer("gateway", "/.dockerenv exists", false))
 }

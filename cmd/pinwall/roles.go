@@ -17,12 +17,17 @@ import (
 
 // serveRole runs one component of a container topology from its node
 // configuration (written by the container runner). SIGHUP reloads the
-// firewall's policy, SIGUSR1 tells the client the network changed.
+// firewall's policy, SIGUSR1 tells the client the network changed,
+// SIGUSR2 applies the impairment the runner wrote (node.ImpairPath).
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve "+role, "pinwall serve "+role+" [--config FILE]", args, stdout, stderr)
 	config := fs.String("config", node.ConfigPath, "node configuration (JSON, written by the container runner)")
+	inContainer := fs.Bool("i-am-in-a-container", false, "run although nothing shows this is a container: this role reconfigures the network of the machine it runs on")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
+	}
+	if err := requireContainer(role, node.ContainerEvidence("/", os.Getenv, os.Getpid()), *inContainer); err != nil {
+		return err
 	}
 	nc, err := node.ReadConfig(*config)
 	if err != nil {
@@ -33,14 +38,18 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 	}
 	reload := make(chan struct{}, 1)
 	netChange := make(chan struct{}, 1)
+	impair := make(chan struct{}, 1)
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	go func() {
 		for s := range sigs {
 			ch := reload
-			if s == syscall.SIGUSR1 {
+			switch s {
+			case syscall.SIGUSR1:
 				ch = netChange
+			case syscall.SIGUSR2:
+				ch = impair
 			}
 			select {
 			case ch <- struct{}{}:
@@ -48,7 +57,18 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 			}
 		}
 	}()
-	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange}, stdout, stderr)
+	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange, Impair: impair}, stdout, stderr)
+}
+
+// requireContainer refuses to run a container role where nothing shows a
+// container (evidence is empty) unless the caller says it is one.
+func requireContainer(role, evidence string, override bool) error {
+	if evidence != "" || override {
+		return nil
+	}
+	return usageError("serve %s: this role runs in pinwall's containers and reconfigures the network of the machine it runs on "+
+		"(addresses, routes, VXLAN, nftables); nothing shows this is a container (no /.dockerenv, no /run/.containerenv, "+
+		"no container= in the environment, not PID 1), so it will not run here; pass --i-am-in-a-container if it is one", role)
 }
 
 // newContainerRunner returns the Docker runner, putting this very binary

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/reports"
 	"github.com/pinwall/pinwall/scenarios"
@@ -76,6 +77,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
 	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
+	panVersion := fs.String("pan-version", fwlog.DefaultPANVersion, "PAN-OS log layout of the bundle's PAN-OS files: 9.1, 10.0 (TRAFFIC 75 fields, DECRYPTION 91) or 10.1 to 11.2 (TRAFFIC 115, DECRYPTION 107)")
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
 	ids, err := parseInterspersed(fs, args)
@@ -84,6 +86,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *parallel < 1 {
 		return usageError("--parallel must be at least 1")
+	}
+	if _, err := fwlog.ParsePANVersion(*panVersion); err != nil {
+		return usageError("--pan-version: %v", err)
 	}
 	ss, err := selectScenarios(ids, *all, files)
 	if err != nil {
@@ -109,6 +114,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	results, meta := execute(ctx, runs, runner, *parallel, stderr)
 	meta.CommandLine = append([]string{"pinwall", "run"}, args...)
+	meta.PANVersion = *panVersion
 	meta.CAs = []reports.CA{
 		{Name: set.Internet.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Internet.Cert)},
 		{Name: set.Tenant.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Tenant.Cert)},

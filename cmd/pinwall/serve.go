@@ -15,6 +15,7 @@ import (
 	"github.com/pinwall/pinwall/mitm"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 	"github.com/pinwall/pinwall/strictyaml"
@@ -96,6 +97,8 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	logFile := fs.String("log", "-", "session log file (- for stdout)")
 	logFormat := fs.String("log-format", "json", "session log format: json, pan-traffic-csv, pan-decryption-csv, fortios-kv, cef")
 	verbose := fs.Bool("v", false, "operational logs on stderr")
+	var vendor vendorFlags
+	vendor.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -145,7 +148,7 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	var out io.Writer = stdout
 	if *logFile != "-" {
-		f, err := os.Create(*logFile)
+		f, err := outfile.Create(*logFile, outfile.Public)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
@@ -156,10 +159,16 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	fw, err := mitm.New(mitm.Config{
+	fwCfg := mitm.Config{
 		Outside: hostnet.OS{}, Policy: pol, CA: ca, Roots: roots, Resolver: zone,
-		Writers: []fwlog.Logger{fwlog.NewWriter(out, format)}, Logger: log, KeepRecords: 1,
-	})
+		Logger: log, KeepRecords: 1,
+	}
+	device, err := vendor.apply(&fwCfg)
+	if err != nil {
+		return err
+	}
+	fwCfg.Writers = []fwlog.Logger{fwlog.NewWriter(out, format, fwlog.WithDevice(device))}
+	fw, err := mitm.New(fwCfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

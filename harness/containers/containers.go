@@ -32,6 +32,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/pinwall/pinwall/docker"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/internal/node"
@@ -40,10 +41,6 @@ import (
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
-
-// LabelRun marks every container and network of a container run, so a
-// leftover check (and a manual cleanup) can find them.
-const LabelRun = "pinwall.run"
 
 // Container topology addresses. The two Docker networks are internal
 // underlays on the benchmarking range 198.18.0.0/15 (never routed on the
@@ -161,8 +158,22 @@ type Runner struct {
 	// own underlay subnets; zero means 4, and it is capped at
 	// MaxParallelRuns.
 	Parallel int
+	// NoSweep skips the sweep of dead runs' leftovers (Clean with its
+	// defaults) that every run does before it starts.
+	NoSweep bool
+	// OnNetworks, if set, is called once a run's two underlay networks
+	// exist, with the run's id and their subnets (for tests and progress).
+	OnNetworks func(run string, lan, inet netip.Prefix)
+	// Netem impairs the laptop's datagrams (udp-loss, impair events) with
+	// netem qdiscs on the overlay (the laptop's egress, and the firewall's
+	// egress towards the laptop) instead of on the laptop's sockets, as in
+	// process. It needs a kernel with sch_netem and sch_prio; a run fails
+	// at its first impairment where there is none (fault.ErrNetemUnavailable).
+	Netem bool
 
 	mu        sync.Mutex
+	idOnce    sync.Once
+	id        string
 	slotsOnce sync.Once
 	slots     chan int // free run slots
 	image     string
@@ -173,6 +184,37 @@ type Runner struct {
 
 // Name implements harness.Runner.
 func (c *Runner) Name() string { return "containers" }
+
+// ID is this Runner's id, the LabelRunner value of its runs' resources.
+func (c *Runner) ID() string {
+	c.idOnce.Do(func() { c.id = randomID() })
+	return c.id
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// self is this process as the owner of its runs.
+var self = sync.OnceValue(Self)
+
+// sweep removes what dead runs left on the engine before a run starts.
+// A failure is logged, not fatal: the run picks subnets around whatever is
+// left.
+func (c *Runner) sweep(ctx context.Context) {
+	if c.NoSweep {
+		return
+	}
+	rep, err := Clean(ctx, CleanConfig{Logger: c.log()})
+	if err != nil {
+		c.log().Warn("containers: sweeping dead runs' leftovers", "err", err)
+	}
+	if len(rep.Removed) > 0 {
+		c.log().Info("containers: swept dead runs' leftovers", "removed", len(rep.Removed))
+	}
+}
 
 // ImageBuildTime reports how long building the image took (zero when reused).
 func (c *Runner) ImageBuildTime() time.Duration {
@@ -187,12 +229,14 @@ func init() {
 	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
 		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	}
+	// testcontainers' logger is package state it reads on every call: set
+	// once here, before any goroutine can use it (setting it per run raced).
+	tclog.SetDefault(tclog.NewNoopLogger())
 }
 
 // DockerAvailable reports whether a Docker engine answers.
 func DockerAvailable(ctx context.Context) error {
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
-	tclog.SetDefault(tclog.NewNoopLogger())
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return err
@@ -236,8 +280,22 @@ func moduleRoot() (string, error) {
 	return root, nil
 }
 
+// ImageTag is the tag of the node image holding a static pinwall binary:
+// NodeImageRepo and the start of the binary's SHA-256.
+func ImageTag(binary string) (string, error) {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return "", err
+	}
+	return imageTag(bin), nil
+}
+
+func imageTag(bin []byte) string {
+	sum := sha256.Sum256(bin)
+	return NodeImageRepo + ":" + hex.EncodeToString(sum[:6])
+}
+
 func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logger) (string, error) {
-	tclog.SetDefault(tclog.NewNoopLogger())
 	var bin []byte
 	if binary == "" {
 		root, err := moduleRoot()
@@ -262,8 +320,7 @@ func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logg
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(bin)
-	tag := "pinwall-node:" + hex.EncodeToString(sum[:6])
+	tag := imageTag(bin)
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return "", err
@@ -330,6 +387,7 @@ type containerRun struct {
 	mu    sync.Mutex // guards nodes and order while servers start together
 	nodes map[string]*started
 	order []string
+	seq   int // impairment controls sent
 }
 
 // Run implements harness.Runner.
@@ -345,15 +403,12 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	if err != nil {
 		return nil, err
 	}
+	c.sweep(ctx)
 	slot, err := c.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer c.release(slot)
-	under, ok := claimUnderlay(nil)
-	if !ok {
-		return nil, fmt.Errorf("containers: all %d underlay slots are in use by this process", MaxParallelRuns)
-	}
 	set := c.PKI
 	if set == nil {
 		if set, err = pki.NewSet(pki.Config{}, p.Spec.Tenant); err != nil {
@@ -365,14 +420,14 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 		return nil, err
 	}
 	defer cli.Close()
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
-	run := &containerRun{r: c, id: hex.EncodeToString(id), plan: p, set: set, image: image, cli: cli, under: underlaySlot(under), slot: under, nodes: map[string]*started{}}
+	run := &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, cli: cli, slot: -1, nodes: map[string]*started{}}
 	defer func() {
 		if !c.Keep {
 			run.teardown(context.WithoutCancel(ctx))
 		}
-		releaseUnderlay(run.slot)
+		if run.slot >= 0 {
+			releaseUnderlay(run.slot)
+		}
 	}()
 	obs := &harness.Observation{Mode: c.Name(), Started: time.Now(), Roles: harness.RolesOf(p.Spec)}
 	if err := run.start(ctx); err != nil {
@@ -412,26 +467,81 @@ func (c *Runner) acquire(ctx context.Context) (int, error) {
 func (c *Runner) release(k int) { c.slots <- k }
 
 func (run *containerRun) labels() map[string]string {
-	return map[string]string{LabelRun: run.id}
+	l := map[string]string{LabelRun: run.id, LabelRunner: run.r.ID(), LabelOwner: self().String()}
+	if run.r.Keep {
+		l[LabelKeep] = "true"
+	}
+	return l
 }
 
-// networks creates the run's two underlay networks, moving to another
-// underlay slot while the engine says a subnet is taken.
+// networks creates the run's two underlay networks on a free underlay
+// slot: one no other run of this process holds and whose subnets overlap
+// no network on the engine (other users' runs, leftovers, anything else).
+// Another process may take the same slot between the look and the
+// creation; the engine then refuses the subnet and the run moves on.
 func (run *containerRun) networks(ctx context.Context) error {
 	tried := map[int]bool{}
 	for {
-		err := run.createNetworks(ctx)
+		taken, err := slotsTaken(ctx, run.cli)
+		if err != nil {
+			return err
+		}
+		for k := range taken {
+			tried[k] = true
+		}
+		k, ok := claimUnderlay(tried)
+		if !ok {
+			return fmt.Errorf("containers: every one of the %d underlay slots (198.18.10-%d.0/24 and 198.18.100-%d.0/24) is held by another run or overlaps a network on the Docker engine",
+				MaxParallelRuns, 10+MaxParallelRuns-1, 100+MaxParallelRuns-1)
+		}
+		run.slot, run.under = k, underlaySlot(k)
+		err = run.createNetworks(ctx)
+		if err == nil {
+			if f := run.r.OnNetworks; f != nil {
+				f(run.id, run.under.lan, run.under.inet)
+			}
+			return nil
+		}
 		if !poolOverlaps(err) {
 			return err
 		}
-		tried[run.slot] = true
-		k, ok := claimUnderlay(tried)
-		if !ok {
-			return fmt.Errorf("containers: every underlay slot overlaps a network already on the Docker engine: %w", err)
-		}
-		releaseUnderlay(run.slot)
-		run.slot, run.under = k, underlaySlot(k)
+		run.r.log().Info("containers: underlay taken meanwhile, moving on", "slot", k, "err", err)
+		tried[k] = true
+		releaseUnderlay(k)
+		run.slot = -1
 	}
+}
+
+// slotsTaken lists the underlay slots whose subnets overlap a network
+// already on the engine.
+func slotsTaken(ctx context.Context, cli *testcontainers.DockerClient) (map[int]bool, error) {
+	ns, err := cli.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("containers: list the engine's networks: %w", err)
+	}
+	var subnets []netip.Prefix
+	for _, n := range ns.Items {
+		for _, c := range n.IPAM.Config {
+			if c.Subnet.IsValid() {
+				subnets = append(subnets, c.Subnet)
+			}
+		}
+	}
+	return overlappingSlots(subnets), nil
+}
+
+// overlappingSlots is the slots whose subnets overlap any of subnets.
+func overlappingSlots(subnets []netip.Prefix) map[int]bool {
+	out := map[int]bool{}
+	for k := range MaxParallelRuns {
+		u := underlaySlot(k)
+		for _, p := range subnets {
+			if p.Overlaps(u.lan) || p.Overlaps(u.inet) {
+				out[k] = true
+			}
+		}
+	}
+	return out
 }
 
 // createNetworks creates both underlays, or neither.
@@ -570,7 +680,7 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitRead
 	if err != nil {
 		return err
 	}
-	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o644}}
+	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o600}}
 	if nc.Role == node.RoleFirewall {
 		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: node.PolicyPath, FileMode: 0o644})
 	}
@@ -652,13 +762,24 @@ func containerLogs(ctx context.Context, c testcontainers.Container) string {
 
 // waitLog polls a container's output until it holds marker.
 func waitLog(ctx context.Context, c testcontainers.Container, marker string, timeout time.Duration) error {
+	err := waitLogFunc(ctx, c, timeout, func(logs string) bool { return strings.Contains(logs, marker) })
+	if errors.Is(err, errNotYet) {
+		return fmt.Errorf("containers: no %q after %v", marker, timeout)
+	}
+	return err
+}
+
+var errNotYet = errors.New("containers: the expected output did not come")
+
+// waitLogFunc polls a container's output until done says so.
+func waitLogFunc(ctx context.Context, c testcontainers.Container, timeout time.Duration, done func(logs string) bool) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if strings.Contains(containerLogs(ctx, c), marker) {
+		if done(containerLogs(ctx, c)) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("containers: no %q after %v", marker, timeout)
+			return fmt.Errorf("%w after %v", errNotYet, timeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -742,8 +863,109 @@ func (run *containerRun) apply(ctx context.Context, e harness.Event) error {
 	case harness.EventNetworkChange:
 		_, err := run.cli.ContainerKill(ctx, run.nodes["laptop"].c.GetContainerID(), client.ContainerKillOptions{Signal: "USR1"})
 		return err
+	case harness.EventImpair:
+		if e.Impair == nil {
+			return errors.New("an impair event needs an impair section")
+		}
+		if err := run.impair(ctx, *e.Impair); err != nil {
+			return err
+		}
+		if e.Duration > 0 {
+			select {
+			case <-time.After(e.Duration):
+			case <-ctx.Done():
+			}
+			return run.impair(context.WithoutCancel(ctx), fault.Impairment{})
+		}
+		return nil
+	case harness.EventFirewallRestart:
+		return run.restartFirewall(ctx)
 	}
 	return fmt.Errorf("unknown event %q", e.Do)
+}
+
+// laptopNetems are the netem qdiscs that impair the laptop's datagrams
+// in Netem mode: its own egress on the LAN overlay, and the firewall's
+// egress on it towards the laptop.
+func (run *containerRun) laptopNetems(im fault.Impairment) (laptop, firewall []fault.Netem) {
+	return []fault.Netem{{Iface: lanOverlay, Impairment: im}},
+		[]fault.Netem{{Iface: lanOverlay, Impairment: im, Dst: netip.PrefixFrom(run.plan.Spec.Laptop, 32)}}
+}
+
+// impair replaces the impairment of the laptop's datagrams: on its
+// sockets, or (Netem) as qdiscs on the laptop and the firewall. Each node
+// gets a control file and SIGUSR2, and answers with a marker.
+func (run *containerRun) impair(ctx context.Context, im fault.Impairment) error {
+	if err := im.Validate(); err != nil {
+		return err
+	}
+	run.seq++
+	controls := map[string]node.ImpairControl{"laptop": {Seq: run.seq, Socket: &im}}
+	if run.r.Netem {
+		l, f := run.laptopNetems(im)
+		controls = map[string]node.ImpairControl{"laptop": {Seq: run.seq, Netem: l}, "firewall": {Seq: run.seq, Netem: f}}
+	}
+	for name, ic := range controls {
+		n := run.nodes[name]
+		if n == nil || n.c == nil {
+			return fmt.Errorf("containers: impair: no %s container", name)
+		}
+		b, err := json.Marshal(ic)
+		if err != nil {
+			return err
+		}
+		if err := n.c.CopyToContainer(ctx, b, node.ImpairPath, 0o644); err != nil {
+			return fmt.Errorf("containers: impair %s: %w", name, err)
+		}
+		if _, err := run.cli.ContainerKill(ctx, n.c.GetContainerID(), client.ContainerKillOptions{Signal: "USR2"}); err != nil {
+			return fmt.Errorf("containers: impair %s: %w", name, err)
+		}
+	}
+	for name := range controls {
+		n := run.nodes[name]
+		ok, failed := node.ImpairedMarker(run.seq, nil), fmt.Sprintf("%s %d failed: ", node.MarkerImpaired, run.seq)
+		var answer string
+		err := waitLogFunc(ctx, n.c, 30*time.Second, func(logs string) bool {
+			if strings.Contains(logs, ok) {
+				return true
+			}
+			if i := strings.Index(logs, failed); i >= 0 {
+				answer, _, _ = strings.Cut(logs[i+len(failed):], "\n")
+				return true
+			}
+			return false
+		})
+		if err != nil {
+			return fmt.Errorf("containers: impair %s: %w", name, err)
+		}
+		if answer != "" {
+			return fmt.Errorf("containers: impair %s: %s", name, answer)
+		}
+	}
+	return nil
+}
+
+// restartFirewall restarts the firewall container: SIGTERM (the firewall
+// ends and logs every session, as in process), then a new process in a
+// new network namespace — nftables rules, conntrack entries, the UDP
+// flows' state all gone — set up again from its node configuration with
+// the policy in force (node.PolicyPath). It returns once the firewall
+// says it is ready again.
+func (run *containerRun) restartFirewall(ctx context.Context) error {
+	fw := run.nodes["firewall"]
+	if fw == nil || fw.c == nil {
+		return errors.New("containers: no firewall container")
+	}
+	before := strings.Count(containerLogs(ctx, fw.c), node.MarkerReady)
+	timeout := 10
+	if _, err := run.cli.ContainerRestart(ctx, fw.c.GetContainerID(), client.ContainerRestartOptions{Timeout: &timeout}); err != nil {
+		return fmt.Errorf("containers: restart the firewall: %w", err)
+	}
+	err := waitLogFunc(ctx, fw.c, time.Minute, func(logs string) bool { return strings.Count(logs, node.MarkerReady) > before })
+	if err != nil {
+		return fmt.Errorf("containers: the restarted firewall: %w\n%s", err, containerLogs(ctx, fw.c))
+	}
+	return nil
 }
 
 // collect stops the servers (the firewall gracefully, so its UDP flows are
@@ -759,8 +981,10 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	}
 	obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
 	obs.ClientErrorText, obs.ClientLeg, obs.ClientCause, obs.UpAfter = rep.ErrorText, rep.Leg, rep.Cause, rep.UpAfter
+	obs.LaptopDatagrams = rep.Datagrams
 	obs.FirstUp = harness.FirstUp(obs.Tunnel, obs.History)
 	obs.Recovery = harness.Recovery(obs.History)
+	harness.ExplainLost(obs.Flows, obs.History)
 	recs, err := run.read(ctx, "firewall", "firewall.jsonl")
 	if err != nil {
 		return err
@@ -844,32 +1068,6 @@ func (run *containerRun) teardown(ctx context.Context) {
 	}
 }
 
-// Leftovers lists containers and networks of any pinwall run still present.
-func Leftovers(ctx context.Context) ([]string, error) {
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	f := client.Filters{}.Add("label", LabelRun)
-	var out []string
-	cs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range cs.Items {
-		out = append(out, "container "+strings.Join(c.Names, ","))
-	}
-	ns, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range ns.Items {
-		out = append(out, "network "+n.Name)
-	}
-	return out, nil
-}
-
 // configs writes every node's configuration from the plan.
 func (run *containerRun) configs() ([]node.Config, error) {
 	s := run.plan.Spec
@@ -923,8 +1121,9 @@ func (run *containerRun) configs() ([]node.Config, error) {
 			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: nthAddr(firstGatewayOnNet, i)})
 		}
 		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
-			Net:     node.Net{Addrs: addrs, Routes: originRoutes},
-			Gateway: &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams}})
+			Net: node.Net{Addrs: addrs, Routes: originRoutes},
+			Gateway: &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
+				Keepalive: s.Gateway.Keepalive}})
 	}
 	// Firewall.
 	fs := s.Firewall
@@ -950,7 +1149,29 @@ func (run *containerRun) configs() ([]node.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn})
+	laptop := node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn}
+	// The laptop's datagrams, impaired as in process (on its sockets) or,
+	// in Netem mode, by qdiscs on the laptop's and the firewall's overlay.
+	if s.Client.UDPLoss > 0 || run.plan.Impairs() {
+		base := fault.Impairment{Loss: s.Client.UDPLoss, Seed: 1}
+		if run.r != nil && run.r.Netem {
+			if s.Client.UDPLoss > 0 {
+				l, f := run.laptopNetems(base)
+				laptop.Net.Netem = l
+				for i := range out {
+					if out[i].Role == node.RoleFirewall {
+						out[i].Net.Netem = f
+					}
+				}
+			}
+		} else {
+			cn.Impairable = true
+			if s.Client.UDPLoss > 0 {
+				cn.Impair = &base
+			}
+		}
+	}
+	out = append(out, laptop)
 	// Extra hosts run probes.
 	for _, h := range s.ExtraHosts {
 		var probes []harness.Probe

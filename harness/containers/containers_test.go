@@ -1,23 +1,87 @@
 package containers_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	mnet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
+	"go.uber.org/goleak"
 
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/containers"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
-// containerRunner returns a shared container runner, or skips with a one-line
-// reason where no Docker engine answers.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// The static pinwall binary the tests put in the image and run as a
+// subprocess, built once per test process (or handed down by the parent
+// of a re-exec'd helper process).
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+const envBinary = "PINWALL_TEST_BINARY"
+
+func testBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if p := os.Getenv(envBinary); p != "" {
+			binPath = p
+			return
+		}
+		if binDir, binErr = os.MkdirTemp("", "pinwall-containers-test-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "pinwall")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "github.com/pinwall/pinwall/cmd/pinwall")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	require.NoError(t, binErr)
+	return binPath
+}
+
+// containerRunner returns a container runner of the test's own, or skips
+// with a one-line reason where no Docker engine answers. At the end it
+// requires that none of THIS runner's containers and networks is left —
+// other runs sharing the engine are none of its business.
 func containerRunner(t *testing.T) *containers.Runner {
 	t.Helper()
 	if testing.Short() {
@@ -26,13 +90,16 @@ func containerRunner(t *testing.T) *containers.Runner {
 	if err := containers.DockerAvailable(context.Background()); err != nil {
 		t.Skipf("containers: no Docker engine answers (%v); the container suite needs one", err)
 	}
-	r := &containers.Runner{}
-	t.Cleanup(func() {
-		left, err := containers.Leftovers(context.Background())
-		require.NoError(t, err)
-		assert.Empty(t, left, "every container and network of the runs is removed")
-	})
+	r := &containers.Runner{Binary: testBinary(t)}
+	t.Cleanup(func() { requireNoLeftovers(t, containers.Filter{Runner: r.ID()}) })
 	return r
+}
+
+func requireNoLeftovers(t *testing.T, f containers.Filter) {
+	t.Helper()
+	left, err := containers.Leftovers(context.Background(), f)
+	require.NoError(t, err)
+	assert.Empty(t, left, "every container and network of the runs (%+v) is removed", f)
 }
 
 // TestContainersCatalogue runs every catalogue row on Docker networks and
@@ -105,24 +172,372 @@ func TestContainersFirewallPause(t *testing.T) {
 	assert.True(t, obs.Tunnel.Up, "and rebuilt it afterwards")
 }
 
+// smallPlan is a short run: a firewall allowing everything, a few flows.
+func smallPlan(flows int, hold time.Duration) harness.Plan {
+	return harness.Plan{
+		Spec:     harness.Spec{Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"}},
+		Workload: harness.Workload{Flows: flows},
+		Hold:     hold,
+	}
+}
+
 // TestContainersUnderlayTaken: a network already on the engine over the
-// first underlay slot's subnet (another process's run, say) moves the run
-// to another slot instead of failing it.
+// underlay slot a run would take next (another user's run, say) moves the
+// run to another slot instead of failing it, and the squatter is left alone.
 func TestContainersUnderlayTaken(t *testing.T) {
 	r := containerRunner(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	squatter, err := network.New(ctx, network.WithInternal(), network.WithLabels(map[string]string{containers.LabelRun: "squatter"}),
-		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: netip.MustParsePrefix("198.18.10.0/24")}}}))
-	require.NoError(t, err)
+	// Squat on the first slot that is free now; another process may take
+	// it first, then try the next.
+	var squatter *testcontainers.DockerNetwork
+	var squatted netip.Prefix
+	for attempt := 0; squatter == nil; attempt++ {
+		require.Less(t, attempt, 5, "no free underlay slot to squat on")
+		taken, err := containers.SlotsTaken(ctx)
+		require.NoError(t, err)
+		k := 0
+		for taken[k] {
+			k++
+		}
+		require.Less(t, k, containers.MaxParallelRuns)
+		squatted, _ = containers.UnderlaySlot(k)
+		squatter, err = network.New(ctx, network.WithInternal(),
+			network.WithLabels(map[string]string{containers.LabelRun: "squatter", containers.LabelRunner: r.ID(), containers.LabelOwner: containers.Self().String()}),
+			network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: squatted}}}))
+		if err != nil {
+			squatter = nil
+			t.Logf("squatting %s: %v", squatted, err)
+		}
+	}
 	// Registered after containerRunner's leftover check, so it runs first.
 	t.Cleanup(func() { require.NoError(t, squatter.Remove(context.Background())) })
 
-	plan := harness.Plan{
-		Spec:     harness.Spec{Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"}},
-		Workload: harness.Workload{Flows: 2},
-	}
-	obs, err := r.Run(ctx, plan)
+	var lan netip.Prefix
+	r.OnNetworks = func(_ string, l, _ netip.Prefix) { lan = l }
+	obs, err := r.Run(ctx, smallPlan(2, 0))
 	require.NoError(t, err, "the run moves to a free underlay")
 	assert.Equal(t, 2, obs.Summary.Verified)
+	require.True(t, lan.IsValid())
+	assert.False(t, lan.Overlaps(squatted), "the run's LAN underlay %s avoids the squatted %s", lan, squatted)
+	left, err := containers.Leftovers(ctx, containers.Filter{Run: "squatter"})
+	require.NoError(t, err)
+	assert.Len(t, left, 1, "the run's sweep left the live squatter alone")
+}
+
+const envHelper = "PINWALL_CONTAINERS_HELPER"
+
+// TestContainersHelperProcess is the second process of
+// TestContainersRunsAtOnce (the test binary re-exec'd); it does nothing
+// when run directly.
+func TestContainersHelperProcess(t *testing.T) {
+	if os.Getenv(envHelper) == "" {
+		t.Skip("the helper of TestContainersRunsAtOnce")
+	}
+	r := containerRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	obs, err := r.Run(ctx, smallPlan(4, 0))
+	require.NoError(t, err)
+	assert.Equal(t, 4, obs.Summary.Verified)
+	t.Logf("helper process run: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestContainersRunsAtOnce: runs sharing one Docker engine do not disturb
+// each other — two Runner values in this process and a second process
+// (this test binary re-exec'd) run at once, each on its own underlays,
+// each sweeping dead runs first, each removing only what it made.
+func TestContainersRunsAtOnce(t *testing.T) {
+	a, b := containerRunner(t), containerRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// One run alone first, as the yardstick (and to have the image).
+	start := time.Now()
+	obs, err := a.Run(ctx, smallPlan(4, 0))
+	require.NoError(t, err)
+	require.Equal(t, 4, obs.Summary.Verified)
+	alone := time.Since(start)
+
+	helper := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestContainersHelperProcess$", "-test.v", "-test.count=1")
+	helper.Env = append(os.Environ(), envHelper+"=1", envBinary+"="+testBinary(t))
+	var helperOut strings.Builder
+	helper.Stdout, helper.Stderr = &helperOut, &helperOut
+	start = time.Now()
+	require.NoError(t, helper.Start())
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		subnets = map[string]netip.Prefix{}
+		obsA    *harness.Observation
+		obsB    *harness.Observation
+		errA    error
+		errB    error
+		took    [2]time.Duration
+		onNets  = func(run string, lan, _ netip.Prefix) { mu.Lock(); subnets[run] = lan; mu.Unlock() }
+		runOne  = func(r *containers.Runner, obs **harness.Observation, err *error, d *time.Duration) {
+			defer wg.Done()
+			s := time.Now()
+			*obs, *err = r.Run(ctx, smallPlan(4, 0))
+			*d = time.Since(s)
+		}
+	)
+	a.OnNetworks, b.OnNetworks = onNets, onNets
+	wg.Add(2)
+	go runOne(a, &obsA, &errA, &took[0])
+	go runOne(b, &obsB, &errB, &took[1])
+	wg.Wait()
+	herr := helper.Wait()
+	all := time.Since(start)
+	require.NoError(t, herr, "the second process's run:\n%s", helperOut.String())
+	require.NoError(t, errA)
+	require.NoError(t, errB)
+	assert.Equal(t, 4, obsA.Summary.Verified)
+	assert.Equal(t, 4, obsB.Summary.Verified)
+	require.Len(t, subnets, 2)
+	var lans []netip.Prefix
+	for _, p := range subnets {
+		lans = append(lans, p)
+	}
+	assert.NotEqual(t, lans[0], lans[1], "runs at once hold different underlays")
+	t.Logf("one run alone: %v; three at once (two runners here, one in a second process): %v (here: %v, %v)",
+		alone.Round(time.Millisecond), all.Round(time.Millisecond), took[0].Round(time.Millisecond), took[1].Round(time.Millisecond))
+	for _, line := range strings.Split(helperOut.String(), "\n") {
+		if strings.Contains(line, "helper process run:") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+}
+
+// TestContainersCleanAfterKill: a `pinwall run --mode containers` killed
+// with SIGKILL mid-run leaves its containers and networks behind; `pinwall
+// clean` removes every one of them (its owner is gone) and leaves a
+// concurrently live run's resources alone, and that run still passes.
+func TestContainersCleanAfterKill(t *testing.T) {
+	r := containerRunner(t)
+	bin := testBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// The live run: holds its containers until told to finish.
+	liveRun := make(chan string, 1)
+	r.OnNetworks = func(run string, _, _ netip.Prefix) { liveRun <- run }
+	type result struct {
+		obs *harness.Observation
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		obs, err := r.Run(ctx, smallPlan(4, 30*time.Second))
+		done <- result{obs, err}
+	}()
+	var live string
+	select {
+	case live = <-liveRun:
+	case res := <-done:
+		t.Fatalf("the live run ended before its networks existed: %v", res.err)
+	}
+
+	// The victim: a pinwall run in a process of its own.
+	victim := exec.CommandContext(ctx, bin, "run", "visibility", "--mode", "containers", "--parallel", "1", "--out", t.TempDir())
+	var victimOut strings.Builder
+	victim.Stdout, victim.Stderr = &victimOut, &victimOut
+	require.NoError(t, victim.Start())
+	pid := victim.Process.Pid
+	ofVictim := func() []containers.Resource {
+		rs, err := containers.Inventory(ctx, containers.Filter{})
+		require.NoError(t, err)
+		var out []containers.Resource
+		for _, res := range rs {
+			if o, err := containers.ParseOwner(res.Owner); err == nil && o.PID == pid && o.Host == containers.Self().Host {
+				out = append(out, res)
+			}
+		}
+		return out
+	}
+	// Kill it once its servers are up (the firewall, gateways and origins).
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, res := range ofVictim() {
+			if res.Kind == "container" && res.State == "running" {
+				n++
+			}
+		}
+		return n >= 3
+	}, 2*time.Minute, 200*time.Millisecond, "the victim's containers never ran:\n%s", &victimOut)
+	require.NoError(t, victim.Process.Signal(syscall.SIGKILL))
+	_ = victim.Wait()
+	left := ofVictim()
+	require.NotEmpty(t, left, "SIGKILL leaves the run's resources behind")
+	t.Logf("the killed run left %d resources", len(left))
+	liveBefore, err := containers.Inventory(ctx, containers.Filter{Run: live})
+	require.NoError(t, err)
+	require.NotEmpty(t, liveBefore)
+
+	out, err := exec.CommandContext(ctx, bin, "clean").CombinedOutput()
+	require.NoError(t, err, "pinwall clean:\n%s", out)
+	t.Logf("pinwall clean:\n%s", out)
+	assert.Empty(t, ofVictim(), "nothing of the killed run is left")
+	liveAfter, err := containers.Inventory(ctx, containers.Filter{Run: live})
+	require.NoError(t, err)
+	// The live run may have started more containers since (its laptop):
+	// whatever it had before is still there.
+	assert.Subset(t, ids(liveAfter), ids(liveBefore), "the live run's resources are untouched")
+
+	res := <-done
+	require.NoError(t, res.err, "the live run")
+	assert.Equal(t, 4, res.obs.Summary.Verified, "and it still passes")
+}
+
+func ids(rs []containers.Resource) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Kind+" "+r.ID)
+	}
+	return out
+}
+
+// TestContainersCleanImages: with Images, clean removes the node images
+// older than the current one, unless a container uses them, and keeps the
+// current one and newer ones. The images live in a repository of the
+// test's own, so other users' node images are never touched.
+func TestContainersCleanImages(t *testing.T) {
+	containerRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() }) // after the cleanups below, which use it
+	repo := "pinwall-clean-test-" + strings.ToLower(containers.Self().Host) + fmt.Sprint(os.Getpid())
+	build := func(tag string) string {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		df := []byte("FROM scratch\nLABEL pinwall.test=" + tag + "\n")
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(df))}))
+		_, err := tw.Write(df)
+		require.NoError(t, err)
+		require.NoError(t, tw.Close())
+		res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{repo + ":" + tag}, Remove: true})
+		require.NoError(t, err)
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NotContains(t, string(out), `"error"`)
+		t.Cleanup(func() {
+			_, _ = cli.ImageRemove(context.Background(), repo+":"+tag, client.ImageRemoveOptions{Force: true})
+		})
+		return repo + ":" + tag
+	}
+	// Image creation times have a resolution of one second.
+	oldest := build("a")
+	time.Sleep(1100 * time.Millisecond)
+	older := build("b")
+	time.Sleep(1100 * time.Millisecond)
+	current := build("c")
+	time.Sleep(1100 * time.Millisecond)
+	newer := build("d")
+	user, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{Image: older, Cmd: []string{"none"},
+		Labels: map[string]string{"pinwall.test": "image-user"}}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), user.ID, client.ContainerRemoveOptions{Force: true})
+	})
+
+	rep, err := containers.Clean(ctx, containers.CleanConfig{Images: true, ImageRepo: repo, CurrentImage: current})
+	require.NoError(t, err)
+	removed, left := map[string]string{}, map[string]string{}
+	for _, r := range rep.Removed {
+		if r.Kind == "image" {
+			removed[r.Name] = r.Why
+		}
+	}
+	for _, r := range rep.Left {
+		if r.Kind == "image" {
+			left[r.Name] = r.Why
+		}
+	}
+	assert.Equal(t, []string{oldest}, keys(removed), "only the unused image older than the current one goes")
+	assert.Contains(t, left[older], "in use")
+	assert.Contains(t, left[current], "current")
+	assert.Contains(t, left[newer], "not older")
+	_, err = cli.ImageInspect(ctx, oldest)
+	assert.Error(t, err, "the oldest image is gone from the engine")
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestContainersFaults: the fault events of the in-process runner, on
+// Docker networks — the spec's udp-loss and an impair event (loss,
+// latency with jitter, reordering) degrade the laptop's datagrams, and a
+// firewall restart loses its session table (a new process and network
+// namespace); every flow is verified or failed with a named leg and
+// cause, and the firewall's log holds the sessions of both its lives.
+func TestContainersFaults(t *testing.T) {
+	r := containerRunner(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := r.Run(ctx, harness.Plan{Spec: smallPlan(1, 0).Spec, Events: []harness.Event{{Do: "udp-loss"}}})
+	require.ErrorContains(t, err, `unknown event "udp-loss"`, "unknown events are refused, not ignored")
+
+	plan := harness.Plan{
+		Spec: harness.Spec{
+			Firewall: &harness.FirewallSpec{PolicyYAML: "rules: [{name: allow-all, action: allow}]"},
+			Client: harness.ClientSpec{Transport: "dtls", UDPLoss: 0.02, Keepalive: 300 * time.Millisecond, HandshakeTimeout: 2 * time.Second,
+				TunnelWait: 4 * time.Second},
+			// The gateway notices the tunnel the restart orphaned within a second.
+			Gateway: harness.GatewayConfigSpec{Keepalive: 300 * time.Millisecond},
+		},
+		Workload: harness.Workload{Flows: 30, Concurrency: 2, Spacing: 150 * time.Millisecond, Retries: -1, Timeout: 20 * time.Second,
+			Sizes: []harness.ByteSize{16 << 10}},
+		Events: []harness.Event{
+			{At: 200 * time.Millisecond, Do: harness.EventImpair, Duration: 1500 * time.Millisecond,
+				Impair: &fault.Impairment{Loss: 0.05, Latency: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.2}},
+			{At: 2500 * time.Millisecond, Do: harness.EventFirewallRestart},
+		},
+		Hold: 8 * time.Second,
+	}
+	obs, err := r.Run(ctx, plan)
+	require.NoError(t, err)
+	require.Len(t, obs.Events, 2)
+	for _, e := range obs.Events {
+		assert.Empty(t, e.Error, "%s", e.Do)
+	}
+	require.NotNil(t, obs.LaptopDatagrams, "udp-loss and impairments reach the laptop container")
+	st := *obs.LaptopDatagrams
+	t.Logf("laptop datagrams: %+v", st)
+	assert.Positive(t, st.Dropped)
+	assert.Positive(t, st.Delayed)
+	assert.Positive(t, st.Reordered)
+
+	restart := obs.Events[1].Time
+	var before, after int
+	for _, rec := range obs.Firewall {
+		if rec.Start.Before(restart) {
+			before++
+		} else {
+			after++
+		}
+	}
+	assert.Positive(t, before, "the first firewall's sessions are logged")
+	assert.Positive(t, after, "and the restarted one's")
+	var downs int
+	for _, h := range obs.History {
+		if h.Event == "down" && h.Time.After(restart) {
+			downs++
+		}
+	}
+	assert.Positive(t, downs, "the client lost its tunnel with the firewall's state")
+	assert.True(t, obs.Tunnel.Up, "and rebuilt it")
+	for _, f := range obs.Flows {
+		if !f.Verified {
+			assert.NotEmpty(t, f.Leg, "flow %d: %s", f.Index, f.Error)
+			assert.NotEmpty(t, f.Cause, "flow %d: %s", f.Index, f.Error)
+		}
+	}
+	t.Logf("firewall restart: %d sessions before, %d after; %d of %d flows verified", before, after, obs.Summary.Verified, len(obs.Flows))
 }

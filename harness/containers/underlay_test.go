@@ -2,14 +2,13 @@ package containers
 
 import (
 	"context"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestUnderlaySlotsDisjoint: runs at once never share a Docker subnet, and
 // every slot's bridges and node addresses sit inside its own subnets.
@@ -49,4 +48,90 @@ func TestContainersSlotsBounded(t *testing.T) {
 	got, err := c.acquire(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, a, got, "a released slot is handed out again")
+}
+
+// TestOverlappingSlots: a network anywhere in a slot's subnets (either of
+// them, or a wider one covering both) takes the slot; others stay free.
+func TestOverlappingSlots(t *testing.T) {
+	taken := overlappingSlots([]netip.Prefix{
+		netip.MustParsePrefix("198.18.12.0/24"),   // slot 2's LAN
+		netip.MustParsePrefix("198.18.105.64/26"), // inside slot 5's internet side
+		netip.MustParsePrefix("172.17.0.0/16"),    // docker0: no slot
+	})
+	assert.Equal(t, map[int]bool{2: true, 5: true}, taken)
+	all := overlappingSlots([]netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")})
+	assert.Len(t, all, MaxParallelRuns, "a /15 covers every slot")
+}
+
+func TestOwnerLabel(t *testing.T) {
+	me := Self()
+	require.NotZero(t, me.PID)
+	got, err := ParseOwner(me.String())
+	require.NoError(t, err)
+	assert.Equal(t, me, got)
+	assert.Equal(t, Alive, me.Check())
+	o, err := ParseOwner("ci-runner/7/99")
+	require.NoError(t, err)
+	assert.Equal(t, Owner{Host: "ci-runner", PID: 7, Start: 99}, o)
+	for _, bad := range []string{"", "host", "host/1", "host/x/1", "host/1/x", "host/-1/5"} {
+		_, err := ParseOwner(bad)
+		assert.Error(t, err, bad)
+	}
+	if me.Start != 0 {
+		// The same pid with another start time is a reused pid: dead.
+		reused := me
+		reused.Start++
+		assert.Equal(t, Dead, reused.Check())
+	}
+	other := me
+	other.Host += ".elsewhere"
+	assert.Equal(t, Elsewhere, other.Check())
+}
+
+// TestJudge: a run is removed only when its owner is gone, or (owner
+// elsewhere or unknown) older than the TTL.
+func TestJudge(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	cfg := CleanConfig{TTL: time.Hour, Now: func() time.Time { return now }}
+	me := Self()
+	gone := me
+	gone.Start++
+	elsewhere := me
+	elsewhere.Host += ".elsewhere"
+	tests := []struct {
+		name  string
+		owner string
+		age   time.Duration
+		left  bool
+	}{
+		{"owner alive, old", me.String(), 10 * time.Hour, true},
+		{"owner gone, new", gone.String(), time.Second, false},
+		{"elsewhere, young", elsewhere.String(), time.Minute, true},
+		{"elsewhere, past ttl", elsewhere.String(), 2 * time.Hour, false},
+		{"no label, young", "", time.Minute, true},
+		{"no label, past ttl", "", 2 * time.Hour, false},
+	}
+	for _, tt := range tests {
+		why, left := judge(tt.owner, now.Add(-tt.age), cfg)
+		assert.Equal(t, tt.left, left, "%s: %s", tt.name, why)
+		assert.NotEmpty(t, why)
+	}
+}
+
+// FuzzParseOwner: an owner label on a shared engine is anyone's text; the
+// parser never panics, and what it accepts prints back to itself.
+func FuzzParseOwner(f *testing.F) {
+	for _, s := range []string{"vm/16172/114364", "host.with/slash/1/2", "", "/", "//", "a/1/", "a//1", "a/-1/2", "a/1/99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseOwner(s)
+		if err != nil {
+			return
+		}
+		require.Positive(t, o.PID)
+		again, err := ParseOwner(o.String())
+		require.NoError(t, err)
+		require.Equal(t, o, again)
+	})
 }

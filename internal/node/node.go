@@ -26,8 +26,10 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
@@ -68,6 +70,9 @@ type Net struct {
 	DefaultVia netip.Addr `json:"default_via,omitzero"`
 	// Intercept turns the node into a transparent firewall for LAN.
 	Intercept *Intercept `json:"intercept,omitempty"`
+	// Netem are impairments installed as netem qdiscs once the network is
+	// set up (the runner's Netem mode).
+	Netem []fault.Netem `json:"netem,omitempty"`
 }
 
 // Overlay is one VXLAN segment membership.
@@ -112,10 +117,11 @@ type Config struct {
 
 // Gateway configures a gateway container.
 type Gateway struct {
-	Cert           PEMPair `json:"cert"`
-	ClientCA       string  `json:"client_ca"`
-	AllowAnonymous bool    `json:"allow_anonymous"`
-	MaxStreams     int     `json:"max_streams"`
+	Cert           PEMPair       `json:"cert"`
+	ClientCA       string        `json:"client_ca"`
+	AllowAnonymous bool          `json:"allow_anonymous"`
+	MaxStreams     int           `json:"max_streams"`
+	Keepalive      time.Duration `json:"keepalive,omitempty"`
 }
 
 // Origin configures the origins container.
@@ -150,6 +156,11 @@ type Client struct {
 	// SOCKS, if set, serves the client's SOCKS5 listener there after the
 	// workload, until the container stops (for poking at it by hand).
 	SOCKS string `json:"socks,omitempty"`
+	// Impairable routes the laptop's UDP through a fault.ImpairedStack,
+	// starting with Impair (the spec's udp-loss), so that impairment
+	// controls can change it.
+	Impairable bool              `json:"impairable,omitempty"`
+	Impair     *fault.Impairment `json:"impair,omitempty"`
 }
 
 // ClientReport is what the laptop container reports.
@@ -163,6 +174,8 @@ type ClientReport struct {
 	Leg       failure.Leg           `json:"leg,omitempty"`
 	Cause     failure.Cause         `json:"cause,omitempty"`
 	UpAfter   time.Duration         `json:"up_after_ns"`
+	// Datagrams counts what the impairment did to the laptop's datagrams.
+	Datagrams *fault.Stats          `json:"datagrams,omitempty"`
 	Probes    []harness.ProbeResult `json:"probes,omitempty"`
 	SettledAt time.Time             `json:"settled_at"`
 }
@@ -232,8 +245,24 @@ func clientConfigFor(nc Config, stack hostnet.Stack, zone resolve.Resolver, log 
 
 // runClientNode runs the laptop: the client, the workload (or reconnects),
 // and writes the report.
-func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone resolve.Resolver, stdout io.Writer, log *slog.Logger, netChange <-chan struct{}) error {
+func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone resolve.Resolver, stdout io.Writer, log *slog.Logger, sig Signals) error {
 	cn := nc.Client
+	var impaired *fault.ImpairedStack
+	if cn.Impairable {
+		var im fault.Impairment
+		if cn.Impair != nil {
+			im = *cn.Impair
+		}
+		impaired = fault.NewImpairedStack(stack, im)
+		stack = impaired
+	}
+	datagramStats := func() *fault.Stats {
+		if impaired == nil {
+			return nil
+		}
+		st := impaired.Stats()
+		return &st
+	}
 	cfg, err := clientConfigFor(nc, stack, zone, log)
 	if err != nil {
 		return err
@@ -296,20 +325,25 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 	rep.SettledAt = time.Now()
 	fmt.Fprintln(stdout, MarkerTunnelSettled)
 	stopWatch := make(chan struct{})
-	defer close(stopWatch)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		for {
 			select {
-			case <-netChange:
+			case <-sig.NetworkChange:
 				c.ResetTransport()
+			case <-sig.Impair:
+				applyImpair(ImpairPath, impaired, stdout, log)
 			case <-stopWatch:
 				return
 			}
 		}
 	}()
+	defer func() { close(stopWatch); <-watched }()
 	rep.Flows = harness.RunWorkload(ctx, c, trust, cn.Workload)
 	harness.HoldUntil(ctx, start, cn.Hold)
 	rep.Summary = harness.Summarize(rep.Flows)
+	rep.Datagrams = datagramStats()
 	rep.Tunnel = c.State()
 	rep.History = c.History()
 	if err := c.LastError(); err != nil {
@@ -340,5 +374,5 @@ func writeJSON(file string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(file, b, 0o644)
+	return outfile.WriteFile(file, b, outfile.Public)
 }

@@ -51,3 +51,35 @@ func TestRunUnknownRole(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `unknown role "sideways"`)
 }
+
+func TestContainerEvidence(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	tests := []struct {
+		name   string
+		files  []string
+		env    map[string]string
+		pid    int
+		expect string
+	}{
+		{"docker", []string{".dockerenv"}, nil, 4242, "/.dockerenv exists"},
+		{"podman", []string{"run/.containerenv"}, nil, 4242, "/run/.containerenv exists"},
+		{"systemd convention", nil, map[string]string{"container": "systemd-nspawn"}, 4242, "container=systemd-nspawn in the environment"},
+		{"entrypoint", nil, nil, 1, "running as PID 1"},
+		{"a host", nil, nil, 4242, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, f := range tt.files {
+				p := filepath.Join(root, f)
+				require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+				require.NoError(t, os.WriteFile(p, nil, 0o644))
+			}
+			getenv := noEnv
+			if tt.env != nil {
+				getenv = func(k string) string { return tt.env[k] }
+			}
+			assert.Equal(t, tt.expect, ContainerEvidence(root, getenv, tt.pid))
+		})
+	}
+}

@@ -20,8 +20,10 @@ import (
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/netsetup"
 	"github.com/pinwall/pinwall/origin"
+	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // Node file names inside a container.
@@ -38,6 +40,8 @@ type Signals struct {
 	Reload <-chan struct{}
 	// NetworkChange tells the client the network changed.
 	NetworkChange <-chan struct{}
+	// Impair asks the laptop or the firewall to apply ImpairPath.
+	Impair <-chan struct{}
 }
 
 // Run runs one container role until ctx ends (servers) or its work is
@@ -55,6 +59,9 @@ func Run(ctx context.Context, nc Config, sig Signals, stdout, stderr io.Writer) 
 		return fmt.Errorf("%s %s: network: %w", nc.Role, nc.Name, err)
 	}
 	defer undo()
+	if err := applyNetems(nc.Net.Netem); err != nil {
+		return fmt.Errorf("%s %s: network: %w", nc.Role, nc.Name, err)
+	}
 	zone, err := resolve.NewZone(nc.Zone...)
 	if err != nil {
 		return err
@@ -68,7 +75,7 @@ func Run(ctx context.Context, nc Config, sig Signals, stdout, stderr io.Writer) 
 		return runFirewallNode(ctx, nc, zone, sig, stdout, log)
 	case RoleClient:
 		fmt.Fprintln(stdout, MarkerReady)
-		err := runClientNode(ctx, nc, hostnet.OS{}, zone, stdout, log, sig.NetworkChange)
+		err := runClientNode(ctx, nc, hostnet.OS{}, zone, stdout, log, sig)
 		fmt.Fprintln(stdout, MarkerDone)
 		return err
 	case RoleProbe:
@@ -103,8 +110,12 @@ func applyNodeNet(ctx context.Context, nc Config) (func() error, error) {
 	return netsetup.Apply(ctx, cfg)
 }
 
+// createOut opens an output file in nc.Out for appending, without
+// following a link planted there (package outfile): a node restarted in
+// the same container (the firewall, by a firewall-restart event) adds to
+// what it wrote before rather than losing it.
 func createOut(nc Config, name string) (*os.File, error) {
-	return os.Create(filepath.Join(nc.Out, name))
+	return outfile.Append(filepath.Join(nc.Out, name), outfile.Public)
 }
 
 func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdout io.Writer, log *slog.Logger) error {
@@ -129,7 +140,8 @@ func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdou
 	gw, err := gateway.New(gateway.Config{
 		Name: nc.Name, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 443), UDPAddrs: pool, Certificate: cert, ClientCAs: cas,
 		AllowAnonymous: gn.AllowAnonymous, MaxStreams: gn.MaxStreams, Stack: hostnet.OS{}, Resolver: zone,
-		Log: f, Logger: log,
+		Session: tunnel.Config{KeepAliveInterval: gn.Keepalive},
+		Log:     f, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -183,7 +195,14 @@ func runFirewallNode(ctx context.Context, nc Config, zone resolve.Resolver, sig 
 	if err != nil {
 		return fmt.Errorf("firewall trust store: %w", err)
 	}
-	pol, err := policy.Parse("policy.yaml", []byte(fn.Policy))
+	// The policy in force: PolicyPath when the runner wrote one (a policy
+	// event replaces it), so that a restarted firewall keeps the policy it
+	// had, as a real one keeps its committed configuration.
+	polName, polText := "policy.yaml", []byte(fn.Policy)
+	if b, err := os.ReadFile(PolicyPath); err == nil {
+		polName, polText = PolicyPath, b
+	}
+	pol, err := policy.Parse(polName, polText)
 	if err != nil {
 		return err
 	}
@@ -241,6 +260,8 @@ func runFirewallNode(ctx context.Context, nc Config, zone resolve.Resolver, sig 
 		select {
 		case <-ctx.Done():
 			done = true
+		case <-sig.Impair:
+			applyImpair(ImpairPath, nil, stdout, log)
 		case <-sig.Reload:
 			data, err := os.ReadFile(PolicyPath)
 			if err == nil {

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -69,7 +70,28 @@ func (c Match) Covers(m Match) bool {
 		coversPrefixes(c.Src, m.Src) &&
 		coversPrefixes(c.Dst, m.Dst) &&
 		coversNames(c.DstFQDN, m.DstFQDN) &&
+		coversApps(c.App, m.App) &&
 		coversSNI(c, m)
+}
+
+// coversApps: an empty list means any application.
+func coversApps(c, m []App) bool {
+	if len(c) == 0 {
+		return true
+	}
+	if len(m) == 0 {
+		return false
+	}
+	for _, a := range m {
+		found := false
+		for _, x := range c {
+			found = found || x == a
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func coversProto(c, m Proto) bool {
@@ -162,14 +184,17 @@ func coversNames(c, m []string) bool {
 	return true
 }
 
+// coversSNI compares the sni and sni-regex fields (either may match when
+// both are set). A regular expression of m is covered only by the same
+// expression in c; an exact name of m also by a c expression it matches.
 func coversSNI(c, m Match) bool {
 	if c.NoSNI && !m.NoSNI {
 		return false
 	}
-	if len(c.SNI) == 0 {
+	if len(c.SNI) == 0 && len(c.SNIRegex) == 0 {
 		return true
 	}
-	if len(m.SNI) == 0 {
+	if len(m.SNI) == 0 && len(m.SNIRegex) == 0 {
 		// c needs an SNI it names; m also takes other names or none.
 		return false
 	}
@@ -181,24 +206,54 @@ func coversSNI(c, m Match) bool {
 				break
 			}
 		}
+		if !inside && !strings.Contains(string(p), "*") {
+			for _, expr := range c.SNIRegex {
+				if re, err := regexp.Compile(expr); err == nil && re.MatchString(canonicalName(string(p))) {
+					inside = true
+					break
+				}
+			}
+		}
 		if !inside {
+			return false
+		}
+	}
+	for _, expr := range m.SNIRegex {
+		found := false
+		for _, x := range c.SNIRegex {
+			found = found || x == expr
+		}
+		if !found {
 			return false
 		}
 	}
 	return true
 }
 
-// covers reports whether every name p matches is matched by q.
+// covers reports whether every name p matches is matched by q, where "*"
+// stands for one label and "**" for one or more: q's "*" covers one label
+// of p (a name or "*"), q's "**" one or more labels of any kind.
 func (q SNIPattern) covers(p SNIPattern) bool {
-	ql := strings.Split(canonicalName(string(q)), ".")
-	pl := strings.Split(canonicalName(string(p)), ".")
-	if len(ql) != len(pl) {
-		return false
-	}
-	for i := range ql {
-		if ql[i] != "*" && ql[i] != pl[i] {
+	return coverLabels(strings.Split(canonicalName(string(q)), "."), strings.Split(canonicalName(string(p)), "."))
+}
+
+func coverLabels(ql, pl []string) bool {
+	for len(ql) > 0 {
+		if ql[0] == "**" {
+			for k := 1; k <= len(pl); k++ {
+				if coverLabels(ql[1:], pl[k:]) {
+					return true
+				}
+			}
 			return false
 		}
+		switch {
+		case len(pl) == 0 || pl[0] == "**":
+			return false
+		case ql[0] != "*" && ql[0] != pl[0]:
+			return false
+		}
+		ql, pl = ql[1:], pl[1:]
 	}
-	return true
+	return len(pl) == 0
 }

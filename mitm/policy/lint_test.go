@@ -42,6 +42,12 @@ func TestCovers(t *testing.T) {
 		{"no-sni does not cover sni", `{no-sni: true}`, `{sni: [a.test]}`, false},
 		{"same fqdn object", `{dst-fqdn: [gw]}`, `{dst-fqdn: [gw], proto: tcp}`, true},
 		{"fqdn object does not cover an address", `{dst-fqdn: [gw]}`, `{dst: [203.0.113.9]}`, false},
+		{"two-star covers deeper names", `{sni: ["**.sse.test"]}`, `{sni: [gateway-acme.eu.sse.test, "*.sse.test"]}`, true},
+		{"one-star does not cover two-star", `{sni: ["*.sse.test"]}`, `{sni: ["**.sse.test"]}`, false},
+		{"a regex covers the exact names it matches", `{sni-regex: ["^gateway-[a-z]+\\.sse\\.test$"]}`, `{sni: [gateway-acme.sse.test]}`, true},
+		{"a regex covers itself only", `{sni-regex: ["sse"]}`, `{sni-regex: ["sse\\.test"]}`, false},
+		{"apps", `{app: [ssl, dtls]}`, `{app: [dtls]}`, true},
+		{"app does not cover any app", `{app: [ssl]}`, `{proto: tcp}`, false},
 		{"every field must cover", `{proto: tcp, port: [443], dst: [203.0.113.0/24]}`, `{proto: tcp, port: [443], dst: [198.51.100.0/24]}`, false},
 	}
 	for _, tt := range tests {
@@ -56,7 +62,7 @@ func TestCovers(t *testing.T) {
 // not compare: shadowing would then be claimed for rules the new field
 // tells apart.
 func TestCoversKnowsEveryMatchField(t *testing.T) {
-	known := []string{"Src", "Dst", "DstFQDN", "Proto", "Port", "SNI", "NoSNI"}
+	known := []string{"Src", "Dst", "DstFQDN", "Proto", "Port", "SNI", "NoSNI", "SNIRegex", "App"}
 	var fields []string
 	for f := range reflect.TypeFor[Match]().Fields() {
 		fields = append(fields, f.Name)

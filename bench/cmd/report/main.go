@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	go run ./bench/cmd/report [-d 3s] [-only tunnel|firewall|catalogue|check] [-no-tools] [-no-install]
+//	go run ./bench/cmd/report [-d 3s] [-only tunnel|firewall|catalogue|flood|check] [-no-tools] [-no-install]
 //
 // sslsplit and mitmproxy (Debian packages) are installed with apt-get when
 // missing unless -no-install is given; a tool that cannot be had is reported
@@ -27,17 +27,22 @@ import (
 )
 
 func main() {
+	// The flood measurements run their gateway in a child process: this
+	// executable, started again.
+	if bench.GatewayChild() {
+		return
+	}
 	var (
 		d         = flag.Duration("d", bench.DefaultDuration, "how long each figure runs")
-		only      = flag.String("only", "", `measure one section: "tunnel", "firewall", "catalogue" or "check"`)
+		only      = flag.String("only", "", `measure one section: "tunnel", "firewall", "catalogue", "flood" or "check"`)
 		noCont    = flag.Bool("no-containers", false, "leave the container catalogue out")
 		noTools   = flag.Bool("no-tools", false, "leave sslsplit and mitmproxy out")
 		noInstall = flag.Bool("no-install", false, "do not apt-get install a missing sslsplit or mitmproxy")
 		quiet     = flag.Bool("q", false, "no progress on standard error")
 	)
 	flag.Parse()
-	if *only != "" && *only != "tunnel" && *only != "firewall" && *only != "catalogue" && *only != "check" {
-		fmt.Fprintf(os.Stderr, "report: -only %q: want tunnel, firewall, catalogue or check\n", *only)
+	if *only != "" && *only != "tunnel" && *only != "firewall" && *only != "catalogue" && *only != "flood" && *only != "check" {
+		fmt.Fprintf(os.Stderr, "report: -only %q: want tunnel, firewall, catalogue, flood or check\n", *only)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,13 +51,16 @@ func main() {
 	cfg := bench.Config{
 		Log:          os.Stderr,
 		Duration:     *d,
-		SkipTunnel:   *only == "firewall" || *only == "catalogue" || *only == "check",
-		SkipFirewall: *only == "tunnel" || *only == "catalogue" || *only == "check",
+		SkipTunnel:   *only != "" && *only != "tunnel",
+		SkipFirewall: *only != "" && *only != "firewall",
 		SkipTools:    *noTools,
 		NoInstall:    *noInstall,
 	}
 	if *only == "" || *only == "catalogue" {
 		cfg.Extra = append(cfg.Extra, bench.CatalogueSection(!*noCont))
+	}
+	if *only == "" || *only == "flood" {
+		cfg.Extra = append(cfg.Extra, bench.FloodSection(bench.FloodConfig{Child: true}))
 	}
 	if *only == "" || *only == "check" {
 		cfg.Extra = append(cfg.Extra, bench.CheckSection())
