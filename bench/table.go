@@ -105,7 +105,7 @@ func (r Row) RatioAtLeast(ref, min float64, text string) Row {
 }
 
 // RatioAtMost compares the value with ref and sets the goal that the
-// ratio value/ref stays at or below max.
+// ratio value/ref does not exceed max.
 func (r Row) RatioAtMost(ref, max float64, text string) Row {
 	r = r.Versus(ref, text)
 	r.Verdict = verdict(r.Ratio, max, func(v, g float64) bool { return v <= g })

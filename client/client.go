@@ -306,6 +306,16 @@ func (c *Client) WaitOutcome(ctx context.Context) (State, error) {
 	}
 }
 
+// Changed returns a channel that is closed at the client's next change: a
+// tunnel up or down, or a failed attempt. Callers that decide from the
+// client's state wait on it instead of polling; take a new channel after
+// each change.
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
 // ErrClosed is returned by a closed Client.
 var ErrClosed = errors.New("client: closed")
 

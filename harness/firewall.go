@@ -157,6 +157,9 @@ func (t *Topology) startFirewall(opts Options) error {
 			writers = append(writers, fwlog.NewWriter(w, f.format))
 		}
 	}
+	if opts.Records != nil {
+		writers = append(writers, opts.Records)
+	}
 	cfg := mitm.Config{
 		Outside:  t.Hosts["fw-outside"],
 		Policy:   pol,

@@ -21,6 +21,7 @@ import (
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/origin"
 	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
@@ -39,6 +40,10 @@ type Options struct {
 	// PKI, if set, is used instead of a new set of CAs (so a series of runs
 	// shares one set, whose fingerprints a report can print).
 	PKI *pki.Set
+	// Records, if set, receives every firewall session record as the
+	// firewall logs it (besides the log files), so a caller can decide
+	// from the firewall's log as it grows.
+	Records fwlog.Logger
 	// Impairable routes the laptop's UDP through a fault.ImpairedStack
 	// from the start, so ImpairLaptop can degrade it later (a spec's
 	// udp-loss does that by itself).

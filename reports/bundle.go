@@ -70,6 +70,29 @@ func logFileNames() []string {
 	return out
 }
 
+// CheckDir reports why Write could not write a bundle into dir, or nil: it
+// creates dir (and its parents) when missing and proves it writable with a
+// file it removes again. Callers check the directory before hours of runs,
+// not after.
+func CheckDir(dir string) error {
+	if dir == "" {
+		return errors.New("no directory given")
+	}
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".pinwall-write-check-*")
+	if err != nil {
+		return fmt.Errorf("%s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
 // Write writes the evidence bundle of results into dir, creating it if
 // needed. ss describes the scenarios (their explain text, setting, fix and
 // sources); a result whose scenario is not in ss is reported under its own

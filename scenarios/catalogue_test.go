@@ -62,9 +62,9 @@ func TestCatalogueShape(t *testing.T) {
 		require.NoError(t, err)
 		var hasWith, hasWithout, hasBaseline bool
 		for _, r := range runs {
-			hasWith = hasWith || r.Variant == scenarios.WithFix
-			hasWithout = hasWithout || r.Variant == scenarios.WithoutFix
-			hasBaseline = hasBaseline || r.Variant == scenarios.Baseline
+			hasWith = hasWith || r.Role == scenarios.WithFix
+			hasWithout = hasWithout || r.Role == scenarios.WithoutFix
+			hasBaseline = hasBaseline || r.Role == scenarios.Baseline
 		}
 		if sc.Fix != "" {
 			require.True(t, hasWith && hasWithout, "%s names a fix: it needs both variants", sc.ID)

@@ -19,8 +19,7 @@ func summarize(obs *harness.Observation) Observed {
 	o.Tunnel.State = "down"
 	if st.Up {
 		o.Tunnel.State = "up"
-		tr := string(st.Transport)
-		o.Tunnel.Transport = &tr
+		o.Tunnel.Transport = string(st.Transport)
 		o.Tunnel.Gateway, o.Tunnel.Addr = st.Gateway, st.Addr
 	}
 	if st.Fallback != nil {

@@ -36,12 +36,14 @@ type Observed struct {
 	UpAfterMS int64 `json:"up_after_ms,omitempty"`
 }
 
-// TunnelObserved is the tunnel's end state; Transport is nil when down.
+// TunnelObserved is the tunnel's end state.
 type TunnelObserved struct {
-	State     string  `json:"state"`
-	Transport *string `json:"transport"`
-	Gateway   string  `json:"gateway,omitempty"`
-	Addr      string  `json:"addr,omitempty"`
+	// State is "up" or "down".
+	State string `json:"state"`
+	// Transport is "dtls" or "tls" while up, empty when down.
+	Transport string `json:"transport,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+	Addr      string `json:"addr,omitempty"`
 	// Fallback is the cause that sent the client to TLS, if any.
 	Fallback string `json:"fallback,omitempty"`
 	// Failovers counts moves to a backup gateway.
@@ -97,12 +99,14 @@ type Check struct {
 
 // Result is one run's evidence.
 type Result struct {
-	ID       string  `json:"id"`
-	Variant  Variant `json:"variant"`
-	Case     string  `json:"case,omitempty"`
-	Title    string  `json:"title"`
-	Describe string  `json:"describe,omitempty"`
-	Mode     string  `json:"mode"`
+	ID string `json:"id"`
+	// Variant is the variant's label ("with-fix/sni-and-ip"); Role its
+	// role in comparisons (empty: none).
+	Variant  string `json:"variant"`
+	Role     Role   `json:"role,omitempty"`
+	Title    string `json:"title"`
+	Describe string `json:"describe,omitempty"`
+	Mode     string `json:"mode"`
 
 	Expected Expect    `json:"expected"`
 	Observed Observed  `json:"observed"`
@@ -129,11 +133,5 @@ type Result struct {
 	Capture *harness.Capture `json:"-"`
 }
 
-// Key identifies the result: "id/variant[/case]".
-func (r Result) Key() string {
-	k := r.ID + "/" + string(r.Variant)
-	if r.Case != "" {
-		k += "/" + r.Case
-	}
-	return k
-}
+// Key identifies the result: "id/label".
+func (r Result) Key() string { return r.ID + "/" + r.Variant }

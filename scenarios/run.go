@@ -101,13 +101,13 @@ func estimate(r Run) time.Duration {
 }
 
 func incomplete(r Run, mode, why string) Result {
-	return Result{ID: r.Scenario.ID, Variant: r.Variant, Case: r.Case, Title: r.Scenario.Title, Describe: r.Describe,
+	return Result{ID: r.Scenario.ID, Variant: r.Variant, Role: r.Role, Title: r.Scenario.Title, Describe: r.Describe,
 		Mode: mode, Expected: r.Expect, Verdict: Incomplete, Error: why, Started: time.Now()}
 }
 
 // RunOne executes one run and judges it.
 func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
-	res := Result{ID: r.Scenario.ID, Variant: r.Variant, Case: r.Case, Title: r.Scenario.Title, Describe: r.Describe,
+	res := Result{ID: r.Scenario.ID, Variant: r.Variant, Role: r.Role, Title: r.Scenario.Title, Describe: r.Describe,
 		Mode: runner.Name(), Expected: r.Expect, Started: time.Now()}
 	if fw := r.Plan.Spec.Firewall; fw != nil {
 		if p, err := fw.LoadPolicy(); err == nil {

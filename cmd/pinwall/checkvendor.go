@@ -6,9 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
-	"time"
 
-	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/vendorconf"
@@ -111,41 +109,4 @@ func (s *policySource) options() (vendorconf.Options, error) {
 	}
 	o.Scope = s.scope
 	return o, nil
-}
-
-// Regional gateway names: vendors assign tenants to regional gateways whose
-// names have one more label (the bypass-sni scenario's
-// gateway-acme.eu.sse.test), which one-label wildcards miss.
-const regionalGateway = "gateway-acme.eu.sse.test"
-
-var regionalPool = netip.MustParsePrefix("203.0.113.40/30")
-
-// regionalQuestion asks whether the tunnel comes up to a regional gateway
-// name, with the backup behind it.
-func regionalQuestion(base harness.Spec, backup harness.GatewaySpec, work harness.Workload) question {
-	s := base
-	s.Gateways = []harness.GatewaySpec{{Name: regionalGateway, Pool: []netip.Prefix{regionalPool}, Answer: 1, Rotate: true}, backup}
-	s.Client.Gateways = nil
-	return question{
-		topic: "A regional gateway name (" + regionalGateway + ")",
-		plan:  harness.Plan{Spec: s, Workload: work, WaitUp: 3 * time.Second},
-		answer: func(obs *harness.Observation) (bool, string) {
-			ok, words := tunnelAnswer(obs, "")
-			if ok && obs.Tunnel.Gateway != regionalGateway {
-				return false, fmt.Sprintf("the client ended on %s, not on the regional %s: is the regional name (one label more) missing from the bypass? %s",
-					obs.Tunnel.Gateway, regionalGateway, words)
-			}
-			return ok, words
-		},
-	}
-}
-
-// backupOverTLSOnly turns a failover that reached the backup over TLS only
-// into a problem when DTLS works to the primary: the backup's range is then
-// missing from the UDP/443 rule (or dropped with QUIC).
-func backupOverTLSOnly(dtlsOK bool, obs *harness.Observation, ok bool, words string) (bool, string) {
-	if !ok || !dtlsOK || obs == nil || string(obs.Tunnel.Transport) != "tls" {
-		return ok, words
-	}
-	return false, "the backup was reached over TLS only, though DTLS works to the primary: the backup's range is missing from the UDP/443 rule, or UDP/443 to it is dropped (with QUIC?); " + words
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +22,7 @@ import (
 )
 
 func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseLabFlags(args, stderr)
+	o, err := parseLabFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -134,9 +133,8 @@ type labOptions struct {
 	snapLen int
 }
 
-func parseLabFlags(args []string, stderr io.Writer) (labOptions, error) {
-	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func parseLabFlags(args []string, stdout, stderr io.Writer) (labOptions, error) {
+	fs := newFlagSet("lab", "pinwall lab [flags]", args, stdout, stderr)
 	transport := fs.String("transport", "auto", "tunnel transport: auto (DTLS first, then TLS), tls or dtls")
 	socks := fs.String("socks", "127.0.0.1:1080", "the client's SOCKS5 listener (a real loopback address, for curl)")
 	dir := fs.String("dir", "lab", "directory for the CA certificates and the logs")
@@ -153,7 +151,7 @@ func parseLabFlags(args []string, stderr io.Writer) (labOptions, error) {
 	capturing := fs.Bool("capture", false, "record every leg's packets, with the session secrets inside, into DIR/capture.pcapng when the lab stops")
 	snap := fs.Int("snaplen", capture.DefaultSnapLen, "payload bytes a captured flow keeps in each direction (0: all)")
 	if err := fs.Parse(args); err != nil {
-		return labOptions{}, &exitError{code: 2, err: err}
+		return labOptions{}, flagError(err)
 	}
 	if fs.NArg() > 0 {
 		return labOptions{}, usageError("lab: unexpected argument %q", fs.Arg(0))

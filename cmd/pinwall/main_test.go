@@ -122,10 +122,48 @@ func TestListAndUsage(t *testing.T) {
 	assert.Contains(t, errOut, "--ttl must be positive")
 }
 
+// TestHelpExitsZero: every command answers -h and --help on stdout with
+// exit 0, including serve and its roles.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"--help"}, {"help"}, {"list", "-h"}, {"version", "--help"},
+		{"run", "-h"}, {"run", "visibility", "--help"}, {"check", "-h"}, {"check", "--help"},
+		{"lab", "-h"}, {"compose", "--help"}, {"serve", "-h"}, {"serve", "--help"},
+		{"serve", "firewall", "-h"}, {"serve", "client", "--help"}, {"serve", "gateway", "-h"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			out, errOut, code := run(t, context.Background(), args...)
+			assert.Equal(t, 0, code, errOut)
+			assert.Contains(t, out, "Usage")
+			assert.Empty(t, errOut)
+		})
+	}
+	_, errOut, code := run(t, context.Background(), "serve")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "Usage: pinwall serve ROLE")
+	_, errOut, code = run(t, context.Background(), "run", "--nope")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "flag provided but not defined: -nope")
+}
+
+// TestOutCheckedFirst: an --out that cannot hold a bundle is a usage error
+// (exit 2) before anything runs.
+func TestOutCheckedFirst(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	for _, out := range []string{file, filepath.Join(file, "below")} {
+		stdout, errOut, code := run(t, context.Background(), "run", "--all", "--out", out)
+		assert.Equal(t, 2, code, errOut)
+		assert.Contains(t, errOut, "--out: ")
+		assert.Empty(t, stdout, "nothing ran")
+	}
+}
+
 func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	out, _, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
+	out, errOut, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
 	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `(?m)^\[ 3/3\] PASS `, errOut, "a progress line per run, though stderr is no terminal")
 	assert.Regexp(t, `(?m)^visibility\s+baseline\s+up dtls, 20/20 verified\s+-\s+yes$`, out)
 	assert.Contains(t, out, "3 of 3 runs as expected (inproc")
 	for _, f := range []string{"evidence.json", "report.html", "report.md", "junit.xml", "manifest.sha256"} {
@@ -142,14 +180,25 @@ client: { fallback-timeout: 300ms }
 variants: [{ variant: baseline }]
 expect: { tunnel: { transport: dtls } }
 `), 0o644))
-	out, _, code = run(t, context.Background(), "run", "--out", t.TempDir(), "--file", wrong)
+	wrongOut := t.TempDir()
+	out, _, code = run(t, context.Background(), "run", "--out", wrongOut, "--file", wrong)
 	assert.Equal(t, 1, code, out)
 	assert.Regexp(t, `wrong\s+baseline\s+up tls.*NO \(1 of 1 checks failed\)`, out)
+	md, err := os.ReadFile(filepath.Join(wrongOut, "report.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "\npinwall run --file "+wrong+"\n", "the report reproduces a --file run by its file")
+
+	// A file of one's own cannot take a catalogue id.
+	clash := filepath.Join(t.TempDir(), "clash.yaml")
+	require.NoError(t, os.WriteFile(clash, []byte("id: visibility\ntitle: t\nsummary: s\nvariants: [{variant: baseline}]\n"), 0o644))
+	_, errOut, code = run(t, context.Background(), "run", "--out", t.TempDir(), "--file", clash)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, clash+`:1:5: id: "visibility" is the id of the catalogue's scenario`)
 
 	// A broken file: exit 2 with a one-line error naming file, line, field.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("id: bad\ntitle: t\nsummary: s\nvariants: [{variant: baseline}]\nexpect: {tunnel: {state: sideways}}\n"), 0o644))
-	_, errOut, code := run(t, context.Background(), "run", "--file", bad)
+	_, errOut, code = run(t, context.Background(), "run", "--file", bad)
 	assert.Equal(t, 2, code)
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, errOut)
 	assert.Contains(t, errOut, bad+`:5:`)
@@ -366,18 +415,23 @@ func TestComposeKeysPrivate(t *testing.T) {
 	assert.Equal(t, "precious", string(b))
 }
 
-// TestCheck reviews the catalogue's recommended policy (no problem) and an
-// SNI-only one (spoofable).
+// TestCheck reviews the catalogue's recommended policy (exit 0), one that
+// works over TLS only (warnings: exit 3) and an SNI-only one (spoofable:
+// exit 1), with a progress line per question on stderr.
 func TestCheck(t *testing.T) {
-	out, _, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
+	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
 	assert.Equal(t, 0, code, out)
-	assert.Contains(t, out, "No problem found")
+	assert.Contains(t, out, "OK: 6 OK, 0 warning(s), 0 problem(s)")
+	assert.Regexp(t, `(?m)^check: \[6/6\] OK `, errOut, "progress on a stderr that is no terminal")
+	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-and-ip.yaml"))
+	assert.Equal(t, 3, code, out)
+	assert.Regexp(t, `WARN\s+Tunnel over DTLS`, out)
+	assert.Contains(t, out, "- name: allow-dtls-to-sse", "the rule to add")
 	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-only.yaml"))
 	assert.Equal(t, 1, code, out)
 	assert.Regexp(t, `PROBLEM\s+Over-bypass`, out)
-	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse"`)
-	assert.Regexp(t, `PROBLEM\s+Tunnel over DTLS`, out, "an SNI rule leaves UDP/443 blocked")
-	_, errOut, code := run(t, context.Background(), "check")
+	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse" (line 4)`)
+	_, errOut, code = run(t, context.Background(), "check")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "give exactly one of --policy FILE, --panos FILE or --fortios FILE")
 }
@@ -398,10 +452,10 @@ func TestCheckVendorConfigs(t *testing.T) {
 			assert.Equal(t, 1, code, stdout)
 			assert.Contains(t, stdout, "Not translated exactly", "the notes are listed")
 			assert.Regexp(t, `OK\s+Tunnel over DTLS`, stdout, "DTLS to the primary is allowed")
-			assert.Regexp(t, `PROBLEM\s+Failover to the backup gateway\s+the backup was reached over TLS only`, stdout, "backup range missing from the UDP rule")
-			assert.Contains(t, stdout, `rule "block-quic" deny`, "UDP/443 dropped by the block-QUIC rule")
-			assert.Contains(t, stdout, `SNI gateway-acme.sse.test to 192.0.2.10:443: OVER-BYPASSED, rule "`+tt.exempt+`"`, "SNI-only exemption")
-			assert.Regexp(t, `PROBLEM\s+A regional gateway name \(gateway-acme.eu.sse.test\)`, stdout, "the wildcard misses the regional name")
+			assert.Regexp(t, `WARN\s+Failover to the backup gateway\s+works over TLS only on the backup`, stdout, "backup range missing from the UDP rule")
+			assert.Regexp(t, `rule "block-quic" \(line \d+\), deny`, stdout, "UDP/443 dropped by the block-QUIC rule")
+			assert.Contains(t, stdout, `spoofed SNI gateway-acme.sse.test to the origin 192.0.2.10:443: OVER-BYPASSED, rule "`+tt.exempt+`"`, "SNI-only exemption")
+			assert.Regexp(t, `WARN\s+A regional gateway name \(gateway-acme.eu.sse.test\)`, stdout, "the wildcard misses the regional name")
 			back, err := policy.Load(out)
 			require.NoError(t, err)
 			assert.NotEmpty(t, back.Rules)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -21,8 +20,8 @@ import (
 )
 
 func cmdList(args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return usageError("list takes no arguments")
+	if err := helpOnly("pinwall list", args, stdout); err != nil {
+		return err
 	}
 	all, err := scenarios.Catalogue()
 	if err != nil {
@@ -73,8 +72,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run", "pinwall run [ID...] [--all] [--file FILE]... [--out DIR] [--mode inproc|containers] [--parallel N]", args, stdout, stderr)
 	all := fs.Bool("all", false, "run the whole catalogue (the default when no ID is given)")
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
@@ -85,7 +83,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ev := addEvidenceFlags(fs)
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return flagError(err)
 	}
 	if *parallel < 1 {
 		return usageError("--parallel must be at least 1")
@@ -96,6 +94,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ss, err := selectScenarios(ids, *all, files)
 	if err != nil {
 		return err
+	}
+	if err := reports.CheckDir(*out); err != nil {
+		return usageError("--out: %v", err)
 	}
 	set, err := pki.NewSet(pki.Config{}, harness.DefaultTenant)
 	if err != nil {
@@ -146,19 +147,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// execute runs the runs with progress on stderr (when it is a terminal)
-// and returns the results with the run's metadata.
+// execute runs the runs with a progress line per finished run on stderr
+// (a terminal or a CI log alike) and returns the results with the run's
+// metadata.
 func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, parallel int, stderr io.Writer) ([]scenarios.Result, reports.Meta) {
 	v, c := buildInfo()
 	meta := reports.Meta{
 		Version: v, Commit: c, GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Mode: runner.Name(), Started: time.Now(),
 	}
-	tty := isTerminal(stderr)
 	progress := func(done, total int, r scenarios.Result) {
-		if !tty {
-			return
-		}
 		fmt.Fprintf(stderr, "[%2d/%d] %-4s %-48s %6.1fs  %s\n", done, total, strings.ToUpper(string(r.Verdict)), r.Key(),
 			float64(r.DurationMS)/1000, outcomeLine(r))
 	}
@@ -171,8 +169,8 @@ func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, p
 func outcomeLine(r scenarios.Result) string {
 	t := r.Observed.Tunnel
 	s := "tunnel " + t.State
-	if t.Transport != nil {
-		s += " over " + *t.Transport
+	if t.Transport != "" {
+		s += " over " + t.Transport
 	}
 	if f := r.Observed.Failure; f != nil {
 		s += fmt.Sprintf(", %s on %s", f.Cause, f.Leg)
@@ -183,21 +181,32 @@ func outcomeLine(r scenarios.Result) string {
 	return s
 }
 
+// selectScenarios loads the scenario files and picks the catalogue's
+// scenarios by id (all of them with all, or with neither ids nor files). A
+// file whose id is a catalogue scenario's, or another file's, is refused.
 func selectScenarios(ids []string, all bool, files []string) ([]*scenarios.Scenario, error) {
+	cat, err := scenarios.Catalogue()
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
 	var out []*scenarios.Scenario
+	seen := map[string]string{}
 	for _, f := range files {
 		s, err := scenarios.Load(f)
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
+		if err := scenarios.Collides(s, cat); err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+		if first, dup := seen[s.ID]; dup {
+			return nil, usageError("%s and %s both have the id %q", first, f, s.ID)
+		}
+		seen[s.ID] = f
 		out = append(out, s)
 	}
 	if len(files) > 0 && len(ids) == 0 && !all {
 		return out, nil
-	}
-	cat, err := scenarios.Catalogue()
-	if err != nil {
-		return nil, &exitError{code: 2, err: err}
 	}
 	if all || len(ids) == 0 {
 		if len(ids) > 0 {
@@ -216,15 +225,6 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
 
 // version and commit are set by the Makefile's -ldflags.
 var version, commit string
