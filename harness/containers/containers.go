@@ -1163,27 +1163,7 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		return nil, err
 	}
 	laptop := node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn}
-	// The laptop's datagrams, impaired as in process (on its sockets) or,
-	// in Netem mode, by qdiscs on the laptop's and the firewall's overlay.
-	if s.Client.UDPLoss > 0 || run.plan.Impairs() {
-		base := fault.Impairment{Loss: s.Client.UDPLoss, Seed: 1}
-		if run.r != nil && run.r.Netem {
-			if s.Client.UDPLoss > 0 {
-				l, f := run.laptopNetems(base)
-				laptop.Net.Netem = l
-				for i := range out {
-					if out[i].Role == node.RoleFirewall {
-						out[i].Net.Netem = f
-					}
-				}
-			}
-		} else {
-			cn.Impairable = true
-			if s.Client.UDPLoss > 0 {
-				cn.Impair = &base
-			}
-		}
-	}
+	run.impairLaptop(&laptop, out)
 	out = append(out, laptop)
 	// Extra hosts run probes.
 	for _, h := range s.ExtraHosts {
@@ -1205,6 +1185,33 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		run.addCapture(out)
 	}
 	return out, nil
+}
+
+// impairLaptop sets up the laptop's datagram impairment: as in process, on
+// its sockets (the node's client), or, in Netem mode, by qdiscs on the
+// laptop's and the firewall's overlay (the firewall's config is in nodes).
+func (run *containerRun) impairLaptop(laptop *node.Config, nodes []node.Config) {
+	s := run.plan.Spec
+	if s.Client.UDPLoss <= 0 && !run.plan.Impairs() {
+		return
+	}
+	base := fault.Impairment{Loss: s.Client.UDPLoss, Seed: 1}
+	if run.r != nil && run.r.Netem {
+		if s.Client.UDPLoss > 0 {
+			l, f := run.laptopNetems(base)
+			laptop.Net.Netem = l
+			for i := range nodes {
+				if nodes[i].Role == node.RoleFirewall {
+					nodes[i].Net.Netem = f
+				}
+			}
+		}
+		return
+	}
+	laptop.Client.Impairable = true
+	if s.Client.UDPLoss > 0 {
+		laptop.Client.Impair = &base
+	}
 }
 
 func pemPair(c *tls.Certificate) (node.PEMPair, error) {
