@@ -78,6 +78,10 @@ type Transition struct {
 	Cause     failure.Cause    `json:"cause,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	TookMS    int64            `json:"took_ms,omitempty"`
+	// Handshake is what the client saw of a failed attempt's handshake
+	// (the chain presented, the certificate request, the alert), when it
+	// got that far: the facts its leg and cause rest on.
+	Handshake *failure.Handshake `json:"handshake,omitempty"`
 }
 
 // State summarises the client now.
@@ -441,8 +445,8 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 		if mode == TransportAuto {
 			timeout = c.cfg.FallbackTimeout
 		}
-		sess, id, err := c.connectDTLS(c.ctx, gw, addr, timeout)
-		a := &attempt{gateway: gw, addr: addr, transport: tunnel.TransportDTLS, sess: sess, tunnelID: id, err: err, took: time.Since(start)}
+		sess, id, seen, err := c.connectDTLS(c.ctx, gw, addr, timeout)
+		a := &attempt{gateway: gw, addr: addr, transport: tunnel.TransportDTLS, sess: sess, tunnelID: id, seen: seen, err: err, took: time.Since(start)}
 		if err == nil || mode == TransportDTLS || c.stopped() {
 			if err != nil {
 				c.failed(s, a)
@@ -467,8 +471,8 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 			}
 		}()
 	}
-	sess, id, err := c.connectTLS(c.ctx, gw, addr)
-	last = &attempt{gateway: gw, addr: addr, transport: tunnel.TransportTLS, sess: sess, tunnelID: id, err: err, took: time.Since(start)}
+	sess, id, seen, err := c.connectTLS(c.ctx, gw, addr)
+	last = &attempt{gateway: gw, addr: addr, transport: tunnel.TransportTLS, sess: sess, tunnelID: id, seen: seen, err: err, took: time.Since(start)}
 	if err != nil {
 		c.failed(s, last)
 	}
@@ -482,7 +486,8 @@ func (c *Client) failed(s *slot, a *attempt) {
 		return
 	}
 	c.lastErr = a.err
-	t := Transition{Event: EventAttemptFailed, Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
+	t := Transition{Event: EventAttemptFailed, Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds(),
+		Handshake: a.seen}
 	if a.addr.IsValid() {
 		t.Addr = a.addr.String()
 	}

@@ -71,20 +71,22 @@ type runView struct {
 	Key, Anchor, Label, Describe string
 	Verdict, Expected            string
 	Outcome, Failure, Detail     string
-	Error                        string
-	Started, Duration            string
-	Notes                        []string
-	Topo                         topology
-	TopoSVG                      template.HTML
-	SeqText                      string
-	SeqSVG                       template.HTML
-	FW                           fwView
-	GW                           gwView
-	Side                         []sideRow
-	Checks                       []scenarios.Check
-	Failed                       int
-	Findings                     []scenarios.Finding
-	Logs                         string
+	// Basis says which evidence the failing leg and cause rest on.
+	Basis             string
+	Error             string
+	Started, Duration string
+	Notes             []string
+	Topo              topology
+	TopoSVG           template.HTML
+	SeqText           string
+	SeqSVG            template.HTML
+	FW                fwView
+	GW                gwView
+	Side              []sideRow
+	Checks            []scenarios.Check
+	Failed            int
+	Findings          []scenarios.Finding
+	Logs              string
 	// Observed is false for a run that produced no observation (an error
 	// before it started, an interruption): it has no logs to show.
 	Observed bool
@@ -205,6 +207,7 @@ func buildRun(r *scenarios.Result, dir string) runView {
 		Error: r.Error, Checks: r.Checks, Findings: r.Findings, Logs: dir + "/"}
 	if fo := r.Observed.Failure; fo != nil {
 		rv.Detail = fo.Detail
+		rv.Basis = fo.BasisLine()
 		if fo.Source != "" {
 			rv.Failure += " (from " + fo.Source + ")"
 		}
