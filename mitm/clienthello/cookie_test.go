@@ -64,4 +64,3 @@ func FuzzHelloCookies(f *testing.F) {
 		}
 	})
 }
-
