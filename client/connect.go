@@ -32,6 +32,8 @@ type attempt struct {
 	tunnelID  string
 	// seen is what the client saw of a failed handshake, if it got that far.
 	seen *failure.Handshake
+	// via is the upstream proxy of a TLS attempt, or "".
+	via  string
 	err  error
 	took time.Duration
 }
@@ -232,6 +234,10 @@ func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.A
 	if err != nil {
 		return nil, failure.New(failure.LegClientFirewall, failure.CauseDNS, "resolve proxy", host, err)
 	}
+	dest, err := c.proxyTarget(name, addr)
+	if err != nil {
+		return nil, err
+	}
 	paddr := net.JoinHostPort(ip.String(), port)
 	conn, err := c.cfg.Stack.DialContext(ctx, "tcp", paddr)
 	if err != nil {
@@ -239,29 +245,54 @@ func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.A
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	// CONNECT names the gateway, as a laptop's client does; the proxy resolves it.
-	dest := net.JoinHostPort(name, strconv.Itoa(int(addr.Port())))
+	op := "proxy " + proxy.Redacted() + " CONNECT " + dest
 	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pinwall-client\r\n\r\n", dest, dest)
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), failure.LegClientFirewall)
+		return nil, withLeg(c.classify(op, paddr, err, ctx), failure.LegClientFirewall)
 	}
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), failure.LegClientFirewall)
+		return nil, withLeg(c.classify(op, paddr, err, ctx), failure.LegClientFirewall)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
-		return nil, failure.New(failure.LegClientFirewall, failure.CauseProxyRefused, "proxy CONNECT", dest, fmt.Errorf("proxy answered %s", resp.Status))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProxyRefused, op, paddr, fmt.Errorf("proxy answered %s", resp.Status))
 	}
 	if br.Buffered() > 0 {
 		conn.Close()
-		return nil, failure.New(failure.LegClientFirewall, failure.CauseProtocol, "proxy CONNECT", dest, errors.New("proxy sent data before the TLS handshake"))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProtocol, op, paddr, errors.New("proxy sent data before the TLS handshake"))
 	}
 	return conn, nil
+}
+
+// proxyTarget is what the CONNECT request names for the gateway name at
+// addr: its address, or its name, with the port the proxy reaches it on.
+func (c *Client) proxyTarget(name string, addr netip.AddrPort) (string, error) {
+	reach := addr
+	if c.cfg.ProxyReach != nil {
+		r, ok := c.cfg.ProxyReach(addr)
+		if !ok {
+			return "", failure.New(failure.LegClientGateway, failure.CauseConnectionRefused, "proxy CONNECT target", addr.String(),
+				errors.New("the gateway address has no stand-in the proxy can reach"))
+		}
+		reach = r
+	}
+	if c.cfg.ProxyConnect == ProxyConnectName {
+		return net.JoinHostPort(name, strconv.Itoa(int(reach.Port()))), nil
+	}
+	return reach.String(), nil
+}
+
+// via names the path of a TLS tunnel: the upstream proxy's URL, or "".
+func (c *Client) via(tr tunnel.Transport) string {
+	if c.cfg.UpstreamProxy == nil || tr != tunnel.TransportTLS {
+		return ""
+	}
+	return c.cfg.UpstreamProxy.Redacted()
 }
 
 func withLeg(err error, leg failure.Leg) error {
