@@ -245,26 +245,28 @@ func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.A
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
+	// The operation names the proxy and the target; the error needs no
+	// address of its own.
 	op := "proxy " + proxy.Redacted() + " CONNECT " + dest
 	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pinwall-client\r\n\r\n", dest, dest)
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify(op, paddr, err, ctx), failure.LegClientFirewall)
+		return nil, withLeg(c.classify(op, "", err, ctx), failure.LegClientFirewall)
 	}
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify(op, paddr, err, ctx), failure.LegClientFirewall)
+		return nil, withLeg(c.classify(op, "", err, ctx), failure.LegClientFirewall)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
-		return nil, failure.New(failure.LegClientFirewall, failure.CauseProxyRefused, op, paddr, fmt.Errorf("proxy answered %s", resp.Status))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProxyRefused, op, "", fmt.Errorf("proxy answered %s", resp.Status))
 	}
 	if br.Buffered() > 0 {
 		conn.Close()
-		return nil, failure.New(failure.LegClientFirewall, failure.CauseProtocol, op, paddr, errors.New("proxy sent data before the TLS handshake"))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProtocol, op, "", errors.New("proxy sent data before the TLS handshake"))
 	}
 	return conn, nil
 }

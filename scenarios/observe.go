@@ -185,6 +185,10 @@ func clientFact(cause failure.Cause, att *client.Transition) string {
 			return fmt.Sprintf("presented certificate %s does not cover the gateway's name or is out of date", leaf.Subject)
 		}
 	}
+	via := ""
+	if att != nil && att.Via != "" {
+		via = " through the proxy " + att.Via
+	}
 	if hs != nil && hs.Alert != "" {
 		when := "before it sent a device certificate"
 		if hs.CertSent {
@@ -194,10 +198,17 @@ func clientFact(cause failure.Cause, att *client.Transition) string {
 		if len(hs.Chain) > 0 {
 			accepted = fmt.Sprintf(", having accepted a chain issued by %s", hs.Chain[0].Issuer)
 		}
-		return fmt.Sprintf("alert %s %s%s", hs.Alert, when, accepted)
+		return fmt.Sprintf("alert %s %s%s%s", hs.Alert, when, accepted, via)
+	}
+	if hs != nil && len(hs.Chain) > 0 {
+		sent := ""
+		if hs.CertSent {
+			sent = " and sending its device certificate"
+		}
+		return fmt.Sprintf("%s after accepting a chain issued by %s%s%s", cause, hs.Chain[0].Issuer, sent, via)
 	}
 	if att != nil {
-		return fmt.Sprintf("%s on its %s attempt to %s", cause, att.Transport, orDash(att.Addr))
+		return fmt.Sprintf("%s on its %s attempt to %s%s", cause, att.Transport, orDash(att.Addr), via)
 	}
 	return string(cause)
 }

@@ -46,7 +46,7 @@ Usage:
   pinwall check --policy FILE [--client FILE]
                                             review a firewall policy against the catalogue
   pinwall lab [--transport auto|tls|dtls] [--socks ADDR] [--socks-any] [--dir DIR] [--policy FILE]
-              [--firewall-proxy ADDR] [--upstream-proxy URL]
+              [--firewall-proxy ADDR] [--upstream-proxy URL] [--proxy-connect addr|name] [--dns ADDR]
                                             run an interactive lab until interrupted
   pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin, probe)
   pinwall compose [--scenario ID] [--dir DIR]
