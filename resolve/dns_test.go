@@ -263,4 +263,3 @@ func mustQuery(id uint16, name string, qtype dnsmessage.Type) []byte {
 	}
 	return msg
 }
-
