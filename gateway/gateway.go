@@ -543,6 +543,11 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 // peer, nil for TLS.
 func (g *Gateway) handshakeFailed(tr tunnel.Transport, peer net.Addr, st *authState, err error, timedOut bool, pc net.PacketConn) {
 	e := Event{Presented: st.presented}
+	if desc, ok := failure.RemoteAlert(err); ok {
+		// The peer ended the handshake: bad_certificate here means it
+		// refused the gateway's own certificate.
+		e.Alert = failure.AlertName(desc)
+	}
 	var dropped error
 	if d, ok := pc.(interface{ Dropped() error }); ok {
 		dropped = d.Dropped()

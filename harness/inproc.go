@@ -536,6 +536,9 @@ func ClientSettings(spec Spec, set *pki.Set, gatewayLeaf *x509.Certificate) (cli
 	}
 	if cs.UpstreamProxy == "firewall" && t.Spec.Firewall != nil {
 		cfg.UpstreamProxy = &url.URL{Scheme: "http", Host: netip.AddrPortFrom(t.Spec.Firewall.Inside, t.Spec.Firewall.ProxyPort).String()}
+		// pinwall's firewall resolves pinwall's names: the CONNECT names
+		// the gateway, as a laptop's client does, and the firewall logs it.
+		cfg.ProxyConnect = client.ProxyConnectName
 	}
 	return cfg, nil
 }

@@ -83,20 +83,22 @@ type runView struct {
 	Key, Anchor, Label, Describe string
 	Verdict, Expected            string
 	Outcome, Failure, Detail     string
-	Error                        string
-	Started, Duration            string
-	Notes                        []string
-	Topo                         topology
-	TopoSVG                      template.HTML
-	SeqText                      string
-	SeqSVG                       template.HTML
-	FW                           fwView
-	GW                           gwView
-	Side                         []sideRow
-	Checks                       []scenarios.Check
-	Failed                       int
-	Findings                     []scenarios.Finding
-	Logs                         string
+	// Basis says which evidence the failing leg and cause rest on.
+	Basis             string
+	Error             string
+	Started, Duration string
+	Notes             []string
+	Topo              topology
+	TopoSVG           template.HTML
+	SeqText           string
+	SeqSVG            template.HTML
+	FW                fwView
+	GW                gwView
+	Side              []sideRow
+	Checks            []scenarios.Check
+	Failed            int
+	Findings          []scenarios.Finding
+	Logs              string
 	// MaxRows is how many log rows of each kind the report shows; Raw
 	// counts the rows ("2 firewall sessions, 13 gateway events").
 	MaxRows int
@@ -276,6 +278,7 @@ func buildRun(r *scenarios.Result, dir string) runView {
 		Error: r.Error, Checks: r.Checks, Findings: r.Findings, Logs: dir + "/", MaxRows: maxRows}
 	if fo := r.Observed.Failure; fo != nil {
 		rv.Detail = fo.Detail
+		rv.Basis = fo.BasisLine()
 		if fo.Source != "" {
 			rv.Failure += " (from " + fo.Source + ")"
 		}

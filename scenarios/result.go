@@ -87,6 +87,9 @@ type FailureObserved struct {
 	Detail string `json:"detail,omitempty"`
 	// Session is the firewall session that explains the failure, if any.
 	Session uint64 `json:"session,omitempty"`
+	// Basis is every fact the leg and cause rest on, with its source:
+	// the client, the gateway's log, the firewall's log, a flow.
+	Basis []failure.Evidence `json:"basis,omitempty"`
 }
 
 // Check is one expectation and whether it held.

@@ -51,7 +51,7 @@ Usage:
                                             failover, over-bypass, FQDN drift, lint; exit 0 OK,
                                             3 warnings only, 1 problems
   pinwall lab [--transport auto|tls|dtls] [--socks ADDR] [--socks-any] [--dir DIR] [--policy FILE]
-              [--firewall-proxy ADDR] [--upstream-proxy URL]
+              [--firewall-proxy ADDR] [--upstream-proxy URL] [--proxy-connect addr|name] [--dns ADDR]
                                             run an interactive lab until interrupted
   pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin, probe)
   pinwall compose [--scenario ID] [--dir DIR]

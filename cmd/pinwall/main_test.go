@@ -348,6 +348,30 @@ func TestLab(t *testing.T) {
 	cl.CloseIdleConnections()
 	assert.Contains(t, issuer, "Enterprise")
 
+	// The lab's DNS server answers its names with the real addresses the
+	// servers listen on (lab.json), for a proxy that resolves them.
+	var labInfo struct {
+		DNS      string
+		Gateways []struct {
+			Name string
+			TCP  []string
+		}
+	}
+	lj, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(lj, &labInfo))
+	require.NotEmpty(t, labInfo.DNS)
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", labInfo.DNS)
+	}}
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ips, err := r.LookupHost(rctx, labInfo.Gateways[0].Name)
+	rcancel()
+	require.NoError(t, err)
+	gwHost, _, _ := net.SplitHostPort(labInfo.Gateways[0].TCP[0])
+	assert.Equal(t, []string{gwHost}, ips)
+
 	cancel()
 	select {
 	case code := <-done:
@@ -357,9 +381,36 @@ func TestLab(t *testing.T) {
 	}
 	<-copied
 	assert.Contains(t, out.String(), "flow to www.social.test:443")
-	for _, f := range []string{"internet-ca.pem", "enterprise-ca.pem", "gateway.jsonl", "firewall.jsonl", "firewall.pan-traffic.csv"} {
+	for _, f := range []string{"internet-ca.pem", "enterprise-ca.pem", "gateway.jsonl", "firewall.jsonl", "firewall.pan-traffic.csv",
+		"firewall.pan-decryption.csv", "firewall.fortios.log", "firewall.cef.log", "client-history.json", "gateway.pem", "device.pem", "hosts", "lab.json"} {
 		assert.FileExists(t, filepath.Join(dir, f))
 	}
+	// What a person needs to be the laptop with real tools.
+	fi, err := os.Stat(filepath.Join(dir, "device-key.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the device key is private")
+	_, err = tls.LoadX509KeyPair(filepath.Join(dir, "device.pem"), filepath.Join(dir, "device-key.pem"))
+	require.NoError(t, err, "the device certificate and key are a pair")
+	pin, err := os.ReadFile(filepath.Join(dir, "pin.txt"))
+	require.NoError(t, err)
+	assert.Regexp(t, `^sha256/[A-Za-z0-9+/=]{44}\n$`, string(pin))
+	assert.Contains(t, out.String(), "gateway pin:   "+strings.TrimSpace(string(pin)))
+	hosts, err := os.ReadFile(filepath.Join(dir, "hosts"))
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^127\.0\.113\.9\tgateway-acme\.sse\.test$`, string(hosts))
+	var info struct {
+		DNS      string
+		Gateways []struct {
+			Name string
+			TCP  []string
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &info))
+	require.NotEmpty(t, info.Gateways)
+	assert.Contains(t, out.String(), "real sockets tcp "+info.Gateways[0].TCP[0])
+	assert.Contains(t, out.String(), "dns:           "+info.DNS)
 	fw, err := os.ReadFile(filepath.Join(dir, "firewall.jsonl"))
 	require.NoError(t, err)
 	assert.Contains(t, string(fw), `"sni":"app.files.test"`)

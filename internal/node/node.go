@@ -245,6 +245,9 @@ func clientConfigFor(nc Config, stack hostnet.Stack, zone resolve.Resolver, log 
 		if cfg.UpstreamProxy, err = url.Parse(cn.UpstreamProxy); err != nil {
 			return cfg, err
 		}
+		if cs.UpstreamProxy == "firewall" {
+			cfg.ProxyConnect = client.ProxyConnectName // as harness.ClientSettings
+		}
 	}
 	return cfg, nil
 }
