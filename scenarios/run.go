@@ -16,7 +16,8 @@ type ExecOptions struct {
 	Runner harness.Runner
 	// Parallel bounds concurrent runs; zero means 1.
 	Parallel int
-	// Progress is called as each run finishes, from the goroutine that ran it.
+	// Progress is called as each run finishes, from the goroutine that ran
+	// it, one call at a time.
 	Progress func(done, total int, r Result)
 }
 
@@ -72,11 +73,12 @@ func Execute(ctx context.Context, runs []Run, opts ExecOptions) []Result {
 			res := RunOne(ctx, opts.Runner, r)
 			results[i] = res
 			if opts.Progress != nil {
+				// One call at a time: a progress function writes to one
+				// stream.
 				mu.Lock()
 				done++
-				n := done
+				opts.Progress(done, len(runs), res)
 				mu.Unlock()
-				opts.Progress(n, len(runs), res)
 			}
 		}(i, r)
 	}
