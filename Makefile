@@ -14,12 +14,14 @@ PARALLEL ?= 2
 all: lint test
 
 build:
+	@echo "build: go build ./cmd/pinwall -> $(PINWALL) (a first build downloads and compiles the Go modules, which takes a few minutes)"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PINWALL) ./cmd/pinwall
 
 # demo runs the whole catalogue in-process, prints the verdict table and
 # writes the evidence bundle (report.html, report.md, evidence.json,
 # junit.xml, vendor-format logs, manifest.sha256) to ./evidence.
 demo: build
+	@echo "demo: running the whole catalogue in-process ($(PARALLEL) at a time); a line per run as it finishes"
 	./$(PINWALL) run --all --parallel $(PARALLEL) --out evidence
 
 # test runs every test with the race detector. The container suite runs

@@ -230,8 +230,8 @@ func TestReportQuick(t *testing.T) {
 	for _, s := range sections {
 		titles = append(titles, s.Title)
 	}
-	require.Len(t, sections, 5, "%q", titles)
-	for _, s := range sections[:4] {
+	require.Len(t, sections, 6, "%q", titles)
+	for _, s := range sections[:5] {
 		require.NotEmpty(t, s.Rows, s.Title)
 		for _, r := range s.Rows {
 			if strings.HasPrefix(r.Figure, "mitmproxy") || strings.HasPrefix(r.Figure, "sslsplit") {
@@ -245,6 +245,8 @@ func TestReportQuick(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, WriteTable(&out, sections...))
 	assert.Contains(t, out.String(), "pinwall decrypt: added median")
+	assert.Contains(t, out.String(), "rsa-2048 origin: pinwall decrypt sequential")
+	assert.Contains(t, out.String(), "ecdsa-p256 origin: pinwall decrypt sequential")
 	pass, miss := Tally(sections...)
 	assert.Positive(t, pass+miss)
 }
@@ -257,6 +259,7 @@ func TestWriteTable(t *testing.T) {
 		Figure("ratio thing", 30, UnitPerSec).RatioAtLeast(100, 0.4, "goal ≥ 0.4× other"),
 		Missing("absent thing", UnitPerSec, "tool unavailable"),
 		WallTime("catalogue, in-process", 95*time.Second, 2*time.Minute),
+		Figure("check x", 4, UnitSeconds).RatioAtMost(10, 1, "≤ 1.0× run --all"),
 	)
 	var b bytes.Buffer
 	require.NoError(t, WriteTable(&b, s))
@@ -268,11 +271,12 @@ slow thing             250 µs     goal ≤ 200 µs      1.25×  miss    p99 1 m
 ratio thing            30/s       goal ≥ 0.4× other  0.30×  miss
 absent thing           n/a                                          tool unavailable
 catalogue, in-process  95.0 s     goal ≤ 2m0s        0.79×  pass
+check x                4.0 s      ≤ 1.0× run --all   0.40×  pass
   * a note
 `
 	assert.Equal(t, want, b.String())
 	pass, miss := Tally(s)
-	assert.Equal(t, 2, pass)
+	assert.Equal(t, 3, pass)
 	assert.Equal(t, 2, miss)
 }
 

@@ -16,12 +16,18 @@ import (
 const (
 	CatalogueInProcessGoal = 10 * time.Second
 	CatalogueContainerGoal = 90 * time.Second
+	// GoalCaptureOverhead is the most a run's packet capture may add to the
+	// container catalogue's wall time for it to be on by default there.
+	GoalCaptureOverhead = 1.10
 )
 
 // CatalogueSection measures the whole scenario catalogue's wall time
-// in process (parallel on every core) and, when withContainers is set and a
-// Docker engine answers, in containers cold (image build included) and warm
-// (image reused).
+// in process (parallel on every core) without and with packet captures
+// and, when withContainers is set and a Docker engine answers, in
+// containers cold (image build included) and warm (image reused), warm
+// both without and with captures: without, with, without again, the
+// capture held against the mean of the two runs around it so that a
+// machine slowing down or speeding up does not pass for the capture's cost.
 func CatalogueSection(withContainers bool) SectionFunc {
 	return func(ctx context.Context, log io.Writer) (Section, error) {
 		sec := Section{Title: "Scenario catalogue: wall time of every row × variant"}
@@ -33,7 +39,7 @@ func CatalogueSection(withContainers bool) SectionFunc {
 		if err != nil {
 			return sec, err
 		}
-		measure := func(name string, r harness.Runner, par int, goal time.Duration) time.Duration {
+		measure := func(name string, r harness.Runner, par int) (time.Duration, string) {
 			if log != nil {
 				fmt.Fprintf(log, "bench: catalogue %s ...\n", name)
 			}
@@ -41,17 +47,28 @@ func CatalogueSection(withContainers bool) SectionFunc {
 			res := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Runner: r, Parallel: par})
 			d := time.Since(start)
 			pass := 0
+			var packets int
+			var bytes int64
 			for _, x := range res {
 				if x.Verdict == scenarios.Pass {
 					pass++
 				}
+				if x.Capture != nil {
+					packets += x.Capture.Packets
+					bytes += int64(len(x.Capture.PCAPNG))
+				}
 			}
-			row := WallTime(name, d, goal)
-			row.Note = fmt.Sprintf("%d runs, %d as expected, --parallel %d", len(res), pass, par)
-			sec.Add(row)
-			return d
+			note := fmt.Sprintf("%d runs, %d as expected, --parallel %d", len(res), pass, par)
+			if packets > 0 {
+				note += fmt.Sprintf("; %d packets, %.1f MiB of pcapng", packets, float64(bytes)/(1<<20))
+			}
+			return d, note
 		}
-		measure("in-process", harness.InProcess{}, runtime.NumCPU(), CatalogueInProcessGoal)
+		par := runtime.NumCPU()
+		d0, note := measure("in-process", harness.InProcess{}, par)
+		sec.Add(WallTime("in-process", d0, CatalogueInProcessGoal).WithNote(note))
+		d1, note := measure("in-process, with captures", harness.InProcess{Capture: true}, par)
+		sec.Add(WallTime("in-process, with captures", d1, 0).Versus(d0.Seconds(), "without").WithNote(note))
 		if !withContainers {
 			return sec, nil
 		}
@@ -59,12 +76,27 @@ func CatalogueSection(withContainers bool) SectionFunc {
 			sec.Add(Missing("containers, cold (image build included)", UnitSeconds, "no Docker engine answers: "+err.Error()))
 			return sec, nil
 		}
-		par := runtime.NumCPU()
 		cold := &containers.Runner{Rebuild: true, Parallel: par}
-		measure("containers, cold (image build included)", cold, par, 0)
+		d, note := measure("containers, cold (image build included)", cold, par)
+		sec.Add(WallTime("containers, cold (image build included)", d, 0).WithNote(note))
 		sec.Notes = append(sec.Notes, fmt.Sprintf("cold: building the static binary and the FROM-scratch image took %v of it", cold.ImageBuildTime().Round(time.Millisecond)))
-		measure("containers, warm (image reused)", &containers.Runner{Parallel: par}, par, CatalogueContainerGoal)
-		sec.Notes = append(sec.Notes, "containers: each run at once on its own pair of underlay subnets")
+		warm := func(capture bool) (time.Duration, string) {
+			name := "containers, warm (image reused)"
+			if capture {
+				name += ", with captures"
+			}
+			return measure(name, &containers.Runner{Parallel: par, Capture: capture}, par)
+		}
+		a, noteA := warm(false)
+		c, noteC := warm(true)
+		b, _ := warm(false)
+		without := (a + b) / 2
+		sec.Add(WallTime("containers, warm (image reused)", without, CatalogueContainerGoal).
+			WithNote(fmt.Sprintf("mean of %.1fs and %.1fs, measured before and after the captured run; ", a.Seconds(), b.Seconds()) + noteA))
+		sec.Add(WallTime("containers, warm, with captures", c, 0).
+			RatioAtMost(without.Seconds(), GoalCaptureOverhead, fmt.Sprintf("without; goal ≤ ×%.2f", GoalCaptureOverhead)).WithNote(noteC))
+		sec.Notes = append(sec.Notes, "containers: each run at once on its own pair of underlay subnets",
+			"captures: in process, packets synthesized from the data path; in containers, AF_PACKET in the firewall and gateway nodes, merged by the runner")
 		return sec, nil
 	}
 }

@@ -12,7 +12,11 @@
 // origin of our own) and StartFirewallEnv (a TLS blob origin on loopback with
 // RSA-2048 keys, and the paths to it: direct, a Go io.Copy relay, pinwall's
 // decrypt and splice paths in explicit-destination mode, sslsplit and
-// mitmdump). The benchmarks in the _test files and the report program
+// mitmdump). A second firewall environment pair puts pinwall's decrypt path
+// in front of an RSA-2048 and an ECDSA P-256 origin (FirewallEnvConfig's
+// OriginAlgorithm): the forged leaf's key follows the origin's, so the report
+// gives decrypt figures for both. The benchmarks in the _test files and the
+// report program
 // (bench/cmd/report, `make bench`) call the same Ops, so a figure means the
 // same in both.
 //

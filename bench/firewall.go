@@ -51,6 +51,9 @@ type FirewallEnvConfig struct {
 	// Algorithm of every key (both CAs, the origin's leaves, the forged
 	// leaves); empty means pki.RSA2048.
 	Algorithm pki.KeyAlgorithm
+	// OriginAlgorithm, if set, is the origin leaves' key alone (the CAs
+	// keep Algorithm): pinwall's forged leaves follow it.
+	OriginAlgorithm pki.KeyAlgorithm
 	// Dir holds the files the external tools read; empty means a new
 	// temporary directory, removed by Close.
 	Dir string
@@ -145,7 +148,11 @@ func StartFirewallEnv(cfg FirewallEnvConfig) (_ *FirewallEnv, err error) {
 	}()
 	go func() {
 		defer wg.Done()
-		e.leafKey, errs[2] = pc.GenerateKey()
+		oc := pc
+		if cfg.OriginAlgorithm != "" {
+			oc.Algorithm = cfg.OriginAlgorithm
+		}
+		e.leafKey, errs[2] = oc.GenerateKey()
 	}()
 	wg.Wait()
 	if err := errors.Join(errs[:]...); err != nil {

@@ -203,6 +203,10 @@ func Report(ctx context.Context, cfg Config) ([]Section, error) {
 	}
 	if !cfg.SkipFirewall {
 		out = append(out, m.firewall(ctx)...)
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		out = append(out, m.originKeys(ctx))
 	}
 	for _, f := range cfg.Extra {
 		if err := ctx.Err(); err != nil {
@@ -668,6 +672,69 @@ func (b firewallBaseline) bulkRow(name string, f *pathFigures) Row {
 		r = r.Versus(ref.Bulk, fmt.Sprintf("reference %.0f MiB/s", ref.Bulk))
 	}
 	return r
+}
+
+// originKeys measures pinwall decrypt in front of an RSA-2048 and an ECDSA
+// P-256 origin, side by side with direct connections to the same origin:
+// the forged leaf's key follows the origin's, as the vendors forge, so the
+// client-facing handshake costs what the origin's does.
+func (m *measurer) originKeys(ctx context.Context) Section {
+	s := Section{Title: fmt.Sprintf("Firewall: pinwall decrypt by the origin's key (forged key follows it; RSA-2048 enterprise CA; %s responses)", FormatSize(ConnSize))}
+	type env struct {
+		alg             pki.KeyAlgorithm
+		e               *FirewallEnv
+		direct, pinwall *Path
+		err             error
+	}
+	var envs []*env
+	for _, alg := range []pki.KeyAlgorithm{pki.RSA2048, pki.ECDSAP256} {
+		x := &env{alg: alg}
+		envs = append(envs, x)
+		x.e, x.err = StartFirewallEnv(FirewallEnvConfig{Algorithm: pki.RSA2048, OriginAlgorithm: alg})
+		if x.err != nil {
+			continue
+		}
+		defer x.e.Close()
+		x.direct = x.e.Direct()
+		x.pinwall, x.err = x.e.StartPinwall(true)
+	}
+	rounds := m.rounds()
+	d := m.d / time.Duration(rounds)
+	per := func(n int) int { return m.minOps((n + rounds - 1) / rounds) }
+	type figs struct{ seq, par, seqDirect figure }
+	got := make([]figs, len(envs))
+	// Every path in turn within a round, so the figures compared were
+	// taken close together in time.
+	for round := 1; round <= rounds && ctx.Err() == nil; round++ {
+		for i, x := range envs {
+			if x.err != nil {
+				continue
+			}
+			lbl := func(what string) string {
+				return fmt.Sprintf("%s origin: %s (round %d/%d)", x.alg, what, round, rounds)
+			}
+			got[i].seqDirect.add(m.run(ctx, lbl("direct sequential"), RunConfig{Duration: d, MinOps: per(20), Warmup: 3}, x.e.ConnOp(x.direct, WarmNames)))
+			got[i].seq.add(m.run(ctx, lbl("pinwall decrypt sequential"), RunConfig{Duration: d, MinOps: per(20), Warmup: 3}, x.e.ConnOp(x.pinwall, WarmNames)))
+			got[i].par.add(m.run(ctx, lbl(fmt.Sprintf("pinwall decrypt %d-way", FirewallConcurrency)), RunConfig{Duration: d, MinOps: per(4 * FirewallConcurrency), Concurrency: FirewallConcurrency}, x.e.ConnOp(x.pinwall, WarmNames)))
+		}
+	}
+	for i, x := range envs {
+		if x.err != nil {
+			why := "not measured: " + x.err.Error()
+			s.Add(Missing(string(x.alg)+" origin: pinwall decrypt sequential", UnitPerSec, why))
+			continue
+		}
+		f := got[i]
+		direct := rateRow(string(x.alg)+" origin: direct sequential", f.seqDirect.res, f.seqDirect.err, UnitPerSec)
+		seq := rateRow(string(x.alg)+" origin: pinwall decrypt sequential, warm cache", f.seq.res, f.seq.err, UnitPerSec)
+		par := rateRow(fmt.Sprintf("%s origin: pinwall decrypt %d-way, warm cache", x.alg, FirewallConcurrency), f.par.res, f.par.err, UnitPerSec)
+		s.Add(direct, seq.RatioAtLeast(direct.Value, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(direct.Value, UnitPerSec))), par)
+	}
+	s.Notes = append(s.Notes,
+		"each origin serves one leaf key of its own type from an RSA-2048 internet CA; pinwall's enterprise CA is RSA-2048 in both; the client offers X25519",
+		"the forged leaf's key follows the origin's (forge.KeyFollowUpstream): an RSA-2048 leaf for the RSA origin, an ECDSA P-256 leaf for the ECDSA one",
+		fmt.Sprintf("every figure is taken in %d rounds, both origins in turn in each round", rounds))
+	return s
 }
 
 func (m *measurer) rounds() int {

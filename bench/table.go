@@ -104,6 +104,14 @@ func (r Row) RatioAtLeast(ref, min float64, text string) Row {
 	return r
 }
 
+// RatioAtMost compares the value with ref and sets the goal that the
+// ratio value/ref does not exceed max.
+func (r Row) RatioAtMost(ref, max float64, text string) Row {
+	r = r.Versus(ref, text)
+	r.Verdict = verdict(r.Ratio, max, func(v, g float64) bool { return v <= g })
+	return r
+}
+
 // WithNote appends to the row's note.
 func (r Row) WithNote(note string) Row {
 	if note == "" {

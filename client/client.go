@@ -79,6 +79,13 @@ type Transition struct {
 	Cause     failure.Cause    `json:"cause,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	TookMS    int64            `json:"took_ms,omitempty"`
+	// Via is the upstream proxy a TLS attempt went through, "" when it
+	// went straight to the gateway (DTLS always does).
+	Via string `json:"via,omitempty"`
+	// Handshake is what the client saw of a failed attempt's handshake
+	// (the chain presented, the certificate request, the alert), when it
+	// got that far: the facts its leg and cause rest on.
+	Handshake *failure.Handshake `json:"handshake,omitempty"`
 }
 
 // State summarises the client now.
@@ -88,7 +95,10 @@ type State struct {
 	Gateway   string           `json:"gateway,omitempty"`
 	Addr      string           `json:"addr,omitempty"`
 	TunnelID  string           `json:"tunnel_id,omitempty"`
-	Since     time.Time        `json:"since,omitzero"`
+	// Via is the upstream proxy the tunnel goes through, "" when it goes
+	// straight to the gateway.
+	Via   string    `json:"via,omitempty"`
+	Since time.Time `json:"since,omitzero"`
 	// Fallback explains why the client is on TLS in auto mode.
 	Fallback *Transition `json:"fallback,omitempty"`
 	// LastError is the most recent establishment failure.
@@ -218,6 +228,7 @@ func (c *Client) State() State {
 			st.Gateway = s.up.gateway
 			st.Addr = s.up.addr.String()
 			st.TunnelID = s.up.tunnelID
+			st.Via = s.up.via
 			st.Since = s.since
 			break
 		}
@@ -306,6 +317,16 @@ func (c *Client) WaitOutcome(ctx context.Context) (State, error) {
 	}
 }
 
+// Changed returns a channel that is closed at the client's next change: a
+// tunnel up or down, or a failed attempt. Callers that decide from the
+// client's state wait on it instead of polling; take a new channel after
+// each change.
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
 // ErrClosed is returned by a closed Client.
 var ErrClosed = errors.New("client: closed")
 
@@ -356,7 +377,7 @@ func (c *Client) keep(s *slot) {
 		backoff = c.cfg.BackoffMin
 		c.mu.Lock()
 		s.up, s.since = a, c.cfg.Now()
-		c.record(Transition{Event: EventUp, Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, TookMS: a.took.Milliseconds()})
+		c.record(Transition{Event: EventUp, Session: s.index, Gateway: a.gateway, Addr: a.addr.String(), Transport: a.transport, TunnelID: a.tunnelID, TookMS: a.took.Milliseconds(), Via: a.via})
 		c.notifyLocked()
 		c.mu.Unlock()
 
@@ -445,8 +466,8 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 		if mode == TransportAuto {
 			timeout = c.cfg.FallbackTimeout
 		}
-		sess, id, err := c.connectDTLS(c.ctx, gw, addr, timeout)
-		a := &attempt{gateway: gw, addr: addr, transport: tunnel.TransportDTLS, sess: sess, tunnelID: id, err: err, took: time.Since(start)}
+		sess, id, seen, err := c.connectDTLS(c.ctx, gw, addr, timeout)
+		a := &attempt{gateway: gw, addr: addr, transport: tunnel.TransportDTLS, sess: sess, tunnelID: id, seen: seen, err: err, took: time.Since(start)}
 		if err == nil || mode == TransportDTLS || c.stopped() {
 			if err != nil {
 				c.failed(s, a)
@@ -471,8 +492,8 @@ func (c *Client) connect(s *slot, gw string) (last *attempt) {
 			}
 		}()
 	}
-	sess, id, err := c.connectTLS(c.ctx, gw, addr)
-	last = &attempt{gateway: gw, addr: addr, transport: tunnel.TransportTLS, sess: sess, tunnelID: id, err: err, took: time.Since(start)}
+	sess, id, seen, err := c.connectTLS(c.ctx, gw, addr)
+	last = &attempt{gateway: gw, addr: addr, transport: tunnel.TransportTLS, sess: sess, tunnelID: id, seen: seen, err: err, took: time.Since(start), via: c.via(tunnel.TransportTLS)}
 	if err != nil {
 		c.failed(s, last)
 	}
@@ -486,7 +507,8 @@ func (c *Client) failed(s *slot, a *attempt) {
 		return
 	}
 	c.lastErr = a.err
-	t := Transition{Event: EventAttemptFailed, Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds()}
+	t := Transition{Event: EventAttemptFailed, Session: s.index, Gateway: a.gateway, Transport: a.transport, Leg: failure.LegOf(a.err), Cause: failure.CauseOf(a.err), Error: a.err.Error(), TookMS: a.took.Milliseconds(),
+		Handshake: a.seen, Via: a.via}
 	if a.addr.IsValid() {
 		t.Addr = a.addr.String()
 	}

@@ -102,12 +102,38 @@ func TestWrongPinIsTypedAndSendsNothing(t *testing.T) {
 			fe, ok := failure.As(err)
 			require.True(t, ok, "typed: %v", err)
 			assert.Equal(t, failure.CausePinMismatch, fe.Cause)
-			assert.Equal(t, failure.LegClientGateway, fe.Leg)
+			// Alone, the client takes an unpinned key for an interceptor's;
+			// the gateway's log tells stale pins apart (scenarios.Attribute).
+			assert.Equal(t, failure.LegClientFirewall, fe.Leg)
 			var pm *failure.PinMismatchError
 			require.ErrorAs(t, err, &pm)
 			assert.Equal(t, topo.PKI.Internet.Cert.Subject.String(), pm.Issuer)
+			assert.Equal(t, "ECDSA P-256", pm.Leaf.KeyType)
+			assert.Contains(t, err.Error(), `issued by "`+topo.PKI.Internet.Cert.Subject.String()+`"`)
 			require.Len(t, pm.Pins, 1)
 			assert.NotEqual(t, pm.Pins[0], pm.Presented[0])
+
+			// What the client saw rides in its history; the gateway saw
+			// its own certificate refused.
+			var seen *failure.Handshake
+			for _, h := range topo.Client.History() {
+				if h.Event == client.EventAttemptFailed && h.Cause == failure.CausePinMismatch {
+					seen = h.Handshake
+				}
+			}
+			require.NotNil(t, seen)
+			require.NotEmpty(t, seen.Chain)
+			assert.Equal(t, pm.Presented[0], seen.Chain[0].SPKI)
+			assert.False(t, seen.Pinned)
+			require.NotNil(t, seen.Device, "the device certificate it holds")
+			assert.False(t, seen.CertSent, "it never got as far as sending it")
+			var alerts []string
+			for _, e := range topo.GatewayEvents() {
+				if e.Event == gateway.EventTunnelRefused {
+					alerts = append(alerts, e.Alert)
+				}
+			}
+			assert.Contains(t, alerts, "bad_certificate", "the gateway logs the client's alert")
 
 			_, err = topo.Client.Dial(ctx, "tcp", "www.social.test:443")
 			assert.Equal(t, failure.CauseTunnelDown, failure.CauseOf(err), "fail-close refuses: %v", err)
@@ -150,12 +176,27 @@ func TestNoDeviceCertificateRefusedAndLogged(t *testing.T) {
 			assert.Equal(t, tt.cause, e.Cause)
 			assert.Equal(t, "10.10.10.100", netip.MustParseAddrPort(e.Client).Addr().String())
 			assert.NotEmpty(t, e.Reason)
+			var seen *failure.Handshake
+			for _, h := range topo.Client.History() {
+				if h.Event == client.EventAttemptFailed {
+					seen = h.Handshake
+				}
+			}
+			require.NotNil(t, seen, "the client records what it saw")
+			assert.True(t, seen.Pinned, "the gateway's own chain")
+			assert.True(t, seen.CertRequested)
+			assert.NotEmpty(t, seen.Alert, "the gateway's refusal came as an alert")
 			if tt.mode == harness.DeviceCertForeign {
 				require.NotNil(t, e.Presented, "the presented certificate is logged")
 				assert.Contains(t, e.Presented.Issuer, "Some Other Device CA")
 				assert.Contains(t, e.Presented.SPKI, "sha256/")
+				assert.True(t, seen.CertSent)
+				require.NotNil(t, seen.Device)
+				assert.Equal(t, e.Presented.SPKI, seen.Device.SPKI, "the gateway logged the certificate the client sent")
 			} else {
 				assert.Nil(t, e.Presented)
+				assert.False(t, seen.CertSent)
+				assert.Nil(t, seen.Device)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -30,6 +31,24 @@ const (
 
 // Choices lists the valid modes (for configuration files).
 func (TransportMode) Choices() []string { return []string{"auto", "tls", "dtls"} }
+
+// ProxyConnectMode says what an upstream proxy's CONNECT request names.
+type ProxyConnectMode string
+
+// Proxy CONNECT targets.
+const (
+	// ProxyConnectAddr names the gateway's address and port as the client
+	// resolved them (after Config.ProxyReach): any proxy can reach it
+	// without resolving a name.
+	ProxyConnectAddr ProxyConnectMode = "addr"
+	// ProxyConnectName names the gateway's name (with the port of
+	// ProxyConnectAddr), for a proxy that resolves the gateway's names
+	// itself and may match rules on them before it resolves.
+	ProxyConnectName ProxyConnectMode = "name"
+)
+
+// Choices lists the valid CONNECT targets.
+func (ProxyConnectMode) Choices() []string { return []string{"addr", "name"} }
 
 // FailMode says what happens to steered flows while no tunnel is up.
 type FailMode string
@@ -113,8 +132,20 @@ type Config struct {
 	DialTimeout time.Duration
 
 	// UpstreamProxy, if set ("http://10.10.10.254:8080"), carries the TLS
-	// transport through an explicit proxy with CONNECT. DTLS is not proxied.
+	// transport through an explicit proxy with CONNECT. DTLS is not proxied:
+	// in TransportAuto the DTLS attempt goes straight to the gateway, around
+	// the proxy (TransportTLS sends the whole tunnel through it).
 	UpstreamProxy *url.URL
+	// ProxyConnect is what the CONNECT request names; empty means
+	// ProxyConnectAddr.
+	ProxyConnect ProxyConnectMode
+	// ProxyReach, if set, maps the gateway address the client resolved to
+	// the address the upstream proxy reaches it at, when the proxy lives on
+	// another network than the client's logical one (in process: the real
+	// loopback socket standing in for the gateway's logical address, for a
+	// real proxy on this machine). It returns false when the address has no
+	// such stand-in. nil means the address itself.
+	ProxyReach func(netip.AddrPort) (netip.AddrPort, bool)
 
 	// Stack is the laptop's network (required).
 	Stack hostnet.Stack
@@ -122,6 +153,10 @@ type Config struct {
 	Resolver resolve.Resolver
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
+	// KeyLogWriter, if set, receives the secrets of every (D)TLS session
+	// the client terminates in the NSS key log format (SSLKEYLOGFILE), for packet
+	// captures that decrypt themselves (package capture). Nil logs none.
+	KeyLogWriter io.Writer
 	// Now returns the time for history; nil means time.Now.
 	Now func() time.Time
 	// Session tunes the multiplexers.
@@ -184,6 +219,13 @@ func (c *Config) check() error {
 	}
 	if c.UpstreamProxy != nil && c.UpstreamProxy.Scheme != "http" {
 		errs = append(errs, fmt.Errorf("upstream proxy %q: only http:// (CONNECT) proxies are supported", c.UpstreamProxy))
+	}
+	switch c.ProxyConnect {
+	case "":
+		c.ProxyConnect = ProxyConnectAddr
+	case ProxyConnectAddr, ProxyConnectName:
+	default:
+		errs = append(errs, fmt.Errorf("proxy CONNECT target %q is not one of addr, name", c.ProxyConnect))
 	}
 	if c.UpstreamProxy != nil && c.Transport == TransportDTLS {
 		errs = append(errs, errors.New("an upstream proxy carries TCP only; transport dtls cannot use it"))

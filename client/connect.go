@@ -30,8 +30,12 @@ type attempt struct {
 	transport tunnel.Transport
 	sess      tunnel.Session
 	tunnelID  string
-	err       error
-	took      time.Duration
+	// seen is what the client saw of a failed handshake, if it got that far.
+	seen *failure.Handshake
+	// via is the upstream proxy of a TLS attempt, or "".
+	via  string
+	err  error
+	took time.Duration
 }
 
 // TLS alert descriptions the client interprets.
@@ -45,15 +49,28 @@ const (
 	alertCertificateRequired = 116
 )
 
-// verifier checks the gateway's chain the way the client is configured to.
+// verifier checks the gateway's chain the way the client is configured to,
+// and records what the client saw of the handshake for its error reports.
 type verifier struct {
 	c          *Client
 	serverName string
 	// presented records the chain for error reports.
 	presented atomic.Pointer[[]*x509.Certificate]
+	pinned    atomic.Bool
+	// certRequested and certChosen record the peer's certificate request
+	// and whether the device certificate answers it; accepted that the
+	// peer's chain passed, so the answer went out (pion/dtls picks the
+	// certificate before it verifies the peer's chain, crypto/tls after).
+	certRequested, certChosen, accepted atomic.Bool
 }
 
 func (v *verifier) verify(rawCerts [][]byte) error {
+	err := v.check(rawCerts)
+	v.accepted.Store(err == nil)
+	return err
+}
+
+func (v *verifier) check(rawCerts [][]byte) error {
 	certs := make([]*x509.Certificate, 0, len(rawCerts))
 	for _, raw := range rawCerts {
 		cert, err := x509.ParseCertificate(raw)
@@ -70,13 +87,17 @@ func (v *verifier) verify(rawCerts [][]byte) error {
 	leaf := certs[0]
 	if len(cfg.Pins) > 0 {
 		if cfg.Pins.Match(certs) {
+			v.pinned.Store(true)
 			return nil
 		}
-		pm := &failure.PinMismatchError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Pins: cfg.Pins.Strings()}
+		// The gateway's key is pinned: a chain without it was presented by
+		// something between the laptop and the gateway, on the laptop's
+		// side of it (the gateway's log can show otherwise: stale pins).
+		pm := &failure.PinMismatchError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Leaf: failure.CertOf(leaf), Pins: cfg.Pins.Strings()}
 		for _, c := range certs {
 			pm.Presented = append(pm.Presented, string(pki.SPKIPin(c)))
 		}
-		return failure.New(failure.LegClientGateway, failure.CausePinMismatch, "verify gateway", v.serverName, pm)
+		return failure.New(failure.LegClientFirewall, failure.CausePinMismatch, "verify gateway", v.serverName, pm)
 	}
 	if cfg.RootCAs == nil {
 		return nil // InsecureSkipVerify
@@ -89,24 +110,72 @@ func (v *verifier) verify(rawCerts [][]byte) error {
 	if err == nil {
 		return nil
 	}
-	ce := &failure.CertificateError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Subject: leaf.Subject.String(), SPKI: string(pki.SPKIPin(leaf)), Err: err}
-	cause := failure.CauseCertificateInvalid
+	ce := &failure.CertificateError{ServerName: v.serverName, Issuer: leaf.Issuer.String(), Subject: leaf.Subject.String(),
+		KeyType: failure.KeyType(leaf.PublicKey), SPKI: string(pki.SPKIPin(leaf)), Err: err}
+	cause, leg := failure.CauseCertificateInvalid, failure.LegClientGateway
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		cause = failure.CauseUnknownAuthority
+		// The gateway's chain is issued by a CA the laptop trusts: an
+		// issuer it does not trust is an interceptor's.
+		cause, leg = failure.CauseUnknownAuthority, failure.LegClientFirewall
 	}
-	return failure.New(failure.LegClientGateway, cause, "verify gateway", v.serverName, ce)
+	return failure.New(leg, cause, "verify gateway", v.serverName, ce)
+}
+
+// clientCertificate answers the peer's certificate request with the device
+// certificate when the request allows it (as crypto/tls and pion/dtls do
+// with a static certificate list), and records the request.
+func (v *verifier) clientCertificate(supported func(*tls.Certificate) error) (*tls.Certificate, error) {
+	v.certRequested.Store(true)
+	if dc := v.c.cfg.DeviceCert; dc != nil && supported(dc) == nil {
+		v.certChosen.Store(true)
+		return dc, nil
+	}
+	return &tls.Certificate{}, nil
+}
+
+// handshake is what the client saw of a handshake that ended with err.
+func (v *verifier) handshake(err error) *failure.Handshake {
+	h := &failure.Handshake{Pinned: v.pinned.Load(), CertRequested: v.certRequested.Load(), CertSent: v.certChosen.Load() && v.accepted.Load()}
+	if p := v.presented.Load(); p != nil {
+		for _, c := range *p {
+			h.Chain = append(h.Chain, failure.CertOf(c))
+		}
+	}
+	if leaf := deviceLeaf(v.c.cfg.DeviceCert); leaf != nil {
+		d := failure.CertOf(leaf)
+		h.Device = &d
+	}
+	if desc, ok := failure.RemoteAlert(err); ok {
+		h.Alert = failure.AlertName(desc)
+	}
+	return h
+}
+
+// deviceLeaf is the device certificate's leaf, or nil.
+func deviceLeaf(dc *tls.Certificate) *x509.Certificate {
+	if dc == nil || len(dc.Certificate) == 0 {
+		return nil
+	}
+	if dc.Leaf != nil {
+		return dc.Leaf
+	}
+	leaf, err := x509.ParseCertificate(dc.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
 
 // connectTLS dials addr (directly or through the upstream proxy), runs the
 // TLS 1.3 handshake, waits for the greeting and starts a yamux session.
-func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPort) (tunnel.Session, string, error) {
+func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPort) (tunnel.Session, string, *failure.Handshake, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
 	target := addr.String()
 	raw, err := c.dialTCPForTunnel(ctx, name, addr)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	v := &verifier{c: c, serverName: name}
 	cfg := &tls.Config{
@@ -117,32 +186,35 @@ func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPor
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			return v.verify(rawCerts)
 		},
-	}
-	if c.cfg.DeviceCert != nil {
-		cfg.Certificates = []tls.Certificate{*c.cfg.DeviceCert}
+		KeyLogWriter: c.cfg.KeyLogWriter,
+		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return v.clientCertificate(cri.SupportsCertificate)
+		},
 	}
 	conn := tls.Client(raw, cfg)
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
 	defer stop()
 	if err := conn.HandshakeContext(ctx); err != nil {
 		conn.Close()
-		return nil, "", c.classify("tls handshake", target, err, ctx)
+		return nil, "", v.handshake(err), c.classify("tls handshake", target, err, ctx)
 	}
+	// In TLS 1.3 the client's handshake ends with its certificate: a
+	// refusal of it arrives as an alert on the first read, the greeting.
 	g, err := tunnel.ReadGreeting(conn)
 	if err != nil {
 		conn.Close()
-		return nil, "", c.classify("tls tunnel greeting", target, err, ctx)
+		return nil, "", v.handshake(err), c.classify("tls tunnel greeting", target, err, ctx)
 	}
 	_ = raw.SetDeadline(time.Time{})
 	sess, err := tunnel.NewTLSSession(ctx, conn, tunnel.RoleClient, c.cfg.Session)
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
-			return nil, "", c.classify("tls session", target, err, ctx)
+			return nil, "", nil, c.classify("tls session", target, err, ctx)
 		}
-		return nil, "", failure.New(failure.LegClientGateway, failure.CauseProtocol, "tls session", target, err)
+		return nil, "", nil, failure.New(failure.LegClientGateway, failure.CauseProtocol, "tls session", target, err)
 	}
-	return sess, g.TunnelIDString(), nil
+	return sess, g.TunnelIDString(), nil, nil
 }
 
 // dialTCPForTunnel connects to the gateway, through the upstream proxy when configured.
@@ -163,6 +235,10 @@ func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.A
 	if err != nil {
 		return nil, failure.New(failure.LegClientFirewall, failure.CauseDNS, "resolve proxy", host, err)
 	}
+	dest, err := c.proxyTarget(name, addr)
+	if err != nil {
+		return nil, err
+	}
 	paddr := net.JoinHostPort(ip.String(), port)
 	conn, err := c.cfg.Stack.DialContext(ctx, "tcp", paddr)
 	if err != nil {
@@ -170,29 +246,56 @@ func (c *Client) dialTCPForTunnel(ctx context.Context, name string, addr netip.A
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	// CONNECT names the gateway, as a laptop's client does; the proxy resolves it.
-	dest := net.JoinHostPort(name, strconv.Itoa(int(addr.Port())))
+	// The operation names the proxy and the target; the error needs no
+	// address of its own.
+	op := "proxy " + proxy.Redacted() + " CONNECT " + dest
 	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pinwall-client\r\n\r\n", dest, dest)
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), failure.LegClientFirewall)
+		return nil, withLeg(c.classify(op, "", err, ctx), failure.LegClientFirewall)
 	}
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		conn.Close()
-		return nil, withLeg(c.classify("proxy CONNECT", paddr, err, ctx), failure.LegClientFirewall)
+		return nil, withLeg(c.classify(op, "", err, ctx), failure.LegClientFirewall)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
-		return nil, failure.New(failure.LegClientFirewall, failure.CauseProxyRefused, "proxy CONNECT", dest, fmt.Errorf("proxy answered %s", resp.Status))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProxyRefused, op, "", fmt.Errorf("proxy answered %s", resp.Status))
 	}
 	if br.Buffered() > 0 {
 		conn.Close()
-		return nil, failure.New(failure.LegClientFirewall, failure.CauseProtocol, "proxy CONNECT", dest, errors.New("proxy sent data before the TLS handshake"))
+		return nil, failure.New(failure.LegClientFirewall, failure.CauseProtocol, op, "", errors.New("proxy sent data before the TLS handshake"))
 	}
 	return conn, nil
+}
+
+// proxyTarget is what the CONNECT request names for the gateway name at
+// addr: its address, or its name, with the port the proxy reaches it on.
+func (c *Client) proxyTarget(name string, addr netip.AddrPort) (string, error) {
+	reach := addr
+	if c.cfg.ProxyReach != nil {
+		r, ok := c.cfg.ProxyReach(addr)
+		if !ok {
+			return "", failure.New(failure.LegClientGateway, failure.CauseConnectionRefused, "proxy CONNECT target", addr.String(),
+				errors.New("the gateway address has no stand-in the proxy can reach"))
+		}
+		reach = r
+	}
+	if c.cfg.ProxyConnect == ProxyConnectName {
+		return net.JoinHostPort(name, strconv.Itoa(int(reach.Port()))), nil
+	}
+	return reach.String(), nil
+}
+
+// via names the path of a TLS tunnel: the upstream proxy's URL, or "".
+func (c *Client) via(tr tunnel.Transport) string {
+	if c.cfg.UpstreamProxy == nil || tr != tunnel.TransportTLS {
+		return ""
+	}
+	return c.cfg.UpstreamProxy.Redacted()
 }
 
 func withLeg(err error, leg failure.Leg) error {
@@ -219,13 +322,13 @@ func (r *rxCounter) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // connectDTLS runs the DTLS handshake within timeout, waits for the greeting
 // and starts an SCTP session.
-func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPort, timeout time.Duration) (tunnel.Session, string, error) {
+func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPort, timeout time.Duration) (tunnel.Session, string, *failure.Handshake, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	target := addr.String()
 	uc, err := c.cfg.Stack.DialContext(ctx, "udp", target)
 	if err != nil {
-		return nil, "", c.classify("udp socket", target, err, ctx)
+		return nil, "", nil, c.classify("udp socket", target, err, ctx)
 	}
 	pc := &rxCounter{PacketConn: dtlsnet.PacketConnFromConn(uc)}
 	v := &verifier{c: c, serverName: name}
@@ -238,37 +341,40 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 		dtls.WithSupportedProtocols(tunnel.ALPN),
 		dtls.WithLoggerFactory(tunnel.PionLoggerFactory(c.cfg.Logger)),
+		dtls.WithGetClientCertificate(func(cri *dtls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return v.clientCertificate(cri.SupportsCertificate)
+		}),
 	}
-	if c.cfg.DeviceCert != nil {
-		opts = append(opts, dtls.WithCertificates(*c.cfg.DeviceCert))
+	if c.cfg.KeyLogWriter != nil {
+		opts = append(opts, dtls.WithKeyLogWriter(c.cfg.KeyLogWriter))
 	}
 	conn, err := dtls.ClientWithOptions(pc, uc.RemoteAddr(), opts...)
 	if err != nil {
 		uc.Close()
-		return nil, "", failure.New(failure.LegClientGateway, failure.CauseHandshakeFailed, "dtls setup", target, err)
+		return nil, "", nil, failure.New(failure.LegClientGateway, failure.CauseHandshakeFailed, "dtls setup", target, err)
 	}
 	if err := conn.HandshakeContext(ctx); err != nil {
 		conn.Close()
 		if ctx.Err() != nil && pc.n.Load() == 0 && c.ctx.Err() == nil {
-			return nil, "", failure.New(failure.LegClientGateway, failure.CauseUDPUnanswered, "dtls handshake", target,
+			return nil, "", nil, failure.New(failure.LegClientGateway, failure.CauseUDPUnanswered, "dtls handshake", target,
 				fmt.Errorf("no datagram came back within %v", timeout))
 		}
-		return nil, "", c.classify("dtls handshake", target, err, ctx)
+		return nil, "", v.handshake(err), c.classify("dtls handshake", target, err, ctx)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	g, err := tunnel.ReadGreeting(conn)
 	stop()
 	if err != nil {
 		conn.Close()
-		return nil, "", c.classify("dtls tunnel greeting", target, err, ctx)
+		return nil, "", v.handshake(err), c.classify("dtls tunnel greeting", target, err, ctx)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	sess, err := tunnel.NewDTLSSession(ctx, conn, tunnel.RoleClient, c.cfg.Session)
 	if err != nil {
 		conn.Close()
-		return nil, "", c.classify("dtls session", target, err, ctx)
+		return nil, "", nil, c.classify("dtls session", target, err, ctx)
 	}
-	return sess, g.TunnelIDString(), nil
+	return sess, g.TunnelIDString(), nil, nil
 }
 
 // classify turns a tunnel establishment error into a *failure.Error.

@@ -3,6 +3,7 @@ package failure
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
 )
@@ -33,4 +34,37 @@ func RemoteAlert(err error) (uint8, bool) {
 		}
 	}
 	return 0, false
+}
+
+// alertNames are the TLS alert descriptions of RFC 8446 section 6 (and the
+// RFC 5246 ones DTLS 1.2 still uses), by code.
+var alertNames = map[uint8]string{
+	0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+	40: "handshake_failure", 41: "no_certificate", 42: "bad_certificate", 43: "unsupported_certificate",
+	44: "certificate_revoked", 45: "certificate_expired", 46: "certificate_unknown", 47: "illegal_parameter",
+	48: "unknown_ca", 49: "access_denied", 50: "decode_error", 51: "decrypt_error", 70: "protocol_version",
+	71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback", 90: "user_canceled",
+	109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
+	113: "bad_certificate_status_response", 115: "unknown_psk_identity", 116: "certificate_required",
+	120: "no_application_protocol",
+}
+
+// AlertName is the RFC 8446 name of alert description desc
+// ("handshake_failure"), or "alert(N)" for a code it does not know.
+func AlertName(desc uint8) string {
+	if n, ok := alertNames[desc]; ok {
+		return n
+	}
+	return fmt.Sprintf("alert(%d)", desc)
+}
+
+// CertificateAlert reports whether the alert named name says "I do not
+// accept your certificate" (bad_certificate, unknown_ca, ...).
+func CertificateAlert(name string) bool {
+	switch name {
+	case "bad_certificate", "unsupported_certificate", "certificate_revoked", "certificate_expired",
+		"certificate_unknown", "unknown_ca", "access_denied":
+		return true
+	}
+	return false
 }

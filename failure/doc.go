@@ -5,7 +5,12 @@
 // cloud gateway (firewall-gateway) and the gateway's leg to the SaaS origin
 // (gateway-origin). A component that cannot see which side of a firewall a
 // failure happened on (the client only sees its end-to-end tunnel) reports
-// LegClientGateway; the harness refines that leg with the firewall's log.
+// LegClientGateway, except where what it saw settles it: a chain without
+// the pinned gateway key was presented on the client's side
+// (LegClientFirewall). The harness (scenarios.Attribute) refines the leg
+// with the gateway's log and then the firewall's, and records the Evidence
+// each attribution rests on; Handshake is what an endpoint saw of a failed
+// handshake.
 //
 // Every failure pinwall reports is an *Error, found with errors.As, never by
 // matching message text. Detailed cause-specific facts ride in the wrapped

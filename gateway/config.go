@@ -48,6 +48,10 @@ type Config struct {
 	KeepEvents int
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
+	// KeyLogWriter, if set, receives the secrets of every (D)TLS session
+	// the gateway terminates in the NSS key log format (SSLKEYLOGFILE), for packet
+	// captures that decrypt themselves (package capture). Nil logs none.
+	KeyLogWriter io.Writer
 	// Now returns the time for events; nil means time.Now.
 	Now func() time.Time
 

@@ -70,6 +70,10 @@ type Event struct {
 	Presented *CertInfo     `json:"presented,omitempty"`
 	Reason    string        `json:"reason,omitempty"`
 	Cause     failure.Cause `json:"cause,omitempty"`
+	// Alert is the fatal alert the peer sent to end a refused handshake,
+	// by its RFC 8446 name ("bad_certificate": the peer refused the
+	// gateway's certificate).
+	Alert string `json:"alert,omitempty"`
 
 	// Flows.
 	FlowID     uint64 `json:"flow_id,omitempty"`

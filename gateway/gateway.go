@@ -476,6 +476,7 @@ func (g *Gateway) serveTLS(raw net.Conn, release func()) {
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			return g.verify(st, rawCerts)
 		},
+		KeyLogWriter: g.cfg.KeyLogWriter,
 	}
 	conn := tls.Server(raw, cfg)
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.HandshakeTimeout)
@@ -499,7 +500,7 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 	if g.cfg.AllowAnonymous {
 		clientAuth = dtls.NoClientCert
 	}
-	conn, err := dtls.ServerWithOptions(pc, raddr,
+	opts := []dtls.ServerOption{
 		dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) {
 			st.helloDone.Store(true)
 			return g.cfg.Certificate, nil
@@ -511,7 +512,11 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 		dtls.WithSupportedProtocols(tunnel.ALPN),
 		dtls.WithLoggerFactory(tunnel.PionLoggerFactory(g.cfg.Logger)),
-	)
+	}
+	if g.cfg.KeyLogWriter != nil {
+		opts = append(opts, dtls.WithKeyLogWriter(g.cfg.KeyLogWriter))
+	}
+	conn, err := dtls.ServerWithOptions(pc, raddr, opts...)
 	if err != nil {
 		pc.Close()
 		g.cfg.Logger.Warn("gateway: dtls server", "err", err)
@@ -538,6 +543,11 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 // peer, nil for TLS.
 func (g *Gateway) handshakeFailed(tr tunnel.Transport, peer net.Addr, st *authState, err error, timedOut bool, pc net.PacketConn) {
 	e := Event{Presented: st.presented}
+	if desc, ok := failure.RemoteAlert(err); ok {
+		// The peer ended the handshake: bad_certificate here means it
+		// refused the gateway's own certificate.
+		e.Alert = failure.AlertName(desc)
+	}
 	var dropped error
 	if d, ok := pc.(interface{ Dropped() error }); ok {
 		dropped = d.Dropped()

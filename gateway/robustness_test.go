@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
@@ -63,7 +64,9 @@ func startEcho(t testing.TB, stack hostnet.Stack) *echoServer {
 	t.Helper()
 	l, err := stack.Listen(context.Background(), "tcp", netip.AddrPortFrom(originIP, echoPort).String())
 	require.NoError(t, err)
-	e := &echoServer{l: l, conns: map[net.Conn]struct{}{}}
+	// The origin survives a descriptor shortage like every pinwall listener
+	// (TestGatewaySurvivesDescriptorExhaustion runs the process out).
+	e := &echoServer{l: accept.Wrap(l, accept.Config{Name: "echo origin"}), conns: map[net.Conn]struct{}{}}
 	e.wg.Add(1)
 	go e.acceptLoop()
 	t.Cleanup(e.close)

@@ -21,6 +21,19 @@ const DefaultPolicyYAML = `rules:
     action: allow
 `
 
+// firewallLogFiles are the firewall's logs in Options.Dir, one per format,
+// named as in pinwall run's evidence bundle (reports.FirewallJSONL, ...).
+var firewallLogFiles = []struct {
+	name   string
+	format fwlog.Format
+}{
+	{"firewall.jsonl", fwlog.FormatJSON},
+	{"firewall.pan-traffic.csv", fwlog.FormatPANTraffic},
+	{"firewall.pan-decryption.csv", fwlog.FormatPANDecryption},
+	{"firewall.fortios.log", fwlog.FormatFortiOS},
+	{"firewall.cef.log", fwlog.FormatCEF},
+}
+
 // LoadPolicy returns the firewall spec's rule base.
 func (fs *FirewallSpec) LoadPolicy() (*policy.Policy, error) {
 	switch {
@@ -140,15 +153,7 @@ func (t *Topology) startFirewall(opts Options) error {
 		return err
 	}
 	var writers []fwlog.Logger
-	for _, f := range []struct {
-		name   string
-		format fwlog.Format
-	}{
-		{"firewall.jsonl", fwlog.FormatJSON},
-		{"firewall.pan-traffic.csv", fwlog.FormatPANTraffic},
-		{"firewall.fortios.log", fwlog.FormatFortiOS},
-		{"firewall.cef.log", fwlog.FormatCEF},
-	} {
+	for _, f := range firewallLogFiles {
 		w, err := t.logFile(f.name)
 		if err != nil {
 			return err
@@ -156,6 +161,9 @@ func (t *Topology) startFirewall(opts Options) error {
 		if w != nil {
 			writers = append(writers, fwlog.NewWriter(w, f.format))
 		}
+	}
+	if opts.Records != nil {
+		writers = append(writers, opts.Records)
 	}
 	cfg := mitm.Config{
 		Outside:  t.Hosts["fw-outside"],
@@ -165,6 +173,8 @@ func (t *Topology) startFirewall(opts Options) error {
 		Resolver: t.Zone,
 		Writers:  writers,
 		Logger:   t.log.With("component", "firewall"),
+		// Its sessions' secrets, for a capture (nil: none).
+		KeyLogWriter: t.keyLog,
 	}
 	fw, err := mitm.New(cfg)
 	if err != nil {

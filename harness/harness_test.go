@@ -177,6 +177,57 @@ func TestTopologyLifecycle(t *testing.T) {
 	})
 }
 
+// recordFunc is a fwlog.Logger calling a function.
+type recordFunc func(fwlog.Record)
+
+func (f recordFunc) Log(r fwlog.Record) error { f(r); return nil }
+
+// TestSignals: Options.Records sees each firewall record as it is logged
+// and Client.Changed wakes a waiter at the client's next change, so a
+// caller can decide from signals without polling.
+func TestSignals(t *testing.T) {
+	denied := make(chan fwlog.Record, 16)
+	spec := harness.Spec{
+		Firewall: &harness.FirewallSpec{PolicyYAML: "rules:\n  - { name: block-quic, match: { proto: udp, port: [443] }, action: block }\n"},
+		Client:   harness.ClientSpec{Transport: client.TransportDTLS, HandshakeTimeout: time.Minute},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo, err := harness.StartInProcess(ctx, spec, harness.Options{Records: recordFunc(func(r fwlog.Record) {
+		if r.Action == fwlog.ActionDeny {
+			denied <- r
+		}
+	})})
+	require.NoError(t, err)
+	defer topo.Close()
+	changed := topo.Client.Changed()
+	select {
+	case r := <-denied:
+		assert.Equal(t, "block-quic", r.Rule, "the deny is seen while the client still waits out its minute")
+		assert.Equal(t, fwlog.ProtoUDP, r.Proto)
+	case <-ctx.Done():
+		t.Fatal("no deny record")
+	}
+	select {
+	case <-changed:
+		t.Fatal("the client has not changed yet: its DTLS attempt is still waiting")
+	default:
+	}
+
+	// Without the firewall the tunnel comes up: that change closes the channel.
+	up, err := harness.StartInProcess(ctx, harness.Spec{Client: harness.ClientSpec{Transport: client.TransportTLS}}, harness.Options{})
+	require.NoError(t, err)
+	defer up.Close()
+	for ch := up.Client.Changed(); !up.Client.State().Up; ch = up.Client.Changed() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatal("no change came")
+		}
+	}
+	assert.Equal(t, client.EventUp, up.Client.History()[len(up.Client.History())-1].Event)
+}
+
 // TestPlanEventValidation: unknown or malformed events are errors before
 // anything starts, in every runner.
 func TestPlanEventValidation(t *testing.T) {

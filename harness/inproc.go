@@ -16,10 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/origin"
 	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
@@ -38,10 +40,20 @@ type Options struct {
 	// PKI, if set, is used instead of a new set of CAs (so a series of runs
 	// shares one set, whose fingerprints a report can print).
 	PKI *pki.Set
+	// Records, if set, receives every firewall session record as the
+	// firewall logs it (besides the log files), so a caller can decide
+	// from the firewall's log as it grows.
+	Records fwlog.Logger
 	// Impairable routes the laptop's UDP through a fault.ImpairedStack
 	// from the start, so ImpairLaptop can degrade it later (a spec's
 	// udp-loss does that by itself).
 	Impairable bool
+	// Capture, if set, records every connection between the topology's
+	// hosts on its leg and collects every component's session secrets.
+	Capture *capture.Recorder
+	// KeyLogWriter, if set, also receives every component's session
+	// secrets in the NSS key log format (the lab's SSLKEYLOGFILE).
+	KeyLogWriter io.Writer
 }
 
 // Topology is a running set of components.
@@ -66,6 +78,8 @@ type Topology struct {
 	laptopNet *fault.ImpairedStack
 
 	gatewayCert *x509.Certificate
+	// keyLog receives every component's session secrets; nil: none.
+	keyLog io.Writer
 
 	// ctx lives as long as the topology: components that serve until
 	// their context ends get this one, not the caller's start context.
@@ -179,7 +193,10 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Topology{Spec: spec, Sim: hostnet.NewSim(log), Hosts: map[string]*hostnet.Host{}, log: log}
+	t := &Topology{Spec: spec, Sim: hostnet.NewSim(log), Hosts: map[string]*hostnet.Host{}, log: log, keyLog: keyLogWriter(opts)}
+	if opts.Capture != nil {
+		t.Sim.SetTap(t.tapInto(opts.Capture))
+	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.onClose(func() error { t.cancel(); return nil })
 	defer func() {
@@ -321,6 +338,7 @@ func (t *Topology) startOrigins(opts Options) error {
 		Certificates: func(name string) (*tls.Certificate, error) { return t.PKI.ServerCert(name) },
 		Logger:       t.log.With("component", "origins"),
 		AccessLog:    w,
+		KeyLogWriter: t.keyLog,
 	})
 	if err != nil {
 		return fmt.Errorf("harness: origins: %w", err)
@@ -369,6 +387,7 @@ func (t *Topology) startGateways(opts Options) error {
 			Resolver:       t.Zone,
 			Log:            sw,
 			Logger:         t.log.With("component", "gateway", "gateway", g.Name),
+			KeyLogWriter:   t.keyLog,
 		})
 		if err != nil {
 			return fmt.Errorf("harness: gateway %s: %w", g.Name, err)
@@ -402,6 +421,7 @@ func (t *Topology) ClientConfig() (client.Config, error) {
 	cfg.Stack = t.LaptopStack()
 	cfg.Resolver = t.Zone
 	cfg.Logger = t.log.With("component", "client")
+	cfg.KeyLogWriter = t.keyLog
 	return cfg, nil
 }
 
@@ -516,6 +536,9 @@ func ClientSettings(spec Spec, set *pki.Set, gatewayLeaf *x509.Certificate) (cli
 	}
 	if cs.UpstreamProxy == "firewall" && t.Spec.Firewall != nil {
 		cfg.UpstreamProxy = &url.URL{Scheme: "http", Host: netip.AddrPortFrom(t.Spec.Firewall.Inside, t.Spec.Firewall.ProxyPort).String()}
+		// pinwall's firewall resolves pinwall's names: the CONNECT names
+		// the gateway, as a laptop's client does, and the firewall logs it.
+		cfg.ProxyConnect = client.ProxyConnectName
 	}
 	return cfg, nil
 }

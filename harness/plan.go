@@ -77,9 +77,14 @@ func (EventKind) Choices() []string {
 // Event is something that happens At a time after the tunnel first came
 // up (or after the start, if it never does).
 type Event struct {
-	At     time.Duration `yaml:"at,required" json:"at"`
-	Do     EventKind     `yaml:"do,required" json:"do"`
-	Target string        `yaml:"target" json:"target,omitempty"`
+	// At is when the event happens, after the first tunnel came up (or
+	// after the start, if it never does).
+	At time.Duration `yaml:"at,required" json:"at"`
+	// Do is what happens.
+	Do EventKind `yaml:"do,required" json:"do"`
+	// Target names the gateway a gateway-down stops; empty means the
+	// client's first gateway.
+	Target string `yaml:"target" json:"target,omitempty"`
 	// Policy is the new firewall policy (for "policy").
 	Policy string `yaml:"policy" json:"policy,omitempty"`
 	// Duration of a pause or an impairment.
@@ -195,6 +200,8 @@ type Observation struct {
 	// Interceptor is what a third-party firewall left: its generated
 	// configuration, its logs, its version; nil with pinwall's own.
 	Interceptor *InterceptorEvidence `json:"interceptor,omitempty"`
+	// Capture is the run's packet capture, when the runner made one.
+	Capture *Capture `json:"-"`
 }
 
 // AttemptStats counts reconnect attempts.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/fault"
@@ -26,6 +27,13 @@ type InProcess struct {
 	Dir string
 	// PKI, if set, is shared by every run instead of a new set per run.
 	PKI *pki.Set
+	// Capture records each run's packets, every leg of the topology, with
+	// the session secrets inside (Observation.Capture). Off by default:
+	// it costs memory and time.
+	Capture bool
+	// SnapLen bounds the payload a captured flow keeps in each direction;
+	// zero means capture.DefaultSnapLen, negative no limit.
+	SnapLen int
 }
 
 // Name implements Runner.
@@ -41,7 +49,11 @@ func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
 		return nil, fmt.Errorf("%w: the %s firewall runs only in containers (--mode containers), where the kernel redirects the laptop's traffic into it", ErrThirdPartyInProcess, fw.Kind)
 	}
 	obs := &Observation{Mode: r.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
-	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0, PKI: r.PKI, Impairable: p.Impairs()})
+	var rec *capture.Recorder
+	if r.Capture {
+		rec = capture.New(capture.Config{SnapLen: r.SnapLen, Comment: "pinwall in-process run: packets synthesized from the data path"})
+	}
+	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0, PKI: r.PKI, Impairable: p.Impairs(), Capture: rec})
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +71,14 @@ func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
 		return nil, err
 	}
 	topo.collect(obs)
+	if rec != nil {
+		// Every component stopped, every connection closed: the last FINs
+		// are in.
+		_ = topo.Close()
+		if obs.Capture, err = CaptureOf(rec, CaptureSynthesized); err != nil {
+			return nil, err
+		}
+	}
 	obs.Duration = time.Since(obs.Started)
 	return obs, ctx.Err()
 }

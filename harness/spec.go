@@ -47,10 +47,11 @@ type Spec struct {
 	ExtraHosts []HostSpec `yaml:"extra-hosts"`
 	// Firewall, if set, sits between the LAN and the internet.
 	Firewall *FirewallSpec `yaml:"-"`
-	// Gateways are the gateway names and their address pools; nil means
-	// the primary and backup defaults.
+	// Gateways are the gateway names and their address pools; nil (absent)
+	// means the default primary and backup of docs/topology.md.
 	Gateways []GatewaySpec `yaml:"gateways"`
-	// Origins are the SaaS sites; nil means DefaultOrigins.
+	// Origins are the SaaS sites; nil (absent) means the four default sites
+	// of docs/topology.md.
 	Origins []OriginSpec `yaml:"origins"`
 	// Client configures the endpoint client.
 	Client ClientSpec `yaml:"-"`
@@ -60,7 +61,9 @@ type Spec struct {
 
 // HostSpec names a LAN host.
 type HostSpec struct {
-	Name string     `yaml:"name,required"`
+	// Name names the host in probes, selectors and reports.
+	Name string `yaml:"name,required"`
+	// Addr is its address, inside the LAN.
 	Addr netip.Addr `yaml:"addr,required"`
 }
 
@@ -104,7 +107,9 @@ func (g GatewaySpec) Addrs() []netip.Addr {
 
 // OriginSpec is one SaaS site.
 type OriginSpec struct {
-	Name string     `yaml:"name,required"`
+	// Name is the site's DNS name (its certificate's name).
+	Name string `yaml:"name,required"`
+	// Addr is the site's address.
 	Addr netip.Addr `yaml:"addr,required"`
 }
 
@@ -154,7 +159,8 @@ func (TrustStore) Choices() []string { return []string{"internet", "enterprise"}
 
 // ClientSpec configures the endpoint client.
 type ClientSpec struct {
-	// Gateways the client uses, in order; nil means every gateway of the Spec.
+	// Gateways the client uses, in order; nil (absent) means every gateway
+	// of the topology, in its order.
 	Gateways []string `yaml:"gateways"`
 	// Transport: auto (default), tls, dtls.
 	Transport client.TransportMode `yaml:"transport"`

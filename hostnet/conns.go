@@ -53,8 +53,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := c.(*net.TCPConn)
-	remote := l.host.sim.Logical(ProtoTCP, tc.RemoteAddr().(*net.TCPAddr).AddrPort())
-	return &tcpConn{TCPConn: tc, local: net.TCPAddrFromAddrPort(l.logical[0]), remote: net.TCPAddrFromAddrPort(remote)}, nil
+	real := tc.RemoteAddr().(*net.TCPAddr).AddrPort()
+	remote := l.host.sim.Logical(ProtoTCP, real)
+	conn := &tcpConn{TCPConn: tc, local: net.TCPAddrFromAddrPort(l.logical[0]), remote: net.TCPAddrFromAddrPort(remote)}
+	return l.host.tapAccepted(l.host.sim.hostOnLoopback(real.Addr()), conn), nil
 }
 
 func (l *listener) Addr() net.Addr { return net.TCPAddrFromAddrPort(l.logical[0]) }
@@ -162,8 +164,18 @@ func (p *packetConn) RealAddr() netip.AddrPort { return p.real }
 // RealAddr returns the kernel address behind a listener or packet socket
 // opened on a Sim host, and false for any other.
 func RealAddr(x any) (netip.AddrPort, bool) {
-	if r, ok := x.(interface{ RealAddr() netip.AddrPort }); ok {
-		return r.RealAddr(), true
+	for x != nil {
+		if r, ok := x.(interface{ RealAddr() netip.AddrPort }); ok {
+			return r.RealAddr(), true
+		}
+		switch u := x.(type) {
+		case interface{ Unwrap() net.PacketConn }: // a tap's wrapper
+			x = u.Unwrap()
+		case interface{ Unwrap() net.Listener }:
+			x = u.Unwrap()
+		default:
+			return netip.AddrPort{}, false
+		}
 	}
 	return netip.AddrPort{}, false
 }

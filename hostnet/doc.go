@@ -26,6 +26,11 @@
 // Loopback destinations (127.0.0.0/8) are outside the simulation — a tool
 // or proxy on the machine — and are dialled for real.
 //
+// Captures: Sim.SetTap shows a Tap both ends of every TCP connection
+// between two hosts, the dialler's end of every UDP socket and every
+// listening UDP socket, with logical addresses and after any PROXY header,
+// so package capture can record each leg as a wire would show it.
+//
 // Names are never resolved here: every address must be an IP literal, so a
 // misrouted name can never reach the host's DNS or the internet.
 package hostnet

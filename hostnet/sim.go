@@ -25,6 +25,7 @@ type Sim struct {
 	reverse   map[realKey]uint16   // real socket -> logical port
 	routes    []route
 	nextLoop  uint32
+	tap       Tap // see SetTap; nil means none
 }
 
 type sockKey struct {
@@ -380,7 +381,7 @@ func (h *Host) ListenPacket(ctx context.Context, network, address string) (net.P
 		pc.Close()
 		return nil, err
 	}
-	return &packetConn{UDPConn: pc.(*net.UDPConn), host: h, logical: logical, real: real}, nil
+	return h.tapPacketConn(&packetConn{UDPConn: pc.(*net.UDPConn), host: h, logical: logical, real: real}), nil
 }
 
 func fillPort(logical []netip.AddrPort, port uint16) []netip.AddrPort {
@@ -407,7 +408,7 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 	if dst.Addr().IsLoopback() {
 		// Outside the simulation: a program on this machine (curl, a
 		// proxy the lab exposes on 127.0.0.1). Dialled for real.
-		return h.dialReal(ctx, proto, dst, dst, nil)
+		return h.dialReal(ctx, proto, dst, dst, nil, nil)
 	}
 	if via, routed := h.sim.routeFor(h.addrs[0], dst.Addr()); routed {
 		return h.dialVia(ctx, proto, dst, via)
@@ -416,10 +417,12 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 	if !ok {
 		return h.blackhole(ctx, proto, dst)
 	}
-	return h.dialReal(ctx, proto, real, dst, nil)
+	return h.dialReal(ctx, proto, real, dst, nil, h.sim.hostAt(dst.Addr()))
 }
 
-func (h *Host) dialReal(ctx context.Context, proto Proto, real, logicalDst netip.AddrPort, header *ProxyHeader) (net.Conn, error) {
+// dialReal dials the real address standing in for logicalDst; to is the
+// host that answers (nil outside the simulation), for the tap.
+func (h *Host) dialReal(ctx context.Context, proto Proto, real, logicalDst netip.AddrPort, header *ProxyHeader, to *Host) (net.Conn, error) {
 	d := net.Dialer{Control: OS{}.control}
 	switch proto {
 	case ProtoTCP:
@@ -441,7 +444,7 @@ func (h *Host) dialReal(ctx context.Context, proto Proto, real, logicalDst netip
 				return nil, h.dialError("tcp", logicalDst, err)
 			}
 		}
-		return &tcpConn{TCPConn: tc, local: net.TCPAddrFromAddrPort(local), remote: net.TCPAddrFromAddrPort(logicalDst)}, nil
+		return h.tapDialled(proto, to, &tcpConn{TCPConn: tc, local: net.TCPAddrFromAddrPort(local), remote: net.TCPAddrFromAddrPort(logicalDst)}), nil
 	default:
 		d.LocalAddr = &net.UDPAddr{IP: h.loop.AsSlice()}
 		c, err := d.DialContext(ctx, "udp4", real.String())
@@ -460,7 +463,7 @@ func (h *Host) dialReal(ctx context.Context, proto Proto, real, logicalDst netip
 			}
 			out.prefix = b
 		}
-		return out, nil
+		return h.tapDialled(proto, to, out), nil
 	}
 }
 
@@ -474,7 +477,7 @@ func (h *Host) dialVia(ctx context.Context, proto Proto, dst netip.AddrPort, via
 		// The router is gone: as if the default gateway stopped answering.
 		return h.blackhole(ctx, proto, dst)
 	}
-	return h.dialReal(ctx, proto, real, dst, &ProxyHeader{Proto: proto, Dst: dst})
+	return h.dialReal(ctx, proto, real, dst, &ProxyHeader{Proto: proto, Dst: dst}, h.sim.hostAt(intercept.Addr()))
 }
 
 func (h *Host) dialError(network string, dst netip.AddrPort, err error) error {

@@ -3,10 +3,12 @@ package mitm
 import (
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/mitm/forge"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/pki"
@@ -22,8 +24,19 @@ type Config struct {
 	Outside hostnet.Stack
 	// Policy is the rule base (required).
 	Policy *policy.Policy
-	// CA is the enterprise CA that signs forged leaves (required).
+	// CA is the enterprise CA that signs forged leaves (required); with
+	// ECDSACA set, the one that signs the leaves whose key is not ECDSA.
 	CA *pki.CA
+	// ECDSACA, if set, signs the forged leaves with an ECDSA key (PAN-OS
+	// keeps separate forward trust certificates for RSA and ECDSA).
+	ECDSACA *pki.CA
+	// UntrustedCA signs the leaves presented for a server whose certificate
+	// the firewall does not trust (rule option untrusted-cert untrusted-ca,
+	// the default); nil means one generated at New, trusted by no one.
+	UntrustedCA *pki.CA
+	// ForgeKeyMode chooses the forged leaves' keys; zero means their type
+	// and size follow the server's certificate (forge.KeyFollowUpstream).
+	ForgeKeyMode forge.KeyMode
 	// Roots verifies upstream certificates when decrypting (required): the
 	// firewall's own trust store.
 	Roots *x509.CertPool
@@ -36,6 +49,12 @@ type Config struct {
 	KeepRecords int
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
+	// KeyLogWriter, if set, receives the secrets of the sessions the
+	// firewall terminates when it decrypts (both its client-facing and its
+	// server-facing session, and sni-cert-check's probes) in the NSS key log
+	// format, for packet captures that decrypt themselves (package capture).
+	// Nil logs none.
+	KeyLogWriter io.Writer
 	// Now is the firewall's clock (logs, exclusion expiry, FQDN refresh); nil means time.Now.
 	Now func() time.Time
 

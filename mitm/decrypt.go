@@ -2,15 +2,20 @@ package mitm
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/mitm/clienthello"
@@ -47,9 +52,21 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	if serverName == "" {
 		serverName = s.rec.Dst.Addr().String()
 	}
+	untrusted := dec.Options.UntrustedCert
+	var verifyErr error
+	var verified [][]*x509.Certificate
 	upCfg := &tls.Config{
 		ServerName: serverName,
-		RootCAs:    f.cfg.Roots,
+		// The chain is verified below, so that an untrusted one can be
+		// answered as the rule says rather than only refused.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			verified, verifyErr = verifyUpstream(cs, serverName, f.cfg.Roots, f.cfg.Now())
+			if verifyErr != nil && untrusted == policy.UntrustedCertBlock {
+				return verifyErr
+			}
+			return nil
+		},
 		MinVersion: tls.VersionTLS12,
 		NextProtos: s.hello.ALPN,
 		// Offer the server the key exchanges the client offered: decryption
@@ -61,38 +78,59 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 			requested.Store(true)
 			return &tls.Certificate{}, nil // the firewall has no device certificate to give
 		},
+		KeyLogWriter: f.cfg.KeyLogWriter,
 	}
 	up := tls.Client(upRaw, upCfg)
 	hctx, cancel := context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
 	err = up.HandshakeContext(hctx)
 	cancel()
+	st := up.ConnectionState()
+	recordLeg(d, st, false)
 	if err != nil {
 		f.upstreamHandshakeFailed(s, err)
 		rejectClient(client)
 		return
 	}
-	st := up.ConnectionState()
 	leaf := st.PeerCertificates[0]
-	d.UpstreamFingerprint, d.UpstreamIssuer, d.UpstreamSubject = pki.Fingerprint(leaf), leaf.Issuer.String(), leaf.Subject.String()
+	recordUpstreamCert(d, leaf, verified)
 	d.ChainStatus = fwlog.ChainTrusted
 	d.ServerStage = "firewall-server: handshake completed"
+	d.ServerMessage = "Finished"
 	d.UpstreamKeyExchange = groupName(st.CurveID)
 
 	if requested.Load() {
+		d.ServerMessage = "Certificate_Request"
 		f.clientCertRequested(ctx, s, client, up, dec)
 		return
 	}
 
-	forged, err := f.forger.Forge(ctx, sni, leaf)
+	forge := f.forger.Forge
+	if verifyErr != nil {
+		d.ChainStatus = fwlog.ChainUntrusted
+		d.ErrorIndex = fwlog.ErrorIndexCertificate
+		if untrusted == policy.UntrustedCertUntrustedCA {
+			forge = f.forger.ForgeUntrusted
+			d.Reason = "server certificate not trusted (" + verifyErr.Error() + "): presented a leaf from the untrusted CA"
+		} else {
+			d.Reason = "server certificate not trusted (" + verifyErr.Error() + "): ignored, forged with the enterprise CA"
+		}
+		f.cfg.Logger.Info("mitm: untrusted server certificate", "dst", s.rec.Dst.String(), "sni", sni, "action", string(untrusted), "err", verifyErr)
+	}
+	forged, err := forge(ctx, sni, leaf)
 	if err != nil {
 		s.fail(failure.LegClientFirewall, failure.CauseHandshakeFailed, fwlog.EndDecryptError, fwlog.ErrorIndexResource, "forging a certificate: "+err.Error())
 		rejectClient(client)
 		return
 	}
-	d.ForgedFingerprint = forged.Fingerprint
+	d.ForgedFingerprint, d.ForgedKey = forged.Fingerprint, string(forged.Key)
+	d.ForgedBy = fwlog.ForgedByTrust
+	if forged.Untrusted {
+		d.ForgedBy = fwlog.ForgedByUntrust
+	}
 	srvCfg := &tls.Config{
 		Certificates: []tls.Certificate{*forged.Certificate},
 		MinVersion:   tls.VersionTLS12,
+		KeyLogWriter: f.cfg.KeyLogWriter,
 	}
 	if st.NegotiatedProtocol != "" {
 		srvCfg.NextProtos = []string{st.NegotiatedProtocol}
@@ -103,15 +141,19 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	err = cs.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
+		recordLeg(d, cs.ConnectionState(), true)
 		f.clientRejected(s, err, dec, tail.alert())
 		return
 	}
 	tail.done.Store(true)
 	cst := cs.ConnectionState()
+	recordLeg(d, cst, true)
 	d.Outcome = fwlog.OutcomeDecrypted
-	d.Reason = "decrypt rule " + dec.RuleName
-	d.TLSVersion = tlsVersionName(cst.Version)
+	if d.Reason == "" {
+		d.Reason = "decrypt rule " + dec.RuleName
+	}
 	d.ClientStage = "client-firewall: handshake completed"
+	d.ClientMessage = "Finished"
 	d.ALPN = cst.NegotiatedProtocol
 	d.KeyExchange = groupName(cst.CurveID)
 
@@ -123,6 +165,57 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	s.rec.App = Identify(sn.buf)
 	if len(sn.buf) == 0 {
 		s.rec.App = fwlog.AppSSL
+	}
+}
+
+// verifyUpstream verifies the server's chain against the firewall's trust
+// store for name, as crypto/tls would.
+func verifyUpstream(cs tls.ConnectionState, name string, roots *x509.CertPool, now time.Time) ([][]*x509.Certificate, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return nil, errors.New("the server sent no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	opts := x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, DNSName: name}
+	if a, err := netip.ParseAddr(name); err == nil {
+		opts.DNSName = a.String()
+	}
+	return cs.PeerCertificates[0].Verify(opts)
+}
+
+// recordLeg records what a handshake negotiated: the version and cipher
+// suite of the leg the Decryption log describes (the client's when it got
+// far enough, else the server's).
+func recordLeg(d *fwlog.Decryption, st tls.ConnectionState, clientLeg bool) {
+	if st.Version != 0 && (clientLeg || d.TLSVersion == "") {
+		d.TLSVersion = tlsVersionName(st.Version)
+	}
+	if st.CipherSuite != 0 && (clientLeg || d.CipherSuite == "") {
+		d.CipherSuite = tls.CipherSuiteName(st.CipherSuite)
+	}
+	if clientLeg && st.CurveID != 0 {
+		d.KeyExchange = groupName(st.CurveID)
+	}
+}
+
+// recordUpstreamCert records the server's real leaf and the root it was
+// verified to.
+func recordUpstreamCert(d *fwlog.Decryption, leaf *x509.Certificate, verified [][]*x509.Certificate) {
+	d.UpstreamFingerprint, d.UpstreamIssuer, d.UpstreamSubject = pki.Fingerprint(leaf), leaf.Issuer.String(), leaf.Subject.String()
+	d.UpstreamSerial = leaf.SerialNumber.Text(16)
+	d.UpstreamNotBefore, d.UpstreamNotAfter = leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
+	switch k := leaf.PublicKey.(type) {
+	case *rsa.PublicKey:
+		d.UpstreamKeyType, d.UpstreamKeyBits = "RSA", k.N.BitLen()
+	case *ecdsa.PublicKey:
+		d.UpstreamKeyType, d.UpstreamKeyBits = "ECDSA", k.Curve.Params().BitSize
+	case ed25519.PublicKey:
+		d.UpstreamKeyType, d.UpstreamKeyBits = "Ed25519", 256
+	}
+	if len(verified) > 0 && len(verified[0]) > 0 {
+		d.UpstreamRoot = verified[0][len(verified[0])-1].Subject.CommonName
 	}
 }
 
@@ -191,15 +284,17 @@ func groupName(id tls.CurveID) string {
 func (f *Firewall) upstreamHandshakeFailed(s *session, err error) {
 	d := s.decryption()
 	d.ServerStage = "firewall-server: handshake failed"
+	d.ClientMessage = "Client_Hello" // the client's hello, never answered
+	d.ServerMessage = "Client_Hello" // inferred: nothing beyond the firewall's own hello
 	var ua x509.UnknownAuthorityError
 	var hn x509.HostnameError
 	var ci x509.CertificateInvalidError
 	switch {
 	case errors.As(err, &ua):
-		d.ChainStatus = fwlog.ChainUntrusted
+		d.ChainStatus, d.ServerMessage = fwlog.ChainUntrusted, "Certificate"
 		s.fail(failure.LegFirewallGateway, failure.CauseUnknownAuthority, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate issuer is not trusted: "+err.Error())
 	case errors.As(err, &hn), errors.As(err, &ci):
-		d.ChainStatus = fwlog.ChainUntrusted
+		d.ChainStatus, d.ServerMessage = fwlog.ChainUntrusted, "Certificate"
 		s.fail(failure.LegFirewallGateway, failure.CauseCertificateInvalid, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server certificate invalid: "+err.Error())
 	default:
 		if a, ok := failure.RemoteAlert(err); ok {
@@ -207,6 +302,7 @@ func (f *Firewall) upstreamHandshakeFailed(s *session, err error) {
 				if a == 116 {
 					name = "certificate_required"
 				}
+				d.Alert, d.AlertFrom, d.ServerMessage = name, "server", "Certificate_Request"
 				s.fail(failure.LegFirewallGateway, failure.CauseClientCertRequired, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate, "server refused the handshake: "+name)
 				return
 			}
@@ -229,7 +325,7 @@ func (f *Firewall) clientCertRequested(ctx context.Context, s *session, client *
 	switch dec.Options.ClientCert {
 	case policy.ClientCertBypass:
 		d.Outcome = fwlog.OutcomeExcluded
-		d.ChainStatus = fwlog.ChainUninspected
+		d.ChainStatus, d.ExemptBy = fwlog.ChainUninspected, fwlog.ExemptClientCert
 		d.Reason = "server requested a client certificate: bypass (session passed undecrypted)"
 		f.cfg.Logger.Info("mitm: client-cert bypass", "dst", s.rec.Dst.String(), "sni", s.rec.SNI)
 		f.splice(ctx, s, client)
@@ -253,6 +349,14 @@ func (f *Firewall) clientCertRequested(ctx context.Context, s *session, client *
 func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision, plainAlert int) {
 	d := s.decryption()
 	d.ClientStage = "client-firewall: handshake failed"
+	// The client refused the firewall's first flight: its last message was
+	// ServerHelloDone in TLS 1.2 (a real PAN-OS line shows
+	// Server_Hello_Done / Client_Hello for a client's fatal alert); TLS 1.3
+	// sends the certificate in the same flight (inferred: Certificate).
+	d.ClientMessage, d.ServerMessage = "Server_Hello_Done", "Client_Hello"
+	if d.TLSVersion == "TLS1.3" {
+		d.ClientMessage = "Certificate"
+	}
 	a, ok := failure.RemoteAlert(err)
 	if !ok && plainAlert >= 0 {
 		a, ok = uint8(plainAlert), true
@@ -261,6 +365,7 @@ func (f *Firewall) clientRejected(s *session, err error, dec policy.Decision, pl
 		if name, cert := certificateAlerts[a]; cert {
 			s.fail(failure.LegClientFirewall, failure.CauseForgedCertRejected, fwlog.EndDecryptCertValidation, fwlog.ErrorIndexCertificate,
 				"client rejected the forged certificate: "+name)
+			d.Alert, d.AlertFrom = name, "client"
 			if dec.Options.LearnOnClientReject {
 				ttl := dec.Options.ExclusionTTL
 				f.excl.add(s.rec.Dst, s.rec.SNI, "client rejected the forged certificate ("+name+")", ttl)

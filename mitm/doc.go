@@ -21,9 +21,14 @@
 //     probe handshake first checks the server's certificate covers the SNI).
 //     decrypt: handshake upstream first (verifying the chain against the
 //     firewall's trust store and noticing a CertificateRequest), forge a leaf
-//     mimicking the upstream certificate (mitm/forge), terminate the
-//     client's TLS with it, and relay the plaintext, identifying the
-//     application from its first bytes.
+//     mimicking the upstream certificate (mitm/forge; its key follows the
+//     server's, type and size), terminate the client's TLS with it, and
+//     relay the plaintext, identifying the application from its first
+//     bytes. A chain the firewall does not trust is answered as the rule's
+//     untrusted-cert says: by default a leaf from the firewall's untrusted
+//     CA, so the client sees an untrusted certificate (PAN-OS Forward
+//     Untrust, FortiOS untrusted-server-cert allow); block resets; ignore
+//     forges with the enterprise CA.
 //
 // When the upstream demands a client certificate the firewall cannot supply
 // it follows the rule's client-cert behaviour: block (the session fails on
@@ -40,12 +45,16 @@
 // # Logs
 //
 // Every session produces one fwlog.Record when it ends, in PAN-OS
-// vocabulary (application, rule, action, decryption outcome with leg and
-// cause, end reason, bytes each way, both certificate fingerprints), kept in
-// memory and written to any number of fwlog writers.
+// vocabulary (application, rule and its number, action, decryption outcome
+// with leg and cause, the handshake's messages, cipher suite and the
+// server certificate's details, end reason, bytes and packets each way,
+// JA3/JA4 of TLS and DTLS hellos), kept in memory and written to any number
+// of fwlog writers. TCP packet counts are the kernel's segment counters of
+// the firewall's two sockets (TCP_INFO, Linux; see segments.go).
 //
 // # Sources
 //
 // Which vendor document each behaviour follows, and which parts are
-// inferred, is listed in docs/sources.md#firewall.
+// inferred, is listed in docs/sources.md#firewall; every log field in
+// docs/fwlog.md.
 package mitm

@@ -56,7 +56,10 @@ func New(cfg Config) (*Firewall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mitm: %w", err)
 	}
-	forger, err := forge.New(forge.Config{CA: cfg.CA, Now: cfg.Now, Logger: cfg.Logger})
+	forger, err := forge.New(forge.Config{
+		CA: cfg.CA, ECDSACA: cfg.ECDSACA, UntrustedCA: cfg.UntrustedCA, KeyMode: cfg.ForgeKeyMode,
+		Now: cfg.Now, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("mitm: %w", err)
 	}

@@ -181,6 +181,10 @@ func TestVisibility(t *testing.T) {
 	assert.Equal(t, "198.51.100.1", r.NATSrc.Addr().String())
 	assert.Equal(t, harness.PrimaryGateway, r.SNI)
 	assert.Positive(t, r.PacketsSent)
+	assert.Equal(t, "datagrams", r.PacketsSource)
+	assert.Regexp(t, `^[0-9a-f]{32}$`, r.JA3, "the DTLS ClientHello's JA3")
+	assert.Regexp(t, `^d`, r.JA4, "a DTLS JA4 starts with d")
+	assert.Positive(t, r.RuleID)
 
 	var hosts []string
 	for _, e := range topo.GatewayEvents() {

@@ -16,7 +16,6 @@ import (
 	"github.com/pinwall/pinwall/mitm/clienthello"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
-	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/relay"
 )
 
@@ -26,6 +25,7 @@ type session struct {
 	rec   fwlog.Record
 	hello *clienthello.Info
 	start time.Time
+	segs  segCounts
 }
 
 func (f *Firewall) newSession(o origin, proto fwlog.Proto) *session {
@@ -50,6 +50,10 @@ func (s *session) finish() {
 	}
 	if s.rec.EndReason == "" {
 		s.rec.EndReason = fwlog.EndUnknown
+	}
+	if s.segs.counted.Load() {
+		s.rec.PacketsSent, s.rec.PacketsReceived = s.segs.fromClient.Load(), s.segs.fromServer.Load()
+		s.rec.PacketsSource = "tcp_info"
 	}
 	if d := s.rec.Decryption; d != nil && d.Outcome == "" {
 		// A decryption that started and never reached an outcome is a bug
@@ -76,14 +80,20 @@ func (s *session) decryption() *fwlog.Decryption {
 	if s.rec.Decryption == nil {
 		s.rec.Decryption = &fwlog.Decryption{}
 		if s.hello != nil {
-			s.rec.Decryption.JA3 = s.hello.JA3Hash()
-			s.rec.Decryption.JA4 = s.hello.JA4()
 			if len(s.hello.ALPN) > 0 {
 				s.rec.Decryption.ALPN = s.hello.ALPN[0]
 			}
 		}
 	}
 	return s.rec.Decryption
+}
+
+// setHello records the session's ClientHello (TLS or DTLS): its SNI and
+// fingerprints.
+func (s *session) setHello(info *clienthello.Info) {
+	s.hello = info
+	s.rec.SNI = info.ServerName
+	s.rec.JA3, s.rec.JA4 = info.JA3Hash(), info.JA4()
 }
 
 // fail records a decryption failure.
@@ -98,6 +108,7 @@ func (s *session) fail(leg failure.Leg, cause failure.Cause, end fwlog.EndReason
 func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	s := f.newSession(o, fwlog.ProtoTCP)
 	defer s.finish()
+	conn = countSegments(conn, func(n uint64) { s.segs.fromClient.Add(n); s.segs.counted.Store(true) })
 	defer conn.Close()
 
 	info, pc, err := clienthello.Peek(conn, clienthello.PeekOptions{MaxBytes: f.cfg.PeekMaxBytes, Timeout: f.cfg.PeekTimeout})
@@ -105,12 +116,14 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	isTLS := err == nil
 	switch {
 	case err == nil:
-		s.hello = info
-		s.rec.SNI = info.ServerName
-		ps.SNI, ps.HasSNI = info.ServerName, info.HasSNI
+		s.setHello(info)
+		ps.SNI, ps.HasSNI, ps.App = info.ServerName, info.HasSNI, policy.AppSSL
 	case errors.Is(err, clienthello.ErrNotTLS):
 		// Not TLS: decided without SNI, identified from its first bytes.
 		s.rec.App = Identify(pc.Buffered())
+		if s.rec.App != fwlog.AppIncomplete {
+			ps.App = policy.App(s.rec.App)
+		}
 	case s.shuttingDown() || errors.Is(err, net.ErrClosed):
 		// The firewall closed the connection itself (Close): not the
 		// client's doing, and not a malformed hello.
@@ -143,7 +156,7 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	dec := f.engine.Decide(ctx, ps)
-	s.rec.Rule = dec.RuleName
+	s.rec.Rule, s.rec.RuleID = dec.RuleName, dec.Number()
 	if isTLS {
 		s.rec.App = fwlog.AppSSL
 	}
@@ -156,7 +169,8 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 		if ex, ok := f.excl.lookup(o.dst); ok {
 			d := s.decryption()
 			d.Outcome, d.Reason = fwlog.OutcomeExcluded, "decryption exclusion cache: "+ex.Reason
-			d.ChainStatus = fwlog.ChainUninspected
+			d.ChainStatus, d.ExemptBy = fwlog.ChainUninspected, fwlog.ExemptCache
+			s.undecryptedMessages()
 			f.splice(ctx, s, pc)
 			return
 		}
@@ -173,6 +187,8 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 			d := s.decryption()
 			d.Outcome, d.Reason, d.ChainStatus = fwlog.OutcomeNotDecrypted, "no-decrypt rule "+dec.RuleName, fwlog.ChainUninspected
 			d.TLSVersion = clienthello.TLSVersionName(info.MaxVersion())
+			d.ExemptBy = exemptionOf(dec.Rule)
+			s.undecryptedMessages()
 			if dec.Options.SNICertCheck == policy.SNICertCheckStrict {
 				if !f.checkServerCert(ctx, s) {
 					resetConn(conn)
@@ -184,8 +200,19 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	}
 }
 
-// dialUpstream connects to the session's destination from the outside leg.
+// dialUpstream connects to the session's destination from the outside leg;
+// the connection's segments count as the session's packets received.
 func (f *Firewall) dialUpstream(ctx context.Context, s *session) (net.Conn, error) {
+	c, err := f.dialProbe(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return countSegments(c, func(n uint64) { s.segs.fromServer.Add(n); s.segs.counted.Store(true) }), nil
+}
+
+// dialProbe connects to the session's destination without counting its
+// segments (a certificate probe is not the session's traffic).
+func (f *Firewall) dialProbe(ctx context.Context, s *session) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
 	defer cancel()
 	c, err := f.cfg.Outside.DialContext(dctx, "tcp", s.rec.Dst.String())
@@ -194,6 +221,34 @@ func (f *Firewall) dialUpstream(ctx context.Context, s *session) (net.Conn, erro
 	}
 	s.rec.NATSrc = addrPortOf(c.LocalAddr())
 	return c, nil
+}
+
+// exemptionOf says what a no-decrypt rule matched on: the server's name
+// (SNI patterns or expressions), its address, or neither.
+func exemptionOf(r *policy.Rule) fwlog.Exemption {
+	switch {
+	case r == nil:
+		return fwlog.ExemptPolicy
+	case len(r.Match.SNI) > 0 || len(r.Match.SNIRegex) > 0:
+		return fwlog.ExemptName
+	case len(r.Match.Dst) > 0 || len(r.Match.DstFQDN) > 0:
+		return fwlog.ExemptAddress
+	}
+	return fwlog.ExemptPolicy
+}
+
+// undecryptedMessages sets the handshake stages of a session the firewall
+// passes undecrypted: the last message it can see in the clear, the
+// server's Certificate for TLS 1.2 (as a real PAN-OS no-decrypt line
+// shows), its ServerHello for TLS 1.3, which encrypts the certificate
+// (inferred).
+func (s *session) undecryptedMessages() {
+	d := s.decryption()
+	msg := "Certificate"
+	if s.hello != nil && s.hello.MaxVersion() >= tls.VersionTLS13 {
+		msg = "Server_Hello"
+	}
+	d.ClientMessage, d.ServerMessage = msg, msg
 }
 
 // upstreamFailed records a failed connection to the destination: refused
@@ -270,7 +325,7 @@ func (s *session) account(res relay.Result) {
 // session is blocked.
 func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 	d := s.decryption()
-	probe, err := f.dialUpstream(ctx, s)
+	probe, err := f.dialProbe(ctx, s)
 	if err != nil {
 		s.upstreamFailed(err)
 		return false
@@ -289,6 +344,7 @@ func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 			return nil
 		},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tls.Certificate{}, nil },
+		KeyLogWriter:         f.cfg.KeyLogWriter,
 	})
 	herr := tc.HandshakeContext(hctx)
 	var reason string
@@ -296,7 +352,7 @@ func (f *Firewall) checkServerCert(ctx context.Context, s *session) bool {
 	case leaf == nil:
 		reason = fmt.Sprintf("sni-cert-check strict: no certificate from %s for %q: %v", s.rec.Dst, s.rec.SNI, herr)
 	default:
-		d.UpstreamFingerprint, d.UpstreamIssuer, d.UpstreamSubject = pki.Fingerprint(leaf), leaf.Issuer.String(), leaf.Subject.String()
+		recordUpstreamCert(d, leaf, nil)
 		if s.rec.SNI == "" {
 			reason = "sni-cert-check strict: no SNI to check"
 		} else if err := leaf.VerifyHostname(s.rec.SNI); err != nil {

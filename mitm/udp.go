@@ -199,20 +199,19 @@ func (e *udpEngine) open(key flowKey, first []byte, from net.Addr) *udpFlow {
 	// decryption rules for TLS over TCP, and UDP is allowed or blocked by
 	// address, port and protocol (so an SNI bypass does not cover DTLS,
 	// an IP-range one does).
-	ps := policy.Session{Src: key.src, Dst: key.dst, Proto: policy.ProtoUDP}
+	ps := policy.Session{Src: key.src, Dst: key.dst, Proto: policy.ProtoUDP, App: policy.App(app)}
 	if app == clienthello.AppDTLS {
 		if info, err := clienthello.ParseDTLS(first); err == nil {
-			s.hello = info
-			s.rec.SNI = info.ServerName
+			s.setHello(info)
 		}
 	}
 	dec := f.engine.Decide(f.ctx, ps)
-	s.rec.Rule = dec.RuleName
+	s.rec.Rule, s.rec.RuleID = dec.RuleName, dec.Number()
 	if dec.Action == policy.ActionBlock {
 		fl.denied = true
 		s.rec.Action, s.rec.EndReason = fwlog.ActionDeny, fwlog.EndPolicyDeny
 		s.rec.App = fwlog.AppNotApplicable // PAN-OS logs denied-at-first-packet sessions so
-		s.rec.BytesSent, s.rec.PacketsSent = uint64(len(first)), 1
+		s.rec.BytesSent, s.rec.PacketsSent, s.rec.PacketsSource = uint64(len(first)), 1, "datagrams"
 		// A deny is logged at once, as firewalls do; the flow is kept so
 		// retransmissions do not log again.
 		s.finish()
@@ -314,6 +313,7 @@ func (e *udpEngine) end(fl *udpFlow) {
 	s := fl.s
 	s.rec.BytesSent, s.rec.BytesReceived = fl.sent.Load(), fl.rcvd.Load()
 	s.rec.PacketsSent, s.rec.PacketsReceived = fl.pktSent.Load(), fl.pktRcvd.Load()
+	s.rec.PacketsSource = "datagrams"
 	s.rec.EndReason = fwlog.EndAgedOut
 	if s.shuttingDown() {
 		s.rec.Reason = reasonShutdown

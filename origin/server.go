@@ -68,6 +68,10 @@ type Config struct {
 	// Logger receives operational messages (listeners, refused handshakes).
 	// Nil discards.
 	Logger *slog.Logger
+	// KeyLogWriter, if set, receives the secrets of every (D)TLS session
+	// an HTTPS site terminates in the NSS key log format (SSLKEYLOGFILE), for packet
+	// captures that decrypt themselves (package capture). Nil logs none.
+	KeyLogWriter io.Writer
 	// AccessLog receives one JSON line (a Record) per request. Nil writes none;
 	// Records keeps the recent ones either way.
 	AccessLog io.Writer
@@ -131,6 +135,7 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	maxBody   int64
+	keyLog    io.Writer
 	listeners []*listener
 	access    *accessLog
 	hashes    *hashCache
@@ -162,6 +167,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		maxBody: cfg.MaxBodySize,
+		keyLog:  cfg.KeyLogWriter,
 		hashes:  newHashCache(hashCacheEntries),
 	}
 	if s.log == nil {
@@ -366,6 +372,7 @@ func (s *Server) httpServer(ctx context.Context, l *listener) *http.Server {
 		srv.TLSConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: s.certificateFor(l),
+			KeyLogWriter:   s.keyLog,
 		}
 	}
 	return srv

@@ -66,6 +66,9 @@ func OpenDir(dir string) (*Dir, error) {
 // Name returns the directory's path as given to OpenDir.
 func (d *Dir) Name() string { return d.root.Name() }
 
+// FS reads the files below d, never following a link out of it.
+func (d *Dir) FS() fs.FS { return d.root.FS() }
+
 // Close releases the directory.
 func (d *Dir) Close() error { return d.root.Close() }
 

@@ -29,8 +29,40 @@ type KeyAlgorithm string
 // Supported key algorithms.
 const (
 	ECDSAP256 KeyAlgorithm = "ecdsa-p256"
+	ECDSAP384 KeyAlgorithm = "ecdsa-p384"
 	RSA2048   KeyAlgorithm = "rsa-2048"
+	RSA3072   KeyAlgorithm = "rsa-3072"
+	RSA4096   KeyAlgorithm = "rsa-4096"
 )
+
+// KeyAlgorithms lists the supported key algorithms.
+func KeyAlgorithms() []KeyAlgorithm {
+	return []KeyAlgorithm{ECDSAP256, ECDSAP384, RSA2048, RSA3072, RSA4096}
+}
+
+// AlgorithmOf returns the algorithm of a public key and true, or false for
+// a key of another type or size.
+func AlgorithmOf(pub crypto.PublicKey) (KeyAlgorithm, bool) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return ECDSAP256, true
+		case elliptic.P384():
+			return ECDSAP384, true
+		}
+	case *rsa.PublicKey:
+		switch k.N.BitLen() {
+		case 2048:
+			return RSA2048, true
+		case 3072:
+			return RSA3072, true
+		case 4096:
+			return RSA4096, true
+		}
+	}
+	return "", false
+}
 
 // Config controls key generation and validity. The zero value is ready to use:
 // ECDSA P-256 keys from crypto/rand, validity starting an hour before time.Now.
@@ -62,10 +94,16 @@ func (c Config) GenerateKey() (crypto.Signer, error) {
 	switch c.Algorithm {
 	case "", ECDSAP256:
 		return ecdsa.GenerateKey(elliptic.P256(), c.rand())
+	case ECDSAP384:
+		return ecdsa.GenerateKey(elliptic.P384(), c.rand())
 	case RSA2048:
 		return rsa.GenerateKey(c.rand(), 2048)
+	case RSA3072:
+		return rsa.GenerateKey(c.rand(), 3072)
+	case RSA4096:
+		return rsa.GenerateKey(c.rand(), 4096)
 	default:
-		return nil, fmt.Errorf("pki: unknown key algorithm %q (want %s or %s)", c.Algorithm, ECDSAP256, RSA2048)
+		return nil, fmt.Errorf("pki: unknown key algorithm %q (want one of %v)", c.Algorithm, KeyAlgorithms())
 	}
 }
 

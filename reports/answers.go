@@ -30,26 +30,26 @@ type question struct {
 	Table     [][]string
 }
 
-// evidence finds results by scenario id and variant.
+// evidence finds results by scenario id and role.
 type evidence struct {
 	results []scenarios.Result
 }
 
-// of returns the results of id (and variant, when not empty), in order.
-func (e evidence) of(id string, v scenarios.Variant) []*scenarios.Result {
+// of returns the results of id (and role, when not empty), in order.
+func (e evidence) of(id string, v scenarios.Role) []*scenarios.Result {
 	var out []*scenarios.Result
 	for i := range e.results {
 		r := &e.results[i]
-		if r.ID == id && (v == "" || r.Variant == v) {
+		if r.ID == id && (v == "" || r.Role == v) {
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
-// usable returns the results of id/variant that produced an observation
+// usable returns the results of id in role v that produced an observation
 // (pass or fail) and notes in *notes the ones that did not.
-func (e evidence) usable(id string, v scenarios.Variant, notes *[]string) []*scenarios.Result {
+func (e evidence) usable(id string, v scenarios.Role, notes *[]string) []*scenarios.Result {
 	var out []*scenarios.Result
 	for _, r := range e.of(id, v) {
 		switch r.Verdict {
@@ -351,7 +351,7 @@ func ruleText(s *scenarios.Scenario, r *scenarios.Result) string {
 	var t string
 	if s != nil {
 		t = s.Setting
-		if r.Variant == scenarios.WithFix && s.Fix != "" {
+		if r.Role == scenarios.WithFix && s.Fix != "" {
 			t = "fix: " + s.Fix
 		}
 	}
@@ -471,8 +471,8 @@ func interception(f *facts) string {
 func tunnelState(r *scenarios.Result) string {
 	t := r.Observed.Tunnel
 	s := orDash(t.State)
-	if t.Transport != nil {
-		s += " over " + *t.Transport
+	if t.Transport != "" {
+		s += " over " + t.Transport
 	}
 	return s
 }

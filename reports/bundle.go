@@ -15,6 +15,7 @@ import (
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/scenarios"
+	"github.com/pinwall/pinwall/wireshark"
 )
 
 // The files of a bundle.
@@ -38,6 +39,10 @@ const (
 	FirewallCEF           = "firewall.cef.log"
 	GatewayJSONL          = "gateway.jsonl"
 	ClientHistoryJSON     = "client-history.json"
+	// CaptureFile is the run's packet capture (pcapng, the key log inside),
+	// KeyLogFile the same key log in NSS format, when the run was captured.
+	CaptureFile = "capture.pcapng"
+	KeyLogFile  = "keys.log"
 )
 
 // firewallFiles maps each firewall log file to its fwlog format.
@@ -65,6 +70,29 @@ func logFileNames() []string {
 	return out
 }
 
+// CheckDir reports why Write could not write a bundle into dir, or nil: it
+// creates dir (and its parents) when missing and proves it writable with a
+// file it removes again. Callers check the directory before hours of runs,
+// not after.
+func CheckDir(dir string) error {
+	if dir == "" {
+		return errors.New("no directory given")
+	}
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".pinwall-write-check-*")
+	if err != nil {
+		return fmt.Errorf("%s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
 // Write writes the evidence bundle of results into dir, creating it if
 // needed. ss describes the scenarios (their explain text, setting, fix and
 // sources); a result whose scenario is not in ss is reported under its own
@@ -84,6 +112,20 @@ func logFileNames() []string {
 // symbolic or hard link planted at a file's name, or a symbolic link at a
 // directory below dir, is refused, and what it points at is left alone.
 func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.Result) error {
+	return WriteSigned(dir, meta, ss, results, nil)
+}
+
+// WriteSigned is Write, then, with a signer, the manifest's signatures and
+// the signer's public key beside it (Signer.Sign); the report and
+// evidence.json name the key's fingerprint (Meta.Signature). A bundle
+// whose results carry captures also holds the Wireshark dissector
+// (wireshark.DissectorFile) that decodes the tunnel inside them.
+func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, signer *Signer) error {
+	if signer != nil {
+		meta.Signature = signer.Describe()
+	} else {
+		meta.Signature = nil
+	}
 	out, err := outfile.OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("reports: %w", err)
@@ -91,7 +133,7 @@ func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.
 	defer out.Close()
 	meta = meta.withDefaults(results)
 	dirs := logDirs(results)
-	b := &bundle{out: out, hashes: map[string]string{}}
+	b := &bundle{out: out, hashes: map[string]string{}, device: fwlog.Device{PANVersion: meta.PANVersion}}
 	if err := removeStale(out); err != nil {
 		b.fail(err)
 	}
@@ -120,17 +162,28 @@ func Write(dir string, meta Meta, ss []*scenarios.Scenario, results []scenarios.
 	} else {
 		b.write(JUnitFile, data)
 	}
+	captured := false
 	for i := range results {
 		b.writeLogs(dirs[i], &results[i])
 		b.writeInterceptor(dirs[i], &results[i])
+		captured = captured || results[i].Capture != nil
+	}
+	if captured {
+		b.write(wireshark.DissectorFile, wireshark.Dissector)
 	}
 	b.writeManifest()
+	if signer != nil && len(b.errs) == 0 {
+		if err := signer.sign(out); err != nil {
+			b.fail(err)
+		}
+	}
 	return errors.Join(b.errs...)
 }
 
 // bundle writes files under dir and remembers their hashes.
 type bundle struct {
 	out    *outfile.Dir
+	device fwlog.Device
 	hashes map[string]string // slash path → hex SHA-256
 	errs   []error
 }
@@ -149,7 +202,7 @@ func (b *bundle) write(rel string, data []byte) {
 func (b *bundle) writeLogs(dir string, r *scenarios.Result) {
 	for _, ff := range firewallFiles() {
 		var buf bytes.Buffer
-		w := fwlog.NewWriter(&buf, ff.format)
+		w := fwlog.NewWriter(&buf, ff.format, fwlog.WithDevice(b.device))
 		for _, rec := range r.FirewallLog {
 			if err := w.Log(rec); err != nil {
 				b.fail(fmt.Errorf("reports: %s %s: %w", r.Key(), ff.name, err))
@@ -165,6 +218,10 @@ func (b *bundle) writeLogs(dir string, r *scenarios.Result) {
 		}
 	}
 	b.write(path.Join(dir, GatewayJSONL), buf.Bytes())
+	if c := r.Capture; c != nil {
+		b.write(path.Join(dir, CaptureFile), c.PCAPNG)
+		b.write(path.Join(dir, KeyLogFile), c.KeyLog)
+	}
 	hist := r.ClientHistory
 	if hist == nil {
 		hist = normalize(scenarios.Result{}).ClientHistory
@@ -196,6 +253,11 @@ func (b *bundle) writeManifest() {
 // removeStale removes an earlier bundle's log files and the directories
 // they leave empty. Anything else in logs/ stays.
 func removeStale(out *outfile.Dir) error {
+	for _, n := range []string{wireshark.DissectorFile, SignatureFile, OpenSSLSignatureFile, SignerPublicKeyFile, SignerPEMFile, AllowedSignersFile} {
+		if err := out.Remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("reports: removing a stale file: %w", err)
+		}
+	}
 	entries, err := out.ReadDir(LogsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -211,7 +273,7 @@ func removeStale(out *outfile.Dir) error {
 		if err := removeStaleInterceptor(out, path.Join(sub, InterceptorDir)); err != nil {
 			return err
 		}
-		for _, n := range logFileNames() {
+		for _, n := range append(logFileNames(), CaptureFile, KeyLogFile) {
 			if err := out.Remove(path.Join(sub, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("reports: removing a stale log: %w", err)
 			}

@@ -177,7 +177,7 @@ func TestEvidenceRoundTrip(t *testing.T) {
 	again, err := json.MarshalIndent(ev, "", "  ")
 	require.NoError(t, err)
 	require.JSONEq(t, string(data), string(again))
-	require.Equal(t, SchemaV1, ev.Schema)
+	require.Equal(t, SchemaV2, ev.Schema)
 	require.Equal(t, fixtureMeta(), ev.Meta)
 	require.Equal(t, 5, ev.Summary.Passed)
 	require.Equal(t, 8, ev.Summary.Total)
@@ -195,7 +195,7 @@ func TestEvidenceRoundTrip(t *testing.T) {
 	// The required fields, read as plain JSON.
 	var doc map[string]any
 	require.NoError(t, json.Unmarshal(data, &doc))
-	require.Equal(t, "pinwall.evidence/v1", doc["schema"])
+	require.Equal(t, "pinwall.evidence/v2", doc["schema"])
 	meta := doc["meta"].(map[string]any)
 	for _, k := range []string{"version", "commit", "go_version", "os", "arch", "mode", "started", "ended", "cas", "interrupted", "command_line"} {
 		require.Contains(t, meta, k)
@@ -217,9 +217,8 @@ func TestEvidenceRoundTrip(t *testing.T) {
 		obs := r["observed"].(map[string]any)
 		tun := obs["tunnel"].(map[string]any)
 		require.Contains(t, []any{"up", "down"}, tun["state"])
-		require.Contains(t, tun, "transport")
 		if tun["state"] == "down" {
-			require.Nil(t, tun["transport"], "transport is null when the tunnel is down")
+			require.NotContains(t, tun, "transport", "no transport when the tunnel is down")
 		} else {
 			require.Contains(t, []any{"dtls", "tls"}, tun["transport"])
 		}
@@ -233,9 +232,17 @@ func TestEvidenceRoundTrip(t *testing.T) {
 			require.Contains(t, f, "cause")
 		}
 	}
-	// The case is present where the run has one.
-	require.Equal(t, "fail-close", results[1].(map[string]any)["case"])
-	require.NotContains(t, results[0].(map[string]any), "case")
+	// The three answers, as the reports give them.
+	answers := doc["answers"].([]any)
+	require.Len(t, answers, 3)
+	a2 := answers[1].(map[string]any)
+	require.EqualValues(t, 2, a2["n"])
+	require.Contains(t, a2["question"], "Can the firewall decrypt that tunnel")
+	require.NotEmpty(t, a2["answer"])
+	require.NotEmpty(t, a2["points"])
+	// The label and the role.
+	require.Equal(t, "without-fix/fail-close", results[1].(map[string]any)["variant"])
+	require.Equal(t, "without-fix", results[1].(map[string]any)["role"])
 }
 
 func TestEvidenceMatchesSchema(t *testing.T) {
@@ -267,8 +274,8 @@ func TestEvidenceMatchesSchema(t *testing.T) {
 }
 
 func TestReadEvidenceRejectsOtherSchemas(t *testing.T) {
-	_, err := ReadEvidence(strings.NewReader(`{"schema": "pinwall.evidence/v2"}`))
-	require.ErrorContains(t, err, "pinwall.evidence/v1")
+	_, err := ReadEvidence(strings.NewReader(`{"schema": "pinwall.evidence/v1"}`))
+	require.ErrorContains(t, err, "pinwall.evidence/v2")
 	_, err = ReadEvidence(strings.NewReader(`{`))
 	require.Error(t, err)
 }

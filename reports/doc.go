@@ -4,7 +4,8 @@
 // Write takes the scenarios and the scenarios.Result of every run (one per
 // scenario × variant × case) and writes, into one directory:
 //
-//	evidence.json          every Result, versioned ("pinwall.evidence/v1"), with Meta
+//	evidence.json          every Result and the three answers, versioned
+//	                       ("pinwall.evidence/v2"), with Meta
 //	evidence.schema.json   the JSON Schema of evidence.json
 //	report.md, report.html the three questions answered from this run's data,
 //	                       the verdict table, and per scenario its topology,
@@ -23,6 +24,11 @@
 // html/template for HTML (templates/). Nothing is computed in the templates.
 //
 // The HTML report is self-contained — inline CSS and inline SVG, no scripts,
-// no external references — and prints on white. VerdictTable and Summary give
+// no external references — and prints on white, A4 landscape: every
+// address, port and time in one piece (a nowrap span), each run's summary
+// beside its handshake, and the raw log rows and passing checks in closed
+// <details> that print only when opened (the catalogue prints in under 30
+// pages). Gateway events say who made their connection: behind a
+// decrypting firewall, a tunnel-open may be the firewall's own handshake. VerdictTable and Summary give
 // the CLI the same verdicts as plain text.
 package reports

@@ -48,6 +48,9 @@ func TestEndToEnd(t *testing.T) {
 		require.Contains(t, report, "#### "+r.Key()+" — "+string(r.Verdict))
 	}
 	require.Contains(t, report, "FAILING STEP", "the fail-close handshake marks its failing step")
+	require.Contains(t, report, "**Leg and cause** attributed from: client (presented chain issued by CN=pinwall Enterprise Forward Trust CA",
+		"the report says which evidence the leg and cause rest on")
+	require.Contains(t, report, "firewall log (session ", "the firewall's log confirms")
 
 	var schema map[string]any
 	require.NoError(t, json.Unmarshal(Schema(), &schema))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path"
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
@@ -13,28 +14,59 @@ import (
 	"github.com/pinwall/pinwall/scenarios"
 )
 
-// SchemaV1 is the schema identifier of evidence.json.
-const SchemaV1 = "pinwall.evidence/v1"
+// SchemaV2 is the schema identifier of evidence.json. v2 changed from v1:
+// a tunnel's transport is absent (not null) when it is down; a result's
+// variant is its free label with its role beside it (v1's "case" is part
+// of the label); the three questions' answers are in "answers".
+const SchemaV2 = "pinwall.evidence/v2"
 
-// evidenceSchema is the JSON Schema (2020-12) of evidence.json v1. It is
+// evidenceSchema is the JSON Schema (2020-12) of evidence.json v2. It is
 // written into every bundle as evidence.schema.json.
 //
 //go:embed evidence.schema.json
 var evidenceSchema string
 
-// Schema returns the JSON Schema of evidence.json v1.
+// Schema returns the JSON Schema of evidence.json v2.
 func Schema() []byte { return []byte(evidenceSchema) }
 
 // Evidence is the document evidence.json holds.
 type Evidence struct {
-	// Schema is SchemaV1.
+	// Schema is SchemaV2.
 	Schema  string          `json:"schema"`
 	Meta    Meta            `json:"meta"`
 	Summary EvidenceSummary `json:"summary"`
+	// Answers are the three questions answered from this run's results,
+	// as report.md and report.html open with them.
+	Answers []Answer `json:"answers"`
 	// Scenarios describe the scenarios that were run, in catalogue order.
 	Scenarios []ScenarioInfo `json:"scenarios"`
 	// Results are one per scenario × variant × case, in run order.
 	Results []EvidenceResult `json:"results"`
+}
+
+// Answer is one of the three questions users bring, answered from the
+// results: the answer in a sentence or two, the evidence behind it, and
+// what the run lacked. Text marks names and addresses with `backticks`.
+type Answer struct {
+	// N numbers the question (1, 2, 3); Question is its text.
+	N        int    `json:"n"`
+	Question string `json:"question"`
+	Answer   string `json:"answer"`
+	// Points are the evidence, each naming the run it comes from.
+	Points []string `json:"points"`
+	// Table is an optional table of the runs behind the answer: Head the
+	// column names, Rows one row per run.
+	Table *AnswerTable `json:"table,omitempty"`
+	// Missing names the scenarios the answer needed and the run lacked;
+	// Absent those that would add to it.
+	Missing []string `json:"missing"`
+	Absent  []string `json:"absent"`
+}
+
+// AnswerTable is an answer's table.
+type AnswerTable struct {
+	Head []string   `json:"head"`
+	Rows [][]string `json:"rows"`
 }
 
 // EvidenceSummary counts the verdicts.
@@ -64,10 +96,53 @@ type EvidenceResult struct {
 	scenarios.Result
 	// Logs is the result's directory in the bundle ("logs/id__variant").
 	Logs string `json:"logs"`
+	// Capture describes the run's packet capture, when it was captured.
+	Capture *CaptureInfo `json:"capture,omitempty"`
+}
+
+// CaptureInfo is what evidence.json says about a run's capture.
+type CaptureInfo struct {
+	// File and KeyLog are the capture and its key log, relative to the bundle.
+	File   string `json:"file"`
+	KeyLog string `json:"key_log"`
+	// Packets counts the packets; Dropped those beyond the memory limit.
+	Packets int   `json:"packets"`
+	Dropped int64 `json:"dropped"`
+	// KeyLines counts the key log's lines (session secrets).
+	KeyLines int `json:"key_lines"`
+	// SnapLen is the payload kept per flow and direction; negative: all.
+	SnapLen int `json:"snaplen"`
+	// Legs names the capture's interfaces in order.
+	Legs []string `json:"legs"`
+	// Source says how the packets were made.
+	Source string `json:"source"`
+}
+
+func captureInfo(r scenarios.Result, dir string) *CaptureInfo {
+	c := r.Capture
+	if c == nil {
+		return nil
+	}
+	legs := c.Legs
+	if legs == nil {
+		legs = []string{}
+	}
+	return &CaptureInfo{File: path.Join(dir, CaptureFile), KeyLog: path.Join(dir, KeyLogFile), Packets: c.Packets, Dropped: c.Dropped,
+		KeyLines: c.KeyLines, SnapLen: c.SnapLen, Legs: legs, Source: c.Source}
 }
 
 func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, dirs []string) Evidence {
-	ev := Evidence{Schema: SchemaV1, Meta: meta, Scenarios: []ScenarioInfo{}, Results: make([]EvidenceResult, 0, len(results))}
+	ev := Evidence{Schema: SchemaV2, Meta: meta, Scenarios: []ScenarioInfo{}, Results: make([]EvidenceResult, 0, len(results))}
+	for _, q := range answers(ss, results) {
+		a := Answer{N: q.N, Question: q.Title, Answer: q.Answer, Points: nonNil(q.Points), Missing: nonNil(q.Missing), Absent: nonNil(q.Absent)}
+		if len(q.TableHead) > 0 {
+			a.Table = &AnswerTable{Head: q.TableHead, Rows: q.Table}
+			if a.Table.Rows == nil {
+				a.Table.Rows = [][]string{}
+			}
+		}
+		ev.Answers = append(ev.Answers, a)
+	}
 	ev.Summary.Passed, ev.Summary.Total = Summary(results)
 	ev.Summary.ByVerdict = map[scenarios.Verdict]int{scenarios.Pass: 0, scenarios.Fail: 0, scenarios.Error: 0, scenarios.Incomplete: 0}
 	for _, r := range results {
@@ -80,9 +155,16 @@ func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Resu
 	for i, r := range results {
 		n := normalize(r)
 		n.Interceptor = slimInterceptor(r.Interceptor, dirs[i])
-		ev.Results = append(ev.Results, EvidenceResult{Result: n, Logs: dirs[i]})
+		ev.Results = append(ev.Results, EvidenceResult{Result: n, Logs: dirs[i], Capture: captureInfo(r, dirs[i])})
 	}
 	return ev
+}
+
+func nonNil(xs []string) []string {
+	if xs == nil {
+		return []string{}
+	}
+	return xs
 }
 
 // normalize makes nil lists and maps empty and an unobserved tunnel down,
@@ -121,8 +203,8 @@ func ReadEvidence(rd io.Reader) (*Evidence, error) {
 	if err := json.NewDecoder(rd).Decode(&ev); err != nil {
 		return nil, fmt.Errorf("reports: evidence: %w", err)
 	}
-	if ev.Schema != SchemaV1 {
-		return nil, fmt.Errorf("reports: evidence: schema %q, want %q", ev.Schema, SchemaV1)
+	if ev.Schema != SchemaV2 {
+		return nil, fmt.Errorf("reports: evidence: schema %q, want %q", ev.Schema, SchemaV2)
 	}
 	return &ev, nil
 }

@@ -9,13 +9,12 @@ import (
 )
 
 func ExampleVerdictTable() {
-	tls := "tls"
 	results := []scenarios.Result{
-		{ID: "decrypt-pinned", Variant: scenarios.WithoutFix, Case: "fail-close", Verdict: scenarios.Pass,
+		{ID: "decrypt-pinned", Variant: "without-fix/fail-close", Role: scenarios.WithoutFix, Verdict: scenarios.Pass,
 			Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "down"}, Flows: scenarios.FlowsObserved{Attempted: 6},
 				Failure: &scenarios.FailureObserved{Leg: failure.LegClientFirewall, Cause: failure.CausePinMismatch}}},
-		{ID: "decrypt-pinned", Variant: scenarios.WithFix, Verdict: scenarios.Pass,
-			Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: &tls},
+		{ID: "decrypt-pinned", Variant: "with-fix", Role: scenarios.WithFix, Verdict: scenarios.Pass,
+			Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "tls"},
 				Flows: scenarios.FlowsObserved{Attempted: 6, Completed: 6, Verified: 6}}},
 	}
 	fmt.Print(reports.VerdictTable(results))

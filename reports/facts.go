@@ -70,6 +70,54 @@ func newFacts(r *scenarios.Result) *facts {
 	return f
 }
 
+// who says who made a gateway event's connection. Behind the firewall
+// the gateway sees every connection come from the firewall's NAT address;
+// the firewall record with that NAT source tells the laptop's own tunnel,
+// passed through (or another LAN host's session), from the firewall's own
+// handshake on the upstream leg of a session it decrypts — which a gateway
+// log would otherwise show as the laptop's tunnel-open.
+func (f *facts) who(e gateway.Event) string {
+	ro := f.r.Roles
+	ap, err := netip.ParseAddrPort(e.Client)
+	if err != nil {
+		return e.Client
+	}
+	if ap.Addr() == ro.Laptop {
+		return "the laptop"
+	}
+	for _, rec := range f.r.FirewallLog {
+		if !rec.NATSrc.IsValid() || rec.NATSrc != ap {
+			continue
+		}
+		from := orAddr(name(ro, rec.Src.Addr()), rec.Src.Addr())
+		if from != "laptop" {
+			from = "host " + from
+		} else {
+			from = "the laptop"
+		}
+		if o := rec.Outcome(); o == fwlog.OutcomeDecrypted || o == fwlog.OutcomeFailed {
+			return fmt.Sprintf("the firewall's own handshake (decrypting %s's session #%d)", strings.TrimPrefix(from, "the "), rec.SessionID)
+		}
+		return fmt.Sprintf("%s via the firewall (session #%d)", from, rec.SessionID)
+	}
+	if n := name(ro, ap.Addr()); n != "" {
+		return "the " + n
+	}
+	return e.Client
+}
+
+// firewallHandshakes counts the gateway events of the firewall's own
+// upstream handshakes (see who).
+func (f *facts) firewallHandshakes() int {
+	n := 0
+	for _, e := range f.r.GatewayLog {
+		if strings.HasPrefix(f.who(e), "the firewall's own handshake") {
+			n++
+		}
+	}
+	return n
+}
+
 // name labels an address by its role: "laptop", "firewall", a gateway,
 // origin or extra host name; "" for an address no role names.
 func name(ro harness.Roles, a netip.Addr) string {
@@ -293,5 +341,9 @@ func gatewaySummary(f *facts) string {
 		}
 		parts = append(parts, s)
 	}
-	return plural(len(evs), "event") + ": " + strings.Join(parts, ", ")
+	s := plural(len(evs), "event") + ": " + strings.Join(parts, ", ")
+	if n := f.firewallHandshakes(); n > 0 {
+		s += fmt.Sprintf("; %d of them from the firewall's own handshakes on the upstream leg of sessions it decrypts, not from the laptop's tunnel", n)
+	}
+	return s
 }

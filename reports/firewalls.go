@@ -192,7 +192,7 @@ func verdictMark(r *scenarios.Result) string {
 // state and transport, failing leg and cause.
 func sameBehaviour(a, b *scenarios.Result) bool {
 	ta, tb := a.Observed.Tunnel, b.Observed.Tunnel
-	if ta.State != tb.State || (ta.Transport == nil) != (tb.Transport == nil) || ta.Transport != nil && *ta.Transport != *tb.Transport {
+	if ta.State != tb.State || ta.Transport != tb.Transport {
 		return false
 	}
 	fa, fb := a.Observed.Failure, b.Observed.Failure

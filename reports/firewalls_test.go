@@ -20,7 +20,7 @@ import (
 // declared difference and its evidence) and on sslsplit (not run).
 func toolResults() []scenarios.Result {
 	base := fixtureResults()[0]
-	base.ID, base.Variant, base.Firewall = "bypass-ip", scenarios.WithoutFix, "pinwall"
+	base.ID, base.Variant, base.Firewall = "bypass-ip", "without-fix", "pinwall"
 	base.Observed.Tunnel = scenarios.TunnelObserved{State: "down"}
 	base.Observed.Failure = &scenarios.FailureObserved{Leg: failure.LegFirewallGateway, Cause: failure.CauseClientCertRequired, Source: "client+firewall"}
 	m := base

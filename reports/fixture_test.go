@@ -27,8 +27,6 @@ func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-func str(s string) *string { return &s }
-
 func fixtureRoles() harness.Roles {
 	return harness.Roles{
 		Laptop: ip("10.10.10.100"), FirewallIn: ip("10.10.10.254"), FirewallOut: ip("198.51.100.1"),
@@ -53,7 +51,12 @@ func fixtureMeta() Meta {
 			{Name: "enterprise", SHA256: "3333333333333333333333333333333333333333333333333333333333333333"},
 		},
 		Interrupted: true,
-		CommandLine: []string{"pinwall", "run", "--report", "out", "visibility", "decrypt-pinned", "bypass-fqdn", "udp-blocked", "sni-spoof", "backup-gateway"},
+		CommandLine: []string{"pinwall", "run", "--out", "out", "visibility", "decrypt-pinned", "bypass-fqdn", "udp-blocked", "sni-spoof", "backup-gateway"},
+		Provenance: &Provenance{
+			Pinwall: Build{Module: "github.com/pinwall/pinwall", Version: "v0.9.0", Commit: "0123456789abcdef0123456789abcdef01234567", CommitTime: "2026-01-14T18:00:00Z"},
+			Go:      "go1.26.8", OS: "linux", Arch: "amd64", Kernel: "6.1.0-test",
+			Modules: []Module{{Path: "github.com/pion/dtls/v3", Version: "v3.1.15"}, {Path: "github.com/hashicorp/yamux", Version: "v0.1.2"}},
+		},
 	}
 }
 
@@ -120,11 +123,11 @@ func fixtureResults() []scenarios.Result {
 	var out []scenarios.Result
 
 	// 1. visibility/baseline: pass; one DTLS session, twelve flows.
-	vis := scenarios.Result{ID: "visibility", Variant: scenarios.Baseline, Title: "What the perimeter firewall logs for a tunnelling laptop",
+	vis := scenarios.Result{ID: "visibility", Variant: "baseline", Role: scenarios.Baseline, Title: "What the perimeter firewall logs for a tunnelling laptop",
 		Mode: "inproc", Roles: roles, Policy: policyAllowAll, Started: at(0), DurationMS: 240,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "dtls"},
 			Flows: &scenarios.FlowsExpect{Verified: scenarios.MustCount("all")}, Failure: &scenarios.FailureExpect{None: true}},
-		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: str("dtls"), Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443"},
+		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "dtls", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443"},
 			Flows: scenarios.FlowsObserved{Attempted: 12, Completed: 12, Verified: 12, Tunnelled: 12}, UpAfterMS: 14},
 		Checks: []scenarios.Check{
 			pass("tunnel state", "up", "up"), pass("tunnel transport", "dtls", "dtls"),
@@ -138,6 +141,9 @@ func fixtureResults() []scenarios.Result {
 			EndReason: fwlog.EndAgedOut, BytesSent: 783282, BytesReceived: 788380, PacketsSent: 1080, PacketsReceived: 1018}},
 		ClientHistory: []client.Transition{{Time: at(25), Event: "up", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.9:443",
 			Transport: tunnel.TransportDTLS, TunnelID: "t1", TookMS: 14}},
+		Capture: &harness.Capture{PCAPNG: []byte("not really a pcapng: the bundle copies it"), KeyLog: []byte("CLIENT_RANDOM 00 11\n"),
+			Packets: 4373, KeyLines: 81, SnapLen: 16 << 20, Source: harness.CaptureSynthesized,
+			Legs: []string{harness.LegLaptopFirewall, harness.LegFirewallGateway, harness.LegGatewayOrigins}},
 	}
 	vis.GatewayLog = append(vis.GatewayLog, gateway.Event{Time: at(25), Event: gateway.EventTunnelOpen, Gateway: "gateway-acme.sse.test",
 		TunnelID: "t1", Transport: "dtls", Client: "198.51.100.1:51699", Local: "203.0.113.9:443", Device: device()})
@@ -174,7 +180,7 @@ func fixtureResults() []scenarios.Result {
 			EndReason: fwlog.EndPolicyDeny, BytesSent: 189, PacketsSent: 1}
 	}
 	pinErr := "verify gateway gateway-acme.sse.test: pin-mismatch on leg client-gateway: no pinned key for gateway-acme.sse.test; firewall session 2: client rejected the forged certificate: bad_certificate"
-	closeRes := scenarios.Result{ID: "decrypt-pinned", Variant: scenarios.WithoutFix, Case: "fail-close",
+	closeRes := scenarios.Result{ID: "decrypt-pinned", Variant: "without-fix/fail-close", Role: scenarios.WithoutFix,
 		Title: "Decrypt everything, and the client pins the gateway key", Mode: "inproc", Roles: roles, Policy: policyDecryptAll,
 		Started: at(300), DurationMS: 808,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "down"},
@@ -216,11 +222,11 @@ func fixtureResults() []scenarios.Result {
 
 	// 3. decrypt-pinned/with-fix: pass; the tunnel passes undecrypted over
 	// TLS (UDP/443 stays blocked).
-	fixed := scenarios.Result{ID: "decrypt-pinned", Variant: scenarios.WithFix,
+	fixed := scenarios.Result{ID: "decrypt-pinned", Variant: "with-fix", Role: scenarios.WithFix,
 		Title: "Decrypt everything, and the client pins the gateway key", Mode: "inproc", Roles: roles, Policy: policyBypassSNI,
 		Started: at(300), DurationMS: 334,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "tls"}, Failure: &scenarios.FailureExpect{None: true}},
-		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: str("tls"), Gateway: "gateway-acme.sse.test",
+		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "tls", Gateway: "gateway-acme.sse.test",
 			Addr: "203.0.113.9:443", Fallback: "udp-unanswered"}, Flows: scenarios.FlowsObserved{Attempted: 3, Completed: 3, Verified: 3, Tunnelled: 3}},
 		Checks: []scenarios.Check{pass("tunnel state", "up", "up"), pass("tunnel transport", "tls", "tls"), pass("failure", "none", "none")},
 		Findings: []scenarios.Finding{{ID: scenarios.FindingDTLSBlocked, Severity: scenarios.Low, Title: "UDP/443 to the gateway is blocked",
@@ -246,8 +252,8 @@ func fixtureResults() []scenarios.Result {
 
 	// 4 and 5. bypass-fqdn: reconnects, three of four decrypted and
 	// refused without the fix, none with it.
-	fqdn := func(v scenarios.Variant, failed int) scenarios.Result {
-		r := scenarios.Result{ID: "bypass-fqdn", Variant: v, Title: "A bypass rule by FQDN address object", Mode: "inproc", Roles: roles,
+	fqdn := func(v scenarios.Role, failed int) scenarios.Result {
+		r := scenarios.Result{ID: "bypass-fqdn", Variant: string(v), Role: v, Title: "A bypass rule by FQDN address object", Mode: "inproc", Roles: roles,
 			Policy: policyFQDN, Started: at(1200), DurationMS: 62,
 			Observed: scenarios.Observed{Attempts: &harness.AttemptStats{Total: 4, Failed: failed}}}
 		r.Roles.Gateways = map[string][]netip.Addr{"gateway-acme.sse.test": {ip("203.0.113.65"), ip("203.0.113.81"), ip("203.0.113.89"),
@@ -289,7 +295,7 @@ func fixtureResults() []scenarios.Result {
 					Detail: "3 tunnel session(s) failed decryption while 1 passed: the rule matches only part of what the client connects to"},
 			}
 		} else {
-			r.Observed.Tunnel = scenarios.TunnelObserved{State: "up", Transport: str("tls"), Gateway: "gateway-acme.sse.test", Addr: "203.0.113.97:443"}
+			r.Observed.Tunnel = scenarios.TunnelObserved{State: "up", Transport: "tls", Gateway: "gateway-acme.sse.test", Addr: "203.0.113.97:443"}
 			r.Expected = scenarios.Expect{Attempts: &scenarios.AttemptsExpect{FailedFraction: fraction("=0")}}
 			r.Checks = []scenarios.Check{pass("tunnel attempts failed", "fraction =0", "0 of 4 (0.00)")}
 			r.Policy = "#  rule            match                   action      options  line\n1  no-decrypt-sse  dst=203.0.113.0/24 proto=tcp  no-decrypt  -  7\n"
@@ -299,10 +305,10 @@ func fixtureResults() []scenarios.Result {
 	out = append(out, fqdn(scenarios.WithoutFix, 3), fqdn(scenarios.WithFix, 0))
 
 	// 6. udp-blocked/with-fix: fail; the policy still blocks DTLS.
-	ub := scenarios.Result{ID: "udp-blocked", Variant: scenarios.WithFix, Title: "The firewall blocks UDP/443", Mode: "inproc", Roles: roles,
+	ub := scenarios.Result{ID: "udp-blocked", Variant: "with-fix", Role: scenarios.WithFix, Title: "The firewall blocks UDP/443", Mode: "inproc", Roles: roles,
 		Policy: policyDecryptAll, Started: at(2000), DurationMS: 450,
 		Expected: scenarios.Expect{Tunnel: &scenarios.TunnelExpect{State: "up", Transport: "dtls", Fallback: "none"}},
-		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: str("tls"), Gateway: "gateway-acme.sse.test",
+		Observed: scenarios.Observed{Tunnel: scenarios.TunnelObserved{State: "up", Transport: "tls", Gateway: "gateway-acme.sse.test",
 			Addr: "203.0.113.9:443", Fallback: "udp-unanswered"}, Flows: scenarios.FlowsObserved{Attempted: 2, Completed: 2, Verified: 2, Tunnelled: 2}},
 		Checks: []scenarios.Check{
 			pass("tunnel state", "up", "up"),
@@ -332,12 +338,12 @@ func fixtureResults() []scenarios.Result {
 	out = append(out, ub)
 
 	// 7. sni-spoof/without-fix: error; nothing observed.
-	out = append(out, scenarios.Result{ID: "sni-spoof", Variant: scenarios.WithoutFix, Title: "A spoofed server name through an SNI-only bypass",
+	out = append(out, scenarios.Result{ID: "sni-spoof", Variant: "without-fix", Role: scenarios.WithoutFix, Title: "A spoofed server name through an SNI-only bypass",
 		Mode: "inproc", Verdict: scenarios.Error, Started: at(3000), DurationMS: 5,
 		Error: "harness: start firewall: listen tcp 127.10.10.254:0: bind: address already in use"})
 
 	// 8. backup-gateway/with-fix: incomplete; interrupted before it started.
-	out = append(out, scenarios.Result{ID: "backup-gateway", Variant: scenarios.WithFix, Title: "The primary gateway goes down mid-run",
+	out = append(out, scenarios.Result{ID: "backup-gateway", Variant: "with-fix", Role: scenarios.WithFix, Title: "The primary gateway goes down mid-run",
 		Mode: "inproc", Verdict: scenarios.Incomplete, Started: at(3100), Error: "interrupted before it started"})
 
 	for i := range out {

@@ -9,8 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
+
+	"github.com/pinwall/pinwall/scenarios"
 )
 
 // TestHTMLSelfContained renders the fixture's HTML and requires it to load
@@ -135,4 +138,70 @@ func TestHTMLEscapes(t *testing.T) {
 	checkSelfContained(t, data)
 	require.NotContains(t, string(data), "<script")
 	require.NotContains(t, string(data), "<img")
+}
+
+// TestHTMLValuesNeverBreak: every address (with port), offset time and
+// timestamp in the report's visible text sits in a span the stylesheet
+// keeps on one line, and nothing lets lines break anywhere.
+func TestHTMLValuesNeverBreak(t *testing.T) {
+	dir := writeFixture(t)
+	data, err := os.ReadFile(filepath.Join(dir, HTMLFile))
+	require.NoError(t, err)
+	s := string(data)
+	require.Contains(t, s, ".nw { white-space: nowrap; }")
+	require.NotContains(t, s, "overflow-wrap: anywhere")
+	require.NotContains(t, s, "word-break: break-all")
+	body := s[strings.Index(s, "<body>"):]
+	// Drop the SVGs (drawn, not flowed) and the nowrap spans and cells;
+	// what remains must hold no address:port or time.
+	for _, re := range []string{`(?s)<svg.*?</svg>`, `<span class="nw">[^<]*</span>`, `<td class="[a-z ]*nw[a-z ]*">[^<]*</td>`, `(?s)<pre>.*?</pre>`, `<a href="[^"]*"`, `id="[^"]*"`} {
+		body = regexp.MustCompile(re).ReplaceAllString(body, "")
+	}
+	for _, value := range []*regexp.Regexp{
+		regexp.MustCompile(`\b\d{1,3}(\.\d{1,3}){3}:\d+\b`),
+		regexp.MustCompile(`[+-]\d+\.\d{3}s\b`),
+		regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d`),
+	} {
+		m := value.FindString(body)
+		assert.Empty(t, m, "a value outside a nowrap span: %q", m)
+	}
+}
+
+// TestHTMLRawRowsCollapsed: the raw log rows and passing checks are in
+// closed <details> that print only when opened; failed checks are open.
+func TestHTMLRawRowsCollapsed(t *testing.T) {
+	dir := writeFixture(t)
+	data, err := os.ReadFile(filepath.Join(dir, HTMLFile))
+	require.NoError(t, err)
+	s := string(data)
+	require.Contains(t, s, "details.raw:not([open]) { display: none; }", "closed raw rows do not print")
+	raw := regexp.MustCompile(`(?s)<details class="raw">.*?</details>`).FindAllString(s, -1)
+	require.NotEmpty(t, raw)
+	outside := regexp.MustCompile(`(?s)<details class="raw">.*?</details>`).ReplaceAllString(s, "")
+	assert.NotContains(t, outside, `<table class="logs">`, "every log table is inside a closed <details>")
+	assert.Contains(t, s, `<details class="checks" open>`, "a run with failed checks shows them")
+	assert.Contains(t, s, `<details class="checks">`, "passing checks are collapsed")
+}
+
+// TestGatewayEventsAttributed: behind a decrypting firewall the gateway's
+// tunnel-open events are the firewall's own handshakes, and the report
+// says so instead of showing them as the laptop's tunnel.
+func TestGatewayEventsAttributed(t *testing.T) {
+	rs := fixtureResults()
+	var closeRes *scenarios.Result
+	for i := range rs {
+		if rs[i].Key() == "decrypt-pinned/without-fix/fail-close" {
+			closeRes = &rs[i]
+		}
+	}
+	require.NotNil(t, closeRes)
+	f := newFacts(closeRes)
+	var whos []string
+	for _, e := range closeRes.GatewayLog {
+		whos = append(whos, e.Event+": "+f.who(e))
+	}
+	assert.Contains(t, whos, "tunnel-open: the firewall's own handshake (decrypting laptop's session #2)")
+	assert.Contains(t, gatewaySummary(f), "from the firewall's own handshakes on the upstream leg of sessions it decrypts, not from the laptop's tunnel")
+	vis := newFacts(&rs[0])
+	assert.Equal(t, "the laptop via the firewall (session #1)", vis.who(rs[0].GatewayLog[0]))
 }

@@ -3,6 +3,7 @@ package reports
 import (
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/pinwall/pinwall/scenarios"
@@ -34,6 +35,14 @@ type Meta struct {
 	Interrupted bool `json:"interrupted"`
 	// CommandLine is the command as typed (os.Args).
 	CommandLine []string `json:"command_line"`
+	// PANVersion is the PAN-OS version whose log layouts the bundle's
+	// PAN-OS files follow ("" means fwlog.DefaultPANVersion).
+	PANVersion string `json:"pan_version,omitempty"`
+	// Provenance is everything that produced the evidence (GatherProvenance);
+	// nil is filled from the running binary and the fields above.
+	Provenance *Provenance `json:"provenance,omitempty"`
+	// Signature, set by WriteSigned, says how the manifest is signed.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // CA is one certificate authority of the run.
@@ -123,6 +132,13 @@ func (m Meta) withDefaults(results []scenarios.Result) Meta {
 	}
 	if m.CommandLine == nil {
 		m.CommandLine = []string{}
+	}
+	if m.Provenance == nil {
+		bi, ok := debug.ReadBuildInfo()
+		p := provenanceOf(bi, ok)
+		p.Pinwall.Version, p.Pinwall.Commit = m.Version, strings.TrimSuffix(m.Commit, "-dirty")
+		p.Go, p.OS, p.Arch = m.GoVersion, m.OS, m.Arch
+		m.Provenance = &p
 	}
 	return m
 }

@@ -53,6 +53,9 @@ func TestMetaDefaults(t *testing.T) {
 	require.Equal(t, t0.Add(4*time.Second), m.Ended)
 	require.NotNil(t, m.CAs)
 	require.NotNil(t, m.CommandLine)
+	require.NotNil(t, m.Provenance, "filled from the build and the fields above")
+	require.Equal(t, "devel", m.Provenance.Pinwall.Version)
+	require.Equal(t, runtime.Version(), m.Provenance.Go)
 
 	// Fields the caller set are kept.
 	set := fixtureMeta()

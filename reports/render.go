@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	htmltemplate "html/template"
+	"regexp"
 	"strings"
 	texttemplate "text/template"
 	"unicode"
@@ -34,6 +35,7 @@ func renderMarkdown(v view) ([]byte, error) {
 func renderHTML(v view) ([]byte, error) {
 	t, err := htmltemplate.New("report.html.tmpl").Funcs(htmltemplate.FuncMap{
 		"code": codeHTML,
+		"nw":   nowrapHTML,
 		"add":  func(a, b int) int { return a + b },
 	}).ParseFS(templateFS, "templates/report.html.tmpl")
 	if err != nil {
@@ -46,22 +48,41 @@ func renderHTML(v view) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// codeHTML escapes s and turns `spans` into <code> elements.
+// codeHTML escapes s, turns `spans` into <code> elements and keeps every
+// address, port and time in one piece (nowrapValues).
 func codeHTML(s string) htmltemplate.HTML {
 	parts := strings.Split(s, "`")
 	var b strings.Builder
 	for i, p := range parts {
 		// An unpaired trailing backtick is kept as text.
 		if i%2 == 1 && i < len(parts)-1 {
-			b.WriteString("<code>" + htmltemplate.HTMLEscapeString(p) + "</code>")
+			b.WriteString("<code>" + nowrapValues(htmltemplate.HTMLEscapeString(p)) + "</code>")
 			continue
 		}
 		if i%2 == 1 {
 			b.WriteString("`")
 		}
-		b.WriteString(htmltemplate.HTMLEscapeString(p))
+		b.WriteString(nowrapValues(htmltemplate.HTMLEscapeString(p)))
 	}
 	return htmltemplate.HTML(b.String()) // every part is escaped
+}
+
+// nowrapHTML escapes s and keeps every address, port and time in it in
+// one piece.
+func nowrapHTML(s string) htmltemplate.HTML {
+	return htmltemplate.HTML(nowrapValues(htmltemplate.HTMLEscapeString(s))) // escaped first
+}
+
+// valueRE finds the values a line must never break inside: IPv4 addresses
+// with an optional port or prefix length, IPv6 addresses in brackets with a
+// port, times offset from a run's start (+0.236s), clock times and
+// RFC 3339 timestamps, and durations (1.2s, 350ms).
+var valueRE = regexp.MustCompile(`\[[0-9a-fA-F:]+\]:\d+|\b\d{1,3}(?:\.\d{1,3}){3}(?:[:/]\d+)?\b|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?|[+-]\d+\.\d+s\b|\b\d\d:\d\d:\d\d(?:\.\d+)?(?: [A-Z]{3})?|\b\d+(?:\.\d+)?(?:ms|µs|s)\b`)
+
+// nowrapValues wraps each value of escaped (HTML already escaped) in a
+// span that CSS keeps on one line.
+func nowrapValues(escaped string) string {
+	return valueRE.ReplaceAllString(escaped, `<span class="nw">$0</span>`)
 }
 
 // mdInline escapes Markdown emphasis, link and HTML characters outside

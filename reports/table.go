@@ -64,13 +64,9 @@ func VerdictTable(results []scenarios.Result) string {
 	return b.String()
 }
 
-// variantLabel is "without-fix" or "without-fix/fail-close".
-func variantLabel(r scenarios.Result) string {
-	if r.Case == "" {
-		return string(r.Variant)
-	}
-	return string(r.Variant) + "/" + r.Case
-}
+// variantLabel is the variant's label: "without-fix",
+// "without-fix/fail-close".
+func variantLabel(r scenarios.Result) string { return r.Variant }
 
 // outcome is the run's end state in a few words: "up dtls, 20/20
 // verified", "down, 0/6 verified", "down, 6/6 verified (6 direct)", "up
@@ -85,8 +81,8 @@ func outcome(r scenarios.Result) string {
 		return "not observed"
 	}
 	s := o.Tunnel.State
-	if o.Tunnel.Transport != nil {
-		s += " " + *o.Tunnel.Transport
+	if o.Tunnel.Transport != "" {
+		s += " " + o.Tunnel.Transport
 	}
 	if a := o.Attempts; a != nil && o.Flows.Attempted == 0 {
 		return fmt.Sprintf("%s, %d/%d attempts up", s, a.Total-a.Failed, a.Total)

@@ -41,9 +41,21 @@ type view struct {
 	Sections        []section
 	Policies        []policyGroup
 	Commands        []string
+	// Provenance lists what produced the evidence, Signature how the
+	// manifest is signed (nil: not signed), Captures the runs' packet
+	// captures.
+	Provenance [][2]string
+	Signature  *Signature
+	Captures   []captureRow
 	// Firewalls is the side-by-side of pinwall's firewall and the
 	// third-party tools, when the runs had more than one.
 	Firewalls *firewallCompare
+}
+
+// captureRow is one run's capture in the appendix.
+type captureRow struct {
+	Key, File, KeyLog, Legs string
+	Packets, KeyLines       int
 }
 
 // row is one line of the verdict table.
@@ -75,20 +87,26 @@ type runView struct {
 	Key, Anchor, Label, Describe string
 	Verdict, Expected            string
 	Outcome, Failure, Detail     string
-	Error                        string
-	Started, Duration            string
-	Notes                        []string
-	Topo                         topology
-	TopoSVG                      template.HTML
-	SeqText                      string
-	SeqSVG                       template.HTML
-	FW                           fwView
-	GW                           gwView
-	Side                         []sideRow
-	Checks                       []scenarios.Check
-	Failed                       int
-	Findings                     []scenarios.Finding
-	Logs                         string
+	// Basis says which evidence the failing leg and cause rest on.
+	Basis             string
+	Error             string
+	Started, Duration string
+	Notes             []string
+	Topo              topology
+	TopoSVG           template.HTML
+	SeqText           string
+	SeqSVG            template.HTML
+	FW                fwView
+	GW                gwView
+	Side              []sideRow
+	Checks            []scenarios.Check
+	Failed            int
+	Findings          []scenarios.Finding
+	Logs              string
+	// MaxRows is how many log rows of each kind the report shows; Raw
+	// counts the rows ("2 firewall sessions, 13 gateway events").
+	MaxRows int
+	Raw     string
 	// Observed is false for a run that produced no observation (an error
 	// before it started, an interruption): it has no logs to show.
 	Observed bool
@@ -102,7 +120,9 @@ type fwView struct {
 
 type fwRow struct {
 	Session, Start, Src, Dst, Proto, App, SNI, Rule, Action, Decryption, EndReason, Bytes string
-	Kind                                                                                  markKind
+	// SrcName and DstName name the addresses' roles ("laptop"), or "".
+	SrcName, DstName string
+	Kind             markKind
 }
 
 type gwView struct {
@@ -113,7 +133,9 @@ type gwView struct {
 
 type gwRow struct {
 	Time, Event, Gateway, Transport, Client, Detail string
-	Bad                                             bool
+	// Who says who made the connection (see facts.who).
+	Who string
+	Bad bool
 }
 
 // sideRow pairs the i-th firewall record with the i-th gateway event, for
@@ -184,11 +206,18 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 			sec.CompareHeads, sec.Compare = compare(rs)
 		}
 		v.Sections = append(v.Sections, sec)
-		v.Commands = append(v.Commands, "pinwall run "+id)
 	}
-	if len(order) > 1 {
-		v.Commands = append(v.Commands, "pinwall run "+strings.Join(order, " "))
+	if meta.Provenance != nil {
+		v.Provenance = meta.Provenance.Describe()
 	}
+	v.Signature = meta.Signature
+	for i, r := range results {
+		if c := captureInfo(r, dirs[i]); c != nil {
+			v.Captures = append(v.Captures, captureRow{Key: r.Key(), File: c.File, KeyLog: c.KeyLog, Legs: strings.Join(c.Legs, ", "),
+				Packets: c.Packets, KeyLines: c.KeyLines})
+		}
+	}
+	v.Commands = reproduce(meta, byID, order)
 	for _, r := range results {
 		if r.Policy == "" {
 			continue
@@ -207,13 +236,58 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 	return v
 }
 
+// reproduce lists the commands that reproduce the run: the command as it
+// was typed, then one per scenario — by id for the catalogue's, by --file
+// for a scenario file (a scenario built in code has no file and goes by
+// its id) — with the run's mode.
+func reproduce(meta Meta, byID map[string]*scenarios.Scenario, order []string) []string {
+	var out []string
+	if len(meta.CommandLine) > 0 {
+		out = append(out, shellJoin(meta.CommandLine)+"   # the whole run, as typed")
+	}
+	mode := ""
+	if meta.Mode != "" && meta.Mode != "inproc" {
+		mode = " --mode " + meta.Mode
+	}
+	for _, id := range order {
+		s := byID[id]
+		switch {
+		case s == nil:
+			continue
+		case s.Builtin() || s.File == "":
+			out = append(out, "pinwall run"+mode+" "+shellQuote(id))
+		default:
+			out = append(out, "pinwall run"+mode+" --file "+shellQuote(s.File))
+		}
+	}
+	return out
+}
+
+// shellJoin writes args as a POSIX shell would read them back.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 func buildRun(r *scenarios.Result, dir string) runView {
 	f := newFacts(r)
 	rv := runView{Key: r.Key(), Anchor: anchor("r", r.Key()), Label: variantLabel(*r), Describe: r.Describe,
 		Verdict: string(r.Verdict), Expected: expectedText(*r), Outcome: outcome(*r), Failure: failureText(*r),
-		Error: r.Error, Checks: r.Checks, Findings: r.Findings, Logs: dir + "/"}
+		Error: r.Error, Checks: r.Checks, Findings: r.Findings, Logs: dir + "/", MaxRows: maxRows}
 	if fo := r.Observed.Failure; fo != nil {
 		rv.Detail = fo.Detail
+		rv.Basis = fo.BasisLine()
 		if fo.Source != "" {
 			rv.Failure += " (from " + fo.Source + ")"
 		}
@@ -234,16 +308,21 @@ func buildRun(r *scenarios.Result, dir string) runView {
 	}
 	rv.FW = fwTable(f)
 	rv.GW = gwTable(f)
+	rv.Raw = plural(rv.FW.Total, "firewall session") + ", " + plural(rv.GW.Total, "gateway event")
 	for i := 0; i < max(len(rv.FW.Rows), len(rv.GW.Rows)); i++ {
 		var s sideRow
 		if i < len(rv.FW.Rows) {
 			x := rv.FW.Rows[i]
 			s.FW = fmt.Sprintf("%s #%s %s %s → %s %s · %s %s · %s · %s",
-				x.Start, x.Session, x.Proto, x.Src, x.Dst, x.App, x.Rule, x.Action, x.Decryption, x.EndReason)
+				x.Start, x.Session, x.Proto, endpoint(x.Src, x.SrcName), endpoint(x.Dst, x.DstName), x.App, x.Rule, x.Action, x.Decryption, x.EndReason)
 		}
 		if i < len(rv.GW.Rows) {
 			x := rv.GW.Rows[i]
-			s.GW = strings.TrimSpace(fmt.Sprintf("%s %s %s %s · %s", x.Time, x.Event, x.Transport, x.Gateway, x.Detail))
+			who := ""
+			if strings.HasPrefix(x.Event, "tunnel-") {
+				who = " · from " + x.Who
+			}
+			s.GW = strings.TrimSpace(fmt.Sprintf("%s %s %s %s%s · %s", x.Time, x.Event, x.Transport, x.Gateway, who, x.Detail))
 		}
 		rv.Side = append(rv.Side, s)
 	}
@@ -308,7 +387,7 @@ func fwTable(f *facts) fwView {
 		}
 		v.Rows = append(v.Rows, fwRow{
 			Session: fmt.Sprint(x.SessionID), Start: offset(r.Started, x.Start),
-			Src: endpoint(r, x.Src.Addr().String(), x.Src.Port()), Dst: endpoint(r, x.Dst.Addr().String(), x.Dst.Port()),
+			Src: x.Src.String(), Dst: x.Dst.String(), SrcName: name(r.Roles, x.Src.Addr()), DstName: name(r.Roles, x.Dst.Addr()),
 			Proto: protoPort(x), App: string(x.App), SNI: orDash(x.SNI), Rule: ruleName(x), Action: string(x.Action),
 			Decryption: decryptionText(x), EndReason: string(x.EndReason),
 			Bytes: fmt.Sprintf("%d/%d", x.BytesSent, x.BytesReceived), Kind: kind,
@@ -317,12 +396,12 @@ func fwTable(f *facts) fwView {
 	return v
 }
 
-func endpoint(r *scenarios.Result, addr string, port uint16) string {
-	s := fmt.Sprintf("%s:%d", addr, port)
-	if n := name(r.Roles, parseAddr(addr)); n != "" {
-		s += " (" + n + ")"
+// endpoint is "10.10.10.100:49855 (laptop)", or the bare address:port.
+func endpoint(addr, name string) string {
+	if name != "" {
+		return addr + " (" + name + ")"
 	}
-	return s
+	return addr
 }
 
 func gwTable(f *facts) gwView {
@@ -334,7 +413,7 @@ func gwTable(f *facts) gwView {
 			break
 		}
 		v.Rows = append(v.Rows, gwRow{Time: offset(r.Started, e.Time), Event: e.Event, Gateway: e.Gateway, Transport: e.Transport,
-			Client: e.Client, Detail: eventDetail(e), Bad: e.Event == gateway.EventTunnelRefused || e.Event == gateway.EventStreamRefused || (e.Result != "" && e.Result != gateway.ResultOK)})
+			Client: e.Client, Who: f.who(e), Detail: eventDetail(e), Bad: e.Event == gateway.EventTunnelRefused || e.Event == gateway.EventStreamRefused || (e.Result != "" && e.Result != gateway.ResultOK)})
 	}
 	return v
 }
@@ -449,12 +528,14 @@ func safeName(s string) string {
 	return string(b)
 }
 
-// logDir is the result's directory in the bundle: "logs/id__variant[__case]".
+// logDir is the result's directory in the bundle: "logs/id__label", each
+// "/" of the label a "__" ("logs/sni-spoof__with-fix__sni-and-ip").
 func logDir(r scenarios.Result) string {
-	d := safeName(r.ID) + "__" + safeName(string(r.Variant))
-	if r.Case != "" {
-		d += "__" + safeName(r.Case)
+	parts := strings.Split(r.Variant, "/")
+	for i, p := range parts {
+		parts[i] = safeName(p)
 	}
+	d := safeName(r.ID) + "__" + strings.Join(parts, "__")
 	if r.Firewall != "" && r.Firewall != string(interceptors.Pinwall) {
 		d += "__" + safeName(r.Firewall)
 	}

@@ -7,6 +7,12 @@
 // rotating record hands out a different window of the pool to each query, the
 // way a GSLB spreads clients over a gateway pool. That rotation is what makes
 // a firewall's FQDN object drift from what the client resolved.
+//
+// DNSServer serves a Resolver over real DNS (UDP, loopback only) for tools
+// outside the simulation: the lab answers its names with the real loopback
+// addresses standing in for the simulated ones, so a real proxy can resolve
+// a CONNECT naming the gateway. Queries are parsed with
+// golang.org/x/net/dns/dnsmessage; FuzzDNSAnswer fuzzes that path.
 package resolve
 
 import (

@@ -9,7 +9,9 @@ import (
 	"github.com/stretchr/testify/suite"
 	"go.uber.org/goleak"
 
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -35,7 +37,8 @@ func (s *CatalogueSuite) TestEveryRun() {
 		s.Run(r.Key(), func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			res := scenarios.RunOne(ctx, harness.InProcess{}, r)
+			runner := &keepObservation{}
+			res := scenarios.RunOne(ctx, runner, r)
 			for _, c := range res.Checks {
 				if !c.Pass {
 					s.T().Logf("FAILED %s: expected %s; observed %s", c.Name, c.Expected, c.Observed)
@@ -43,8 +46,58 @@ func (s *CatalogueSuite) TestEveryRun() {
 			}
 			s.Require().Empty(res.Error)
 			s.Require().Equal(scenarios.Pass, res.Verdict, "%s: see the failed checks above", r.Key())
+			s.withoutFirewallLog(res, runner.obs)
 		})
 	}
+}
+
+// withoutFirewallLog attributes the run again from the endpoints alone,
+// as behind an interceptor whose log pinwall cannot read: the leg and
+// cause must not change, and the firewall's log must only have added to
+// the basis.
+func (s *CatalogueSuite) withoutFirewallLog(res scenarios.Result, obs *harness.Observation) {
+	s.Require().NotNil(obs)
+	bare := *obs
+	bare.Firewall = nil
+	got := scenarios.Attribute(&bare)
+	want := res.Observed.Failure
+	if want == nil {
+		s.Nil(got, "no failure with the firewall log, none without")
+		return
+	}
+	s.Require().NotNil(got, "the endpoints alone see the failure %s/%s", want.Leg, want.Cause)
+	s.Equal(want.Leg, got.Leg, "leg without the firewall log; basis: %s", got.BasisLine())
+	s.Equal(want.Cause, got.Cause, "cause without the firewall log; basis: %s", got.BasisLine())
+	for _, e := range got.Basis {
+		s.NotEqual(failure.FromFirewall, e.From)
+	}
+	if len(obs.Firewall) > 0 && tunnelFailed(obs) {
+		s.Contains(want.BasisLine(), "firewall log (", "the firewall's record confirms: %s", want.BasisLine())
+	}
+}
+
+// tunnelFailed: the firewall logged a failed or denied session of the
+// tunnel, so its log has something to confirm.
+func tunnelFailed(obs *harness.Observation) bool {
+	for _, r := range obs.Firewall {
+		if r.Src.Addr() == obs.Roles.Laptop && obs.Roles.IsGateway(r.Dst.Addr()) &&
+			((r.Decryption != nil && r.Decryption.Outcome == fwlog.OutcomeFailed) || r.Action == fwlog.ActionDeny) {
+			return true
+		}
+	}
+	return false
+}
+
+// keepObservation is the in-process runner, keeping the observation.
+type keepObservation struct {
+	harness.InProcess
+	obs *harness.Observation
+}
+
+func (k *keepObservation) Run(ctx context.Context, p harness.Plan) (*harness.Observation, error) {
+	obs, err := k.InProcess.Run(ctx, p)
+	k.obs = obs
+	return obs, err
 }
 
 func TestCatalogue(t *testing.T) {
@@ -62,9 +115,9 @@ func TestCatalogueShape(t *testing.T) {
 		require.NoError(t, err)
 		var hasWith, hasWithout, hasBaseline bool
 		for _, r := range runs {
-			hasWith = hasWith || r.Variant == scenarios.WithFix
-			hasWithout = hasWithout || r.Variant == scenarios.WithoutFix
-			hasBaseline = hasBaseline || r.Variant == scenarios.Baseline
+			hasWith = hasWith || r.Role == scenarios.WithFix
+			hasWithout = hasWithout || r.Role == scenarios.WithoutFix
+			hasBaseline = hasBaseline || r.Role == scenarios.Baseline
 		}
 		if sc.Fix != "" {
 			require.True(t, hasWith && hasWithout, "%s names a fix: it needs both variants", sc.ID)

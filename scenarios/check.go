@@ -21,9 +21,9 @@ func evaluate(e Expect, obs *harness.Observation, o Observed, fs []Finding) []Ch
 			add("tunnel state", string(t.State), o.Tunnel.State, string(t.State) == o.Tunnel.State)
 		}
 		if t.Transport != "" {
-			got := "none"
-			if o.Tunnel.Transport != nil {
-				got = *o.Tunnel.Transport
+			got := o.Tunnel.Transport
+			if got == "" {
+				got = "none"
 			}
 			add("tunnel transport", string(t.Transport), got, string(t.Transport) == got)
 		}

@@ -28,7 +28,7 @@ func TestScenarioDocs(t *testing.T) {
 	require.NoError(t, err)
 	var b strings.Builder
 	b.WriteString("# The scenarios, explained\n\n")
-	b.WriteString("Each scenario is a YAML file in `scenarios/` that you can copy and edit (`pinwall run --file mine.yaml`). ")
+	b.WriteString("Each scenario is a YAML file in `scenarios/` that you can copy and edit (`pinwall run --file mine.yaml`; every key is in [scenario-format.md](scenario-format.md)). ")
 	b.WriteString("Rows with a fix run twice, without and with it; the others run once as a baseline. ")
 	b.WriteString("This page is generated from the files (`go test ./scenarios -run TestScenarioDocs -update`). ")
 	b.WriteString("Where each simulated behaviour comes from: [sources](sources.md#by-scenario).\n\n")
@@ -47,11 +47,7 @@ func TestScenarioDocs(t *testing.T) {
 		b.WriteString("\nRuns: ")
 		var keys []string
 		for _, r := range runs {
-			k := "`" + string(r.Variant)
-			if r.Case != "" {
-				k += "/" + r.Case
-			}
-			keys = append(keys, k+"`")
+			keys = append(keys, "`"+r.Variant+"`")
 		}
 		b.WriteString(strings.Join(keys, ", ") + ". Source: `scenarios/" + s.ID + ".yaml`.\n")
 		if len(s.Sources) > 0 {

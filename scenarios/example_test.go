@@ -29,10 +29,14 @@ func Example() {
 		if f := res.Observed.Failure; f != nil {
 			fail = string(f.Leg) + "/" + string(f.Cause)
 		}
-		fmt.Println(r.Key(), res.Verdict, "tunnel", res.Observed.Tunnel.State, "failure", fail)
+		tunnel := res.Observed.Tunnel.State // "up" or "down"
+		if tr := res.Observed.Tunnel.Transport; tr != "" {
+			tunnel += " over " + tr // "dtls" or "tls"; empty when down
+		}
+		fmt.Println(r.Key(), res.Verdict, "tunnel", tunnel, "failure", fail)
 	}
 	// Output:
 	// decrypt-pinned/without-fix/fail-close pass tunnel down failure client-firewall/pin-mismatch
 	// decrypt-pinned/without-fix/fail-open pass tunnel down failure client-firewall/pin-mismatch
-	// decrypt-pinned/with-fix pass tunnel up failure none
+	// decrypt-pinned/with-fix pass tunnel up over tls failure none
 }

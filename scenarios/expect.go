@@ -17,12 +17,20 @@ import (
 // Expect is what a run must show, checked field by field. Every field is
 // optional; an empty Expect only requires the run to complete.
 type Expect struct {
-	Tunnel   *TunnelExpect   `yaml:"tunnel" json:"tunnel,omitempty"`
-	Flows    *FlowsExpect    `yaml:"flows" json:"flows,omitempty"`
-	Failure  *FailureExpect  `yaml:"failure" json:"failure,omitempty"`
+	// Tunnel checks the client's tunnel at the end of the run; absent:
+	// not checked.
+	Tunnel *TunnelExpect `yaml:"tunnel" json:"tunnel,omitempty"`
+	// Flows checks the workload's flows; absent: not checked.
+	Flows *FlowsExpect `yaml:"flows" json:"flows,omitempty"`
+	// Failure checks the run's failing leg and cause; absent: not checked.
+	Failure *FailureExpect `yaml:"failure" json:"failure,omitempty"`
+	// Attempts checks the tunnel attempts of a reconnects run; absent: not
+	// checked.
 	Attempts *AttemptsExpect `yaml:"attempts" json:"attempts,omitempty"`
+	// Firewall checks the firewall's log, one check per item.
 	Firewall []FirewallCheck `yaml:"firewall" json:"firewall,omitempty"`
-	Gateway  []GatewayCheck  `yaml:"gateway" json:"gateway,omitempty"`
+	// Gateway checks the gateways' logs, one check per item.
+	Gateway []GatewayCheck `yaml:"gateway" json:"gateway,omitempty"`
 	// Findings must all be raised; NoFindings must not be.
 	Findings   []FindingID `yaml:"findings" json:"findings,omitempty"`
 	NoFindings []FindingID `yaml:"no-findings" json:"no_findings,omitempty"`
@@ -81,7 +89,9 @@ func (CauseName) Choices() []string { return append(strs(failure.Causes), "none"
 
 // TunnelExpect checks the client's tunnel at the end of the run.
 type TunnelExpect struct {
-	State     State         `yaml:"state" json:"state,omitempty"`
+	// State is up or down; empty: not checked.
+	State State `yaml:"state" json:"state,omitempty"`
+	// Transport is the tunnel's transport at the end; empty: not checked.
 	Transport TransportName `yaml:"transport" json:"transport,omitempty"`
 	// Gateway is the gateway name the tunnel ends at.
 	Gateway string `yaml:"gateway" json:"gateway,omitempty"`
@@ -91,13 +101,19 @@ type TunnelExpect struct {
 
 // FlowsExpect checks the workload's flows.
 type FlowsExpect struct {
+	// Completed counts the flows that completed; empty: not checked.
 	Completed Count `yaml:"completed" json:"completed,omitzero"`
-	Verified  Count `yaml:"verified" json:"verified,omitzero"`
+	// Verified counts the flows whose SHA-256 was checked at both ends;
+	// empty: not checked.
+	Verified Count `yaml:"verified" json:"verified,omitzero"`
+	// Tunnelled counts the flows carried by the tunnel; empty: not checked.
 	Tunnelled Count `yaml:"tunnelled" json:"tunnelled,omitzero"`
-	Direct    Count `yaml:"direct" json:"direct,omitzero"`
+	// Direct counts the flows sent direct (steering exceptions, fail-open);
+	// empty: not checked.
+	Direct Count `yaml:"direct" json:"direct,omitzero"`
 	// Lost says which flows may be lost: none, or in-flight-only (only
 	// flows in flight on a tunnel when it went down, which no client can
-	// move to another gateway).
+	// move to another gateway); empty: not checked.
 	Lost LostRule `yaml:"lost" json:"lost,omitempty"`
 }
 
@@ -116,8 +132,11 @@ func (LostRule) Choices() []string { return []string{string(LostNone), string(Lo
 // FailureExpect checks the run's failing leg and cause; None expects no
 // failure at all.
 type FailureExpect struct {
-	None  bool      `yaml:"none" json:"none,omitempty"`
-	Leg   LegName   `yaml:"leg" json:"leg,omitempty"`
+	// None expects no failure at all.
+	None bool `yaml:"none" json:"none,omitempty"`
+	// Leg is the failing leg; empty: any.
+	Leg LegName `yaml:"leg" json:"leg,omitempty"`
+	// Cause is the failure's cause; empty: any.
 	Cause CauseName `yaml:"cause" json:"cause,omitempty"`
 	// OneOf expects one of these legs and causes, for a behaviour that
 	// races (which of two packets arrives first decides what the client
@@ -127,7 +146,9 @@ type FailureExpect struct {
 
 // LegCause is a failing leg and cause.
 type LegCause struct {
-	Leg   LegName   `yaml:"leg,required" json:"leg"`
+	// Leg is the failing leg.
+	Leg LegName `yaml:"leg,required" json:"leg"`
+	// Cause is the failure's cause.
 	Cause CauseName `yaml:"cause,required" json:"cause"`
 }
 
@@ -144,7 +165,10 @@ func (f FailureExpect) Validate() error {
 
 // AttemptsExpect checks reconnect attempts.
 type AttemptsExpect struct {
-	Failed         Count    `yaml:"failed" json:"failed,omitzero"`
+	// Failed counts the attempts that failed; empty: not checked.
+	Failed Count `yaml:"failed" json:"failed,omitzero"`
+	// FailedFraction bounds the fraction of attempts that failed; empty:
+	// not checked.
 	FailedFraction Fraction `yaml:"failed-fraction" json:"failed_fraction,omitzero"`
 }
 
@@ -233,27 +257,48 @@ func (EndReasonName) Choices() []string { return strs(fwlog.EndReasons) }
 
 // RecordFilter selects firewall records.
 type RecordFilter struct {
-	Proto   ProtoName   `yaml:"proto" json:"proto,omitempty"`
-	Src     Selector    `yaml:"src" json:"src,omitempty"`
-	Dst     Selector    `yaml:"dst" json:"dst,omitempty"`
-	SNI     string      `yaml:"sni" json:"sni,omitempty"`
-	Rule    string      `yaml:"rule" json:"rule,omitempty"`
-	App     AppName     `yaml:"app" json:"app,omitempty"`
+	// Proto selects records of one protocol; empty: any.
+	Proto ProtoName `yaml:"proto" json:"proto,omitempty"`
+	// Src selects records by source address; empty: any.
+	Src Selector `yaml:"src" json:"src,omitempty"`
+	// Dst selects records by destination address; empty: any.
+	Dst Selector `yaml:"dst" json:"dst,omitempty"`
+	// SNI selects records whose ClientHello named this server; empty: any.
+	SNI string `yaml:"sni" json:"sni,omitempty"`
+	// Rule selects records of the rule of this name; empty: any.
+	Rule string `yaml:"rule" json:"rule,omitempty"`
+	// App selects records of one application; empty: any.
+	App AppName `yaml:"app" json:"app,omitempty"`
+	// Outcome selects records by decryption outcome ("none": no
+	// decryption rule applied); empty: any.
 	Outcome OutcomeName `yaml:"outcome" json:"outcome,omitempty"`
 }
 
 // RecordExpect is what selected records must show.
 type RecordExpect struct {
-	App       AppName       `yaml:"app" json:"app,omitempty"`
-	Action    ActionName    `yaml:"action" json:"action,omitempty"`
-	Rule      string        `yaml:"rule" json:"rule,omitempty"`
-	Outcome   OutcomeName   `yaml:"outcome" json:"outcome,omitempty"`
-	Leg       LegName       `yaml:"leg" json:"leg,omitempty"`
-	Cause     CauseName     `yaml:"cause" json:"cause,omitempty"`
+	// App is the application the firewall identified; empty: not checked.
+	App AppName `yaml:"app" json:"app,omitempty"`
+	// Action is the logged action; empty: not checked.
+	Action ActionName `yaml:"action" json:"action,omitempty"`
+	// Rule is the name of the rule that took the session; empty: not
+	// checked.
+	Rule string `yaml:"rule" json:"rule,omitempty"`
+	// Outcome is the decryption outcome ("none": no decryption rule
+	// applied); empty: not checked.
+	Outcome OutcomeName `yaml:"outcome" json:"outcome,omitempty"`
+	// Leg is the failing leg of a failed decryption; empty: not checked.
+	Leg LegName `yaml:"leg" json:"leg,omitempty"`
+	// Cause is the cause of a failed decryption; empty: not checked.
+	Cause CauseName `yaml:"cause" json:"cause,omitempty"`
+	// EndReason is the session end reason; empty: not checked.
 	EndReason EndReasonName `yaml:"end-reason" json:"end_reason,omitempty"`
-	SNI       string        `yaml:"sni" json:"sni,omitempty"`
-	Dst       Selector      `yaml:"dst" json:"dst,omitempty"`
-	NATSrc    Selector      `yaml:"nat-src" json:"nat_src,omitempty"`
+	// SNI is the server name the ClientHello carried; empty: not checked.
+	SNI string `yaml:"sni" json:"sni,omitempty"`
+	// Dst is where the session went; empty: not checked.
+	Dst Selector `yaml:"dst" json:"dst,omitempty"`
+	// NATSrc is the source the firewall translated the session to; empty:
+	// not checked.
+	NATSrc Selector `yaml:"nat-src" json:"nat_src,omitempty"`
 	// Fingerprints requires both certificate fingerprints (decryption).
 	Fingerprints bool `yaml:"fingerprints" json:"fingerprints,omitempty"`
 }
@@ -263,13 +308,17 @@ func (e RecordExpect) isZero() bool { return e == RecordExpect{} }
 // FirewallCheck selects firewall records and checks them.
 type FirewallCheck struct {
 	// Name says in words what the check shows ("only gateway addresses").
-	Name  string       `yaml:"name,required" json:"name"`
+	Name string `yaml:"name,required" json:"name"`
+	// Where selects the records the check is about; empty: every record.
 	Where RecordFilter `yaml:"where" json:"where"`
 	// Count of selected records; empty means ">=1".
-	Count Count        `yaml:"count" json:"count,omitzero"`
-	Each  RecordExpect `yaml:"each" json:"each,omitzero"`
+	Count Count `yaml:"count" json:"count,omitzero"`
+	// Each is what every selected record must show.
+	Each RecordExpect `yaml:"each" json:"each,omitzero"`
+	// First is what the first selected record must show.
 	First RecordExpect `yaml:"first" json:"first,omitzero"`
-	Last  RecordExpect `yaml:"last" json:"last,omitzero"`
+	// Last is what the last selected record must show.
+	Last RecordExpect `yaml:"last" json:"last,omitzero"`
 }
 
 // GatewayEventName is a gateway event kind.
@@ -282,18 +331,29 @@ func (GatewayEventName) Choices() []string {
 
 // EventFilter selects gateway events.
 type EventFilter struct {
-	Event     GatewayEventName `yaml:"event" json:"event,omitempty"`
-	Transport TransportName    `yaml:"transport" json:"transport,omitempty"`
-	Host      string           `yaml:"host" json:"host,omitempty"`
-	Gateway   string           `yaml:"gateway" json:"gateway,omitempty"`
-	Client    Selector         `yaml:"client" json:"client,omitempty"`
+	// Event selects events of one kind; empty: any.
+	Event GatewayEventName `yaml:"event" json:"event,omitempty"`
+	// Transport selects events of tunnels over one transport; empty: any.
+	Transport TransportName `yaml:"transport" json:"transport,omitempty"`
+	// Host selects flow events to one site; empty: any.
+	Host string `yaml:"host" json:"host,omitempty"`
+	// Gateway selects the events of the gateway of this name; empty: any.
+	Gateway string `yaml:"gateway" json:"gateway,omitempty"`
+	// Client selects events by the address the gateway saw the tunnel
+	// come from; empty: any.
+	Client Selector `yaml:"client" json:"client,omitempty"`
 }
 
 // EventExpect is what selected gateway events must show.
 type EventExpect struct {
-	Cause     CauseName     `yaml:"cause" json:"cause,omitempty"`
-	Result    string        `yaml:"result" json:"result,omitempty"`
-	Client    Selector      `yaml:"client" json:"client,omitempty"`
+	// Cause is the cause of a refusal; empty: not checked.
+	Cause CauseName `yaml:"cause" json:"cause,omitempty"`
+	// Result is a flow's result ("ok"); empty: not checked.
+	Result string `yaml:"result" json:"result,omitempty"`
+	// Client is where the gateway saw the tunnel come from; empty: not
+	// checked.
+	Client Selector `yaml:"client" json:"client,omitempty"`
+	// Transport is the tunnel's transport; empty: not checked.
 	Transport TransportName `yaml:"transport" json:"transport,omitempty"`
 	// Presented requires (true) or forbids (false) a presented certificate in refusals.
 	Presented *bool `yaml:"presented" json:"presented,omitempty"`
@@ -303,10 +363,14 @@ type EventExpect struct {
 
 // GatewayCheck selects gateway events and checks them.
 type GatewayCheck struct {
-	Name  string      `yaml:"name,required" json:"name"`
+	// Name says in words what the check shows.
+	Name string `yaml:"name,required" json:"name"`
+	// Where selects the events the check is about; empty: every event.
 	Where EventFilter `yaml:"where" json:"where"`
-	Count Count       `yaml:"count" json:"count,omitzero"`
-	Each  EventExpect `yaml:"each" json:"each,omitzero"`
+	// Count of selected events; empty means ">=1".
+	Count Count `yaml:"count" json:"count,omitzero"`
+	// Each is what every selected event must show.
+	Each EventExpect `yaml:"each" json:"each,omitzero"`
 	// EveryDestination requires a flow event for every site the workload's
 	// tunnelled flows went to.
 	EveryDestination bool `yaml:"every-destination" json:"every_destination,omitempty"`

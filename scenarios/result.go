@@ -41,12 +41,14 @@ type Observed struct {
 	UpAfterMS int64 `json:"up_after_ms,omitempty"`
 }
 
-// TunnelObserved is the tunnel's end state; Transport is nil when down.
+// TunnelObserved is the tunnel's end state.
 type TunnelObserved struct {
-	State     string  `json:"state"`
-	Transport *string `json:"transport"`
-	Gateway   string  `json:"gateway,omitempty"`
-	Addr      string  `json:"addr,omitempty"`
+	// State is "up" or "down".
+	State string `json:"state"`
+	// Transport is "dtls" or "tls" while up, empty when down.
+	Transport string `json:"transport,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+	Addr      string `json:"addr,omitempty"`
 	// Fallback is the cause that sent the client to TLS, if any.
 	Fallback string `json:"fallback,omitempty"`
 	// Failovers counts moves to a backup gateway.
@@ -90,6 +92,9 @@ type FailureObserved struct {
 	Detail string `json:"detail,omitempty"`
 	// Session is the firewall session that explains the failure, if any.
 	Session uint64 `json:"session,omitempty"`
+	// Basis is every fact the leg and cause rest on, with its source:
+	// the client, the gateway's log, the firewall's log, a flow.
+	Basis []failure.Evidence `json:"basis,omitempty"`
 }
 
 // Check is one expectation and whether it held.
@@ -102,12 +107,14 @@ type Check struct {
 
 // Result is one run's evidence.
 type Result struct {
-	ID       string  `json:"id"`
-	Variant  Variant `json:"variant"`
-	Case     string  `json:"case,omitempty"`
-	Title    string  `json:"title"`
-	Describe string  `json:"describe,omitempty"`
-	Mode     string  `json:"mode"`
+	ID string `json:"id"`
+	// Variant is the variant's label ("with-fix/sni-and-ip"); Role its
+	// role in comparisons (empty: none).
+	Variant  string `json:"variant"`
+	Role     Role   `json:"role,omitempty"`
+	Title    string `json:"title"`
+	Describe string `json:"describe,omitempty"`
+	Mode     string `json:"mode"`
 	// Firewall is what stood in the firewall's place: pinwall, or a
 	// third-party tool; empty in runs without a firewall.
 	Firewall string `json:"firewall,omitempty"`
@@ -139,15 +146,16 @@ type Result struct {
 
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`
+
+	// Capture is the run's packet capture, when the runner made one; the
+	// evidence bundle writes it as logs/<run>/capture.pcapng and keys.log.
+	Capture *harness.Capture `json:"-"`
 }
 
-// Key identifies the result: "id/variant[/case]", with "@tool" when a
-// third-party tool stood in the firewall's place.
+// Key identifies the result: "id/label", with "@tool" when a third-party
+// tool stood in the firewall's place.
 func (r Result) Key() string {
-	k := r.ID + "/" + string(r.Variant)
-	if r.Case != "" {
-		k += "/" + r.Case
-	}
+	k := r.ID + "/" + r.Variant
 	if r.Firewall != "" && r.Firewall != string(interceptors.Pinwall) {
 		k += "@" + r.Firewall
 	}

@@ -16,7 +16,8 @@ type ExecOptions struct {
 	Runner harness.Runner
 	// Parallel bounds concurrent runs; zero means 1.
 	Parallel int
-	// Progress is called as each run finishes, from the goroutine that ran it.
+	// Progress is called as each run finishes, from the goroutine that ran
+	// it, one call at a time.
 	Progress func(done, total int, r Result)
 }
 
@@ -72,11 +73,12 @@ func Execute(ctx context.Context, runs []Run, opts ExecOptions) []Result {
 			res := RunOne(ctx, opts.Runner, r)
 			results[i] = res
 			if opts.Progress != nil {
+				// One call at a time: a progress function writes to one
+				// stream.
 				mu.Lock()
 				done++
-				n := done
+				opts.Progress(done, len(runs), res)
 				mu.Unlock()
-				opts.Progress(n, len(runs), res)
 			}
 		}(i, r)
 	}
@@ -108,7 +110,7 @@ func incomplete(r Run, mode, why string) Result {
 
 // newResult is a result for r before it runs.
 func newResult(r Run, mode string) Result {
-	res := Result{ID: r.Scenario.ID, Variant: r.Variant, Case: r.Case, Title: r.Scenario.Title, Describe: r.Describe,
+	res := Result{ID: r.Scenario.ID, Variant: r.Variant, Role: r.Role, Title: r.Scenario.Title, Describe: r.Describe,
 		Mode: mode, Expected: r.Expect, Started: time.Now(), ToolSource: r.ToolSource, NotApplicable: r.NotApplicable}
 	if fw := r.Plan.Spec.Firewall; fw != nil {
 		res.Firewall = string(fw.Kind.OrPinwall())
@@ -160,6 +162,7 @@ func judge(res *Result, obs *harness.Observation, deviceCert bool) {
 	res.FirewallLog, res.GatewayLog, res.ClientHistory = obs.Firewall, obs.Gateway, obs.History
 	res.Flows, res.Probes, res.Roles, res.ClientError = obs.Flows, obs.Probes, obs.Roles, obs.ClientErrorText
 	res.Events = obs.Events
+	res.Capture = obs.Capture
 	res.Verdict = Pass
 	for _, c := range res.Checks {
 		if !c.Pass {

@@ -41,9 +41,14 @@ type ToolSpec struct {
 
 // ToolsSection holds a ToolSpec per third-party kind.
 type ToolsSection struct {
+	// Mitmproxy is how the row goes with mitmproxy 8.1.1 in the
+	// firewall's place; absent: as with pinwall's firewall.
 	Mitmproxy *ToolSpec `yaml:"mitmproxy"`
-	Squid     *ToolSpec `yaml:"squid"`
-	SSLsplit  *ToolSpec `yaml:"sslsplit"`
+	// Squid is how it goes with squid 5.7; absent: as with pinwall's.
+	Squid *ToolSpec `yaml:"squid"`
+	// SSLsplit is how it goes with sslsplit 0.5.5; absent: as with
+	// pinwall's.
+	SSLsplit *ToolSpec `yaml:"sslsplit"`
 }
 
 func (t ToolsSection) get(k interceptors.Kind) *ToolSpec {

@@ -36,7 +36,7 @@ func TestEndpointRefinementAndOneOf(t *testing.T) {
 		{"pin mismatch: the firewall presented the chain", failure.LegClientGateway, failure.CausePinMismatch, nil, true, tool, failure.LegClientFirewall, failure.CausePinMismatch, true},
 		{"a reset, and the gateway refused a handshake without a certificate", failure.LegClientGateway, failure.CauseConnectionReset, []gateway.Event{refused}, true, tool, failure.LegFirewallGateway, failure.CauseClientCertRequired, true},
 		{"the client itself has no certificate: its own handshake was refused", failure.LegClientGateway, failure.CauseConnectionReset, []gateway.Event{refused}, false, tool, failure.LegClientGateway, failure.CauseClientCertRequired, false},
-		{"pinwall's firewall: no endpoint inference", failure.LegClientGateway, failure.CausePinMismatch, nil, true, nil, failure.LegClientGateway, failure.CausePinMismatch, false},
+		{"pinwall's firewall without its log: the endpoints (Attribute) place a pin mismatch too", failure.LegClientGateway, failure.CausePinMismatch, nil, true, nil, failure.LegClientFirewall, failure.CausePinMismatch, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

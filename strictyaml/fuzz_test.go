@@ -51,3 +51,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLocate checks that no document or field path makes Locate panic or
+// hang, and that a position it finds lies within the document (or on the
+// line after it, where the YAML library puts an empty document's node).
+func FuzzLocate(f *testing.F) {
+	f.Add([]byte("a:\n  b: [1, {c: 2}]\n"), "a.b[1].c")
+	f.Add([]byte(`objects: { "gw.eu": { fqdn: x } }`), `objects["gw.eu"].fqdn`)
+	f.Add([]byte("x: &a [*a]\n"), "x[0][0]")
+	f.Add([]byte("- a\n"), "[")
+	f.Fuzz(func(t *testing.T, data []byte, path string) {
+		line, col, ok := Locate(data, path)
+		if !ok {
+			return
+		}
+		// YAML breaks lines at \n, \r\n and a lone \r; an empty document's
+		// node sits on the line after the last.
+		breaks := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") + strings.Count(strings.ReplaceAll(string(data), "\r\n", ""), "\r")
+		if line < 0 || col < 0 || line > breaks+2 {
+			t.Fatalf("Locate(%q, %q) = %d:%d, outside the document", data, path, line, col)
+		}
+	})
+}

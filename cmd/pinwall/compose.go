@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -15,14 +14,13 @@ import (
 // cmdCompose writes a docker-compose project of one scenario run, to poke
 // at by hand.
 func cmdCompose(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("compose", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("compose", "pinwall compose [--scenario ID] [--variant KEY] [--dir DIR] [--image IMAGE]", args, stdout, stderr)
 	id := fs.String("scenario", "visibility", "scenario whose topology to write")
 	variant := fs.String("variant", "", "variant key (e.g. with-fix); empty means the first")
 	dir := fs.String("dir", "docker/visibility", "directory to write the project to")
 	image := fs.String("image", "pinwall-node:local", "pinwall node image (make image builds pinwall-node:local)")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
+		return flagError(err)
 	}
 	all, err := scenarios.Catalogue()
 	if err != nil {

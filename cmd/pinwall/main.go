@@ -9,10 +9,12 @@
 //	pinwall serve ROLE                one component, for containers or standalone use
 //	pinwall clean                     remove what dead container runs left on the Docker engine
 //
-// Exit codes: 0 every expectation held, 1 some did not, 2 usage or
-// configuration error, 128+N when run, check or lab is stopped by signal N
+// Exit codes: 0 every expectation held (check: every answer OK), 1 some
+// did not (check: a problem), 2 usage or configuration error, 3 check
+// found warnings only, 128+N when run, check or lab is stopped by signal N
 // (130 for SIGINT, 143 for SIGTERM), after writing what it had; serve,
-// stopped by a signal, exits 0.
+// stopped by a signal, exits 0. -h and --help print a command's usage and
+// exit 0.
 package main
 
 import (
@@ -46,9 +48,11 @@ Usage:
               [--firewall pinwall|mitmproxy|squid|sslsplit|LIST|all]
                                             run scenarios, print the verdicts, write evidence
   pinwall check --policy FILE [--client FILE]
-                                            review a firewall policy against the catalogue
+                                            review a firewall policy: the tunnel over DTLS and TLS,
+                                            failover, over-bypass, FQDN drift, lint; exit 0 OK,
+                                            3 warnings only, 1 problems
   pinwall lab [--transport auto|tls|dtls] [--socks ADDR] [--socks-any] [--dir DIR] [--policy FILE]
-              [--firewall-proxy ADDR] [--upstream-proxy URL]
+              [--firewall-proxy ADDR] [--upstream-proxy URL] [--proxy-connect addr|name] [--dns ADDR]
                                             run an interactive lab until interrupted
   pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin, probe)
   pinwall compose [--scenario ID] [--dir DIR]
@@ -151,6 +155,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "clean":
 		return cmdClean(ctx, rest, stdout, stderr)
 	case "version":
+		if err := helpOnly("pinwall version", rest, stdout); err != nil {
+			return err
+		}
 		v, c := buildInfo()
 		fmt.Fprintf(stdout, "pinwall %s (%s)\n", v, c)
 		return nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"io"
@@ -25,6 +26,8 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/net/proxy"
 
+	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -119,10 +122,48 @@ func TestListAndUsage(t *testing.T) {
 	assert.Contains(t, errOut, "--ttl must be positive")
 }
 
+// TestHelpExitsZero: every command answers -h and --help on stdout with
+// exit 0, including serve and its roles.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"--help"}, {"help"}, {"list", "-h"}, {"version", "--help"},
+		{"run", "-h"}, {"run", "visibility", "--help"}, {"check", "-h"}, {"check", "--help"},
+		{"lab", "-h"}, {"compose", "--help"}, {"serve", "-h"}, {"serve", "--help"},
+		{"serve", "firewall", "-h"}, {"serve", "client", "--help"}, {"serve", "gateway", "-h"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			out, errOut, code := run(t, context.Background(), args...)
+			assert.Equal(t, 0, code, errOut)
+			assert.Contains(t, out, "Usage")
+			assert.Empty(t, errOut)
+		})
+	}
+	_, errOut, code := run(t, context.Background(), "serve")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "Usage: pinwall serve ROLE")
+	_, errOut, code = run(t, context.Background(), "run", "--nope")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "flag provided but not defined: -nope")
+}
+
+// TestOutCheckedFirst: an --out that cannot hold a bundle is a usage error
+// (exit 2) before anything runs.
+func TestOutCheckedFirst(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	for _, out := range []string{file, filepath.Join(file, "below")} {
+		stdout, errOut, code := run(t, context.Background(), "run", "--all", "--out", out)
+		assert.Equal(t, 2, code, errOut)
+		assert.Contains(t, errOut, "--out: ")
+		assert.Empty(t, stdout, "nothing ran")
+	}
+}
+
 func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	out, _, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
+	out, errOut, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
 	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `(?m)^\[ 3/3\] PASS `, errOut, "a progress line per run, though stderr is no terminal")
 	assert.Regexp(t, `(?m)^visibility\s+baseline\s+up dtls, 20/20 verified\s+-\s+yes$`, out)
 	assert.Contains(t, out, "3 of 3 runs as expected (inproc")
 	for _, f := range []string{"evidence.json", "report.html", "report.md", "junit.xml", "manifest.sha256"} {
@@ -139,14 +180,25 @@ client: { fallback-timeout: 300ms }
 variants: [{ variant: baseline }]
 expect: { tunnel: { transport: dtls } }
 `), 0o644))
-	out, _, code = run(t, context.Background(), "run", "--out", t.TempDir(), "--file", wrong)
+	wrongOut := t.TempDir()
+	out, _, code = run(t, context.Background(), "run", "--out", wrongOut, "--file", wrong)
 	assert.Equal(t, 1, code, out)
 	assert.Regexp(t, `wrong\s+baseline\s+up tls.*NO \(1 of 1 checks failed\)`, out)
+	md, err := os.ReadFile(filepath.Join(wrongOut, "report.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(md), "\npinwall run --file "+wrong+"\n", "the report reproduces a --file run by its file")
+
+	// A file of one's own cannot take a catalogue id.
+	clash := filepath.Join(t.TempDir(), "clash.yaml")
+	require.NoError(t, os.WriteFile(clash, []byte("id: visibility\ntitle: t\nsummary: s\nvariants: [{variant: baseline}]\n"), 0o644))
+	_, errOut, code = run(t, context.Background(), "run", "--out", t.TempDir(), "--file", clash)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, clash+`:1:5: id: "visibility" is the id of the catalogue's scenario`)
 
 	// A broken file: exit 2 with a one-line error naming file, line, field.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("id: bad\ntitle: t\nsummary: s\nvariants: [{variant: baseline}]\nexpect: {tunnel: {state: sideways}}\n"), 0o644))
-	_, errOut, code := run(t, context.Background(), "run", "--file", bad)
+	_, errOut, code = run(t, context.Background(), "run", "--file", bad)
 	assert.Equal(t, 2, code)
 	assert.Equal(t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, errOut)
 	assert.Contains(t, errOut, bad+`:5:`)
@@ -296,6 +348,30 @@ func TestLab(t *testing.T) {
 	cl.CloseIdleConnections()
 	assert.Contains(t, issuer, "Enterprise")
 
+	// The lab's DNS server answers its names with the real addresses the
+	// servers listen on (lab.json), for a proxy that resolves them.
+	var labInfo struct {
+		DNS      string
+		Gateways []struct {
+			Name string
+			TCP  []string
+		}
+	}
+	lj, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(lj, &labInfo))
+	require.NotEmpty(t, labInfo.DNS)
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", labInfo.DNS)
+	}}
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ips, err := r.LookupHost(rctx, labInfo.Gateways[0].Name)
+	rcancel()
+	require.NoError(t, err)
+	gwHost, _, _ := net.SplitHostPort(labInfo.Gateways[0].TCP[0])
+	assert.Equal(t, []string{gwHost}, ips)
+
 	cancel()
 	select {
 	case code := <-done:
@@ -305,9 +381,36 @@ func TestLab(t *testing.T) {
 	}
 	<-copied
 	assert.Contains(t, out.String(), "flow to www.social.test:443")
-	for _, f := range []string{"internet-ca.pem", "enterprise-ca.pem", "gateway.jsonl", "firewall.jsonl", "firewall.pan-traffic.csv"} {
+	for _, f := range []string{"internet-ca.pem", "enterprise-ca.pem", "gateway.jsonl", "firewall.jsonl", "firewall.pan-traffic.csv",
+		"firewall.pan-decryption.csv", "firewall.fortios.log", "firewall.cef.log", "client-history.json", "gateway.pem", "device.pem", "hosts", "lab.json"} {
 		assert.FileExists(t, filepath.Join(dir, f))
 	}
+	// What a person needs to be the laptop with real tools.
+	fi, err := os.Stat(filepath.Join(dir, "device-key.pem"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the device key is private")
+	_, err = tls.LoadX509KeyPair(filepath.Join(dir, "device.pem"), filepath.Join(dir, "device-key.pem"))
+	require.NoError(t, err, "the device certificate and key are a pair")
+	pin, err := os.ReadFile(filepath.Join(dir, "pin.txt"))
+	require.NoError(t, err)
+	assert.Regexp(t, `^sha256/[A-Za-z0-9+/=]{44}\n$`, string(pin))
+	assert.Contains(t, out.String(), "gateway pin:   "+strings.TrimSpace(string(pin)))
+	hosts, err := os.ReadFile(filepath.Join(dir, "hosts"))
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^127\.0\.113\.9\tgateway-acme\.sse\.test$`, string(hosts))
+	var info struct {
+		DNS      string
+		Gateways []struct {
+			Name string
+			TCP  []string
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &info))
+	require.NotEmpty(t, info.Gateways)
+	assert.Contains(t, out.String(), "real sockets tcp "+info.Gateways[0].TCP[0])
+	assert.Contains(t, out.String(), "dns:           "+info.DNS)
 	fw, err := os.ReadFile(filepath.Join(dir, "firewall.jsonl"))
 	require.NoError(t, err)
 	assert.Contains(t, string(fw), `"sni":"app.files.test"`)
@@ -363,20 +466,65 @@ func TestComposeKeysPrivate(t *testing.T) {
 	assert.Equal(t, "precious", string(b))
 }
 
-// TestCheck reviews the catalogue's recommended policy (no problem) and an
-// SNI-only one (spoofable).
+// TestCheck reviews the catalogue's recommended policy (exit 0), one that
+// works over TLS only (warnings: exit 3) and an SNI-only one (spoofable:
+// exit 1), with a progress line per question on stderr.
 func TestCheck(t *testing.T) {
-	out, _, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
+	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
 	assert.Equal(t, 0, code, out)
-	assert.Contains(t, out, "No problem found")
+	assert.Contains(t, out, "OK: 6 OK, 0 warning(s), 0 problem(s)")
+	assert.Regexp(t, `(?m)^check: \[6/6\] OK `, errOut, "progress on a stderr that is no terminal")
+	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-and-ip.yaml"))
+	assert.Equal(t, 3, code, out)
+	assert.Regexp(t, `WARN\s+Tunnel over DTLS`, out)
+	assert.Contains(t, out, "- name: allow-dtls-to-sse", "the rule to add")
 	out, _, code = run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/sni-only.yaml"))
 	assert.Equal(t, 1, code, out)
 	assert.Regexp(t, `PROBLEM\s+Over-bypass`, out)
-	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse"`)
-	assert.Regexp(t, `PROBLEM\s+Tunnel over DTLS`, out, "an SNI rule leaves UDP/443 blocked")
-	_, errOut, code := run(t, context.Background(), "check")
+	assert.Contains(t, out, `OVER-BYPASSED, rule "no-decrypt-sse" (line 4)`)
+	_, errOut, code = run(t, context.Background(), "check")
 	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "--policy FILE is required")
+	assert.Contains(t, errOut, "give exactly one of --policy FILE, --panos FILE or --fortios FILE")
+}
+
+// TestCheckVendorConfigs reviews the realistic PAN-OS and FortiOS
+// configurations: both carry the four common mistakes, and check finds
+// each. The translated policy written with --write-policy reads back.
+func TestCheckVendorConfigs(t *testing.T) {
+	for _, tt := range []struct {
+		flag, file, path, exempt string
+	}{
+		{"--panos", "../../vendorconf/panos/testdata/acme-realistic.xml", "trust:untrust", "decryption exclusion 1"},
+		{"--fortios", "../../vendorconf/fortios/testdata/acme-realistic.conf", "port2:port1", "internet exempt 1"},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "translated.yaml")
+			stdout, _, code := run(t, context.Background(), "check", tt.flag, abs(t, tt.file), "--path", tt.path, "--write-policy", out)
+			assert.Equal(t, 1, code, stdout)
+			assert.Contains(t, stdout, "Not translated exactly", "the notes are listed")
+			assert.Regexp(t, `OK\s+Tunnel over DTLS`, stdout, "DTLS to the primary is allowed")
+			assert.Regexp(t, `WARN\s+Failover to the backup gateway\s+works over TLS only on the backup`, stdout, "backup range missing from the UDP rule")
+			assert.Regexp(t, `rule "block-quic" \(line \d+\), deny`, stdout, "UDP/443 dropped by the block-QUIC rule")
+			assert.Contains(t, stdout, `spoofed SNI gateway-acme.sse.test to the origin 192.0.2.10:443: OVER-BYPASSED, rule "`+tt.exempt+`"`, "SNI-only exemption")
+			assert.Regexp(t, `WARN\s+A regional gateway name \(gateway-acme.eu.sse.test\)`, stdout, "the wildcard misses the regional name")
+			back, err := policy.Load(out)
+			require.NoError(t, err)
+			assert.NotEmpty(t, back.Rules)
+		})
+	}
+	for _, args := range [][]string{
+		{"check", "--panos", "a.xml", "--fortios", "b.conf"},
+		{"check", "--policy", "p.yaml", "--path", "trust:untrust"},
+		{"check", "--panos", "a.xml", "--path", "trust"},
+		{"check", "--panos", "a.xml", "--laptop", "laptop"},
+	} {
+		_, errOut, code := run(t, context.Background(), args...)
+		assert.Equal(t, 2, code, args)
+		assert.Contains(t, errOut, "check: ", args)
+	}
+	_, errOut, code := run(t, context.Background(), "check", "--panos", abs(t, "../../vendorconf/panos/testdata/malformed.xml"))
+	assert.Equal(t, 2, code)
+	assert.Regexp(t, `malformed.xml:\d+: malformed XML`, errOut, "malformed input is one error with file:line")
 }
 
 var _ = net.Listen
@@ -407,6 +555,67 @@ func TestParseInterspersed(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	_, err := parseInterspersed(fs, []string{"a", "--nope"})
 	assert.Error(t, err, "an unknown flag after an ID is still an error")
+}
+
+// TestRunPANVersion writes the bundle's PAN-OS files in the layout asked
+// for: 75 TRAFFIC fields for 9.1 (and no DECRYPTION log), 115 by default.
+func TestRunPANVersion(t *testing.T) {
+	for _, tt := range []struct {
+		version string
+		fields  int
+	}{{"9.1", 75}, {"", 115}} {
+		dir := t.TempDir()
+		args := []string{"run", "visibility", "--out", dir}
+		if tt.version != "" {
+			args = append(args, "--pan-version", tt.version)
+		}
+		out, _, code := run(t, context.Background(), args...)
+		require.Equal(t, 0, code, out)
+		files, err := filepath.Glob(filepath.Join(dir, "logs", "*", "firewall.pan-traffic.csv"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files)
+		data, err := os.ReadFile(files[0])
+		require.NoError(t, err)
+		recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+		require.NoError(t, err)
+		require.NotEmpty(t, recs)
+		assert.Len(t, recs[0], tt.fields, "version %q", tt.version)
+	}
+	_, errOut, code := run(t, context.Background(), "run", "visibility", "--pan-version", "8.0")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "choices: 9.1, 10.0, 10.1")
+}
+
+func TestServeFirewallVendorFlags(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.NewCA(pki.Config{}, "Test CA", "test")
+	require.NoError(t, err)
+	keyPEM, err := ca.KeyPEM()
+	require.NoError(t, err)
+	rsaCA, err := pki.NewCA(pki.Config{Algorithm: pki.RSA2048}, "Test RSA CA", "test")
+	require.NoError(t, err)
+	rsaKeyPEM, err := rsaCA.KeyPEM()
+	require.NoError(t, err)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o600))
+		return p
+	}
+	base := []string{"serve", "firewall", "--ca-cert", write("ca.pem", ca.CertPEM()), "--ca-key", write("ca.key", keyPEM),
+		"--policy", write("p.yaml", []byte("rules:\n  - {name: a, action: allow}\n")), "--proxy", "--listen", "127.0.0.1:0"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pan-version", "8.1"}, `--pan-version: fwlog: unknown PAN-OS version "8.1"`},
+		{[]string{"--forge-key", "shared"}, `--forge-key "shared" is not upstream or fixed`},
+		{[]string{"--ecdsa-ca-cert", "x.pem"}, "--ecdsa-ca-cert needs its -key file too"},
+		{[]string{"--ecdsa-ca-cert", write("rsa.pem", rsaCA.CertPEM()), "--ecdsa-ca-key", write("rsa.key", rsaKeyPEM)}, "ECDSACA has a *rsa.PrivateKey key"},
+	} {
+		_, errOut, code := run(t, context.Background(), append(base, tt.args...)...)
+		assert.Equal(t, 2, code, tt.args)
+		assert.Contains(t, errOut, tt.want, tt.args)
+	}
 }
 
 // TestContainerRolesRefuseAHost: a container role does not run where

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"debug/elf"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,12 +22,11 @@ import (
 // firewall's policy, SIGUSR1 tells the client the network changed,
 // SIGUSR2 applies the impairment the runner wrote (node.ImpairPath).
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve "+role, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve "+role, "pinwall serve "+role+" [--config FILE]", args, stdout, stderr)
 	config := fs.String("config", node.ConfigPath, "node configuration (JSON, written by the container runner)")
 	inContainer := fs.Bool("i-am-in-a-container", false, "run although nothing shows this is a container: this role reconfigures the network of the machine it runs on")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
+		return flagError(err)
 	}
 	if err := requireContainer(role, node.ContainerEvidence("/", os.Getenv, os.Getpid()), *inContainer); err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -16,14 +15,15 @@ import (
 
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/interceptors"
+	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/reports"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
 func cmdList(args []string, stdout io.Writer) error {
-	if len(args) > 0 {
-		return usageError("list takes no arguments")
+	if err := helpOnly("pinwall list", args, stdout); err != nil {
+		return err
 	}
 	all, err := scenarios.Catalogue()
 	if err != nil {
@@ -74,27 +74,38 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run", "pinwall run [ID...] [--all] [--file FILE]... [--out DIR] [--mode inproc|containers] [--parallel N]", args, stdout, stderr)
 	all := fs.Bool("all", false, "run the whole catalogue (the default when no ID is given)")
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
 	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
 	firewall := fs.String("firewall", "", "what stands in the firewall's place: pinwall (default), mitmproxy, squid or sslsplit (the tools need --mode containers); several, comma-separated, or all, run every row on each side by side")
+	panVersion := fs.String("pan-version", fwlog.DefaultPANVersion, "PAN-OS log layout of the bundle's PAN-OS files: 9.1, 10.0 (TRAFFIC 75 fields, DECRYPTION 91) or 10.1 to 11.2 (TRAFFIC 115, DECRYPTION 107)")
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
+	ev := addEvidenceFlags(fs)
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return flagError(err)
 	}
 	if *parallel < 1 {
 		return usageError("--parallel must be at least 1")
+	}
+	if _, err := fwlog.ParsePANVersion(*panVersion); err != nil {
+		return usageError("--pan-version: %v", err)
 	}
 	ss, err := selectScenarios(ids, *all, files)
 	if err != nil {
 		return err
 	}
+	if err := reports.CheckDir(*out); err != nil {
+		return usageError("--out: %v", err)
+	}
 	set, err := pki.NewSet(pki.Config{}, harness.DefaultTenant)
+	if err != nil {
+		return err
+	}
+	signer, err := ev.signer()
 	if err != nil {
 		return err
 	}
@@ -102,6 +113,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	runner = withCapture(runner, ev.captureOn(*mode), ev.snapLen())
 	if c, ok := runner.(io.Closer); ok {
 		defer c.Close()
 	}
@@ -134,18 +146,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	results, meta := execute(ctx, runs, runner, *parallel, stderr)
 	meta.CommandLine = append([]string{"pinwall", "run"}, args...)
+	meta.PANVersion = *panVersion
 	meta.CAs = []reports.CA{
 		{Name: set.Internet.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Internet.Cert)},
 		{Name: set.Tenant.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Tenant.Cert)},
 		{Name: set.Enterprise.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Enterprise.Cert)},
 	}
+	meta.Provenance = provenanceOf(ctx, runner)
 	fmt.Fprint(stdout, reports.VerdictTable(results))
 	fmt.Fprint(stdout, reports.NotRunLines(results))
 	passed, total := reports.Summary(results)
-	if err := reports.Write(*out, meta, ss, results); err != nil {
+	if err := reports.WriteSigned(*out, meta, ss, results, signer); err != nil {
 		return fmt.Errorf("writing the evidence bundle: %w", err)
 	}
 	abs, _ := filepath.Abs(*out)
+	if signer != nil {
+		fmt.Fprintf(stdout, "\nSigned %s with the %s key %s (%s, %s)\n", reports.ManifestFile, signer.Describe().Algorithm, signer.Fingerprint(), reports.SignatureFile, reports.OpenSSLSignatureFile)
+	}
 	fmt.Fprintf(stdout, "\n%d of %d runs as expected (%s, %.1fs). Evidence: %s (report.html, report.md, evidence.json, junit.xml)\n",
 		passed, total, meta.Mode, meta.Ended.Sub(meta.Started).Seconds(), abs)
 	if meta.Interrupted {
@@ -160,19 +177,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// execute runs the runs with progress on stderr (when it is a terminal)
-// and returns the results with the run's metadata.
+// execute runs the runs with a progress line per finished run on stderr
+// (a terminal or a CI log alike) and returns the results with the run's
+// metadata.
 func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, parallel int, stderr io.Writer) ([]scenarios.Result, reports.Meta) {
 	v, c := buildInfo()
 	meta := reports.Meta{
 		Version: v, Commit: c, GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Mode: runner.Name(), Started: time.Now(),
 	}
-	tty := isTerminal(stderr)
 	progress := func(done, total int, r scenarios.Result) {
-		if !tty {
-			return
-		}
 		fmt.Fprintf(stderr, "[%2d/%d] %-4s %-48s %6.1fs  %s\n", done, total, strings.ToUpper(string(r.Verdict)), r.Key(),
 			float64(r.DurationMS)/1000, outcomeLine(r))
 	}
@@ -185,8 +199,8 @@ func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, p
 func outcomeLine(r scenarios.Result) string {
 	t := r.Observed.Tunnel
 	s := "tunnel " + t.State
-	if t.Transport != nil {
-		s += " over " + *t.Transport
+	if t.Transport != "" {
+		s += " over " + t.Transport
 	}
 	if f := r.Observed.Failure; f != nil {
 		s += fmt.Sprintf(", %s on %s", f.Cause, f.Leg)
@@ -197,21 +211,32 @@ func outcomeLine(r scenarios.Result) string {
 	return s
 }
 
+// selectScenarios loads the scenario files and picks the catalogue's
+// scenarios by id (all of them with all, or with neither ids nor files). A
+// file whose id is a catalogue scenario's, or another file's, is refused.
 func selectScenarios(ids []string, all bool, files []string) ([]*scenarios.Scenario, error) {
+	cat, err := scenarios.Catalogue()
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
 	var out []*scenarios.Scenario
+	seen := map[string]string{}
 	for _, f := range files {
 		s, err := scenarios.Load(f)
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
+		if err := scenarios.Collides(s, cat); err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+		if first, dup := seen[s.ID]; dup {
+			return nil, usageError("%s and %s both have the id %q", first, f, s.ID)
+		}
+		seen[s.ID] = f
 		out = append(out, s)
 	}
 	if len(files) > 0 && len(ids) == 0 && !all {
 		return out, nil
-	}
-	cat, err := scenarios.Catalogue()
-	if err != nil {
-		return nil, &exitError{code: 2, err: err}
 	}
 	if all || len(ids) == 0 {
 		if len(ids) > 0 {
@@ -230,15 +255,6 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
 
 // version and commit are set by the Makefile's -ldflags.
 var version, commit string

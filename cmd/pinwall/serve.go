@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,10 +23,14 @@ import (
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("serve: which role? firewall, client, gateway or origin")
+		fmt.Fprint(stderr, serveUsage)
+		return usageError("serve: which role? firewall, client, gateway, origin or probe")
 	}
 	role, rest := args[0], args[1:]
 	switch role {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, serveUsage)
+		return errHelp
 	case "firewall":
 		// With a node configuration the firewall is a container role;
 		// otherwise it runs standalone from PEM files and a policy.
@@ -42,6 +45,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return usageError("serve: unknown role %q (want firewall, client, gateway, origin or probe)", role)
 }
+
+const serveUsage = `Usage: pinwall serve ROLE [flags]
+
+Roles:
+  firewall   the TLS-intercepting firewall, standalone (--proxy or --forward) or,
+             with --config, as a container node
+  client     the endpoint client of a container topology (--config)
+  gateway    a cloud gateway of a container topology (--config)
+  origin     the SaaS origins of a container topology (--config)
+  probe      a LAN host without the client (--config)
+
+Run "pinwall serve ROLE -h" for a role's flags.
+`
 
 func loadZone(file string) (*resolve.Zone, error) {
 	if file == "" {
@@ -69,8 +85,7 @@ func loadZone(file string) (*resolve.Zone, error) {
 // explicit-destination listener (--forward) or an HTTP CONNECT proxy
 // (--proxy), with an enterprise CA given as PEM files.
 func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve firewall", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("serve firewall", "pinwall serve firewall --ca-cert PEM --ca-key PEM --policy FILE (--proxy | --forward IP:PORT) [flags]", args, stdout, stderr)
 	caCert := fs.String("ca-cert", "", "enterprise CA certificate, PEM (required)")
 	caKey := fs.String("ca-key", "", "enterprise CA private key, PEM: RSA or ECDSA, PKCS#1, SEC 1 or PKCS#8 (required)")
 	policyFile := fs.String("policy", "", "policy file, mitm/policy YAML (required)")
@@ -82,8 +97,10 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	logFile := fs.String("log", "-", "session log file (- for stdout)")
 	logFormat := fs.String("log-format", "json", "session log format: json, pan-traffic-csv, pan-decryption-csv, fortios-kv, cef")
 	verbose := fs.Bool("v", false, "operational logs on stderr")
+	var vendor vendorFlags
+	vendor.flags(fs)
 	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
+		return flagError(err)
 	}
 	if *caCert == "" || *caKey == "" || *policyFile == "" {
 		return usageError("serve firewall: --ca-cert, --ca-key and --policy are required")
@@ -142,10 +159,16 @@ func serveFirewall(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	fw, err := mitm.New(mitm.Config{
+	fwCfg := mitm.Config{
 		Outside: hostnet.OS{}, Policy: pol, CA: ca, Roots: roots, Resolver: zone,
-		Writers: []fwlog.Logger{fwlog.NewWriter(out, format)}, Logger: log, KeepRecords: 1,
-	})
+		Logger: log, KeepRecords: 1,
+	}
+	device, err := vendor.apply(&fwCfg)
+	if err != nil {
+		return err
+	}
+	fwCfg.Writers = []fwlog.Logger{fwlog.NewWriter(out, format, fwlog.WithDevice(device))}
+	fw, err := mitm.New(fwCfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

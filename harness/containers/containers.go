@@ -173,6 +173,13 @@ type Runner struct {
 	// process. It needs a kernel with sch_netem and sch_prio; a run fails
 	// at its first impairment where there is none (fault.ErrNetemUnavailable).
 	Netem bool
+	// Capture records each run's packets on the containers' interfaces
+	// (AF_PACKET, in the nodes) and every component's session secrets,
+	// merged into Observation.Capture.
+	Capture bool
+	// SnapLen bounds the payload a captured flow keeps in each direction;
+	// zero means capture.DefaultSnapLen, negative no limit.
+	SnapLen int
 
 	// ToolsCache keeps the tools' root filesystem between builds (see
 	// ToolsImageConfig.CacheDir); empty means the user's cache directory.
@@ -273,12 +280,14 @@ func (c *Runner) log() *slog.Logger {
 func (c *Runner) Image(ctx context.Context) (string, error) {
 	c.buildOnce.Do(func() {
 		start := time.Now()
-		var bin []byte
-		if bin, c.imageErr = c.binary(ctx); c.imageErr == nil {
-			c.image = imageTag(bin)
-			c.imageErr = buildDockerImage(ctx, docker.Dockerfile, bin, c.image, c.Rebuild, c.log())
+		var image string
+		bin, err := c.binary(ctx)
+		if err == nil {
+			image = imageTag(bin)
+			err = buildDockerImage(ctx, docker.Dockerfile, bin, image, c.Rebuild, c.log())
 		}
 		c.mu.Lock()
+		c.image, c.imageErr = image, err
 		c.built = time.Since(start)
 		c.mu.Unlock()
 	})
@@ -506,6 +515,11 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	}
 	if err := run.collect(ctx, obs); err != nil {
 		return nil, err
+	}
+	if c.Capture {
+		if err := run.collectCapture(ctx, obs); err != nil {
+			return nil, err
+		}
 	}
 	obs.Duration = time.Since(obs.Started)
 	return obs, ctx.Err()
@@ -1271,27 +1285,7 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		return nil, err
 	}
 	laptop := node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn}
-	// The laptop's datagrams, impaired as in process (on its sockets) or,
-	// in Netem mode, by qdiscs on the laptop's and the firewall's overlay.
-	if s.Client.UDPLoss > 0 || run.plan.Impairs() {
-		base := fault.Impairment{Loss: s.Client.UDPLoss, Seed: 1}
-		if run.r != nil && run.r.Netem {
-			if s.Client.UDPLoss > 0 {
-				l, f := run.laptopNetems(base)
-				laptop.Net.Netem = l
-				for i := range out {
-					if out[i].Role == node.RoleFirewall {
-						out[i].Net.Netem = f
-					}
-				}
-			}
-		} else {
-			cn.Impairable = true
-			if s.Client.UDPLoss > 0 {
-				cn.Impair = &base
-			}
-		}
-	}
+	run.impairLaptop(&laptop, out)
 	out = append(out, laptop)
 	// Extra hosts run probes.
 	for _, h := range s.ExtraHosts {
@@ -1308,6 +1302,9 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		if len(out[i].Net.Addrs) > 0 {
 			out[i].Net.AddrsOn = inetOverlay
 		}
+	}
+	if run.r != nil && run.r.Capture { // ComposeFiles has no runner
+		run.addCapture(out)
 	}
 	return out, nil
 }
@@ -1365,6 +1362,33 @@ func filters(rules []interceptors.Rule) []netsetup.Filter {
 		out[i] = f
 	}
 	return out
+}
+
+// impairLaptop sets up the laptop's datagram impairment: as in process, on
+// its sockets (the node's client), or, in Netem mode, by qdiscs on the
+// laptop's and the firewall's overlay (the firewall's config is in nodes).
+func (run *containerRun) impairLaptop(laptop *node.Config, nodes []node.Config) {
+	s := run.plan.Spec
+	if s.Client.UDPLoss <= 0 && !run.plan.Impairs() {
+		return
+	}
+	base := fault.Impairment{Loss: s.Client.UDPLoss, Seed: 1}
+	if run.r != nil && run.r.Netem {
+		if s.Client.UDPLoss > 0 {
+			l, f := run.laptopNetems(base)
+			laptop.Net.Netem = l
+			for i := range nodes {
+				if nodes[i].Role == node.RoleFirewall {
+					nodes[i].Net.Netem = f
+				}
+			}
+		}
+		return
+	}
+	laptop.Client.Impairable = true
+	if s.Client.UDPLoss > 0 {
+		laptop.Client.Impair = &base
+	}
 }
 
 func pemPair(c *tls.Certificate) (node.PEMPair, error) {

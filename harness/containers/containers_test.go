@@ -380,7 +380,9 @@ func TestContainersCleanAfterKill(t *testing.T) {
 	assert.Empty(t, ofVictim(), "nothing of the killed run is left")
 	liveAfter, err := containers.Inventory(ctx, containers.Filter{Run: live})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, ids(liveBefore), ids(liveAfter), "the live run's resources are untouched")
+	// The live run may have started more containers since (its laptop):
+	// whatever it had before is still there.
+	assert.Subset(t, ids(liveAfter), ids(liveBefore), "the live run's resources are untouched")
 
 	res := <-done
 	require.NoError(t, res.err, "the live run")

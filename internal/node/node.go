@@ -119,6 +119,12 @@ type Config struct {
 	Firewall *Firewall       `json:"firewall,omitempty"`
 	Client   *Client         `json:"client,omitempty"`
 	Probes   []harness.Probe `json:"probes,omitempty"`
+	// Capture, if set, records the node's frames and session secrets.
+	Capture *Capture `json:"capture,omitempty"`
+
+	// keyLog receives the components' session secrets (set by Run from
+	// Capture; nil: none).
+	keyLog io.Writer
 }
 
 // Gateway configures a gateway container.
@@ -228,7 +234,7 @@ func clientConfigFor(nc Config, stack hostnet.Stack, zone resolve.Resolver, log 
 		FallbackTimeout: cs.FallbackTimeout, HandshakeTimeout: cs.HandshakeTimeout, FailMode: cs.FailMode,
 		TunnelWait: cs.TunnelWait, AttemptsPerGateway: cs.AttemptsPerGateway, Sessions: cs.Sessions,
 		Steering: client.Steering{ExceptDomains: cs.ExceptDomains, ExceptCIDRs: cs.ExceptCIDRs},
-		Stack:    stack, Resolver: zone, Logger: log,
+		Stack:    stack, Resolver: zone, Logger: log, KeyLogWriter: nc.keyLog,
 	}
 	cfg.Session.KeepAliveInterval = cs.Keepalive
 	pool, err := poolOf(cn.RootCAs)
@@ -247,6 +253,9 @@ func clientConfigFor(nc Config, stack hostnet.Stack, zone resolve.Resolver, log 
 	if cn.UpstreamProxy != "" {
 		if cfg.UpstreamProxy, err = url.Parse(cn.UpstreamProxy); err != nil {
 			return cfg, err
+		}
+		if cs.UpstreamProxy == "firewall" {
+			cfg.ProxyConnect = client.ProxyConnectName // as harness.ClientSettings
 		}
 	}
 	return cfg, nil

@@ -62,6 +62,12 @@ func Run(ctx context.Context, nc Config, sig Signals, stdout, stderr io.Writer) 
 	if err := applyNetems(nc.Net.Netem); err != nil {
 		return fmt.Errorf("%s %s: network: %w", nc.Role, nc.Name, err)
 	}
+	keys, stopCapture, err := startCapture(ctx, nc)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", nc.Role, nc.Name, err)
+	}
+	defer stopCapture()
+	nc.keyLog = keys
 	zone, err := resolve.NewZone(nc.Zone...)
 	if err != nil {
 		return err
@@ -142,7 +148,7 @@ func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdou
 		Name: nc.Name, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 443), UDPAddrs: pool, Certificate: cert, ClientCAs: cas,
 		AllowAnonymous: gn.AllowAnonymous, MaxStreams: gn.MaxStreams, Stack: hostnet.OS{}, Resolver: zone,
 		Session: tunnel.Config{KeepAliveInterval: gn.Keepalive},
-		Log:     f, Logger: log,
+		Log:     f, Logger: log, KeyLogWriter: nc.keyLog,
 	})
 	if err != nil {
 		return err
@@ -174,7 +180,7 @@ func runOriginNode(ctx context.Context, nc Config, stdout io.Writer, log *slog.L
 		return err
 	}
 	defer f.Close()
-	srv, err := origin.New(origin.Config{Stack: hostnet.OS{}, Sites: sites, Certificates: origin.CertMap(certs), Logger: log, AccessLog: f})
+	srv, err := origin.New(origin.Config{Stack: hostnet.OS{}, Sites: sites, Certificates: origin.CertMap(certs), Logger: log, AccessLog: f, KeyLogWriter: nc.keyLog})
 	if err != nil {
 		return err
 	}
@@ -225,7 +231,7 @@ func runFirewallNode(ctx context.Context, nc Config, zone resolve.Resolver, sig 
 		defer f.Close()
 		writers = append(writers, fwlog.NewWriter(f, out.format))
 	}
-	fw, err := mitm.New(mitm.Config{Outside: hostnet.OS{}, Policy: pol, CA: ca, Roots: roots, Resolver: zone, Writers: writers, Logger: log})
+	fw, err := mitm.New(mitm.Config{Outside: hostnet.OS{}, Policy: pol, CA: ca, Roots: roots, Resolver: zone, Writers: writers, Logger: log, KeyLogWriter: nc.keyLog})
 	if err != nil {
 		return err
 	}

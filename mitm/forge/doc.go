@@ -33,9 +33,23 @@
 //   - A fresh random serial, issuer = the enterprise CA, key usage
 //     digitalSignature (plus keyEncipherment for RSA) and EKU serverAuth.
 //
-// Every leaf shares one key (Config.LeafKey, or one generated at New with the
-// CA's algorithm), as mitmproxy and sslsplit do: signing, not key generation,
-// is then the only per-name cost.
+// # Keys and CAs
+//
+// By default (KeyFollowUpstream) the leaf's key follows the upstream
+// certificate's: RSA of the same size for an RSA server, ECDSA on the same
+// curve for an ECDSA one, as PAN-OS and FortiOS forge (an RSA-2048 server
+// gets an RSA-2048 forgery, not an ECDSA one). One key per algorithm is
+// generated on first use and reused, so signing, not key generation, stays
+// the per-name cost. KeyFixed gives every leaf one key (Config.LeafKey, or
+// one of the CA's algorithm), as mitmproxy and sslsplit do.
+//
+// Config.CA signs the leaves; with Config.ECDSACA set, that CA signs the
+// ECDSA leaves and CA the others, as PAN-OS keeps one forward trust
+// certificate for RSA and one for ECDSA. ForgeUntrusted signs with
+// Config.UntrustedCA instead (generated at New when nil): what a forward
+// proxy presents for a server whose chain it does not trust (PAN-OS Forward
+// Untrust, FortiOS untrusted-server-cert allow), so the client sees an
+// untrusted certificate instead of a reset.
 //
 // # Chain
 //

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +18,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,13 +46,44 @@ const (
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
 var ErrInvalidConfig = errors.New("forge: invalid config")
 
+// KeyMode chooses the key of a forged leaf.
+type KeyMode string
+
+// The key modes. The zero value means KeyFollowUpstream.
+const (
+	// KeyFollowUpstream gives the leaf a key of the upstream certificate's
+	// type, and for RSA of its size (2048, 3072 or 4096 bits; other sizes
+	// take the next of these, at most 4096), and for ECDSA of its curve
+	// (P-256 or P-384; others P-256), as PAN-OS and FortiOS forge. Without
+	// an upstream certificate, or for another key type (Ed25519), the leaf
+	// gets a key of the signing CA's algorithm. One key per algorithm is
+	// generated on first use and reused.
+	KeyFollowUpstream KeyMode = "upstream"
+	// KeyFixed gives every leaf the same key (Config.LeafKey, or one of the
+	// CA's algorithm generated at New), as mitmproxy and sslsplit do.
+	KeyFixed KeyMode = "fixed"
+)
+
 // Config configures a Forger. Only CA is required; the zero value of every
 // other field is documented and safe. A Config is copied by New and not
 // referenced afterwards.
 type Config struct {
-	// CA signs every leaf: the enterprise (forward trust) CA. Required; its
-	// certificate must be a CA certificate and its key must be set.
+	// CA signs the leaves: the enterprise (forward trust) CA. Required; its
+	// certificate must be a CA certificate and its key must be set. With
+	// ECDSACA set it signs the leaves whose key is not ECDSA.
 	CA *pki.CA
+	// ECDSACA, if set, signs the leaves with an ECDSA key, CA the others:
+	// PAN-OS keeps separate forward trust certificates for RSA and ECDSA.
+	// Its key must be ECDSA. nil means CA signs every leaf.
+	ECDSACA *pki.CA
+	// UntrustedCA signs the leaves forged for a server whose certificate
+	// the firewall does not trust (ForgeUntrusted), so the client sees an
+	// untrusted certificate as it would without the firewall (PAN-OS
+	// Forward Untrust, FortiOS Fortinet_CA_Untrusted). nil generates one at
+	// New (ECDSA P-256, "pinwall Forward Untrust CA"), trusted by no one.
+	UntrustedCA *pki.CA
+	// KeyMode chooses each leaf's key; zero means KeyFollowUpstream.
+	KeyMode KeyMode
 	// CacheSize bounds how many forged leaves are kept (LRU). 0 means
 	// DefaultCacheSize; negative is an error.
 	CacheSize int
@@ -59,12 +92,12 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives a record per signing and per eviction. nil discards.
 	Logger *slog.Logger
-	// LeafKey is the key of every forged leaf. nil generates one key at New,
-	// of the CA's algorithm (ECDSA P-256 for an ECDSA CA, RSA-2048 for an RSA
-	// CA), reused for every leaf as mitmproxy and sslsplit do. RSA, ECDSA and
-	// Ed25519 keys are accepted.
+	// LeafKey is the key of every forged leaf with KeyFixed. nil generates
+	// one key at New, of the CA's algorithm (ECDSA P-256 for an ECDSA CA,
+	// RSA-2048 for an RSA CA). RSA, ECDSA and Ed25519 keys are accepted.
+	// Setting it with the zero KeyMode means KeyFixed.
 	LeafKey crypto.Signer
-	// Rand is the entropy source for generating LeafKey. nil means
+	// Rand is the entropy source for generating leaf keys. nil means
 	// crypto/rand. Serial numbers and signatures use the CA's own pki.Config.
 	Rand io.Reader
 	// FallbackName is the DNS name (or IP literal) forged for a client that
@@ -89,6 +122,30 @@ func (c Config) Validate() error {
 	}
 	if _, err := leafAlgorithm(c.CA.Key); err != nil && c.LeafKey == nil {
 		return fmt.Errorf("%w: %v; set LeafKey", ErrInvalidConfig, err)
+	}
+	switch c.KeyMode {
+	case "", KeyFollowUpstream, KeyFixed:
+	default:
+		return fmt.Errorf("%w: KeyMode %q is not %s or %s", ErrInvalidConfig, c.KeyMode, KeyFollowUpstream, KeyFixed)
+	}
+	for _, x := range []struct {
+		name string
+		ca   *pki.CA
+	}{{"ECDSACA", c.ECDSACA}, {"UntrustedCA", c.UntrustedCA}} {
+		if x.ca == nil {
+			continue
+		}
+		switch {
+		case x.ca.Cert == nil || x.ca.Key == nil:
+			return fmt.Errorf("%w: %s needs both a certificate and a key", ErrInvalidConfig, x.name)
+		case !x.ca.Cert.IsCA:
+			return fmt.Errorf("%w: %s certificate %q is not a CA certificate", ErrInvalidConfig, x.name, x.ca.Cert.Subject)
+		}
+	}
+	if c.ECDSACA != nil {
+		if _, ok := c.ECDSACA.Key.(*ecdsa.PrivateKey); !ok {
+			return fmt.Errorf("%w: ECDSACA has a %T key, not an ECDSA one", ErrInvalidConfig, c.ECDSACA.Key)
+		}
 	}
 	if c.LeafKey != nil {
 		switch c.LeafKey.Public().(type) {
@@ -145,6 +202,10 @@ type Forged struct {
 	// UpstreamFingerprint is the upstream leaf's SHA-256 fingerprint; "" when
 	// no upstream certificate was available.
 	UpstreamFingerprint string
+	// Key names the leaf's key algorithm ("ecdsa-p256", "rsa-2048").
+	Key pki.KeyAlgorithm
+	// Untrusted reports that the leaf was signed by the untrusted CA.
+	Untrusted bool
 	// Notes lists the departures from a plain copy of the upstream certificate.
 	Notes []Note
 }
@@ -171,37 +232,56 @@ type Stats struct {
 }
 
 type cacheKey struct {
-	sni      string
-	upstream string // upstream SHA-256 fingerprint, "" for none
+	sni       string
+	upstream  string // upstream SHA-256 fingerprint, "" for none
+	untrusted bool
 }
 
 // Forger forges leaves signed by the enterprise CA. It is safe for
 // concurrent use and needs no Close: it starts no goroutine of its own
 // beyond the signings callers are waiting for.
 type Forger struct {
-	ca           *pki.CA
-	now          func() time.Time
-	log          *slog.Logger
-	leafKey      crypto.Signer
-	fallbackName string
-	cache        *lru.Cache[cacheKey, *Forged]
-	flight       singleflight.Group
+	ca, ecdsaCA, untrustedCA *pki.CA
+	mode                     KeyMode
+	rand                     io.Reader
+	now                      func() time.Time
+	log                      *slog.Logger
+	leafKey                  crypto.Signer // KeyFixed's key, and the CA algorithm's
+	fallbackName             string
+	cache                    *lru.Cache[cacheKey, *Forged]
+	flight                   singleflight.Group
+
+	keyMu   sync.Mutex
+	keys    map[pki.KeyAlgorithm]crypto.Signer
+	keyWait singleflight.Group
 
 	hits, misses, signings, evictions atomic.Uint64
 }
 
-// New validates cfg and returns a Forger. Without Config.LeafKey it generates
-// the shared leaf key here (tens of milliseconds for RSA-2048).
+// New validates cfg and returns a Forger. It generates the key of the CA's
+// algorithm here (tens of milliseconds for RSA-2048) unless LeafKey is set,
+// and the untrusted CA unless UntrustedCA is set.
 func New(cfg Config) (*Forger, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	f := &Forger{
 		ca:           cfg.CA,
+		ecdsaCA:      cfg.ECDSACA,
+		untrustedCA:  cfg.UntrustedCA,
+		mode:         cfg.KeyMode,
+		rand:         cfg.Rand,
 		now:          cfg.Now,
 		log:          cfg.Logger,
 		leafKey:      cfg.LeafKey,
 		fallbackName: cfg.FallbackName,
+		keys:         map[pki.KeyAlgorithm]crypto.Signer{},
+	}
+	if f.mode == "" {
+		f.mode = KeyFollowUpstream
+		if cfg.LeafKey != nil {
+			f.mode = KeyFixed
+		}
 	}
 	if f.now == nil {
 		f.now = time.Now
@@ -212,13 +292,23 @@ func New(cfg Config) (*Forger, error) {
 	if f.fallbackName == "" {
 		f.fallbackName = DefaultFallbackName
 	}
+	alg, _ := leafAlgorithm(cfg.CA.Key) // checked by Validate
 	if f.leafKey == nil {
-		alg, _ := leafAlgorithm(cfg.CA.Key) // checked by Validate
 		key, err := pki.Config{Algorithm: alg, Rand: cfg.Rand}.GenerateKey()
 		if err != nil {
 			return nil, fmt.Errorf("forge: generate leaf key: %w", err)
 		}
 		f.leafKey = key
+	}
+	if a, ok := pki.AlgorithmOf(f.leafKey.Public()); ok {
+		f.keys[a] = f.leafKey
+	}
+	if f.untrustedCA == nil {
+		ca, err := pki.NewCA(pki.Config{Rand: cfg.Rand, Now: cfg.Now}, "pinwall Forward Untrust CA", "pinwall firewall (untrusted)")
+		if err != nil {
+			return nil, fmt.Errorf("forge: untrusted CA: %w", err)
+		}
+		f.untrustedCA = ca
 	}
 	size := cfg.CacheSize
 	if size == 0 {
@@ -235,7 +325,12 @@ func New(cfg Config) (*Forger, error) {
 	return f, nil
 }
 
-// LeafKey returns the key shared by every forged leaf.
+// UntrustedCA returns the CA that signs leaves for untrusted servers.
+func (f *Forger) UntrustedCA() *pki.CA { return f.untrustedCA }
+
+// LeafKey returns the key of the CA's algorithm (or Config.LeafKey): every
+// leaf's key with KeyFixed, the key of leaves without an upstream
+// certificate otherwise.
 func (f *Forger) LeafKey() crypto.Signer { return f.leafKey }
 
 // CA returns the signing CA.
@@ -269,11 +364,22 @@ func (f *Forger) Certificate(ctx context.Context, sni string, upstream *x509.Cer
 // still completes and is cached). sni may be empty or an IP literal; upstream
 // may be nil.
 func (f *Forger) Forge(ctx context.Context, sni string, upstream *x509.Certificate) (*Forged, error) {
+	return f.forge(ctx, sni, upstream, false)
+}
+
+// ForgeUntrusted is Forge with the leaf signed by the untrusted CA: what a
+// forward proxy presents for a server whose certificate it does not trust,
+// so that the client sees an untrusted certificate.
+func (f *Forger) ForgeUntrusted(ctx context.Context, sni string, upstream *x509.Certificate) (*Forged, error) {
+	return f.forge(ctx, sni, upstream, true)
+}
+
+func (f *Forger) forge(ctx context.Context, sni string, upstream *x509.Certificate, untrusted bool) (*Forged, error) {
 	name := normalizeName(sni)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("forge: %s: %w", display(name), err)
 	}
-	k := cacheKey{sni: name}
+	k := cacheKey{sni: name, untrusted: untrusted}
 	if upstream != nil {
 		k.upstream = pki.Fingerprint(upstream)
 	}
@@ -282,13 +388,13 @@ func (f *Forger) Forge(ctx context.Context, sni string, upstream *x509.Certifica
 		return fg, nil
 	}
 	f.misses.Add(1)
-	ch := f.flight.DoChan(k.sni+"\x00"+k.upstream, func() (any, error) {
+	ch := f.flight.DoChan(fmt.Sprintf("%s\x00%s\x00%t", k.sni, k.upstream, k.untrusted), func() (any, error) {
 		// A signing for k may have finished between the cache miss above
 		// and joining the flight.
 		if fg, ok := f.cache.Peek(k); ok && f.usable(fg) {
 			return fg, nil
 		}
-		fg, err := f.sign(k, upstream)
+		fg, err := f.sign(context.WithoutCancel(ctx), k, upstream)
 		if err != nil {
 			return nil, err
 		}
@@ -351,7 +457,20 @@ func (f *Forger) usable(fg *Forged) bool {
 	return fg.Has(NoteUpstreamExpired) || f.now().Before(fg.Certificate.Leaf.NotAfter)
 }
 
-func (f *Forger) sign(k cacheKey, upstream *x509.Certificate) (*Forged, error) {
+func (f *Forger) sign(ctx context.Context, k cacheKey, upstream *x509.Certificate) (*Forged, error) {
+	key, alg, err := f.keyFor(ctx, upstream)
+	if err != nil {
+		return nil, fmt.Errorf("forge: sign %s: %w", display(k.sni), err)
+	}
+	ca := f.ca
+	switch {
+	case k.untrusted:
+		ca = f.untrustedCA
+	case f.ecdsaCA != nil:
+		if _, isECDSA := key.(*ecdsa.PrivateKey); isECDSA {
+			ca = f.ecdsaCA
+		}
+	}
 	now := f.now()
 	name := k.sni
 	ip, ipErr := netip.ParseAddr(name)
@@ -360,7 +479,7 @@ func (f *Forger) sign(k cacheKey, upstream *x509.Certificate) (*Forged, error) {
 	if name == "" {
 		notes = append(notes, NoteNoSNI)
 	}
-	leaf := pki.Leaf{Usage: pki.ServerAuth, Key: f.leafKey}
+	leaf := pki.Leaf{Usage: pki.ServerAuth, Key: key}
 	notAfter := now.Add(DefaultValidity)
 	if upstream != nil {
 		leaf.Subject = copySubject(upstream.Subject)
@@ -394,11 +513,11 @@ func (f *Forger) sign(k cacheKey, upstream *x509.Certificate) (*Forged, error) {
 	}
 
 	notBefore := now.Add(-backdate)
-	if caNB := f.ca.Cert.NotBefore; notBefore.Before(caNB) {
+	if caNB := ca.Cert.NotBefore; notBefore.Before(caNB) {
 		notBefore = caNB
 		notes = append(notes, NoteValidityClampedToCA)
 	}
-	if caNA := f.ca.Cert.NotAfter; notAfter.After(caNA) {
+	if caNA := ca.Cert.NotAfter; notAfter.After(caNA) {
 		notAfter = caNA
 		if !slices.Contains(notes, NoteValidityClampedToCA) {
 			notes = append(notes, NoteValidityClampedToCA)
@@ -413,17 +532,19 @@ func (f *Forger) sign(k cacheKey, upstream *x509.Certificate) (*Forged, error) {
 	}
 	leaf.NotBefore, leaf.NotAfter = notBefore, notAfter
 
-	issued, err := f.ca.Issue(leaf)
+	issued, err := ca.Issue(leaf)
 	if err != nil {
 		return nil, fmt.Errorf("forge: sign %s: %w", display(k.sni), err)
 	}
 	f.signings.Add(1)
-	issued.Certificate = append(issued.Certificate, f.ca.Cert.Raw)
+	issued.Certificate = append(issued.Certificate, ca.Cert.Raw)
 	fg := &Forged{
 		Certificate:         issued,
 		ServerName:          k.sni,
 		Fingerprint:         pki.Fingerprint(issued.Leaf),
 		UpstreamFingerprint: k.upstream,
+		Key:                 alg,
+		Untrusted:           k.untrusted,
 		Notes:               notes,
 	}
 	level := slog.LevelDebug
@@ -436,8 +557,87 @@ func (f *Forger) sign(k cacheKey, upstream *x509.Certificate) (*Forged, error) {
 		"upstream_fingerprint", k.upstream,
 		"dns_names", issued.Leaf.DNSNames,
 		"not_after", notAfter,
+		"key", alg,
+		"untrusted", k.untrusted,
 		"notes", notes)
 	return fg, nil
+}
+
+// keyFor returns the leaf key for an upstream certificate and its
+// algorithm: the fixed key, or one following the upstream's key.
+func (f *Forger) keyFor(ctx context.Context, upstream *x509.Certificate) (crypto.Signer, pki.KeyAlgorithm, error) {
+	fixed := func() (crypto.Signer, pki.KeyAlgorithm, error) {
+		alg, _ := pki.AlgorithmOf(f.leafKey.Public())
+		if alg == "" {
+			alg = pki.KeyAlgorithm(fmt.Sprintf("%T", f.leafKey.Public()))
+		}
+		return f.leafKey, alg, nil
+	}
+	if f.mode == KeyFixed || upstream == nil {
+		return fixed()
+	}
+	alg, ok := FollowAlgorithm(upstream.PublicKey)
+	if !ok {
+		return fixed()
+	}
+	f.keyMu.Lock()
+	key := f.keys[alg]
+	f.keyMu.Unlock()
+	if key != nil {
+		return key, alg, nil
+	}
+	// One generation per algorithm (an RSA-4096 key takes about a second);
+	// concurrent signings wait for it, each until its own context ends.
+	ch := f.keyWait.DoChan(string(alg), func() (any, error) {
+		f.keyMu.Lock()
+		k := f.keys[alg]
+		f.keyMu.Unlock()
+		if k != nil {
+			return k, nil
+		}
+		k, err := pki.Config{Algorithm: alg, Rand: f.rand}.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		f.keyMu.Lock()
+		f.keys[alg] = k
+		f.keyMu.Unlock()
+		f.log.Info("forge: generated a leaf key", "algorithm", alg)
+		return k, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, "", fmt.Errorf("generate %s key: %w", alg, res.Err)
+		}
+		return res.Val.(crypto.Signer), alg, nil
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+}
+
+// FollowAlgorithm returns the algorithm of a forged key that follows an
+// upstream public key: RSA of the same size (2048, 3072 or 4096; other
+// sizes the next of these, at most 4096), ECDSA on the same curve (P-256
+// or P-384; others P-256). false for other key types.
+func FollowAlgorithm(pub crypto.PublicKey) (pki.KeyAlgorithm, bool) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		switch bits := k.N.BitLen(); {
+		case bits <= 2048:
+			return pki.RSA2048, true
+		case bits <= 3072:
+			return pki.RSA3072, true
+		default:
+			return pki.RSA4096, true
+		}
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P384() {
+			return pki.ECDSAP384, true
+		}
+		return pki.ECDSAP256, true
+	}
+	return "", false
 }
 
 // copySubject copies the standard attributes of an upstream subject. The

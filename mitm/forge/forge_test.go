@@ -3,6 +3,7 @@ package forge
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"sync"
 	"testing"
@@ -158,16 +160,106 @@ func TestForgedLeafMimicsUpstream(t *testing.T) {
 			assert.Equal(t, pki.Fingerprint(leaf), fg.Fingerprint)
 			assert.Empty(t, fg.Notes)
 
+			// The leaf's key follows the upstream's (ECDSA P-256 here),
+			// whatever the CA's.
+			assert.Equal(t, x509.ECDSA, leaf.PublicKeyAlgorithm)
+			assert.Equal(t, pki.ECDSAP256, fg.Key)
 			switch alg {
 			case pki.RSA2048:
-				assert.IsType(t, &rsa.PrivateKey{}, f.LeafKey())
-				assert.Equal(t, x509.RSA, leaf.PublicKeyAlgorithm)
+				assert.IsType(t, &rsa.PrivateKey{}, f.LeafKey(), "the CA's algorithm for leaves without upstream")
 			default:
 				assert.IsType(t, &ecdsa.PrivateKey{}, f.LeafKey())
-				assert.Equal(t, x509.ECDSA, leaf.PublicKeyAlgorithm)
 			}
 		})
 	}
+}
+
+// TestKeyFollowsUpstream checks that the forged key takes the upstream
+// certificate's type, RSA size and curve, and that KeyFixed does not.
+func TestKeyFollowsUpstream(t *testing.T) {
+	fx := newFixture(t, pki.ECDSAP256)
+	issue := func(alg pki.KeyAlgorithm) *x509.Certificate {
+		key, err := pki.Config{Algorithm: alg}.GenerateKey()
+		require.NoError(t, err)
+		c, err := fx.set.Internet.Issue(pki.Leaf{Subject: pkix.Name{CommonName: "www.social.test"}, DNSNames: []string{"www.social.test"}, Key: key})
+		require.NoError(t, err)
+		return c.Leaf
+	}
+	f := fx.forger(t)
+	for _, alg := range []pki.KeyAlgorithm{pki.RSA2048, pki.RSA3072, pki.ECDSAP256, pki.ECDSAP384} {
+		up := issue(alg)
+		fg, err := f.Forge(t.Context(), "www.social.test", up)
+		require.NoError(t, err)
+		assert.Equal(t, alg, fg.Key, alg)
+		got, ok := pki.AlgorithmOf(fg.Leaf().PublicKey)
+		require.True(t, ok)
+		assert.Equal(t, alg, got, "the leaf's key is %s like the server's", alg)
+		fx.verify(t, fg, "www.social.test")
+	}
+	a, err := f.Forge(t.Context(), "a.test", issue(pki.RSA2048))
+	require.NoError(t, err)
+	b, err := f.Forge(t.Context(), "b.test", issue(pki.RSA2048))
+	require.NoError(t, err)
+	assert.Equal(t, pki.SPKIPin(a.Leaf()), pki.SPKIPin(b.Leaf()), "one key per algorithm, reused")
+
+	fixed := fx.forger(t, func(c *Config) { c.KeyMode = KeyFixed })
+	fg, err := fixed.Forge(t.Context(), "www.social.test", issue(pki.RSA2048))
+	require.NoError(t, err)
+	assert.Equal(t, x509.ECDSA, fg.Leaf().PublicKeyAlgorithm, "KeyFixed: the CA's algorithm")
+
+	for bits, want := range map[int]pki.KeyAlgorithm{1024: pki.RSA2048, 2048: pki.RSA2048, 2049: pki.RSA3072, 3072: pki.RSA3072, 8192: pki.RSA4096} {
+		got, ok := FollowAlgorithm(&rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), uint(bits-1)), E: 65537})
+		assert.True(t, ok)
+		assert.Equal(t, want, got, bits)
+	}
+	_, ok := FollowAlgorithm(ed25519.PublicKey(make([]byte, 32)))
+	assert.False(t, ok)
+}
+
+// TestRSAAndECDSACAs checks that with both forward trust CAs the ECDSA one
+// signs ECDSA leaves and the RSA one the others.
+func TestRSAAndECDSACAs(t *testing.T) {
+	fx := newFixture(t, pki.RSA2048)
+	ecCA, err := pki.NewCA(pki.Config{Now: func() time.Time { return fx.now }}, "pinwall Enterprise Forward Trust ECDSA", "pinwall enterprise firewall")
+	require.NoError(t, err)
+	f := fx.forger(t, func(c *Config) { c.ECDSACA = ecCA })
+	fg, err := f.Forge(t.Context(), "gateway-acme.sse.test", fx.upstream) // ECDSA upstream
+	require.NoError(t, err)
+	assert.Equal(t, ecCA.Cert.Raw, fg.Certificate.Certificate[1], "an ECDSA leaf under the ECDSA CA")
+	rsaKey, err := pki.Config{Algorithm: pki.RSA2048}.GenerateKey()
+	require.NoError(t, err)
+	rsaUp, err := fx.set.Internet.Issue(pki.Leaf{DNSNames: []string{"www.bank.test"}, Key: rsaKey})
+	require.NoError(t, err)
+	fg, err = f.Forge(t.Context(), "www.bank.test", rsaUp.Leaf)
+	require.NoError(t, err)
+	assert.Equal(t, fx.set.Enterprise.Cert.Raw, fg.Certificate.Certificate[1], "an RSA leaf under the RSA CA")
+	assert.Equal(t, x509.RSA, fg.Leaf().PublicKeyAlgorithm)
+
+	_, err = New(Config{CA: fx.set.Enterprise, ECDSACA: fx.set.Enterprise})
+	assert.ErrorContains(t, err, "ECDSACA has a *rsa.PrivateKey key")
+}
+
+// TestUntrustedCA checks that a leaf forged for an untrusted server is
+// signed by the untrusted CA, which the clients do not trust.
+func TestUntrustedCA(t *testing.T) {
+	fx := newFixture(t, pki.ECDSAP256)
+	f := fx.forger(t)
+	fg, err := f.ForgeUntrusted(t.Context(), "gateway-acme.sse.test", fx.upstream)
+	require.NoError(t, err)
+	assert.True(t, fg.Untrusted)
+	assert.Equal(t, f.UntrustedCA().Cert.Raw, fg.Certificate.Certificate[1])
+	_, err = fg.Leaf().Verify(x509.VerifyOptions{DNSName: "gateway-acme.sse.test", Roots: fx.set.Enterprise.Pool(), CurrentTime: fx.now})
+	assert.Error(t, err, "the enterprise trust store does not accept it")
+	_, err = fg.Leaf().Verify(x509.VerifyOptions{DNSName: "gateway-acme.sse.test", Roots: f.UntrustedCA().Pool(), CurrentTime: fx.now})
+	assert.NoError(t, err)
+	trusted, err := f.Forge(t.Context(), "gateway-acme.sse.test", fx.upstream)
+	require.NoError(t, err)
+	assert.NotEqual(t, trusted.Fingerprint, fg.Fingerprint, "cached apart")
+
+	own, err := pki.NewCA(pki.Config{Now: func() time.Time { return fx.now }}, "Acme Forward Untrust", "Acme")
+	require.NoError(t, err)
+	g := fx.forger(t, func(c *Config) { c.UntrustedCA = own })
+	assert.Equal(t, own, g.UntrustedCA())
 }
 
 func TestSharedLeafKey(t *testing.T) {

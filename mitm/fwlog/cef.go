@@ -127,8 +127,6 @@ func cef(r Record, d Device) []byte {
 		e.label("cs4", "FaultCause", string(dec.Cause))
 		e.label("cs5", "UpstreamIssuer", dec.UpstreamIssuer)
 		e.label("cs6", "ChainStatus", string(dec.ChainStatus))
-		e.label("flexString1", "JA4", dec.JA4)
-		e.label("flexString2", "JA3", dec.JA3)
 	}
 	// msg ("an arbitrary message giving more details about the event"):
 	// the decryption reason, then the session's own.
@@ -140,6 +138,8 @@ func cef(r Record, d Device) []byte {
 		msg = append(msg, r.Reason)
 	}
 	e.add("msg", strings.Join(msg, "; "))
+	e.label("flexString1", "JA4", r.JA4)
+	e.label("flexString2", "JA3", r.JA3)
 	b.Write(e.b.Bytes())
 	return b.Bytes()
 }

@@ -17,22 +17,29 @@
 //
 //   - json: the Record itself, one JSON object per line. Field names are
 //     snake_case and stable.
-//   - pan-traffic-csv: a PAN-OS TRAFFIC log line in the syslog field order of
-//     PAN-OS 9.1 (75 fields, FUTURE_USE through Dynamic User Group Name).
-//     Subtype is end for allowed sessions, deny for denied or reset ones, drop
-//     for dropped ones. FUTURE_USE and unmodelled fields are empty or zero as
-//     on a real box.
-//   - pan-decryption-csv: a PAN-OS DECRYPTION log line in the syslog field
-//     order of PAN-OS 10.0 (91 fields, FUTURE_USE through Action Flags), only
-//     for records with a Decryption; records without one produce no line
-//     (Marshal returns nil), as a real box logs only sessions that matched a
-//     decryption rule.
+//   - pan-traffic-csv: a PAN-OS TRAFFIC log line in the syslog field order
+//     Device.PANVersion selects: PAN-OS 9.1's 75 fields for 9.1 and 10.0,
+//     the 115 of 10.1 and later (the default, 11.1). Subtype is end for
+//     allowed sessions (a failed decryption too: its rule allowed it),
+//     deny for denied or reset ones, drop for dropped ones. With source
+//     NAT the NAT destination repeats the destination, as PAN-OS does.
+//   - pan-decryption-csv: a PAN-OS DECRYPTION log line: PAN-OS 10.0's 91
+//     fields for 10.0, the 107 of 10.1 and later (the default); none for
+//     9.1, which has no Decryption log. Only records with a Decryption
+//     produce a line (Marshal returns nil otherwise), as a real box logs
+//     only sessions that matched a decryption rule. Handshake stages are
+//     PAN-OS's message names, the cipher suite is split into key exchange,
+//     encryption and hash, and the upstream certificate's serial, dates,
+//     key size and flags are filled.
 //   - fortios-kv: FortiOS key=value lines. Every record gives one
-//     type="traffic" subtype="forward" line (logid 0000000013). A record whose
+//     type="traffic" subtype="forward" line (logid 0000000013) with the
+//     rule's number as policyid. A record whose
 //     decryption outcome is excluded or failed is preceded by the UTM SSL event
 //     FortiOS writes during the session: eventtype="sslexempt" action="exempt"
 //     for excluded sessions, eventtype="ssl-anomalies" action="blocked" for
-//     failed ones. Marshal joins the two lines with "\n", the SSL event first.
+//     failed ones, with FortiOS's reason keywords (exempt-addr,
+//     block-cert-invalid, …). Marshal joins the two lines with "\n", the
+//     SSL event first.
 //   - cef: ArcSight Common Event Format,
 //     CEF:0|pinwall|firewall|version|signature|name|severity|extension, with
 //     header fields escaped for '|' and '\' and extension values for '=',
@@ -50,5 +57,7 @@
 // Where the vendor documentation gives no value for something pinwall models
 // (FortiOS application names for DTLS, which FortiOS SSL log ID a client's
 // rejection of a forged certificate maps to) the mapping is marked inferred
-// in the code and in docs/sources.md#logs, which lists every format's sources.
+// in the code and in docs/sources.md#logs, which lists every format's sources;
+// docs/fwlog.md lists every field of every format with its source, or the
+// word inferred.
 package fwlog

@@ -20,6 +20,7 @@ func ExampleMarshal() {
 		Proto:       fwlog.ProtoUDP,
 		App:         fwlog.AppNotApplicable,
 		Rule:        "block-udp-443",
+		RuleID:      3,
 		Action:      fwlog.ActionDeny,
 		EndReason:   fwlog.EndPolicyDeny,
 		BytesSent:   1200,
@@ -33,6 +34,6 @@ func ExampleMarshal() {
 		fmt.Println(string(line))
 	}
 	// Output:
-	// date=2026-03-02 time=10:00:02 devname="pinwall-fw" devid="FGVM00PINWALL001" eventtime=1772445602000000000 tz="+0000" logid="0000000013" type="traffic" subtype="forward" level="notice" vd="root" srcip=10.10.10.100 srcport=52000 srcintf="port2" srcintfrole="lan" dstip=203.0.113.10 dstport=443 dstintf="port1" dstintfrole="wan" srccountry="Reserved" dstcountry="Reserved" sessionid=1002 proto=17 action="deny" policyname="block-udp-443" policytype="policy" service="udp/443" trandisp="noop" appcat="unscanned" duration=0 sentbyte=1200 rcvdbyte=0 sentpkt=1 rcvdpkt=0
+	// date=2026-03-02 time=10:00:02 devname="pinwall-fw" devid="FGVM00PINWALL001" eventtime=1772445602000000000 tz="+0000" logid="0000000013" type="traffic" subtype="forward" level="notice" vd="root" srcip=10.10.10.100 srcport=52000 srcintf="port2" srcintfrole="lan" dstip=203.0.113.10 dstport=443 dstintf="port1" dstintfrole="wan" srccountry="Reserved" dstcountry="Reserved" sessionid=1002 proto=17 action="deny" policyid=3 policyname="block-udp-443" policytype="policy" service="udp/443" trandisp="noop" appcat="unscanned" duration=0 sentbyte=1200 rcvdbyte=0 sentpkt=1 rcvdpkt=0
 	// CEF:0|pinwall|firewall|1.0|policy-deny|session deny|5|rt=1772445602000 start=1772445602000 end=1772445602000 deviceExternalId=007000000000001 dvchost=pinwall-fw deviceInboundInterface=ethernet1/2 deviceOutboundInterface=ethernet1/1 src=10.10.10.100 spt=52000 dst=203.0.113.10 dpt=443 proto=UDP app=not-applicable act=deny reason=policy-deny externalId=1002 in=1200 out=0 cs1Label=Rule cs1=block-udp-443 cn1Label=PacketsSent cn1=1 cn2Label=PacketsReceived cn2=0 cn3Label=DurationMs cn3=0
 }

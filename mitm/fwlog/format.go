@@ -100,6 +100,38 @@ type Device struct {
 	LogAction string
 	// Version is the product version in the CEF header. "" means "1.0".
 	Version string
+	// PANVersion selects the PAN-OS syslog layouts: "9.1" or "10.0" for
+	// TRAFFIC as PAN-OS 9.1 documents it (75 fields) and DECRYPTION as
+	// PAN-OS 10.0 does (91 fields; 9.1 has no Decryption log, so none is
+	// written), "10.1" through "11.2" for the layouts of PAN-OS 10.1 and
+	// later (TRAFFIC 115 fields, DECRYPTION 107). "" means DefaultPANVersion.
+	PANVersion string
+}
+
+// DefaultPANVersion is the PAN-OS version whose layouts Device's zero
+// PANVersion selects.
+const DefaultPANVersion = "11.1"
+
+// PANVersions lists the PAN-OS versions Device.PANVersion accepts.
+func PANVersions() []string {
+	return []string{"9.1", "10.0", "10.1", "10.2", "11.0", "11.1", "11.2"}
+}
+
+// ErrUnknownPANVersion is wrapped by errors about a PAN-OS version pinwall
+// has no layout for.
+var ErrUnknownPANVersion = errors.New("fwlog: unknown PAN-OS version")
+
+// ParsePANVersion checks a PAN-OS version ("" means DefaultPANVersion).
+func ParsePANVersion(s string) (string, error) {
+	if s == "" {
+		return DefaultPANVersion, nil
+	}
+	for _, v := range PANVersions() {
+		if s == v {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q (choices: %s)", ErrUnknownPANVersion, s, strings.Join(PANVersions(), ", "))
 }
 
 func orDefault(v, def string) string {
@@ -137,12 +169,20 @@ func (e Encoder) Marshal(r Record) ([]byte, error) {
 		}
 		return b, nil
 	case FormatPANTraffic:
-		return csvLine(fieldValues(panTrafficFields(r, e.Device)))
+		l, err := panLayoutOf(e.Device.PANVersion)
+		if err != nil {
+			return nil, err
+		}
+		return csvLine(fieldValues(panTrafficFields(r, e.Device, l)))
 	case FormatPANDecryption:
-		if r.Decryption == nil {
+		l, err := panLayoutOf(e.Device.PANVersion)
+		if err != nil {
+			return nil, err
+		}
+		if r.Decryption == nil || !l.decryption {
 			return nil, nil
 		}
-		return csvLine(fieldValues(panDecryptionFields(r, e.Device)))
+		return csvLine(fieldValues(panDecryptionFields(r, e.Device, l)))
 	case FormatFortiOS:
 		return fortiOS(r, e.Device), nil
 	case FormatCEF:

@@ -12,12 +12,18 @@ import (
 // FortiOS key=value lines, after the FortiOS Log Message Reference and the
 // administration guide's "Sample logs by log type": string values are
 // double-quoted, numbers and IP addresses are bare, keys come in the order
-// the samples show. Traffic: logid 0000000013 (LOG_ID_TRAFFIC_END_FORWARD).
-// SSL events: logid 1701062003 eventtype "sslexempt" action "exempt" and
-// logid 1700062002 eventtype "ssl-anomalies" action "blocked" follow the
-// published samples; 1700062051 (certificate request blocked, message 62051)
-// and 1700062308 (handshake failure, message 62308) combine documented
-// message IDs with the sample's prefix and are inferred.
+// the samples show (action, policyid, policytype in the forward-traffic
+// sample; policyid before sessionid in the SSL samples). Traffic: logid
+// 0000000013 (LOG_ID_TRAFFIC_END_FORWARD). SSL events: logid 1701062003
+// eventtype "sslexempt" action "exempt" reason "exempt-addr" and logid
+// 1700062002 eventtype "ssl-anomalies" action "blocked" reason
+// "block-cert-invalid" follow the published samples; 1700062051
+// (certificate request blocked, message 62051), 1701062050 (certificate
+// request exempted, 62050) and 1700062308 (handshake failure, 62308)
+// combine documented message IDs with the samples' prefixes, and the
+// reasons block-cert-untrusted, block-cert-req, exempt-cert-req and
+// block-handshake follow the samples' keyword pattern: inferred.
+// policyid is the rule's number (Record.RuleID), 0 for the implicit deny.
 
 const (
 	fortiSerial = "FGVM00PINWALL001"
@@ -125,6 +131,15 @@ func fortiApp(a App) string {
 
 // fortiAction is the traffic log's action: how the session closed, or deny.
 func fortiAction(r Record) string {
+	if r.Outcome() == OutcomeFailed && r.EndReason.IsDecrypt() {
+		// A failed inspection closes the session with a reset on the side
+		// that failed (action="server-rst", utmaction="block" in the
+		// FortiOS 6.4 "SSL logging improvement" sample).
+		if r.Decryption.Leg == failure.LegFirewallGateway {
+			return "server-rst"
+		}
+		return "client-rst"
+	}
 	if r.Action != ActionAllow && r.Action != "" {
 		return "deny"
 	}
@@ -159,20 +174,27 @@ func fortiSSLEvent(r Record, d Device) []byte {
 	var logid, eventtype, level, action, msg, reason string
 	if dec.Outcome == OutcomeExcluded {
 		logid, eventtype, level, action, msg = "1701062003", "sslexempt", "notice", "exempt", "SSL connection exempted"
-		reason = orDefault(dec.Reason, "exempt-addr")
+		reason = "exempt-addr"
+		if dec.ExemptBy == ExemptClientCert {
+			// 62050 LOG_ID_SSL_HS_CERT_REQ_EXEMPT; the keyword is inferred.
+			logid, msg, reason = "1701062050", "Certificate request exempted", "exempt-cert-req"
+		}
 	} else {
 		eventtype, level, action = "ssl-anomalies", "warning", "blocked"
 		switch dec.Cause {
-		case failure.CauseUnknownAuthority, failure.CauseCertificateInvalid:
+		case failure.CauseUnknownAuthority:
+			logid, msg, reason = "1700062002", "Server certificate blocked", "block-cert-untrusted"
+		case failure.CauseCertificateInvalid:
 			logid, msg, reason = "1700062002", "Server certificate blocked", "block-cert-invalid"
 		case failure.CauseClientCertRequired, failure.CauseClientCertRejected:
-			logid, msg, reason = "1700062051", "Certificate request blocked", string(dec.Cause)
+			logid, msg, reason = "1700062051", "Certificate request blocked", "block-cert-req"
 		default:
-			logid, msg, reason = "1700062308", "SSL handshake failure", orDefault(string(dec.Cause), "handshake-failed")
+			logid, msg, reason = "1700062308", "SSL handshake failure", "block-handshake"
 		}
 	}
 	var l kv
 	fortiHeader(&l, r, d, logid, "utm", "ssl", eventtype, level)
+	l.num("policyid", uint64(max(r.RuleID, 0)))
 	l.strIf("policyname", r.Rule)
 	l.num("sessionid", r.SessionID)
 	l.str("service", fortiService(r))
@@ -195,6 +217,7 @@ func fortiTraffic(r Record, d Device) []byte {
 	l.num("sessionid", r.SessionID)
 	l.num("proto", uint64(r.Proto.Number()))
 	l.str("action", fortiAction(r))
+	l.num("policyid", uint64(max(r.RuleID, 0)))
 	l.strIf("policyname", r.Rule)
 	l.str("policytype", "policy")
 	l.str("service", fortiService(r))

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,18 +60,20 @@ func testRecords() []testRecord {
 			SessionID: 1001,
 			Src:       ap("10.10.10.100:51000"), Dst: ap("203.0.113.10:443"), NATSrc: ap("198.51.100.1:40001"),
 			Proto: ProtoTCP, App: AppSSL, SNI: "gateway-acme.sse.test",
-			Rule: "sse-gateway-no-decrypt", Action: ActionAllow,
+			Rule: "sse-gateway-no-decrypt", RuleID: 2, Action: ActionAllow,
+			JA3: clientJA3Hash, JA4: clientJA4,
 			Decryption: &Decryption{
-				Outcome:     OutcomeNotDecrypted,
-				Reason:      "no-decrypt rule sse-gateway-no-decrypt matched SNI",
-				TLSVersion:  "TLS1.3",
+				Outcome:       OutcomeNotDecrypted,
+				Reason:        "no-decrypt rule sse-gateway-no-decrypt matched SNI",
+				ExemptBy:      ExemptName,
+				TLSVersion:    "TLS1.3",
+				ClientMessage: "Server_Hello", ServerMessage: "Server_Hello",
 				ChainStatus: ChainUninspected,
 				ALPN:        "h2",
-				JA3:         clientJA3Hash,
-				JA4:         clientJA4,
 			},
 			EndReason: EndTCPFin,
 			BytesSent: 1_482_113, BytesReceived: 9_876_543,
+			PacketsSent: 1402, PacketsReceived: 7311, PacketsSource: "tcp_info",
 			SrcHost: "laptop", DstHost: "gateway-acme.sse.test",
 		}},
 		{"udp-443-deny", Record{
@@ -78,9 +81,10 @@ func testRecords() []testRecord {
 			SessionID: 1002,
 			Src:       ap("10.10.10.100:52000"), Dst: ap("203.0.113.10:443"),
 			Proto: ProtoUDP, App: AppNotApplicable,
-			Rule: "block-udp-443", Action: ActionDeny,
+			Rule: "block-udp-443", RuleID: 3, Action: ActionDeny,
+			JA3: "e9b1e2d1b6f8b3c5a7d90a1b2c3d4e5f", JA4: "dd2d0807pl_1c5c9bb5ce1b_57ba3b0b6a36",
 			EndReason: EndPolicyDeny,
-			BytesSent: 1200, PacketsSent: 1,
+			BytesSent: 1200, PacketsSent: 1, PacketsSource: "datagrams",
 			SrcHost: "laptop", DstHost: "gateway-acme.sse.test",
 		}},
 		{"decrypt-cert-validation", Record{
@@ -88,26 +92,41 @@ func testRecords() []testRecord {
 			SessionID: 1003,
 			Src:       ap("10.10.10.100:51002"), Dst: ap("203.0.113.11:443"), NATSrc: ap("198.51.100.1:40003"),
 			Proto: ProtoTCP, App: AppSSL, SNI: "gateway-acme.sse.test",
-			Rule: "decrypt-all", Action: ActionAllow,
+			Rule: "decrypt-all", RuleID: 4, Action: ActionResetBoth,
+			JA3: clientJA3Hash, JA4: clientJA4,
 			Decryption: &Decryption{
 				Outcome:             OutcomeFailed,
-				Reason:              "client rejected the forged certificate: remote error: tls: bad certificate",
+				Reason:              "client rejected the forged certificate: bad_certificate",
 				Leg:                 failure.LegClientFirewall,
 				Cause:               failure.CauseForgedCertRejected,
+				Alert:               "bad_certificate",
+				AlertFrom:           "client",
 				TLSVersion:          "TLS1.3",
 				ClientStage:         "client-firewall: certificate rejected",
 				ServerStage:         "firewall-gateway: handshake completed",
+				ClientMessage:       "Certificate",
+				ServerMessage:       "Finished",
+				CipherSuite:         "TLS_AES_128_GCM_SHA256",
+				KeyExchange:         "x25519",
+				UpstreamKeyExchange: "x25519",
 				ForgedFingerprint:   fp("forged gateway-acme.sse.test"),
+				ForgedKey:           "ECDSA-P256",
+				ForgedBy:            ForgedByTrust,
 				UpstreamFingerprint: fp("gateway-acme.sse.test"),
 				UpstreamIssuer:      gatewayIssuer,
 				UpstreamSubject:     gatewaySubject,
+				UpstreamRoot:        "pinwall Internet Root CA",
+				UpstreamSerial:      "5f2e8d41a0c3",
+				UpstreamNotBefore:   t0.Add(-24 * time.Hour),
+				UpstreamNotAfter:    t0.Add(365 * 24 * time.Hour),
+				UpstreamKeyType:     "RSA",
+				UpstreamKeyBits:     2048,
 				ChainStatus:         ChainTrusted,
 				ErrorIndex:          ErrorIndexCertificate,
-				JA3:                 clientJA3Hash,
-				JA4:                 clientJA4,
 			},
 			EndReason: EndDecryptCertValidation,
 			BytesSent: 517, BytesReceived: 2911,
+			PacketsSent: 6, PacketsReceived: 5, PacketsSource: "tcp_info",
 			SrcHost: "laptop", DstHost: "gateway-acme.sse.test",
 		}},
 		{"decrypted", Record{
@@ -115,21 +134,34 @@ func testRecords() []testRecord {
 			SessionID: 1004,
 			Src:       ap("10.10.10.100:51003"), Dst: ap("192.0.2.20:443"), NATSrc: ap("198.51.100.1:40004"),
 			Proto: ProtoTCP, App: AppWebBrowsing, SNI: "www.social.test",
-			Rule: "decrypt-all", Action: ActionAllow,
+			Rule: "decrypt-all", RuleID: 4, Action: ActionAllow,
+			JA3: clientJA3Hash, JA4: "t13d0512h1_8daaf6152771_e5627efa2ab1",
 			Decryption: &Decryption{
 				Outcome:             OutcomeDecrypted,
 				TLSVersion:          "TLS1.3",
 				ClientStage:         "client-firewall: handshake completed",
 				ServerStage:         "firewall-origin: handshake completed",
+				ClientMessage:       "Finished",
+				ServerMessage:       "Finished",
+				CipherSuite:         "TLS_AES_256_GCM_SHA384",
+				KeyExchange:         "X25519MLKEM768",
+				UpstreamKeyExchange: "X25519MLKEM768",
 				ForgedFingerprint:   fp("forged www.social.test"),
+				ForgedKey:           "ECDSA-P256",
+				ForgedBy:            ForgedByTrust,
 				UpstreamFingerprint: fp("www.social.test"),
 				UpstreamIssuer:      gatewayIssuer,
 				UpstreamSubject:     "CN=www.social.test,O=pinwall simulated internet",
+				UpstreamRoot:        "pinwall Internet Root CA",
+				UpstreamSerial:      "1d",
+				UpstreamNotBefore:   t0.Add(-48 * time.Hour),
+				UpstreamNotAfter:    t0.Add(90 * 24 * time.Hour),
+				UpstreamKeyType:     "ECDSA",
+				UpstreamKeyBits:     256,
 				ChainStatus:         ChainTrusted,
 				ALPN:                "http/1.1",
-				JA3:                 clientJA3Hash,
-				JA4:                 "t13d0512h1_8daaf6152771_e5627efa2ab1",
 			},
+			PacketsSent: 9, PacketsReceived: 761, PacketsSource: "tcp_info",
 			EndReason: EndTCPFin,
 			BytesSent: 734, BytesReceived: 1_049_411,
 			SrcHost: "laptop", DstHost: "www.social.test",
@@ -139,17 +171,29 @@ func testRecords() []testRecord {
 			SessionID: 1005,
 			Src:       ap("10.10.10.100:51004"), Dst: ap("203.0.113.11:443"), NATSrc: ap("198.51.100.1:40005"),
 			Proto: ProtoTCP, App: AppSSL, SNI: "gateway-acme.sse.test", HostnameHint: "gateway-acme.sse.test",
-			Rule: "decrypt-all", Action: ActionAllow,
+			Rule: "decrypt-all", RuleID: 4, Action: ActionAllow,
+			JA3: clientJA3Hash, JA4: clientJA4,
 			Decryption: &Decryption{
 				Outcome:     OutcomeExcluded,
 				Reason:      "learned exclusion: 203.0.113.11 gateway-acme.sse.test required a client certificate",
+				ExemptBy:    ExemptCache,
 				TLSVersion:  "TLS1.3",
 				ChainStatus: ChainUninspected,
-				JA3:         clientJA3Hash,
-				JA4:         clientJA4,
 			},
 			EndReason: EndTCPFin,
 			BytesSent: 88_123, BytesReceived: 301_777,
+			SrcHost: "laptop", DstHost: "gateway-acme.sse.test",
+		}},
+		{"dtls-tunnel", Record{
+			Time: t0.Add(601 * time.Second), Start: t0.Add(1 * time.Second), DurationMS: 600_000,
+			SessionID: 1006,
+			Src:       ap("10.10.10.100:53000"), Dst: ap("203.0.113.9:443"), NATSrc: ap("198.51.100.1:40006"),
+			Proto: ProtoUDP, App: AppDTLS, SNI: "gateway-acme.sse.test",
+			Rule: "allow-dtls-to-sse", RuleID: 1, Action: ActionAllow,
+			JA3: "5a1d7ee4c2cbd1d0cdec3d1e4f2a9b10", JA4: "dd2d0807pl_1c5c9bb5ce1b_57ba3b0b6a36",
+			EndReason: EndAgedOut,
+			BytesSent: 2_210_334, BytesReceived: 18_002_117,
+			PacketsSent: 3011, PacketsReceived: 14870, PacketsSource: "datagrams",
 			SrcHost: "laptop", DstHost: "gateway-acme.sse.test",
 		}},
 	}
@@ -175,20 +219,36 @@ func golden(t *testing.T, name string, got []byte) {
 	assert.Equal(t, string(want), string(got), "%s differs; run go test -update and review the diff", path)
 }
 
+// TestGoldenFormats writes every test record in every format (the PAN-OS
+// formats in each layout) and compares with the golden files.
 func TestGoldenFormats(t *testing.T) {
 	ext := map[Format]string{
 		FormatJSON: "jsonl", FormatPANTraffic: "csv", FormatPANDecryption: "csv",
 		FormatFortiOS: "log", FormatCEF: "cef",
 	}
 	for _, f := range Formats() {
-		t.Run(string(f), func(t *testing.T) {
-			var buf bytes.Buffer
-			w := NewWriter(&buf, f)
-			for _, tr := range testRecords() {
-				require.NoError(t, w.Log(tr.rec), tr.name)
+		versions := []string{""}
+		if f == FormatPANTraffic || f == FormatPANDecryption {
+			versions = []string{"9.1", "10.0", "11.1"}
+		}
+		for _, v := range versions {
+			name := "firewall." + string(f)
+			if v != "" {
+				name += "." + v
 			}
-			golden(t, "firewall."+string(f)+"."+ext[f], buf.Bytes())
-		})
+			t.Run(name, func(t *testing.T) {
+				var buf bytes.Buffer
+				w := NewWriter(&buf, f, WithDevice(Device{PANVersion: v}))
+				for _, tr := range testRecords() {
+					require.NoError(t, w.Log(tr.rec), tr.name)
+				}
+				if f == FormatPANDecryption && v == "9.1" {
+					assert.Zero(t, buf.Len(), "PAN-OS 9.1 has no Decryption log")
+					return
+				}
+				golden(t, name+"."+ext[f], buf.Bytes())
+			})
+		}
 	}
 }
 
@@ -217,8 +277,8 @@ func TestJSONRoundTripAndFieldNames(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{
 		"time", "start", "duration_ms", "session_id", "src", "dst", "nat_src", "proto", "app",
-		"sni", "rule", "action", "decryption", "end_reason", "bytes_sent", "bytes_received",
-		"packets_sent", "packets_received", "src_host", "dst_host",
+		"sni", "rule", "rule_id", "action", "ja3", "ja4", "decryption", "end_reason", "bytes_sent", "bytes_received",
+		"packets_sent", "packets_received", "packets_source", "src_host", "dst_host",
 	}, keys)
 	assert.Equal(t, "10.10.10.100:51002", m["src"])
 	assert.Equal(t, "198.51.100.1:40003", m["nat_src"])
@@ -232,43 +292,110 @@ func TestJSONRoundTripAndFieldNames(t *testing.T) {
 	assert.NotContains(t, string(b), "decryption", "decryption did not apply: omitted")
 }
 
-// Documented field orders, copied from the PAN-OS guides.
-const (
-	panTraffic91     = `FUTURE_USE, Receive Time, Serial Number, Type, Threat/Content Type, FUTURE_USE, Generated Time, Source Address, Destination Address, NAT Source IP, NAT Destination IP, Rule Name, Source User, Destination User, Application, Virtual System, Source Zone, Destination Zone, Inbound Interface, Outbound Interface, Log Action, FUTURE_USE, Session ID, Repeat Count, Source Port, Destination Port, NAT Source Port, NAT Destination Port, Flags, Protocol, Action, Bytes, Bytes Sent, Bytes Received, Packets, Start Time, Elapsed Time, Category, FUTURE_USE, Sequence Number, Action Flags, Source Location, Destination Location, FUTURE_USE, Packets Sent, Packets Received, Session End Reason, Device Group Hierarchy Level 1, Device Group Hierarchy Level 2, Device Group Hierarchy Level 3, Device Group Hierarchy Level 4, Virtual System Name, Device Name, Action Source, Source VM UUID, Destination VM UUID, Tunnel ID/IMSI, Monitor Tag/IMEI, Parent Session ID, Parent Start Time, Tunnel Type, SCTP Association ID, SCTP Chunks, SCTP Chunks Sent, SCTP Chunks Received, Rule UUID, HTTP/2 Connection, App Flap Count, Policy ID, Link Switches, SD-WAN Cluster, SD-WAN Device Type, SD-WAN Cluster Type, SD-WAN Site, Dynamic User Group Name`
-	panDecryption100 = `FUTURE_USE, Receive Time, Serial Number, Type, Threat/Content Type, Config Version, Generate Time, Source Address, Destination Address, NAT Source IP, NAT Destination IP, Rule, Source User, Destination User, Application, Virtual System, Source Zone, Destination Zone, Inbound Interface, Outbound Interface, Log Action, Time Logged, Session ID, Repeat Count, Source Port, Destination Port, NAT Source Port, NAT Destination Port, Flags, IP Protocol, Action, Tunnel, FUTURE_USE, FUTURE_USE, Source VM UUID, Destination VM UUID, UUID for rule, Stage for Client to Firewall, Stage for Firewall to Server, TLS Version, Key Exchange Algorithm, Encryption Algorithm, Hash Algorithm, Policy Name, Elliptic Curve, Error Index, Root Status, Chain Status, Proxy Type, Certificate Serial Number, Fingerprint, Certificate Start Date, Certificate End Date, Certificate Version, Certificate Size, Common Name Length, Issuer Common Name Length, Root Common Name Length, SNI Length, Certificate Flags, Subject Common Name, Issuer Subject Common Name, Root Subject Common Name, Server Name Indication, Error, Container ID, POD Namespace, POD Name, Source External Dynamic List, Destination External Dynamic List, Source Dynamic Address Group, Destination Dynamic Address Group, High Res Timestamp, Source Device Category, Source Device Profile, Source Device Model, Source Device Vendor, Source Device OS Family, Source Device OS Version, Source Hostname, Source Mac Address, Destination Device Category, Destination Device Profile, Destination Device Model, Destination Device Vendor, Destination Device OS Family, Destination Device OS Version, Destination Hostname, Destination Mac Address, Sequence Number, Action Flags`
-)
-
-func fieldNames(fs []field) []string {
-	out := make([]string, len(fs))
-	for i, f := range fs {
-		out[i] = f.name
+// documented returns a documented field order from testdata: the lines
+// of a .fields file that are not comments, each "name" or "name # source".
+func documented(t *testing.T, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", file))
+	require.NoError(t, err)
+	var out []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, _, _ := strings.Cut(line, " #")
+		out = append(out, strings.TrimSpace(name))
 	}
 	return out
 }
 
-func TestPANFieldOrderMatchesDocumentation(t *testing.T) {
-	r := testRecords()[2].rec
-	assert.Equal(t, strings.Split(panTraffic91, ", "), fieldNames(panTrafficFields(r, Device{})))
-	assert.Len(t, panTrafficFields(r, Device{}), 75)
-	assert.Equal(t, strings.Split(panDecryption100, ", "), fieldNames(panDecryptionFields(r, Device{})))
-	assert.Len(t, panDecryptionFields(r, Device{}), 91)
+// layouts are the documented field lists of each PAN-OS format and
+// version.
+var layouts = []struct {
+	format  Format
+	version string
+	file    string
+	n       int
+}{
+	{FormatPANTraffic, "9.1", "pan-traffic-9.1.fields", 75},
+	{FormatPANTraffic, "10.0", "pan-traffic-9.1.fields", 75},
+	{FormatPANTraffic, "10.1", "pan-traffic-10.1+.fields", 115},
+	{FormatPANTraffic, "11.1", "pan-traffic-10.1+.fields", 115},
+	{FormatPANTraffic, "", "pan-traffic-10.1+.fields", 115},
+	{FormatPANDecryption, "10.0", "pan-decryption-10.0.fields", 91},
+	{FormatPANDecryption, "10.2", "pan-decryption-10.1+.fields", 107},
+	{FormatPANDecryption, "11.2", "pan-decryption-10.1+.fields", 107},
 }
 
-// panField parses a PAN CSV line and returns the named field of the
-// documented order.
-func panField(t *testing.T, line []byte, order, name string) string {
+// TestPANFieldOrderMatchesDocumentation checks the encoder's field names,
+// and every line of every PAN-OS golden file, against the documented
+// lists: count and order.
+func TestPANFieldOrderMatchesDocumentation(t *testing.T) {
+	for _, l := range layouts {
+		want := documented(t, l.file)
+		require.Len(t, want, l.n, l.file)
+		got, err := PANFieldNames(l.format, l.version)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "%s %s", l.format, l.version)
+	}
+	none, err := PANFieldNames(FormatPANDecryption, "9.1")
+	require.NoError(t, err)
+	assert.Nil(t, none, "PAN-OS 9.1 has no Decryption log")
+	_, err = PANFieldNames(FormatPANTraffic, "8.1")
+	require.ErrorIs(t, err, ErrUnknownPANVersion)
+
+	for _, g := range []struct{ file, fields string }{
+		{"firewall.pan-traffic-csv.9.1.csv", "pan-traffic-9.1.fields"},
+		{"firewall.pan-traffic-csv.10.0.csv", "pan-traffic-9.1.fields"},
+		{"firewall.pan-traffic-csv.11.1.csv", "pan-traffic-10.1+.fields"},
+		{"firewall.pan-decryption-csv.10.0.csv", "pan-decryption-10.0.fields"},
+		{"firewall.pan-decryption-csv.11.1.csv", "pan-decryption-10.1+.fields"},
+	} {
+		names := documented(t, g.fields)
+		data, err := os.ReadFile(filepath.Join("testdata", g.file))
+		require.NoError(t, err)
+		recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+		require.NoError(t, err, g.file)
+		require.NotEmpty(t, recs, g.file)
+		for i, rec := range recs {
+			require.Len(t, rec, len(names), "%s line %d", g.file, i+1)
+			assert.Equal(t, "1", rec[0], "%s line %d: FUTURE_USE", g.file, i+1)
+			typ := "TRAFFIC"
+			if strings.Contains(g.file, "decryption") {
+				typ = "DECRYPTION"
+			}
+			assert.Equal(t, typ, rec[indexOf(names, "Type")], "%s line %d: Type where documented", g.file, i+1)
+			assert.Regexp(t, `^0x[0-9a-f]+$`, rec[indexOf(names, "Flags")], "%s line %d: Flags where documented", g.file, i+1)
+		}
+	}
+	assert.NoFileExists(t, filepath.Join("testdata", "firewall.pan-decryption-csv.9.1.csv"), "no Decryption log on 9.1")
+}
+
+func indexOf(names []string, name string) int {
+	for i, n := range names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// panFields parses a PAN CSV line into its fields by documented name (the
+// first of duplicate names wins).
+func panFields(t *testing.T, line []byte, fieldsFile string) map[string]string {
 	t.Helper()
 	rec, err := csv.NewReader(bytes.NewReader(line)).Read()
 	require.NoError(t, err)
-	names := strings.Split(order, ", ")
+	names := documented(t, fieldsFile)
 	require.Len(t, rec, len(names))
+	out := map[string]string{}
 	for i, n := range names {
-		if n == name {
-			return rec[i]
+		if _, dup := out[n]; !dup {
+			out[n] = rec[i]
 		}
 	}
-	t.Fatalf("no field %q", name)
-	return ""
+	return out
 }
 
 func TestPANTrafficValues(t *testing.T) {
@@ -280,18 +407,23 @@ func TestPANTrafficValues(t *testing.T) {
 		{"spliced tunnel", testRecords()[0].rec, map[string]string{
 			"Type": "TRAFFIC", "Threat/Content Type": "end", "Source Address": "10.10.10.100",
 			"Destination Address": "203.0.113.10", "NAT Source IP": "198.51.100.1", "NAT Source Port": "40001",
+			"NAT Destination IP": "203.0.113.10", "NAT Destination Port": "443",
 			"Destination Port": "443", "Application": "ssl", "Protocol": "tcp", "Action": "allow",
 			"Flags": "0x400000", "Bytes": "11358656", "Elapsed Time": "300",
+			"Packets": "8713", "Packets Sent": "1402", "Packets Received": "7311",
 			"Start Time": "2026/03/02 10:00:00", "Receive Time": "2026/03/02 10:05:00",
-			"Session End Reason": "tcp-fin", "Source Location": "10.0.0.0-10.255.255.255",
+			"Session End Reason": "tcp-fin", "Source Country": "10.0.0.0-10.255.255.255",
+			"High Resolution Timestamp": "2026-03-02T10:05:00.000Z", "Tunneled Application": "ssl",
+			"Application Subcategory": "encrypted-tunnel", "Application Category": "networking", "Application Risk": "4",
+			"Offloaded": "0",
 		}},
 		{"udp deny", testRecords()[1].rec, map[string]string{
 			"Threat/Content Type": "deny", "Protocol": "udp", "Action": "deny", "Application": "not-applicable",
-			"NAT Source IP": "0.0.0.0", "NAT Source Port": "0", "Flags": "0x0", "Packets": "1",
-			"Packets Sent": "1", "Session End Reason": "policy-deny", "Rule Name": "block-udp-443",
+			"NAT Source IP": "0.0.0.0", "NAT Source Port": "0", "NAT Destination IP": "0.0.0.0", "NAT Destination Port": "0",
+			"Flags": "0x0", "Packets": "1", "Packets Sent": "1", "Session End Reason": "policy-deny", "Rule Name": "block-udp-443",
 		}},
-		{"decrypt failure", testRecords()[2].rec, map[string]string{
-			"Flags": "0x1400000", "Session End Reason": "decrypt-cert-validation", "Threat/Content Type": "end",
+		{"decrypt failure: the rule allowed it", testRecords()[2].rec, map[string]string{
+			"Flags": "0x1400000", "Session End Reason": "decrypt-cert-validation", "Threat/Content Type": "end", "Action": "allow",
 		}},
 		{"drop", Record{Src: ap("10.10.10.100:1"), Dst: ap("192.0.2.1:443"), Proto: ProtoUDP, Action: ActionDrop, Rule: "rule, with \"comma\""}, map[string]string{
 			"Threat/Content Type": "drop", "Rule Name": `rule, with "comma"`,
@@ -301,39 +433,92 @@ func TestPANTrafficValues(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			line, err := Marshal(FormatPANTraffic, tt.rec)
 			require.NoError(t, err)
+			got := panFields(t, line, "pan-traffic-10.1+.fields")
 			for name, want := range tt.fields {
-				assert.Equal(t, want, panField(t, line, panTraffic91, name), name)
+				assert.Equal(t, want, got[name], name)
 			}
 		})
 	}
+	line, err := Encoder{Format: FormatPANTraffic, Device: Device{PANVersion: "9.1"}}.Marshal(testRecords()[0].rec)
+	require.NoError(t, err)
+	assert.Equal(t, "10.0.0.0-10.255.255.255", panFields(t, line, "pan-traffic-9.1.fields")["Source Location"])
+	_, err = Encoder{Format: FormatPANTraffic, Device: Device{PANVersion: "8.0"}}.Marshal(testRecords()[0].rec)
+	require.ErrorIs(t, err, ErrUnknownPANVersion)
 }
 
 func TestPANDecryptionValues(t *testing.T) {
 	line, err := Marshal(FormatPANDecryption, testRecords()[2].rec)
 	require.NoError(t, err)
 	for name, want := range map[string]string{
-		"Type": "DECRYPTION", "Proxy Type": "Forward", "Error Index": "Certificate",
+		"Type": "DECRYPTION", "Proxy Type": "Forward", "Error Index": "Certificate", "Action": "allow",
 		"Root Status": "trusted", "Chain Status": "Trusted", "TLS Version": "TLS1.3",
-		"Stage for Client to Firewall": "client-firewall: certificate rejected",
-		"Fingerprint":                  fp("gateway-acme.sse.test"),
-		"Subject Common Name":          "gateway-acme.sse.test",
-		"Issuer Subject Common Name":   "pinwall Internet Root CA",
-		"Server Name Indication":       "gateway-acme.sse.test", "SNI Length": "21",
-		"Error": "client rejected the forged certificate: remote error: tls: bad certificate",
+		"Stage for Client to Firewall": "Certificate", "Stage for Firewall to Server": "Finished",
+		"Key Exchange Algorithm": "ECDHE", "Encryption Algorithm": "AES_128_GCM", "Hash Algorithm": "SHA256",
+		"Elliptic Curve":             "x25519",
+		"Fingerprint":                fp("gateway-acme.sse.test"),
+		"Certificate Serial Number":  "5f2e8d41a0c3",
+		"Certificate Start Date":     "2026/03/01 10:00:00",
+		"Certificate End Date":       "2027/03/02 10:00:00",
+		"Certificate Version":        "V3",
+		"Certificate Size":           "2048",
+		"Certificate Flags":          ":::::RSA",
+		"Subject Common Name":        "gateway-acme.sse.test",
+		"Issuer Subject Common Name": "pinwall Internet Root CA",
+		"Root Subject Common Name":   "pinwall Internet Root CA", "Root Common Name Length": "24",
+		"Server Name Indication": "gateway-acme.sse.test", "SNI Length": "21",
+		"NAT Destination IP": "203.0.113.11", "NAT Destination Port": "443",
+		"Error":       "Received fatal alert BadCertificate from client.",
+		"Device Name": "pinwall-fw", "Virtual System ID": "1",
 	} {
-		assert.Equal(t, want, panField(t, line, panDecryption100, name), name)
+		assert.Equal(t, want, panFields(t, line, "pan-decryption-10.1+.fields")[name], name)
 	}
+
+	line, err = Marshal(FormatPANDecryption, testRecords()[3].rec)
+	require.NoError(t, err)
+	got := panFields(t, line, "pan-decryption-10.1+.fields")
+	assert.Equal(t, "AES_256_GCM", got["Encryption Algorithm"])
+	assert.Equal(t, "SHA384", got["Hash Algorithm"])
+	assert.Equal(t, "X25519MLKEM768", got["Elliptic Curve"])
+	assert.Equal(t, ":::::ECDSA", got["Certificate Flags"])
+	assert.Equal(t, "256", got["Certificate Size"])
 
 	line, err = Marshal(FormatPANDecryption, testRecords()[4].rec)
 	require.NoError(t, err)
-	assert.Equal(t, "No Decrypt", panField(t, line, panDecryption100, "Proxy Type"))
-	assert.Equal(t, "None", panField(t, line, panDecryption100, "Error Index"))
-	assert.Equal(t, "Uninspected", panField(t, line, panDecryption100, "Chain Status"))
-	assert.Empty(t, panField(t, line, panDecryption100, "Error"), "only failures carry an error")
+	got = panFields(t, line, "pan-decryption-10.1+.fields")
+	assert.Equal(t, "No Decrypt", got["Proxy Type"])
+	assert.Equal(t, "None", got["Error Index"])
+	assert.Equal(t, "Uninspected", got["Chain Status"])
+	assert.Empty(t, got["Error"], "only failures carry an error")
 
 	line, err = Marshal(FormatPANDecryption, testRecords()[1].rec)
 	require.NoError(t, err)
 	assert.Nil(t, line, "no decryption rule applied: no DECRYPTION line")
+	line, err = Encoder{Format: FormatPANDecryption, Device: Device{PANVersion: "9.1"}}.Marshal(testRecords()[2].rec)
+	require.NoError(t, err)
+	assert.Nil(t, line, "PAN-OS 9.1 has no Decryption log")
+
+	// A failure the server caused, without an alert: pinwall's reason.
+	r := testRecords()[2].rec
+	d := *r.Decryption
+	d.Alert, d.AlertFrom, d.Reason, d.Leg = "", "", "server certificate issuer is not trusted", failure.LegFirewallGateway
+	r.Decryption = &d
+	line, err = Marshal(FormatPANDecryption, r)
+	require.NoError(t, err)
+	assert.Equal(t, "server certificate issuer is not trusted", panFields(t, line, "pan-decryption-10.1+.fields")["Error"])
+
+	for suite, want := range map[string][3]string{
+		"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256":         {"ECDHE", "AES_128_GCM", "SHA256"},
+		"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": {"ECDHE", "CHACHA20_POLY1305", "SHA256"},
+		"TLS_RSA_WITH_AES_256_CBC_SHA":                  {"RSA", "AES_256_CBC", "SHA"},
+		"TLS_CHACHA20_POLY1305_SHA256":                  {"ECDHE", "CHACHA20_POLY1305", "SHA256"},
+		"":                                              {"", "", ""},
+	} {
+		kx, enc, hash := cipherParts(suite, "")
+		assert.Equal(t, want, [3]string{kx, enc, hash}, suite)
+	}
+	for in, want := range map[string]string{"certificate_expired": "CertificateExpired", "unknown_ca": "UnknownCA", "bad_certificate": "BadCertificate"} {
+		assert.Equal(t, want, alertCamel(in))
+	}
 }
 
 func TestFortiOSLines(t *testing.T) {
@@ -348,20 +533,21 @@ func TestFortiOSLines(t *testing.T) {
 	require.Len(t, got, 1, "a spliced session is one traffic line")
 	assert.Contains(t, got[0], `logid="0000000013" type="traffic" subtype="forward"`)
 	assert.Contains(t, got[0], `srcip=10.10.10.100 srcport=51000`)
-	assert.Contains(t, got[0], `proto=6 action="close"`)
+	assert.Contains(t, got[0], `proto=6 action="close" policyid=2 policyname="sse-gateway-no-decrypt" policytype="policy"`)
 	assert.Contains(t, got[0], `service="HTTPS" trandisp="snat" transip=198.51.100.1 transport=40001 app="SSL"`)
 	assert.Contains(t, got[0], `duration=300 sentbyte=1482113 rcvdbyte=9876543`)
 
 	got = lines(recs[1].rec)
 	require.Len(t, got, 1)
-	assert.Contains(t, got[0], `proto=17 action="deny" policyname="block-udp-443"`)
+	assert.Contains(t, got[0], `proto=17 action="deny" policyid=3 policyname="block-udp-443"`)
 	assert.Contains(t, got[0], `service="udp/443" trandisp="noop" appcat="unscanned"`)
 
 	got = lines(recs[2].rec)
 	require.Len(t, got, 2, "a failed decryption adds the SSL anomaly event first")
 	assert.Contains(t, got[0], `type="utm" subtype="ssl" eventtype="ssl-anomalies" level="warning"`)
 	assert.Contains(t, got[0], `action="blocked"`)
-	assert.Contains(t, got[0], `reason="forged-certificate-rejected"`)
+	assert.Contains(t, got[0], `reason="block-handshake"`)
+	assert.Contains(t, got[0], `policyid=4 policyname="decrypt-all" sessionid=1003`)
 	assert.Contains(t, got[1], `action="client-rst"`)
 	assert.Contains(t, got[1], `utmaction="block" countssl=1`)
 
@@ -369,6 +555,7 @@ func TestFortiOSLines(t *testing.T) {
 	require.Len(t, got, 2)
 	assert.Contains(t, got[0], `logid="1701062003" type="utm" subtype="ssl" eventtype="sslexempt" level="notice"`)
 	assert.Contains(t, got[0], `action="exempt" hostname="gateway-acme.sse.test"`)
+	assert.Contains(t, got[0], `reason="exempt-addr"`)
 
 	// Server-side failures and certificate-request blocks.
 	r := recs[2].rec
@@ -377,7 +564,22 @@ func TestFortiOSLines(t *testing.T) {
 	r.Decryption = &dec
 	got = lines(r)
 	assert.Contains(t, got[0], `logid="1700062051"`)
+	assert.Contains(t, got[0], `reason="block-cert-req"`)
 	assert.Contains(t, got[1], `action="server-rst"`)
+	for cause, reason := range map[failure.Cause]string{
+		failure.CauseUnknownAuthority: "block-cert-untrusted", failure.CauseCertificateInvalid: "block-cert-invalid",
+	} {
+		dec.Cause = cause
+		assert.Contains(t, lines(r)[0], `reason="`+reason+`"`)
+	}
+	ex := recs[4].rec
+	exd := *ex.Decryption
+	exd.ExemptBy = ExemptClientCert
+	ex.Decryption = &exd
+	assert.Contains(t, lines(ex)[0], `logid="1701062050"`)
+	assert.Contains(t, lines(ex)[0], `reason="exempt-cert-req"`)
+	assert.Contains(t, lines(Record{Src: ap("10.10.10.100:1"), Dst: ap("192.0.2.1:443"), Proto: ProtoTCP, Action: ActionResetBoth})[0],
+		`policyid=0 policytype="policy"`, "the implicit deny is policy 0")
 
 	// Quotes and backslashes inside values are escaped.
 	r = recs[1].rec
@@ -543,23 +745,23 @@ func TestLogFanOutAndMemory(t *testing.T) {
 	clock := t0
 	l := NewLog(LogConfig{
 		Writers: []Logger{NewWriter(&jsonBuf, FormatJSON), nil, NewWriter(&panBuf, FormatPANTraffic)},
-		Keep:    3,
+		Keep:    4,
 		Now:     func() time.Time { return clock },
 	})
 	for _, r := range records() {
 		require.NoError(t, l.Log(r))
 	}
 	total, dropped := l.Total()
-	assert.Equal(t, uint64(5), total)
+	assert.Equal(t, uint64(6), total)
 	assert.Equal(t, uint64(2), dropped)
-	assert.Equal(t, 3, l.Len())
+	assert.Equal(t, 4, l.Len())
 	var ids []uint64
 	for _, r := range l.Records() {
 		ids = append(ids, r.SessionID)
 	}
-	assert.Equal(t, []uint64{1003, 1004, 1005}, ids, "oldest first, oldest dropped")
-	assert.Equal(t, 5, strings.Count(jsonBuf.String(), "\n"))
-	assert.Equal(t, 5, strings.Count(panBuf.String(), "\n"))
+	assert.Equal(t, []uint64{1003, 1004, 1005, 1006}, ids, "oldest first, oldest dropped")
+	assert.Equal(t, 6, strings.Count(jsonBuf.String(), "\n"))
+	assert.Equal(t, 6, strings.Count(panBuf.String(), "\n"))
 
 	failed := l.Filter(func(r Record) bool { return r.Outcome() == OutcomeFailed })
 	require.Len(t, failed, 1)
@@ -573,7 +775,7 @@ func TestLogFanOutAndMemory(t *testing.T) {
 	r.Time = time.Time{}
 	r.SessionID = 2000
 	require.NoError(t, l.Log(r))
-	last := l.Records()[2]
+	last := l.Records()[3]
 	assert.Equal(t, uint64(2000), last.SessionID)
 	assert.Equal(t, clock, last.Time)
 
@@ -581,7 +783,7 @@ func TestLogFanOutAndMemory(t *testing.T) {
 	r.Proto = "icmp"
 	require.Error(t, l.Log(r))
 	total, _ = l.Total()
-	assert.Equal(t, uint64(6), total)
+	assert.Equal(t, uint64(7), total)
 }
 
 func TestLogWriterFailureDoesNotStopOthers(t *testing.T) {
@@ -705,12 +907,13 @@ func TestDeviceOverridesDefaults(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	require.Len(t, lines, 3)
+	got := panFields(t, []byte(lines[0]), "pan-traffic-10.1+.fields")
 	for name, want := range map[string]string{
 		"Serial Number": "013201020735", "Virtual System": "vsys2", "Source Zone": "lan",
 		"Destination Zone": "internet", "Inbound Interface": "ae1.10", "Outbound Interface": "ae2",
 		"Log Action": "to-siem", "Device Name": "edge-fw-01",
 	} {
-		assert.Equal(t, want, panField(t, []byte(lines[0]), panTraffic91, name), name)
+		assert.Equal(t, want, got[name], name)
 	}
 	assert.Contains(t, lines[1], `devname="edge-fw-01" devid="013201020735"`)
 	assert.Contains(t, lines[1], `vd="vsys2" srcip=10.10.10.100 srcport=51000 srcintf="ae1.10"`)
@@ -731,7 +934,7 @@ func TestFortiOSActionsAndApps(t *testing.T) {
 		{"aged out", func(r *Record) { r.EndReason = EndAgedOut }, `action="timeout"`},
 		{"policy deny on allow", func(r *Record) { r.EndReason = EndPolicyDeny }, `action="deny"`},
 		{"reset both", func(r *Record) { r.Action = ActionResetBoth }, `action="deny"`},
-		{"udp", func(r *Record) { r.Proto = ProtoUDP; r.App = AppDTLS }, `action="accept" policytype="policy" service="udp/443" trandisp="noop" app="DTLS"`},
+		{"udp", func(r *Record) { r.Proto = ProtoUDP; r.App = AppDTLS }, `action="accept" policyid=0 policytype="policy" service="udp/443" trandisp="noop" app="DTLS"`},
 		{"quic", func(r *Record) { r.Proto = ProtoUDP; r.App = AppQUIC }, `app="QUIC"`},
 		{"http2", func(r *Record) { r.App = AppHTTP2 }, `app="HTTP2"`},
 		{"http", func(r *Record) { r.Dst = ap("192.0.2.20:80") }, `service="HTTP"`},
@@ -749,4 +952,49 @@ func TestFortiOSActionsAndApps(t *testing.T) {
 	}
 	assert.True(t, EndDecryptCertValidation.IsDecrypt())
 	assert.False(t, EndTCPFin.IsDecrypt())
+}
+
+// TestDocumentedFields checks that docs/fwlog.md's tables name every field
+// of the 10.1+ PAN-OS layouts in order, each with a value and a source.
+func TestDocumentedFields(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "fwlog.md"))
+	require.NoError(t, err)
+	tables := map[string][][]string{}
+	var section string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			section = h
+			continue
+		}
+		if !strings.HasPrefix(line, "| ") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), " | ")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		if cells[0] == "#" {
+			continue
+		}
+		tables[section] = append(tables[section], cells)
+	}
+	for _, tc := range []struct {
+		section string
+		format  Format
+	}{
+		{"PAN-OS TRAFFIC (`pan-traffic-csv`)", FormatPANTraffic},
+		{"PAN-OS DECRYPTION (`pan-decryption-csv`)", FormatPANDecryption},
+	} {
+		want, err := PANFieldNames(tc.format, "")
+		require.NoError(t, err)
+		rows := tables[tc.section]
+		require.Len(t, rows, len(want), tc.section)
+		for i, row := range rows {
+			require.Len(t, row, 4, "%s row %d", tc.section, i+1)
+			assert.Equal(t, strconv.Itoa(i+1), row[0], "%s row %d", tc.section, i+1)
+			assert.Equal(t, want[i], row[1], "%s row %d", tc.section, i+1)
+			assert.NotEmpty(t, row[2], "%s row %d (%s): what pinwall writes", tc.section, i+1, row[1])
+			assert.NotEmpty(t, row[3], "%s row %d (%s): source or inferred", tc.section, i+1, row[1])
+		}
+	}
 }

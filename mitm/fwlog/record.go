@@ -157,21 +157,54 @@ type Decryption struct {
 	// Leg and Cause attribute a failure (Outcome failed).
 	Leg   failure.Leg   `json:"leg,omitempty"`
 	Cause failure.Cause `json:"cause,omitempty"`
+	// Alert is the fatal TLS alert that ended the failed handshake, by its
+	// IANA name ("bad_certificate"), and AlertFrom who sent it ("client"
+	// or "server"); empty when the handshake ended otherwise.
+	Alert     string `json:"alert,omitempty"`
+	AlertFrom string `json:"alert_from,omitempty"`
+	// ExemptBy says what left an excluded or not-decrypted session alone:
+	// ExemptAddress, ExemptName, ExemptClientCert or ExemptCache.
+	ExemptBy Exemption `json:"exempt_by,omitempty"`
 	// TLSVersion as PAN-OS writes it: "TLS1.2", "TLS1.3".
 	TLSVersion string `json:"tls_version,omitempty"`
-	// ClientStage and ServerStage are how far each handshake got, like the
-	// PAN-OS Decryption log's "Stage for Client to Firewall" and "Stage for
-	// Firewall to Server" ("client-firewall: handshake completed").
+	// ClientStage and ServerStage say in words how far each handshake got
+	// ("client-firewall: handshake completed").
 	ClientStage string `json:"client_stage,omitempty"`
 	ServerStage string `json:"server_stage,omitempty"`
-	// ForgedFingerprint is the SHA-256 of the leaf the firewall presented.
-	ForgedFingerprint string `json:"forged_fingerprint,omitempty"`
+	// ClientMessage and ServerMessage are the last handshake message of
+	// each leg in PAN-OS's vocabulary (Client_Hello, Server_Hello_Done,
+	// Certificate, Finished…): the Decryption log's "Stage for Client to
+	// Firewall" and "Stage for Firewall to Server".
+	ClientMessage string `json:"client_message,omitempty"`
+	ServerMessage string `json:"server_message,omitempty"`
+	// CipherSuite is the negotiated cipher suite's IANA name
+	// ("TLS_AES_128_GCM_SHA256") on the leg the Decryption log describes:
+	// the client's when its handshake completed, else the server's.
+	CipherSuite string `json:"cipher_suite,omitempty"`
+	// ForgedFingerprint is the SHA-256 of the leaf the firewall presented;
+	// ForgedKey its key ("ECDSA-P256", "RSA-2048"); ForgedBy the CA that
+	// signed it (ForgedByTrust or ForgedByUntrust).
+	ForgedFingerprint string   `json:"forged_fingerprint,omitempty"`
+	ForgedKey         string   `json:"forged_key,omitempty"`
+	ForgedBy          ForgedBy `json:"forged_by,omitempty"`
 	// UpstreamFingerprint is the SHA-256 of the server's real leaf.
 	UpstreamFingerprint string `json:"upstream_fingerprint,omitempty"`
 	// UpstreamIssuer and UpstreamSubject are the real leaf's distinguished
 	// names in RFC 2253 form (pkix.Name.String: "CN=…,O=…").
-	UpstreamIssuer  string      `json:"upstream_issuer,omitempty"`
-	UpstreamSubject string      `json:"upstream_subject,omitempty"`
+	UpstreamIssuer  string `json:"upstream_issuer,omitempty"`
+	UpstreamSubject string `json:"upstream_subject,omitempty"`
+	// UpstreamRoot is the common name of the root the firewall verified the
+	// real leaf's chain to.
+	UpstreamRoot string `json:"upstream_root,omitempty"`
+	// UpstreamSerial is the real leaf's serial number in lower-case hex;
+	// UpstreamNotBefore and UpstreamNotAfter its validity.
+	UpstreamSerial    string    `json:"upstream_serial,omitempty"`
+	UpstreamNotBefore time.Time `json:"upstream_not_before,omitzero"`
+	UpstreamNotAfter  time.Time `json:"upstream_not_after,omitzero"`
+	// UpstreamKeyType ("RSA", "ECDSA", "Ed25519") and UpstreamKeyBits are
+	// the real leaf's public key.
+	UpstreamKeyType string      `json:"upstream_key_type,omitempty"`
+	UpstreamKeyBits int         `json:"upstream_key_bits,omitempty"`
 	ChainStatus     ChainStatus `json:"chain_status,omitempty"`
 	ErrorIndex      ErrorIndex  `json:"error_index,omitempty"`
 	// ALPN is the negotiated (or, undecrypted, the offered first) protocol.
@@ -182,10 +215,40 @@ type Decryption struct {
 	// they show whether interception kept post-quantum key exchange.
 	KeyExchange         string `json:"key_exchange,omitempty"`
 	UpstreamKeyExchange string `json:"upstream_key_exchange,omitempty"`
-	// JA3 and JA4 fingerprint the client's ClientHello.
-	JA3 string `json:"ja3,omitempty"`
-	JA4 string `json:"ja4,omitempty"`
 }
+
+// Exemption is what left a session undecrypted.
+type Exemption string
+
+// Exemptions.
+const (
+	// ExemptAddress: a rule matching the destination address (PAN-OS
+	// no-decrypt rule by address, FortiOS ssl-exempt address).
+	ExemptAddress Exemption = "address"
+	// ExemptName: a rule matching the server name (SNI, wildcard, regex or
+	// URL category).
+	ExemptName Exemption = "name"
+	// ExemptClientCert: the server asked for a client certificate and the
+	// rule bypasses such servers.
+	ExemptClientCert Exemption = "client-certificate"
+	// ExemptCache: a learned decryption exclusion.
+	ExemptCache Exemption = "cache"
+	// ExemptPolicy: any other no-decrypt rule.
+	ExemptPolicy Exemption = "policy"
+)
+
+// ForgedBy names the CA that signed a forged leaf.
+type ForgedBy string
+
+// The signing CAs.
+const (
+	// ForgedByTrust: the enterprise (forward trust) CA the clients trust.
+	ForgedByTrust ForgedBy = "forward-trust"
+	// ForgedByUntrust: the firewall's untrusted CA, for a server whose
+	// certificate the firewall does not trust (PAN-OS Forward Untrust,
+	// FortiOS Fortinet_CA_Untrusted).
+	ForgedByUntrust ForgedBy = "forward-untrust"
+)
 
 // Record is one firewall session, end to end. Its JSON form is the native
 // firewall.jsonl line; field names are stable.
@@ -209,8 +272,15 @@ type Record struct {
 	SNI          string `json:"sni,omitempty"`
 	HostnameHint string `json:"hostname_hint,omitempty"`
 	// Rule is the name of the matching rule; empty for an implicit default.
-	Rule   string `json:"rule"`
+	Rule string `json:"rule"`
+	// RuleID is the rule's number: its ID in the vendor configuration it
+	// was translated from (FortiOS policyid), else its position from 1; 0
+	// for the implicit default rule.
+	RuleID int    `json:"rule_id,omitempty"`
 	Action Action `json:"action"`
+	// JA3 and JA4 fingerprint the client's ClientHello, TLS or DTLS.
+	JA3 string `json:"ja3,omitempty"`
+	JA4 string `json:"ja4,omitempty"`
 	// Decryption is nil when no decryption rule applied to the session.
 	Decryption *Decryption `json:"decryption,omitempty"`
 	EndReason  EndReason   `json:"end_reason"`
@@ -222,10 +292,17 @@ type Record struct {
 	// BytesSent flowed client→server, BytesReceived server→client.
 	BytesSent     uint64 `json:"bytes_sent"`
 	BytesReceived uint64 `json:"bytes_received"`
-	// PacketsSent and PacketsReceived count datagrams (UDP); TCP sessions
-	// may leave them 0.
+	// PacketsSent and PacketsReceived count packets client→server and
+	// server→client: datagrams for UDP; for TCP the segments the kernel
+	// counted on the firewall's own sockets (see PacketsSource).
 	PacketsSent     uint64 `json:"packets_sent"`
 	PacketsReceived uint64 `json:"packets_received"`
+	// PacketsSource says where the packet counts come from: "datagrams"
+	// (UDP, counted as relayed), "tcp_info" (TCP: the kernel's
+	// tcpi_segs_in on the client socket for sent and on the server socket
+	// for received, so handshakes, ACKs and retransmissions included, as a
+	// firewall counts them), or "" (not counted: 0).
+	PacketsSource string `json:"packets_source,omitempty"`
 	// SrcHost and DstHost are optional labels for reports ("laptop",
 	// "gateway-acme.sse.test").
 	SrcHost string `json:"src_host,omitempty"`
@@ -276,6 +353,14 @@ func (r Record) validate() error {
 	if r.EndReason != "" && !slices.Contains(EndReasons, r.EndReason) {
 		errs = append(errs, fmt.Errorf("end_reason %q is not one of %v", r.EndReason, EndReasons))
 	}
+	switch r.PacketsSource {
+	case "", "datagrams", "tcp_info":
+	default:
+		errs = append(errs, fmt.Errorf("packets_source %q is not datagrams or tcp_info", r.PacketsSource))
+	}
+	if r.RuleID < 0 {
+		errs = append(errs, fmt.Errorf("rule_id %d is negative", r.RuleID))
+	}
 	if r.DurationMS < 0 {
 		errs = append(errs, fmt.Errorf("duration_ms %d is negative", r.DurationMS))
 	}
@@ -288,6 +373,16 @@ func (r Record) validate() error {
 		}
 		if !d.Cause.Valid() {
 			errs = append(errs, fmt.Errorf("decryption.cause %q is not a failure cause", d.Cause))
+		}
+		switch d.ExemptBy {
+		case "", ExemptAddress, ExemptName, ExemptClientCert, ExemptCache, ExemptPolicy:
+		default:
+			errs = append(errs, fmt.Errorf("decryption.exempt_by %q is not a known exemption", d.ExemptBy))
+		}
+		switch d.ForgedBy {
+		case "", ForgedByTrust, ForgedByUntrust:
+		default:
+			errs = append(errs, fmt.Errorf("decryption.forged_by %q is not forward-trust or forward-untrust", d.ForgedBy))
 		}
 		switch d.ChainStatus {
 		case "", ChainTrusted, ChainUntrusted, ChainUninspected:

@@ -38,9 +38,15 @@ func (m Match) String() string {
 		snis[i] = string(s)
 	}
 	add("sni", snis)
+	add("sni-regex", m.SNIRegex)
 	if m.NoSNI {
 		parts = append(parts, "no-sni")
 	}
+	apps := make([]string, len(m.App))
+	for i, a := range m.App {
+		apps[i] = string(a)
+	}
+	add("app", apps)
 	if len(parts) == 0 {
 		return "any"
 	}
@@ -74,6 +80,9 @@ func (o Options) String() string {
 	}
 	if o.ExclusionTTL != 0 && o.ExclusionTTL != DefaultExclusionTTL {
 		parts = append(parts, "exclusion-ttl="+formatDuration(o.ExclusionTTL))
+	}
+	if o.UntrustedCert != "" && o.UntrustedCert != UntrustedCertUntrustedCA {
+		parts = append(parts, "untrusted-cert="+string(o.UntrustedCert))
 	}
 	if !o.Logs() {
 		parts = append(parts, "log=false")
@@ -129,7 +138,8 @@ func formatDuration(d time.Duration) string {
 }
 
 // Marshal writes the policy as YAML that Parse reads back to an equal
-// policy (but for Line and File). Fields at their zero value are left out;
+// policy (but for Line, File and Comment, which is written as a comment
+// after the rule's name). Fields at their zero value are left out;
 // each rule's match is written on one line.
 func (p *Policy) Marshal() ([]byte, error) {
 	root := mapping(yaml.Style(0))
@@ -140,6 +150,12 @@ func (p *Policy) Marshal() ([]byte, error) {
 	for _, r := range p.Rules {
 		rn := mapping(0)
 		add(rn, "name", str(r.Name))
+		if r.Comment != "" {
+			rn.Content[1].LineComment = r.Comment
+		}
+		if r.ID != 0 {
+			add(rn, "id", integer(r.ID))
+		}
 		if !r.Match.IsZero() || r.Match.Proto == ProtoAny {
 			add(rn, "match", marshalMatch(&r.Match))
 		}
@@ -228,9 +244,15 @@ func marshalMatch(m *Match) *yaml.Node {
 		snis[i] = str(string(s))
 	}
 	seq("sni", snis)
+	seq("sni-regex", strs(m.SNIRegex))
 	if m.NoSNI {
 		add(n, "no-sni", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
 	}
+	apps := make([]*yaml.Node, len(m.App))
+	for i, a := range m.App {
+		apps[i] = str(string(a))
+	}
+	seq("app", apps)
 	return n
 }
 
@@ -247,6 +269,9 @@ func marshalOptions(o *Options) *yaml.Node {
 	}
 	if o.ExclusionTTL != 0 {
 		add(n, "exclusion-ttl", str(formatDuration(o.ExclusionTTL)))
+	}
+	if o.UntrustedCert != "" {
+		add(n, "untrusted-cert", str(string(o.UntrustedCert)))
 	}
 	if o.Log != nil {
 		add(n, "log", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(*o.Log)})

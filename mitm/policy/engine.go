@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,18 @@ type Decision struct {
 	Action Action
 	// Options are Rule.Options with defaults filled in.
 	Options Options
+	// Position is the rule's place in the policy, from 1; 0 for the
+	// implicit rule.
+	Position int
+}
+
+// Number is the rule's number for logs: its ID when it has one, else its
+// Position (0 for the implicit rule).
+func (d Decision) Number() int {
+	if d.Rule != nil && d.Rule.ID > 0 {
+		return d.Rule.ID
+	}
+	return d.Position
 }
 
 // Stats counts decisions.
@@ -73,6 +86,8 @@ type compiled struct {
 	p    *Policy
 	def  *Rule
 	fqdn map[string]*fqdnEntry
+	// sniRe holds each rule's compiled sni-regex, by rule index.
+	sniRe [][]*regexp.Regexp
 }
 
 // NewEngine returns an engine deciding with p, which is validated and must
@@ -117,7 +132,12 @@ func (e *Engine) Swap(p *Policy) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.cur.Load()
-	c := &compiled{p: p, def: p.Default(), fqdn: make(map[string]*fqdnEntry, len(p.Objects.FQDN))}
+	c := &compiled{p: p, def: p.Default(), fqdn: make(map[string]*fqdnEntry, len(p.Objects.FQDN)), sniRe: make([][]*regexp.Regexp, len(p.Rules))}
+	for i, r := range p.Rules {
+		for _, expr := range r.Match.SNIRegex {
+			c.sniRe[i] = append(c.sniRe[i], regexp.MustCompile(expr)) // checked by Validate
+		}
+	}
 	for name, o := range p.Objects.FQDN {
 		o = o.WithDefaults()
 		o.Line = 0
@@ -142,14 +162,14 @@ func (e *Engine) Policy() *Policy { return e.cur.Load().p }
 func (e *Engine) Decide(ctx context.Context, s Session) Decision {
 	c := e.cur.Load()
 	s = s.normalize()
-	rule := c.def
+	rule, pos := c.def, 0
 	for i := range c.p.Rules {
-		if r := &c.p.Rules[i]; e.matches(ctx, c, r, s) {
-			rule = r
+		if r := &c.p.Rules[i]; e.matches(ctx, c, i, s) {
+			rule, pos = r, i+1
 			break
 		}
 	}
-	d := Decision{Rule: rule, RuleName: rule.Name, Action: rule.Action, Options: rule.Options.WithDefaults()}
+	d := Decision{Rule: rule, RuleName: rule.Name, Action: rule.Action, Options: rule.Options.WithDefaults(), Position: pos}
 	e.mu.Lock()
 	e.stats.Total++
 	e.stats.ByRule[d.RuleName]++
@@ -164,8 +184,9 @@ func (e *Engine) Decide(ctx context.Context, s Session) Decision {
 	return d
 }
 
-func (e *Engine) matches(ctx context.Context, c *compiled, r *Rule, s Session) bool {
-	if !r.Match.matchStatic(s) {
+func (e *Engine) matches(ctx context.Context, c *compiled, i int, s Session) bool {
+	r := &c.p.Rules[i]
+	if !r.Match.matchStatic(s) || !r.Match.matchSNI(s, c.sniRe[i]) {
 		return false
 	}
 	if len(r.Match.DstFQDN) == 0 {

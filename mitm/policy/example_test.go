@@ -40,7 +40,7 @@ rules:
     action: no-decrypt
 `))
 	fmt.Println(err)
-	// Output: policy.yaml:4:20: rules[0].match.sni[0]: "gate*.sse.test": * must be a whole label, as in *.sse.test, and matches exactly one label
+	// Output: policy.yaml:4:20: rules[0].match.sni[0]: "gate*.sse.test": * must be a whole label, as in *.sse.test (exactly one label) or **.sse.test (one or more)
 }
 
 func ExampleEngine_Decide() {

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,6 +21,10 @@ type Session struct {
 	SNI string
 	// HasSNI is false for a ClientHello without SNI and for non-TLS traffic.
 	HasSNI bool
+	// App is the application the firewall identified from the session's
+	// first bytes (ssl, dtls, quic, unknown-udp, web-browsing, …); empty
+	// when it identified none. Only rules with an app match look at it.
+	App App
 }
 
 // normalize unmaps 4in6 addresses and canonicalizes the SNI.
@@ -108,7 +114,9 @@ func (r PortRange) check() string {
 // SNIPattern is a server name to match against a ClientHello's SNI: exact,
 // or with "*" labels, each matching exactly one label, so "*.sse.test"
 // matches "gateway-acme.sse.test" but neither "gateway-acme.eu.sse.test" nor
-// "sse.test". Matching ignores case and a trailing dot.
+// "sse.test". A "**" label matches one or more labels, so "**.sse.test"
+// matches both gateway names (PAN-OS custom URL categories write it "*";
+// their "^" is pinwall's "*"). Matching ignores case and a trailing dot.
 type SNIPattern string
 
 // UnmarshalText checks and canonicalizes a pattern (lower case, no trailing
@@ -128,12 +136,38 @@ func (p SNIPattern) Match(name string) bool {
 	if !strings.Contains(pat, "*") {
 		return pat == name && name != ""
 	}
-	pl, nl := strings.Split(pat, "."), strings.Split(name, ".")
-	if len(pl) != len(nl) {
-		return false
+	return matchLabels(strings.Split(pat, "."), strings.Split(name, "."))
+}
+
+// matchLabels matches name labels against pattern labels, where "*" stands
+// for one label and "**" for one or more.
+func matchLabels(pl, nl []string) bool {
+	for len(pl) > 0 {
+		switch {
+		case pl[0] == "**":
+			// One or more labels: try every split, shortest first.
+			for k := 1; k <= len(nl); k++ {
+				if !allNonEmpty(nl[:k]) {
+					return false
+				}
+				if matchLabels(pl[1:], nl[k:]) {
+					return true
+				}
+			}
+			return false
+		case len(nl) == 0 || nl[0] == "":
+			return false
+		case pl[0] != "*" && pl[0] != nl[0]:
+			return false
+		}
+		pl, nl = pl[1:], nl[1:]
 	}
-	for i := range pl {
-		if nl[i] == "" || pl[i] != "*" && pl[i] != nl[i] {
+	return len(nl) == 0
+}
+
+func allNonEmpty(labels []string) bool {
+	for _, l := range labels {
+		if l == "" {
 			return false
 		}
 	}
@@ -151,6 +185,8 @@ func checkHostname(name string, wildcard bool) string {
 		return fmt.Sprintf("name %q is longer than 253 characters", name)
 	case s == "*":
 		return `"*" alone would match only single-label names; leave sni out to match any name`
+	case s == "**":
+		return `"**" alone would match any name; leave sni out to match any name`
 	}
 	for _, label := range strings.Split(s, ".") {
 		switch {
@@ -158,7 +194,7 @@ func checkHostname(name string, wildcard bool) string {
 			return fmt.Sprintf("name %q has an empty label", name)
 		case len(label) > 63:
 			return fmt.Sprintf("name %q has a label longer than 63 characters", name)
-		case label == "*":
+		case label == "*" || label == "**":
 			if !wildcard {
 				return fmt.Sprintf("name %q has a wildcard; an FQDN object needs one name", name)
 			}
@@ -167,7 +203,7 @@ func checkHostname(name string, wildcard bool) string {
 			if !wildcard {
 				return fmt.Sprintf("name %q has a wildcard; an FQDN object needs one name", name)
 			}
-			return fmt.Sprintf("%q: * must be a whole label, as in *.sse.test, and matches exactly one label", name)
+			return fmt.Sprintf("%q: * must be a whole label, as in *.sse.test (exactly one label) or **.sse.test (one or more)", name)
 		}
 		for _, c := range label {
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
@@ -178,7 +214,7 @@ func checkHostname(name string, wildcard bool) string {
 	return ""
 }
 
-// matchStatic checks every field of m but dst-fqdn.
+// matchStatic checks every field of m but sni, sni-regex and dst-fqdn.
 func (m *Match) matchStatic(s Session) bool {
 	if m.Proto != "" && m.Proto != ProtoAny && m.Proto != s.Proto {
 		return false
@@ -195,18 +231,32 @@ func (m *Match) matchStatic(s Session) bool {
 	if m.NoSNI && s.HasSNI {
 		return false
 	}
-	if len(m.SNI) > 0 {
-		if !s.HasSNI {
-			return false
-		}
-		for _, p := range m.SNI {
-			if p.Match(s.SNI) {
-				return true
-			}
-		}
+	if len(m.App) > 0 && !slices.Contains(m.App, s.App) {
 		return false
 	}
 	return true
+}
+
+// matchSNI checks the sni and sni-regex fields: with either set, the SNI
+// must match one pattern or one expression (re, compiled from SNIRegex).
+func (m *Match) matchSNI(s Session, re []*regexp.Regexp) bool {
+	if len(m.SNI) == 0 && len(re) == 0 {
+		return true
+	}
+	if !s.HasSNI {
+		return false
+	}
+	for _, p := range m.SNI {
+		if p.Match(s.SNI) {
+			return true
+		}
+	}
+	for _, r := range re {
+		if r.MatchString(s.SNI) {
+			return true
+		}
+	}
+	return false
 }
 
 func anyPort(rs []PortRange, p uint16) bool {

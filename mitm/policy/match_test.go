@@ -28,6 +28,11 @@ func udp(dst string) Session {
 	}
 }
 
+func withApp(a App, s Session) Session {
+	s.App = a
+	return s
+}
+
 func from(src string, s Session) Session {
 	s.Src = netip.MustParseAddrPort(src)
 	return s
@@ -96,6 +101,43 @@ func TestDecideMatching(t *testing.T) {
 			checks: []check{
 				{tls("203.0.113.7:443", "gateway-acme.sse.test"), "sse-wildcard"},
 				{tls("203.0.113.9:443", "gateway-acme.eu.sse.test"), "decrypt-rest"},
+			},
+		},
+		{
+			name: "application: a block-quic rule by App-ID leaves DTLS alone",
+			policy: lines(
+				"rules:",
+				"  - name: block-quic",
+				"    match: {proto: udp, port: 443, app: [quic]}",
+				"    action: block",
+				"  - name: tls-apps",
+				"    match: {app: [ssl, web-browsing]}",
+				"    action: decrypt"),
+			checks: []check{
+				{withApp(AppQUIC, udp("192.0.2.10:443")), "block-quic"},
+				{withApp(AppDTLS, udp("203.0.113.9:443")), "default"},
+				{udp("203.0.113.9:443"), "default"},
+				{withApp(AppSSL, tls("192.0.2.10:443", "www.social.test")), "tls-apps"},
+				{tls("192.0.2.10:443", "www.social.test"), "default"},
+			},
+		},
+		{
+			name: "sni-regex is searched, unanchored unless anchored",
+			policy: lines(
+				"rules:",
+				"  - name: anchored",
+				`    match: {sni-regex: ['^gateway-[a-z]+\.sse\.test$']}`,
+				"    action: no-decrypt",
+				"  - name: loose",
+				`    match: {sni-regex: ['sse\.test'], sni: [www.social.test]}`,
+				"    action: no-decrypt"),
+			checks: []check{
+				{tls("203.0.113.9:443", "gateway-acme.sse.test"), "anchored"},
+				{tls("203.0.113.9:443", "GATEWAY-ACME.SSE.TEST."), "anchored"},
+				{tls("192.0.2.10:443", "gateway-acme.sse.test.lookalike.test"), "loose"},
+				{tls("192.0.2.10:443", "www.social.test"), "loose"},
+				{tls("192.0.2.10:443", ""), "default"},
+				{udp("203.0.113.9:443"), "default"},
 			},
 		},
 		{
@@ -233,6 +275,29 @@ func TestDecideMatching(t *testing.T) {
 	}
 }
 
+func TestDecisionNumber(t *testing.T) {
+	p, err := Parse("p.yaml", []byte(lines(
+		"rules:",
+		"  - {name: a, match: {proto: udp}, action: block}",
+		"  - {name: b, id: 17, match: {proto: tcp}, action: allow}",
+		"default-action: block")))
+	require.NoError(t, err)
+	e, err := NewEngine(p, EngineConfig{})
+	require.NoError(t, err)
+	d := e.Decide(context.Background(), udp("192.0.2.1:443"))
+	assert.Equal(t, 1, d.Position)
+	assert.Equal(t, 1, d.Number(), "no ID: the position")
+	d = e.Decide(context.Background(), tls("192.0.2.1:443", ""))
+	assert.Equal(t, 2, d.Position)
+	assert.Equal(t, 17, d.Number(), "the vendor's ID")
+	p2, err := Parse("p.yaml", []byte("rules:\n  - {name: a, match: {proto: udp}, action: block}\n"))
+	require.NoError(t, err)
+	e, err = NewEngine(p2, EngineConfig{})
+	require.NoError(t, err)
+	d = e.Decide(context.Background(), tls("192.0.2.1:443", ""))
+	assert.Equal(t, 0, d.Number(), "the implicit rule is 0")
+}
+
 func TestDecideDefault(t *testing.T) {
 	for _, tt := range []struct {
 		yaml string
@@ -297,6 +362,17 @@ func TestSNIPattern(t *testing.T) {
 		{"gw.*.test", "gw.test", false},
 		{"gateway-acme.sse.test", "", false},
 		{"*.sse.test", "", false},
+		{"**.sse.test", "gateway-acme.sse.test", true},
+		{"**.sse.test", "gateway-acme.eu.sse.test", true},
+		{"**.sse.test", "a.b.c.sse.test", true},
+		{"**.sse.test", "sse.test", false},
+		{"**.sse.test", ".sse.test", false},
+		{"**.sse.test", "a..sse.test", false},
+		{"gw.**.test", "gw.eu.west.test", true},
+		{"gw.**.test", "gw.test", false},
+		{"**.*.test", "a.b.test", true},
+		{"**.*.test", "a.test", false},
+		{"**.sse.test", "", false},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, SNIPattern(tt.pattern).Match(tt.name), "%s vs %s", tt.pattern, tt.name)
@@ -305,7 +381,9 @@ func TestSNIPattern(t *testing.T) {
 	var p SNIPattern
 	require.NoError(t, p.UnmarshalText([]byte("  *.SSE.Test. ")))
 	assert.Equal(t, SNIPattern("*.sse.test"), p)
-	for _, bad := range []string{"", "*", "gate*.sse.test", "a..b", "a b.test", "*x.test"} {
+	require.NoError(t, p.UnmarshalText([]byte("**.SSE.test")))
+	assert.Equal(t, SNIPattern("**.sse.test"), p)
+	for _, bad := range []string{"", "*", "**", "***.sse.test", "gate*.sse.test", "a..b", "a b.test", "*x.test"} {
 		assert.Error(t, p.UnmarshalText([]byte(bad)), bad)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -66,6 +67,54 @@ const (
 // Choices lists the valid protocols.
 func (Proto) Choices() []string {
 	return []string{string(ProtoTCP), string(ProtoUDP), string(ProtoAny)}
+}
+
+// App is an application as the firewall identifies it from a session's
+// first bytes, in PAN-OS App-ID vocabulary.
+type App string
+
+// The applications a rule can match.
+const (
+	AppSSL         App = "ssl"
+	AppWebBrowsing App = "web-browsing"
+	AppHTTP2       App = "http2"
+	AppUnknownTCP  App = "unknown-tcp"
+	AppDTLS        App = "dtls"
+	AppQUIC        App = "quic"
+	AppUnknownUDP  App = "unknown-udp"
+)
+
+// Choices lists the applications a rule can match.
+func (App) Choices() []string {
+	return []string{string(AppSSL), string(AppWebBrowsing), string(AppHTTP2), string(AppUnknownTCP),
+		string(AppDTLS), string(AppQUIC), string(AppUnknownUDP)}
+}
+
+// UntrustedCertAction is what a decrypt rule does when the server's
+// certificate chain does not verify against the firewall's trust store
+// (unknown issuer, expired, or not for the name).
+type UntrustedCertAction string
+
+// The untrusted-certificate actions. The zero value means
+// UntrustedCertUntrustedCA, what both vendors do by default.
+const (
+	// UntrustedCertUntrustedCA completes the handshake with the server and
+	// presents the client a leaf signed by the firewall's untrusted CA, so
+	// the client sees an untrusted certificate as it would without the
+	// firewall (PAN-OS "Forward Untrust"; FortiOS untrusted-server-cert
+	// allow, which re-signs with Fortinet_CA_Untrusted).
+	UntrustedCertUntrustedCA UntrustedCertAction = "untrusted-ca"
+	// UntrustedCertBlock resets the session (PAN-OS decryption profile
+	// "Block sessions with untrusted issuers"; FortiOS block).
+	UntrustedCertBlock UntrustedCertAction = "block"
+	// UntrustedCertIgnore treats the certificate as trusted and signs the
+	// forged leaf with the enterprise CA (FortiOS ignore).
+	UntrustedCertIgnore UntrustedCertAction = "ignore"
+)
+
+// Choices lists the valid untrusted-certificate actions.
+func (UntrustedCertAction) Choices() []string {
+	return []string{string(UntrustedCertUntrustedCA), string(UntrustedCertBlock), string(UntrustedCertIgnore)}
 }
 
 // ClientCertAction is what a decrypt rule does when the server demands a
@@ -162,9 +211,16 @@ type Rule struct {
 	Action Action `yaml:"action,required"`
 	// Options refine decrypt and no-decrypt rules.
 	Options Options `yaml:"options"`
+	// ID is the rule's number in the firewall's own configuration (the
+	// FortiOS policyid logs carry); zero means none, and logs then number
+	// the rule by its position, from 1.
+	ID int `yaml:"id"`
 	// Line is the rule's line in the policy file; zero for a rule built in
 	// code and for the implicit default rule.
 	Line int `yaml:"-" strictyaml:"line"`
+	// Comment is written above the rule by Marshal (translators record
+	// where a rule came from); it is not read back.
+	Comment string `yaml:"-"`
 }
 
 // Implicit reports whether r is the implicit default rule (or nil).
@@ -198,12 +254,22 @@ type Match struct {
 	// NoSNI selects sessions whose ClientHello carried no SNI, and non-TLS
 	// sessions.
 	NoSNI bool `yaml:"no-sni"`
+	// SNIRegex holds regular expressions (RE2 syntax) searched for in the
+	// ClientHello's SNI, lower-cased and without a trailing dot; unanchored
+	// unless the expression anchors itself (FortiOS ssl-exempt regex). A
+	// session without SNI never matches. SNI and SNIRegex together: either
+	// may match.
+	SNIRegex []string `yaml:"sni-regex"`
+	// App holds applications as identified from the session's first bytes
+	// (PAN-OS security rules match on App-ID): a DTLS tunnel is dtls, a
+	// QUIC connection quic, TLS over TCP ssl.
+	App []App `yaml:"app"`
 }
 
 // IsZero reports whether m matches every session.
 func (m Match) IsZero() bool {
 	return len(m.Src) == 0 && len(m.Dst) == 0 && len(m.DstFQDN) == 0 && (m.Proto == "" || m.Proto == ProtoAny) &&
-		len(m.Port) == 0 && len(m.SNI) == 0 && !m.NoSNI
+		len(m.Port) == 0 && len(m.SNI) == 0 && len(m.SNIRegex) == 0 && !m.NoSNI && len(m.App) == 0
 }
 
 // Options refine a rule; zero fields mean defaults.
@@ -221,6 +287,10 @@ type Options struct {
 	// ExclusionTTL (decrypt rules that learn): how long a learned exclusion
 	// lasts. Zero means DefaultExclusionTTL.
 	ExclusionTTL time.Duration `yaml:"exclusion-ttl"`
+	// UntrustedCert (decrypt rules): what to do when the server's
+	// certificate does not verify against the firewall's trust store. Zero
+	// means untrusted-ca.
+	UntrustedCert UntrustedCertAction `yaml:"untrusted-cert"`
 	// Log records the session; nil means true.
 	Log *bool `yaml:"log"`
 }
@@ -236,6 +306,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.ExclusionTTL == 0 {
 		o.ExclusionTTL = DefaultExclusionTTL
+	}
+	if o.UntrustedCert == "" {
+		o.UntrustedCert = UntrustedCertUntrustedCA
 	}
 	log := o.Log == nil || *o.Log
 	o.Log = &log
@@ -393,6 +466,9 @@ func validateRule(r *Rule, objects map[string]FQDNObject, objectNames []string) 
 	if err := checkEnum("action", r.Action); err != nil {
 		return err
 	}
+	if r.ID < 0 {
+		return strictyaml.Errorf("id", "id must not be negative")
+	}
 	if err := validateMatch(&r.Match, objects, objectNames); err != nil {
 		err.Field = strictyaml.Join("match", err.Field)
 		return err
@@ -446,7 +522,17 @@ func validateMatch(m *Match, objects map[string]FQDNObject, objectNames []string
 			return strictyaml.Errorf(strictyaml.Index("sni", i), "%s", msg)
 		}
 	}
-	if m.NoSNI && len(m.SNI) > 0 {
+	for i, re := range m.SNIRegex {
+		if _, err := regexp.Compile(re); err != nil {
+			return strictyaml.Errorf(strictyaml.Index("sni-regex", i), "%q is not a regular expression: %v", re, err)
+		}
+	}
+	for i, a := range m.App {
+		if err := checkEnum(strictyaml.Index("app", i), a); err != nil {
+			return err
+		}
+	}
+	if m.NoSNI && (len(m.SNI) > 0 || len(m.SNIRegex) > 0) {
 		return strictyaml.Errorf("no-sni", "no-sni: true and sni cannot both hold; use two rules")
 	}
 	return nil
@@ -483,6 +569,14 @@ func validateOptions(o *Options, a Action) *strictyaml.Error {
 	}
 	if o.LearnOnClientReject {
 		if err := only("learn-on-client-reject", ActionDecrypt); err != nil {
+			return err
+		}
+	}
+	if o.UntrustedCert != "" {
+		if err := checkEnum("untrusted-cert", o.UntrustedCert); err != nil {
+			return err
+		}
+		if err := only("untrusted-cert", ActionDecrypt); err != nil {
 			return err
 		}
 	}

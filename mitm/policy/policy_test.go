@@ -126,6 +126,13 @@ func normalized(p *Policy) Policy {
 		if len(m.SNI) == 0 {
 			m.SNI = nil
 		}
+		if len(m.App) == 0 {
+			m.App = nil
+		}
+		if len(m.SNIRegex) == 0 {
+			m.SNIRegex = nil
+		}
+		r.Comment = ""
 		q.Rules = append(q.Rules, r)
 	}
 	q.Objects.FQDN = nil
@@ -209,8 +216,8 @@ func TestParseErrors(t *testing.T) {
 				"  - name: b",
 				"    acton: block"),
 			line: 5, col: 5, field: "rules[1]",
-			msg:     `unknown field "acton" (valid: name, match, action, options)`,
-			choices: []string{"name", "match", "action", "options"},
+			msg:     `unknown field "acton" (valid: name, match, action, options, id)`,
+			choices: []string{"name", "match", "action", "options", "id"},
 		},
 		{
 			name: "misspelt top-level key",
@@ -220,6 +227,37 @@ func TestParseErrors(t *testing.T) {
 			choices: []string{"rules", "objects", "default-action", "udp-idle-timeout", "tcp-idle-timeout"},
 		},
 		{
+			name: "bad sni-regex",
+			in: lines(
+				"rules:",
+				"  - name: a",
+				"    match: {sni-regex: ['(sse']}",
+				"    action: no-decrypt"),
+			line: 3, col: 25, field: "rules[0].match.sni-regex[0]",
+			msg: `"(sse" is not a regular expression: error parsing regexp: missing closing ): ` + "`(sse`",
+		},
+		{
+			name: "unknown app",
+			in: lines(
+				"rules:",
+				"  - name: a",
+				"    match: {app: [zscaler]}",
+				"    action: allow"),
+			line: 3, col: 19, field: "rules[0].match.app[0]",
+			msg:     `"zscaler" is not one of: ssl, web-browsing, http2, unknown-tcp, dtls, quic, unknown-udp`,
+			choices: []string{"ssl", "web-browsing", "http2", "unknown-tcp", "dtls", "quic", "unknown-udp"},
+		},
+		{
+			name: "untrusted-cert on a no-decrypt rule",
+			in: lines(
+				"rules:",
+				"  - name: a",
+				"    action: no-decrypt",
+				"    options: {untrusted-cert: block}"),
+			line: 4, col: 31, field: "rules[0].options.untrusted-cert",
+			msg: "untrusted-cert applies only to decrypt rules, not to no-decrypt",
+		},
+		{
 			name: "misspelt match key",
 			in: lines(
 				"rules:",
@@ -227,8 +265,8 @@ func TestParseErrors(t *testing.T) {
 				"    match: {dport: 443}",
 				"    action: allow"),
 			line: 3, col: 13, field: "rules[0].match",
-			msg:     `unknown field "dport" (valid: src, dst, dst-fqdn, proto, port, sni, no-sni)`,
-			choices: []string{"src", "dst", "dst-fqdn", "proto", "port", "sni", "no-sni"},
+			msg:     `unknown field "dport" (valid: src, dst, dst-fqdn, proto, port, sni, no-sni, sni-regex, app)`,
+			choices: []string{"src", "dst", "dst-fqdn", "proto", "port", "sni", "no-sni", "sni-regex", "app"},
 		},
 		{
 			name: "port out of range",
@@ -304,7 +342,7 @@ func TestParseErrors(t *testing.T) {
 				"        - gate*.sse.test",
 				"    action: no-decrypt"),
 			line: 6, col: 11, field: "rules[0].match.sni[1]",
-			msg: `"gate*.sse.test": * must be a whole label, as in *.sse.test, and matches exactly one label`,
+			msg: `"gate*.sse.test": * must be a whole label, as in *.sse.test (exactly one label) or **.sse.test (one or more)`,
 		},
 		{
 			name: "star alone",
@@ -644,6 +682,31 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Equal(t, "client-cert=learn exclusion-ttl=1h log=false", o.String())
 
 	assert.Equal(t, FQDNObject{FQDN: "x", MaxIPs: 32, MinRefresh: 30 * time.Second}, FQDNObject{FQDN: "x"}.WithDefaults())
+	assert.Equal(t, UntrustedCertUntrustedCA, Options{}.WithDefaults().UntrustedCert)
+	assert.Equal(t, "untrusted-cert=block", Options{UntrustedCert: UntrustedCertBlock}.String())
+}
+
+// TestMarshalComments writes a rule's Comment above it and its ID, and
+// reads neither the comment nor anything else lost back.
+func TestMarshalComments(t *testing.T) {
+	p := &Policy{Rules: []Rule{{
+		Name: "exempt-sse", ID: 12, Comment: "from fortios.conf:41 (policy 12)",
+		Match:  Match{Proto: ProtoUDP, App: []App{AppDTLS}},
+		Action: ActionAllow,
+	}}}
+	out, err := p.Marshal()
+	require.NoError(t, err)
+	assert.Equal(t, lines(
+		"rules:",
+		"  - name: exempt-sse # from fortios.conf:41 (policy 12)",
+		"    id: 12",
+		"    match: {proto: udp, app: [dtls]}",
+		"    action: allow",
+	), string(out))
+	back, err := Parse("marshalled.yaml", out)
+	require.NoError(t, err)
+	assert.Equal(t, normalized(p), normalized(back))
+	assert.Empty(t, back.Rules[0].Comment, "comments are not read back")
 }
 
 func TestFormatDuration(t *testing.T) {

@@ -1,0 +1,224 @@
+package containers
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/pinwall/pinwall/capture"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/internal/node"
+	"github.com/pinwall/pinwall/pcapng"
+)
+
+// addCapture gives every node its part of the run's capture: the firewall
+// captures its LAN overlay (the laptop's and the probes' legs) and its
+// internet overlay (to the gateways and to the origins), each gateway its
+// internet overlay towards the origins; every node logs its components'
+// session secrets. Each leg is captured at one place only.
+func (run *containerRun) addCapture(cfgs []node.Config) {
+	s := run.plan.Spec
+	host32 := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 32) }
+	var gwPeers, originPeers []netip.Prefix
+	for _, g := range s.Gateways {
+		for _, a := range g.Addrs() {
+			gwPeers = append(gwPeers, host32(a))
+		}
+	}
+	for _, o := range s.Origins {
+		originPeers = append(originPeers, host32(o.Addr))
+	}
+	tap := func(leg string, where string, peers []netip.Prefix) capture.Tap {
+		return capture.Tap{Leg: leg, Description: s.LegDescription(leg) + "; captured " + where, Peers: peers}
+	}
+	for i := range cfgs {
+		nc := &cfgs[i]
+		c := &node.Capture{SnapLen: run.r.SnapLen}
+		switch nc.Role {
+		case node.RoleFirewall:
+			lan := []capture.Tap{tap(s.LegName("laptop", "fw-inside"), "on the firewall's LAN interface", []netip.Prefix{host32(s.Laptop)})}
+			for _, h := range s.ExtraHosts {
+				lan = append(lan, tap(s.LegName(h.Name, "fw-inside"), "on the firewall's LAN interface", []netip.Prefix{host32(h.Addr)}))
+			}
+			c.Ifaces = []node.CaptureIface{
+				{Iface: lanOverlay, Taps: lan},
+				{Iface: inetOverlay, Taps: []capture.Tap{
+					tap(harness.LegFirewallGateway, "on the firewall's internet interface", gwPeers),
+					tap(harness.LegFirewallOrigins, "on the firewall's internet interface", originPeers),
+				}},
+			}
+		case node.RoleGateway:
+			c.Ifaces = []node.CaptureIface{{Iface: inetOverlay, Taps: []capture.Tap{
+				tap(harness.LegGatewayOrigins, "on the gateway "+nc.Name+"'s interface", originPeers),
+			}}}
+		}
+		nc.Capture = c
+	}
+}
+
+// collectCapture stops the nodes still running, so that their captures are
+// complete, and merges every node's capture and key log into obs.Capture:
+// one interface per leg, in the order of the in-process captures.
+func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observation) error {
+	start := time.Now()
+	defer func() {
+		run.r.log().Info("containers: capture collected", "run", run.id, "took", time.Since(start).Round(time.Millisecond))
+	}()
+	grace := 10 * time.Second
+	var wg sync.WaitGroup
+	for _, name := range run.order {
+		n := run.nodes[name]
+		if n == nil || n.c == nil || n.cfg.Capture == nil || len(n.cfg.Capture.Ifaces) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = n.c.Stop(ctx, &grace) // SIGTERM: the node flushes its capture
+		}()
+	}
+	wg.Wait()
+	rec := capture.New(capture.Config{SnapLen: run.r.SnapLen, Comment: "pinwall container run: captured with AF_PACKET on the containers' interfaces"})
+	legs := map[string]uint32{}
+	for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway, harness.LegGatewayOrigins} {
+		legs[leg] = rec.AddInterface(pcapng.Interface{LinkType: pcapng.LinkEthernet, Name: leg, Description: run.plan.Spec.LegDescription(leg)})
+	}
+	// One archive of each node's output directory, all nodes at once: a
+	// copy per file would cost a Docker API round trip each.
+	type output struct {
+		name  string
+		files map[string][]byte
+		err   error
+	}
+	var outs []*output
+	for _, name := range run.order {
+		if n := run.nodes[name]; n != nil && n.c != nil && n.cfg.Capture != nil {
+			outs = append(outs, &output{name: name})
+		}
+	}
+	for _, o := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.files, o.err = run.readOut(ctx, o.name, node.KeyLogFile, node.CaptureFile, node.CaptureStatsFile)
+		}()
+	}
+	wg.Wait()
+	var dropped uint64
+	var errs []error
+	for _, o := range outs {
+		if o.err != nil {
+			errs = append(errs, o.err)
+			continue
+		}
+		_, _ = rec.KeyLog().Write(o.files[node.KeyLogFile])
+		if len(run.nodes[o.name].cfg.Capture.Ifaces) == 0 {
+			continue
+		}
+		data, ok := o.files[node.CaptureFile]
+		if !ok {
+			errs = append(errs, fmt.Errorf("containers: %s wrote no %s", o.name, node.CaptureFile))
+			continue
+		}
+		if err := mergeCapture(rec, legs, data); err != nil {
+			errs = append(errs, fmt.Errorf("containers: %s's capture: %w", o.name, err))
+		}
+		var st node.CaptureStats
+		if b, ok := o.files[node.CaptureStatsFile]; ok && json.Unmarshal(b, &st) == nil {
+			dropped += st.Dropped
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	c, err := harness.CaptureOf(rec, harness.CaptureSniffed)
+	if err != nil {
+		return err
+	}
+	c.Dropped += int64(dropped)
+	obs.Capture = c
+	return nil
+}
+
+// readOut copies the named files of a node's output directory in one
+// archive; files the node did not write are absent from the map.
+func (run *containerRun) readOut(ctx context.Context, nodeName string, names ...string) (map[string][]byte, error) {
+	n := run.nodes[nodeName]
+	res, err := run.cli.CopyFromContainer(ctx, n.c.GetContainerID(), client.CopyFromContainerOptions{SourcePath: node.OutDir})
+	if err != nil {
+		return nil, fmt.Errorf("containers: read %s from %s: %w", node.OutDir, nodeName, err)
+	}
+	defer res.Content.Close()
+	want := map[string]bool{}
+	for _, name := range names {
+		want[name] = true
+	}
+	out := map[string][]byte{}
+	tr := tar.NewReader(res.Content)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("containers: read %s from %s: %w", node.OutDir, nodeName, err)
+		}
+		if base := path.Base(h.Name); h.Typeflag == tar.TypeReg && want[base] {
+			if out[base], err = io.ReadAll(tr); err != nil {
+				return nil, fmt.Errorf("containers: read %s from %s: %w", h.Name, nodeName, err)
+			}
+		}
+	}
+}
+
+// mergeCapture adds one node's capture to rec, its interfaces by leg name.
+// A capture torn by a killed node ends at its last whole block.
+func mergeCapture(rec *capture.Recorder, legs map[string]uint32, data []byte) error {
+	r, err := pcapng.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	// The file's interface index → rec's, added at its first packet so
+	// that a leg nothing crossed leaves no empty interface.
+	var local []*pcapng.Interface
+	idx := map[int]uint32{}
+	for {
+		blk, err := r.Next()
+		if errors.Is(err, io.EOF) || errors.Is(err, pcapng.ErrTruncated) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch b := blk.(type) {
+		case *pcapng.Section:
+			local, idx = nil, map[int]uint32{}
+		case *pcapng.Interface:
+			c := *b
+			local = append(local, &c)
+		case *pcapng.Packet:
+			n := int(b.Interface)
+			i, ok := idx[n]
+			if !ok {
+				if i, ok = legs[local[n].Name]; !ok {
+					i = rec.AddInterface(*local[n])
+					legs[local[n].Name] = i
+				}
+				idx[n] = i
+			}
+			p := *b
+			p.Interface = i
+			rec.AddPacket(p)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package containers_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pinwall/pinwall/capture/capturetest"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/scenarios"
+)
+
+// TestContainersCapture captures the double-decrypt run (TLS tunnel, the
+// firewall decrypting both legs) and the visibility run (DTLS tunnel
+// relayed undecrypted) on the containers' interfaces and reads them with
+// tshark: every leg is there, the inner flows' targets inside the tunnel
+// on both tunnel legs, the sites' requests on the gateways' side.
+func TestContainersCapture(t *testing.T) {
+	r := containerRunner(t)
+	r.Capture = true
+	all, err := scenarios.Catalogue()
+	require.NoError(t, err)
+	for _, tc := range []struct{ id, variant string }{{"double-decrypt", "without-fix"}, {"visibility", "baseline"}} {
+		t.Run(tc.id, func(t *testing.T) {
+			sel, err := scenarios.Find(all, tc.id)
+			require.NoError(t, err)
+			runs, err := sel[0].Runs()
+			require.NoError(t, err)
+			i := slices.IndexFunc(runs, func(r scenarios.Run) bool { return string(r.Variant) == tc.variant })
+			require.GreaterOrEqual(t, i, 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			res := scenarios.RunOne(ctx, r, runs[i])
+			require.Equal(t, scenarios.Pass, res.Verdict, res.Error)
+			c := res.Capture
+			require.NotNil(t, c)
+			assert.Equal(t, harness.CaptureSniffed, c.Source)
+			assert.Equal(t, []string{harness.LegLaptopFirewall, harness.LegFirewallGateway, harness.LegGatewayOrigins}, c.Legs)
+			assert.Positive(t, c.KeyLines)
+			file := filepath.Join(t.TempDir(), "capture.pcapng")
+			require.NoError(t, os.WriteFile(file, c.PCAPNG, 0o644))
+
+			capturetest.RequireTshark(t)
+			var sites []string
+			for _, f := range res.Flows {
+				sites = append(sites, f.Site+":443")
+			}
+			slices.Sort(sites)
+			sites = slices.Compact(sites)
+			lua := "lua_script:" + filepath.Join("..", "..", "wireshark", "pinwall.lua")
+			out := capturetest.Tshark(t, "-X", lua, "-o", "sctp.tsn_analysis:FALSE", "-r", file, "-Y", "pinwall.request",
+				"-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", "frame.interface_name", "-e", "pinwall.target")
+			targets := map[string][]string{}
+			for _, l := range capturetest.Lines(out) {
+				leg, vals, _ := strings.Cut(l, "\t")
+				targets[leg] = append(targets[leg], strings.Split(vals, "|")...)
+			}
+			for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway} {
+				got := slices.Clone(targets[leg])
+				assert.Len(t, got, len(res.Flows), "%s: one Request per flow", leg)
+				slices.Sort(got)
+				assert.Equal(t, sites, slices.Compact(got), leg)
+			}
+			assert.Empty(t, targets[harness.LegGatewayOrigins])
+			auth := capturetest.Lines(capturetest.Tshark(t, "-r", file, "-Y", "http2.headers.method", "-T", "fields", "-e", "frame.interface_name"))
+			assert.Len(t, auth, len(res.Flows), "one decrypted request per flow")
+			for _, l := range auth {
+				assert.Equal(t, harness.LegGatewayOrigins, l)
+			}
+		})
+	}
+}
