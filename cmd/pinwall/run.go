@@ -197,6 +197,9 @@ func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, p
 }
 
 func outcomeLine(r scenarios.Result) string {
+	if r.Verdict == scenarios.NotRun {
+		return r.Error
+	}
 	t := r.Observed.Tunnel
 	s := "tunnel " + t.State
 	if t.Transport != "" {
