@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PINWALL  := bin/pinwall
 PARALLEL ?= 2
 
-.PHONY: all build demo test test-short lint tools fuzz bench lab-demo image compose clean
+.PHONY: all build demo test test-short lint tools fuzz bench lab-demo image image-tools interceptors compose clean
 
 all: lint test
 
@@ -97,8 +97,21 @@ lab-demo: build
 image: build
 	cp $(PINWALL) docker/pinwall && docker build -q -t pinwall-node:local docker; rm -f docker/pinwall
 
+# image-tools makes the third-party interceptors' image (mitmproxy,
+# squid-openssl, sslsplit from Debian bookworm through mmdebstrap, about a
+# minute the first time; nothing when the image for the package list is
+# there) and the firewall image on it.
+image-tools: build
+	./$(PINWALL) image --tools
+
+# interceptors runs the whole catalogue in containers with pinwall's
+# firewall, mitmproxy, squid and sslsplit each in the firewall's place, and
+# writes the evidence with the four side by side to ./evidence-interceptors.
+interceptors: image-tools
+	./$(PINWALL) run --mode containers --firewall all --all --parallel $(PARALLEL) --out evidence-interceptors
+
 compose: image
 	./$(PINWALL) compose --scenario visibility --dir docker/visibility
 
 clean:
-	rm -rf bin evidence lab docker/visibility
+	rm -rf bin evidence evidence-interceptors lab docker/visibility

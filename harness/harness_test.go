@@ -16,6 +16,7 @@ import (
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/harnesstest"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 )
 
@@ -369,4 +370,13 @@ func TestExplainLost(t *testing.T) {
 	assert.False(t, flows[3].InFlight)
 	assert.Equal(t, "no tunnel took it: tunnel-down on client-gateway", flows[3].Lost)
 	assert.False(t, flows[4].InFlight, "started after its tunnel went down: not in flight when it did")
+}
+
+func TestInProcessRefusesAThirdPartyFirewall(t *testing.T) {
+	p := harness.Plan{Spec: harness.Spec{Firewall: &harness.FirewallSpec{Kind: interceptors.Squid}}}
+	_, err := harness.InProcess{}.Run(context.Background(), p)
+	require.ErrorIs(t, err, harness.ErrThirdPartyInProcess)
+	assert.Contains(t, err.Error(), "the squid firewall runs only in containers (--mode containers)")
+	bad := harness.Spec{Firewall: &harness.FirewallSpec{Kind: "bluecoat"}}
+	assert.ErrorContains(t, bad.Validate(), `firewall kind: "bluecoat" is not one of: pinwall, mitmproxy, squid, sslsplit`)
 }

@@ -197,6 +197,9 @@ type Observation struct {
 	Duration time.Duration `json:"duration_ns"`
 	// Roles maps address sets to their members, for reading logs.
 	Roles Roles `json:"roles"`
+	// Interceptor is what a third-party firewall left: its generated
+	// configuration, its logs, its version; nil with pinwall's own.
+	Interceptor *InterceptorEvidence `json:"interceptor,omitempty"`
 	// Capture is the run's packet capture, when the runner made one.
 	Capture *Capture `json:"-"`
 }

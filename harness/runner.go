@@ -45,6 +45,9 @@ func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if fw := p.Spec.Firewall; fw != nil && fw.Kind.IsThirdParty() {
+		return nil, fmt.Errorf("%w: the %s firewall runs only in containers (--mode containers), where the kernel redirects the laptop's traffic into it", ErrThirdPartyInProcess, fw.Kind)
+	}
 	obs := &Observation{Mode: r.Name(), Started: time.Now(), Roles: RolesOf(p.Spec)}
 	var rec *capture.Recorder
 	if r.Capture {

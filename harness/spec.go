@@ -9,6 +9,7 @@ import (
 
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/mitm/policy"
 )
 
@@ -210,6 +211,11 @@ type GatewayConfigSpec struct {
 
 // FirewallSpec places a firewall between the LAN and the internet.
 type FirewallSpec struct {
+	// Kind is what stands in the firewall's place: pinwall's own (the
+	// zero Kind) or a third-party interceptor (mitmproxy, squid,
+	// sslsplit), which the container runner runs from Debian packages
+	// with the policy translated by package interceptors.
+	Kind interceptors.Kind `yaml:"kind"`
 	// Inside and Outside are its two legs; zero means 10.10.10.254 and 198.51.100.1.
 	Inside  netip.Addr `yaml:"inside"`
 	Outside netip.Addr `yaml:"outside"`
@@ -319,6 +325,11 @@ func (s Spec) Validate() error {
 	}
 	if s.Client.UpstreamProxy == "firewall" && s.Firewall == nil {
 		errs = append(errs, errors.New("client upstream-proxy is the firewall but there is no firewall"))
+	}
+	if s.Firewall != nil {
+		if err := s.Firewall.Kind.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("firewall kind: %w", err))
+		}
 	}
 	if s.Client.UDPLoss < 0 || s.Client.UDPLoss > 1 {
 		errs = append(errs, fmt.Errorf("client udp-loss %v is not within 0..1", s.Client.UDPLoss))

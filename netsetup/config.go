@@ -134,11 +134,46 @@ type Intercept struct {
 	// Masquerade, when valid, source-NATs traffic from this prefix leaving
 	// towards anything outside it (needs Config.Forward).
 	Masquerade netip.Prefix
+	// TCPRules, instead of TCPPorts, decide LAN TCP connections in
+	// order, first match wins: redirected to TCPTo, forwarded (accept) or
+	// refused with a TCP reset (drop). A connection no rule matches is
+	// forwarded. It is how a third-party interceptor gets only what the
+	// policy gives it (package interceptors).
+	TCPRules []Filter
+	// UDPRules, instead of UDPPorts, decide LAN UDP flows in order: forwarded
+	// (accept) or dropped; none is diverted.
+	UDPRules []Filter
 	// Mark is the fwmark of diverted datagrams; zero means DefaultMark.
 	Mark uint32
 	// Table is the routing table of the local route for marked datagrams;
 	// zero means DefaultTable.
 	Table int
+}
+
+// FilterVerdict is what a Filter does with a matching connection.
+type FilterVerdict string
+
+// The verdicts.
+const (
+	// FilterAccept forwards the connection (masqueraded with Masquerade).
+	FilterAccept FilterVerdict = "accept"
+	// FilterDrop drops it; a TCP connection is refused with a reset.
+	FilterDrop FilterVerdict = "drop"
+	// FilterRedirect redirects a TCP connection to Intercept.TCPTo.
+	FilterRedirect FilterVerdict = "redirect"
+)
+
+// PortRange is an inclusive range of destination ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// Filter is one rule of TCPRules or UDPRules: a connection from the LAN
+// matching every field that is set (any element of a list) gets Verdict.
+type Filter struct {
+	Src, Dst []netip.Prefix
+	Ports    []PortRange
+	Verdict  FilterVerdict
+	// Comment is shown by nft list (at most 128 bytes kept).
+	Comment string
 }
 
 func (ic *Intercept) mark() uint32 {
@@ -230,7 +265,8 @@ func (ic *Intercept) validate(p *problems, forward bool) {
 	if slices.Contains(ic.TCPPorts, 0) || slices.Contains(ic.UDPPorts, 0) {
 		p.add("Intercept: port 0 cannot be intercepted")
 	}
-	if len(ic.TCPPorts) == 0 && len(ic.UDPPorts) == 0 && !ic.Masquerade.IsValid() {
+	ic.validateRules(p)
+	if len(ic.TCPPorts) == 0 && len(ic.UDPPorts) == 0 && len(ic.TCPRules) == 0 && len(ic.UDPRules) == 0 && !ic.Masquerade.IsValid() {
 		p.add("Intercept: nothing to do (no TCPPorts, UDPPorts or Masquerade)")
 	}
 	if ic.Masquerade.IsValid() {
@@ -243,6 +279,45 @@ func (ic *Intercept) validate(p *problems, forward bool) {
 	}
 	if ic.Table < 0 || ic.Table == 253 || ic.Table == 254 || ic.Table == 255 {
 		p.add("Intercept: Table %d is reserved (default, main, local) or negative", ic.Table)
+	}
+}
+
+// validateRules checks TCPRules and UDPRules.
+func (ic *Intercept) validateRules(p *problems) {
+	if len(ic.TCPRules) > 0 && len(ic.TCPPorts) > 0 {
+		p.add("Intercept: TCPPorts and TCPRules exclude each other")
+	}
+	if len(ic.UDPRules) > 0 && len(ic.UDPPorts) > 0 {
+		p.add("Intercept: UDPPorts and UDPRules exclude each other")
+	}
+	for _, l := range []struct {
+		name  string
+		rules []Filter
+		udp   bool
+	}{{"TCPRules", ic.TCPRules, false}, {"UDPRules", ic.UDPRules, true}} {
+		for i, f := range l.rules {
+			switch f.Verdict {
+			case FilterAccept, FilterDrop:
+			case FilterRedirect:
+				if l.udp {
+					p.add("Intercept: %s[%d]: UDP cannot be redirected (use UDPPorts for TPROXY)", l.name, i)
+				} else if ic.TCPTo == 0 {
+					p.add("Intercept: %s[%d]: redirect needs TCPTo", l.name, i)
+				}
+			default:
+				p.add("Intercept: %s[%d]: verdict %q is not one of accept, drop, redirect", l.name, i, f.Verdict)
+			}
+			for _, pr := range append(append([]netip.Prefix{}, f.Src...), f.Dst...) {
+				if !pr.IsValid() || !pr.Addr().Is4() || pr.Masked() != pr {
+					p.add("Intercept: %s[%d]: %s is not a masked IPv4 prefix", l.name, i, pr)
+				}
+			}
+			for _, r := range f.Ports {
+				if r.Lo == 0 || r.Lo > r.Hi {
+					p.add("Intercept: %s[%d]: port range %d-%d is empty or holds 0", l.name, i, r.Lo, r.Hi)
+				}
+			}
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -379,4 +380,96 @@ func TestOverlayMACSurvivesRecreation(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "02:50:0a:0a:0a:fe", macOf(b))
 	echo() // at once, through the laptop's existing neighbour entry
+}
+
+// TestApplyFilterRules runs the rules a third-party interceptor's
+// firewall gets (package interceptors): a refused destination is reset at
+// once, the tool's port is redirected to the firewall's listener, the
+// rest is forwarded; UDP is dropped or forwarded; each rule counts.
+func TestApplyFilterRules(t *testing.T) {
+	env := nstest.Guard(t)
+	laptop, fw, server := env.NS("laptop"), env.NS("fw"), env.NS("server")
+	env.Link(laptop, "eth0", pfx("10.10.10.100/24"), fw, "lan0", pfx("10.10.10.254/24"))
+	env.Link(fw, "wan0", pfx("198.51.100.1/24"), server, "eth0", pfx("198.51.100.20/24"))
+	laptop.MustDo(addRoute(pfx("0.0.0.0/0"), addr("10.10.10.254")))
+	require.NoError(t, fw.Sysctl("net.ipv4.ip_forward", "1"))
+	rules := netsetup.Config{Forward: true, Intercept: &netsetup.Intercept{
+		LAN: pfx("10.10.10.0/24"), TCPTo: 15001, Masquerade: pfx("10.10.10.0/24"),
+		TCPRules: []netsetup.Filter{
+			{Dst: []netip.Prefix{pfx("198.51.100.20/32")}, Ports: []netsetup.PortRange{{443, 443}}, Verdict: netsetup.FilterDrop, Comment: "block-gw"},
+			{Ports: []netsetup.PortRange{{444, 446}}, Verdict: netsetup.FilterRedirect, Comment: "tool"},
+			{Verdict: netsetup.FilterAccept, Comment: "default"},
+		},
+		UDPRules: []netsetup.Filter{
+			{Ports: []netsetup.PortRange{{443, 443}}, Verdict: netsetup.FilterDrop, Comment: "block-quic"},
+			{Verdict: netsetup.FilterAccept, Comment: "default"},
+		},
+	}}
+	_, err := applyIn(t, fw, rules)
+	require.NoError(t, err)
+	if out := nftList(t, fw); out != "" {
+		t.Logf("nft list table ip pinwall:\n%s", out)
+		for _, want := range []string{
+			`ip saddr 10.10.10.0/24 ip daddr 198.51.100.20 tcp dport 443 fib daddr type != local accept comment "block-gw"`,
+			`ip saddr 10.10.10.0/24 tcp dport 444-446 fib daddr type != local counter packets 0 bytes 0 redirect to :15001 comment "tool"`,
+			`ip saddr 10.10.10.0/24 ip daddr 198.51.100.20 tcp dport 443 counter packets 0 bytes 0 reject with tcp reset comment "block-gw"`,
+			`ip saddr 10.10.10.0/24 udp dport 443 counter packets 0 bytes 0 drop comment "block-quic"`,
+			`ip saddr 10.10.10.0/24 meta l4proto udp counter packets 0 bytes 0 accept comment "default"`,
+		} {
+			assert.Contains(t, out, want)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	listen := func(ns *nstest.NS, a string) net.Listener {
+		l, err := ns.Stack().Listen(ctx, "tcp", a)
+		require.NoError(t, err)
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte(ns.Name()))
+				c.Close()
+			}
+		}()
+		return l
+	}
+	listen(fw, "0.0.0.0:15001")
+	listen(server, "0.0.0.0:443")
+	listen(server, "0.0.0.0:445")
+	listen(server, "0.0.0.0:8080")
+	who := func(dst string) (string, error) {
+		c, err := laptop.Stack().DialContext(ctx, "tcp", dst)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	start := time.Now()
+	_, err = who("198.51.100.20:443")
+	require.Error(t, err)
+	assert.ErrorIs(t, err, unix.ECONNREFUSED, "a dropped TCP connection is reset")
+	assert.Less(t, time.Since(start), 5*time.Second)
+	got, err := who("198.51.100.20:445")
+	require.NoError(t, err)
+	assert.Equal(t, "fw", got, "redirected to the firewall's listener")
+	got, err = who("198.51.100.20:8080")
+	require.NoError(t, err)
+	assert.Equal(t, "server", got, "forwarded")
+
+	var counts []netsetup.RuleCount
+	fw.MustDo(func() error { counts, err = netsetup.Counters(); return err })
+	byComment := map[string]uint64{}
+	for _, c := range counts {
+		byComment[c.Chain+"/"+c.Comment] += c.Packets
+	}
+	assert.Equal(t, uint64(1), byComment["prerouting-nat/tool"], "one SYN redirected")
+	assert.NotZero(t, byComment["forward-filter/block-gw"])
+	assert.NotZero(t, byComment["forward-filter/default"])
 }

@@ -16,3 +16,14 @@ func Apply(ctx context.Context, cfg Config) (undo func() error, err error) {
 	}
 	return nil, fmt.Errorf("%w (GOOS=%s)", ErrUnsupported, runtime.GOOS)
 }
+
+// RuleCount is one counted rule of the pinwall table and what it matched.
+type RuleCount struct {
+	Chain   string `json:"chain"`
+	Comment string `json:"comment,omitempty"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Counters is Linux only.
+func Counters() ([]RuleCount, error) { return nil, ErrUnsupported }

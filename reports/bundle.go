@@ -165,6 +165,7 @@ func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scen
 	captured := false
 	for i := range results {
 		b.writeLogs(dirs[i], &results[i])
+		b.writeInterceptor(dirs[i], &results[i])
 		captured = captured || results[i].Capture != nil
 	}
 	if captured {
@@ -269,6 +270,9 @@ func removeStale(out *outfile.Dir) error {
 			continue
 		}
 		sub := path.Join(LogsDir, e.Name())
+		if err := removeStaleInterceptor(out, path.Join(sub, InterceptorDir)); err != nil {
+			return err
+		}
 		for _, n := range append(logFileNames(), CaptureFile, KeyLogFile) {
 			if err := out.Remove(path.Join(sub, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("reports: removing a stale log: %w", err)
@@ -277,6 +281,27 @@ func removeStale(out *outfile.Dir) error {
 		_ = out.Remove(sub) // fails, as intended, when something else is left
 	}
 	_ = out.Remove(LogsDir)
+	return nil
+}
+
+// removeStaleInterceptor removes an earlier bundle's interceptor files
+// (regular files only) and then the directory, if that leaves it empty.
+func removeStaleInterceptor(out *outfile.Dir, dir string) error {
+	entries, err := out.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			if err := out.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("reports: removing a stale log: %w", err)
+			}
+		}
+	}
+	_ = out.Remove(dir)
 	return nil
 }
 

@@ -153,7 +153,9 @@ func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Resu
 			Setting: s.Setting, Fix: s.Fix, Sources: s.Sources})
 	}
 	for i, r := range results {
-		ev.Results = append(ev.Results, EvidenceResult{Result: normalize(r), Logs: dirs[i], Capture: captureInfo(r, dirs[i])})
+		n := normalize(r)
+		n.Interceptor = slimInterceptor(r.Interceptor, dirs[i])
+		ev.Results = append(ev.Results, EvidenceResult{Result: n, Logs: dirs[i], Capture: captureInfo(r, dirs[i])})
 	}
 	return ev
 }

@@ -11,11 +11,30 @@ import (
 // Summary counts the runs whose verdict is pass, out of all runs.
 func Summary(results []scenarios.Result) (passed, total int) {
 	for _, r := range results {
-		if r.Verdict == scenarios.Pass {
+		switch r.Verdict {
+		case scenarios.Pass:
 			passed++
+		case scenarios.NotRun:
+			continue
+		}
+		total++
+	}
+	return passed, total
+}
+
+// NotRunLines lists the runs not carried out on their firewall, one line
+// each with the reason (empty when every run ran).
+func NotRunLines(results []scenarios.Result) string {
+	var b strings.Builder
+	for _, r := range results {
+		if r.Verdict == scenarios.NotRun {
+			if b.Len() == 0 {
+				b.WriteString("\nNot run (the firewall in its place cannot do what the row needs):\n")
+			}
+			fmt.Fprintf(&b, "  %s: %s\n", r.Key(), r.Error)
 		}
 	}
-	return passed, len(results)
+	return b.String()
 }
 
 // VerdictTable is the plain-text table `pinwall run` prints at the end:
@@ -25,9 +44,21 @@ func Summary(results []scenarios.Result) (passed, total int) {
 func VerdictTable(results []scenarios.Result) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tOUTCOME\tLEG / CAUSE\tEXPECTED?")
+	tools := false
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, variantLabel(r), outcome(r), failureText(r), expectedText(r))
+		tools = tools || r.Firewall != "" && r.Firewall != "pinwall"
+	}
+	if tools {
+		// A third-party tool stood in the firewall's place: say which.
+		fmt.Fprintln(tw, "SCENARIO\tVARIANT\tFIREWALL\tOUTCOME\tLEG / CAUSE\tEXPECTED?")
+		for _, r := range results {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, variantLabel(r), orDash(r.Firewall), outcome(r), failureText(r), expectedText(r))
+		}
+	} else {
+		fmt.Fprintln(tw, "SCENARIO\tVARIANT\tOUTCOME\tLEG / CAUSE\tEXPECTED?")
+		for _, r := range results {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, variantLabel(r), outcome(r), failureText(r), expectedText(r))
+		}
 	}
 	_ = tw.Flush()
 	return b.String()
@@ -42,6 +73,9 @@ func variantLabel(r scenarios.Result) string { return r.Variant }
 // tls, 2/20 attempts up" for reconnect runs, "not observed" when the run
 // produced nothing.
 func outcome(r scenarios.Result) string {
+	if r.Verdict == scenarios.NotRun {
+		return "-"
+	}
 	o := r.Observed
 	if o.Tunnel.State == "" {
 		return "not observed"
@@ -91,6 +125,8 @@ func expectedText(r scenarios.Result) string {
 		return "ERROR"
 	case scenarios.Incomplete:
 		return "INCOMPLETE"
+	case scenarios.NotRun:
+		return "not run"
 	}
 	return strings.ToUpper(string(r.Verdict))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/gateway"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -46,6 +47,9 @@ type view struct {
 	Provenance [][2]string
 	Signature  *Signature
 	Captures   []captureRow
+	// Firewalls is the side-by-side of pinwall's firewall and the
+	// third-party tools, when the runs had more than one.
+	Firewalls *firewallCompare
 }
 
 // captureRow is one run's capture in the appendix.
@@ -159,7 +163,8 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 		v.Overall = fmt.Sprintf("%d of %d runs as expected", v.Passed, v.Total)
 	}
 	v.Counts = verdictCounts(results)
-	v.Questions = answers(ss, results)
+	v.Firewalls = compareFirewalls(results)
+	v.Questions = answers(ss, pinwallRuns(results))
 
 	byID := map[string]*scenarios.Scenario{}
 	var order []string
@@ -175,7 +180,11 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 		}
 	}
 	for _, r := range results {
-		v.Rows = append(v.Rows, row{Key: r.Key(), Anchor: anchor("r", r.Key()), Scenario: r.ID, Variant: variantLabel(r),
+		label := variantLabel(r)
+		if r.Firewall != "" && r.Firewall != string(interceptors.Pinwall) {
+			label += " on " + r.Firewall
+		}
+		v.Rows = append(v.Rows, row{Key: r.Key(), Anchor: anchor("r", r.Key()), Scenario: r.ID, Variant: label,
 			Outcome: outcome(r), Failure: failureText(r), Findings: len(r.Findings), Verdict: string(r.Verdict), Expected: expectedText(r)})
 	}
 	for _, id := range order {
@@ -288,7 +297,7 @@ func buildRun(r *scenarios.Result, dir string) runView {
 	}
 	rv.Duration = (time.Duration(r.DurationMS) * time.Millisecond).String()
 	rv.Failed = len(failedChecks(*r))
-	rv.Notes = runNotes(r)
+	rv.Notes = append(interceptorNotes(r, dir), runNotes(r)...)
 	rv.Observed = r.Observed.Tunnel.State != "" || len(r.FirewallLog)+len(r.GatewayLog) > 0
 	if rv.Observed {
 		rv.Topo = buildTopology(f)
@@ -526,5 +535,9 @@ func logDir(r scenarios.Result) string {
 	for i, p := range parts {
 		parts[i] = safeName(p)
 	}
-	return "logs/" + safeName(r.ID) + "__" + strings.Join(parts, "__")
+	d := safeName(r.ID) + "__" + strings.Join(parts, "__")
+	if r.Firewall != "" && r.Firewall != string(interceptors.Pinwall) {
+		d += "__" + safeName(r.Firewall)
+	}
+	return "logs/" + d
 }

@@ -59,19 +59,7 @@ func evaluate(e Expect, obs *harness.Observation, o Observed, fs []Finding) []Ch
 		}
 	}
 	if f := e.Failure; f != nil {
-		got := "none"
-		if o.Failure != nil {
-			got = fmt.Sprintf("leg %s, cause %s", o.Failure.Leg, o.Failure.Cause)
-		}
-		switch {
-		case f.None:
-			add("failure", "none", got, o.Failure == nil)
-		default:
-			want := fmt.Sprintf("leg %s, cause %s", orAny(string(f.Leg)), orAny(string(f.Cause)))
-			pass := o.Failure != nil && (f.Leg == "" || string(f.Leg) == string(o.Failure.Leg)) &&
-				(f.Cause == "" || string(f.Cause) == string(o.Failure.Cause))
-			add("failing leg and cause", want, got, pass)
-		}
+		add(failureCheck(*f, o.Failure))
 	}
 	if a := e.Attempts; a != nil {
 		st := harness.AttemptStats{}
@@ -401,6 +389,28 @@ func (e EventExpect) mismatch(roles harness.Roles, ev gateway.Event) string {
 		diffs = append(diffs, "no device identity")
 	}
 	return strings.Join(diffs, ", ")
+}
+
+// failureCheck checks the run's failing leg and cause.
+func failureCheck(f FailureExpect, o *FailureObserved) (name, expected, observed string, pass bool) {
+	got := "none"
+	if o != nil {
+		got = fmt.Sprintf("leg %s, cause %s", o.Leg, o.Cause)
+	}
+	switch {
+	case f.None:
+		return "failure", "none", got, o == nil
+	case len(f.OneOf) > 0:
+		var want []string
+		for _, lc := range f.OneOf {
+			want = append(want, fmt.Sprintf("leg %s, cause %s", lc.Leg, lc.Cause))
+			pass = pass || o != nil && string(lc.Leg) == string(o.Leg) && string(lc.Cause) == string(o.Cause)
+		}
+		return "failing leg and cause", "one of: " + strings.Join(want, "; "), got, pass
+	}
+	want := fmt.Sprintf("leg %s, cause %s", orAny(string(f.Leg)), orAny(string(f.Cause)))
+	pass = o != nil && (f.Leg == "" || string(f.Leg) == string(o.Leg)) && (f.Cause == "" || string(f.Cause) == string(o.Cause))
+	return "failing leg and cause", want, got, pass
 }
 
 // lostCheck checks the lost flows against a rule, naming each lost flow.

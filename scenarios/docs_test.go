@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/scenarios"
 )
 
@@ -52,6 +53,7 @@ func TestScenarioDocs(t *testing.T) {
 		if len(s.Sources) > 0 {
 			b.WriteString("\nSources: " + sourceLinks.ReplaceAllString(strings.Join(s.Sources, "; "), "[$0](sources.md#$1)") + ".\n")
 		}
+		b.WriteString(toolsDoc(runs))
 	}
 	const path = "../docs/scenarios.md"
 	if *update {
@@ -60,6 +62,38 @@ func TestScenarioDocs(t *testing.T) {
 	want, err := os.ReadFile(path)
 	require.NoError(t, err, "run with -update to create it")
 	require.Equal(t, string(want), b.String(), "docs/scenarios.md is stale: go test ./scenarios -run TestScenarioDocs -update")
+}
+
+// toolsDoc says how a row's runs go with a third-party tool in the
+// firewall's place: as with pinwall's, differently (and why), or not at all
+// (and why).
+func toolsDoc(runs []scenarios.Run) string {
+	var b strings.Builder
+	b.WriteString("\nWith a third-party tool in the firewall's place (`--mode containers --firewall KIND`):\n")
+	for _, k := range interceptors.ThirdParty {
+		var same, other []string
+		for _, r := range runs {
+			fr := r.ForFirewall(k)
+			key := "`" + strings.TrimPrefix(strings.TrimSuffix(fr.Key(), "@"+string(k)), r.Scenario.ID+"/") + "`"
+			switch {
+			case fr.NotRun != "":
+				other = append(other, key+" is not run: "+fr.NotRun)
+			case fr.ToolSource != "":
+				other = append(other, key+" expects a difference, "+fr.ToolSource)
+			default:
+				same = append(same, key)
+			}
+		}
+		line := "- **" + string(k) + "**: "
+		if len(same) > 0 {
+			line += strings.Join(same, ", ") + " as with pinwall's firewall"
+			if len(other) > 0 {
+				line += "; "
+			}
+		}
+		b.WriteString(line + strings.Join(other, "; ") + ".\n")
+	}
+	return b.String()
 }
 
 // sourcesDoc is the page every behaviour's sources are listed on.

@@ -138,12 +138,27 @@ type FailureExpect struct {
 	Leg LegName `yaml:"leg" json:"leg,omitempty"`
 	// Cause is the failure's cause; empty: any.
 	Cause CauseName `yaml:"cause" json:"cause,omitempty"`
+	// OneOf expects one of these legs and causes, for a behaviour that
+	// races (which of two packets arrives first decides what the client
+	// sees). It excludes None, Leg and Cause.
+	OneOf []LegCause `yaml:"one-of" json:"one_of,omitempty"`
+}
+
+// LegCause is a failing leg and cause.
+type LegCause struct {
+	// Leg is the failing leg.
+	Leg LegName `yaml:"leg,required" json:"leg"`
+	// Cause is the failure's cause.
+	Cause CauseName `yaml:"cause,required" json:"cause"`
 }
 
 // Validate rejects a failure that is both none and something.
 func (f FailureExpect) Validate() error {
 	if f.None && (f.Leg != "" || f.Cause != "") {
 		return fmt.Errorf("failure: none excludes leg and cause")
+	}
+	if len(f.OneOf) > 0 && (f.None || f.Leg != "" || f.Cause != "") {
+		return fmt.Errorf("failure: one-of excludes none, leg and cause")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 )
 
@@ -21,6 +22,10 @@ const (
 	Error Verdict = "error"
 	// Incomplete: the run was interrupted.
 	Incomplete Verdict = "incomplete"
+	// NotRun: the run was not carried out on its firewall (a third-party
+	// tool that cannot express the policy, or a row that skips the tool);
+	// Error says why. It is neither a pass nor a failure.
+	NotRun Verdict = "not-run"
 )
 
 // Observed is the summary of what a run showed.
@@ -110,6 +115,14 @@ type Result struct {
 	Title    string `json:"title"`
 	Describe string `json:"describe,omitempty"`
 	Mode     string `json:"mode"`
+	// Firewall is what stood in the firewall's place: pinwall, or a
+	// third-party tool; empty in runs without a firewall.
+	Firewall string `json:"firewall,omitempty"`
+	// ToolSource is the source of the difference from pinwall's firewall
+	// this run expected of its tool; NotApplicable lists the checks left
+	// out because they read pinwall's firewall log.
+	ToolSource    string   `json:"tool_source,omitempty"`
+	NotApplicable []string `json:"not_applicable,omitempty"`
 
 	Expected Expect    `json:"expected"`
 	Observed Observed  `json:"observed"`
@@ -126,7 +139,10 @@ type Result struct {
 	Events        []harness.AppliedEvent `json:"events,omitempty"`
 	Roles         harness.Roles          `json:"roles"`
 	Policy        string                 `json:"policy,omitempty"`
-	ClientError   string                 `json:"client_error,omitempty"`
+	// Interceptor is a third-party firewall's evidence: its generated
+	// configuration, logs and version.
+	Interceptor *harness.InterceptorEvidence `json:"interceptor,omitempty"`
+	ClientError string                       `json:"client_error,omitempty"`
 
 	Started    time.Time `json:"started"`
 	DurationMS int64     `json:"duration_ms"`
@@ -136,5 +152,12 @@ type Result struct {
 	Capture *harness.Capture `json:"-"`
 }
 
-// Key identifies the result: "id/label".
-func (r Result) Key() string { return r.ID + "/" + r.Variant }
+// Key identifies the result: "id/label", with "@tool" when a third-party
+// tool stood in the firewall's place.
+func (r Result) Key() string {
+	k := r.ID + "/" + r.Variant
+	if r.Firewall != "" && r.Firewall != string(interceptors.Pinwall) {
+		k += "@" + r.Firewall
+	}
+	return k
+}

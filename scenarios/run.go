@@ -103,14 +103,28 @@ func estimate(r Run) time.Duration {
 }
 
 func incomplete(r Run, mode, why string) Result {
-	return Result{ID: r.Scenario.ID, Variant: r.Variant, Role: r.Role, Title: r.Scenario.Title, Describe: r.Describe,
-		Mode: mode, Expected: r.Expect, Verdict: Incomplete, Error: why, Started: time.Now()}
+	res := newResult(r, mode)
+	res.Verdict, res.Error = Incomplete, why
+	return res
+}
+
+// newResult is a result for r before it runs.
+func newResult(r Run, mode string) Result {
+	res := Result{ID: r.Scenario.ID, Variant: r.Variant, Role: r.Role, Title: r.Scenario.Title, Describe: r.Describe,
+		Mode: mode, Expected: r.Expect, Started: time.Now(), ToolSource: r.ToolSource, NotApplicable: r.NotApplicable}
+	if fw := r.Plan.Spec.Firewall; fw != nil {
+		res.Firewall = string(fw.Kind.OrPinwall())
+	}
+	return res
 }
 
 // RunOne executes one run and judges it.
 func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
-	res := Result{ID: r.Scenario.ID, Variant: r.Variant, Role: r.Role, Title: r.Scenario.Title, Describe: r.Describe,
-		Mode: runner.Name(), Expected: r.Expect, Started: time.Now()}
+	res := newResult(r, runner.Name())
+	if r.NotRun != "" {
+		res.Verdict, res.Error = NotRun, r.NotRun
+		return res
+	}
 	if fw := r.Plan.Spec.Firewall; fw != nil {
 		if p, err := fw.LoadPolicy(); err == nil {
 			res.Policy = p.Describe()
@@ -119,7 +133,7 @@ func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
 	obs, err := runner.Run(ctx, r.Plan)
 	res.DurationMS = time.Since(res.Started).Milliseconds()
 	if obs != nil {
-		Judge(&res, obs)
+		judge(&res, obs, r.Plan.Spec.Client.DeviceCert != harness.DeviceCertNone)
 	}
 	switch {
 	case errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil):
@@ -132,8 +146,17 @@ func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
 
 // Judge fills a result from an observation: the summary, the findings, the
 // checks and the verdict.
-func Judge(res *Result, obs *harness.Observation) {
+func Judge(res *Result, obs *harness.Observation) { judge(res, obs, false) }
+
+// judge is Judge; deviceCert says the client presents a device
+// certificate (what the endpoint refinement for a third-party firewall
+// needs to know).
+func judge(res *Result, obs *harness.Observation, deviceCert bool) {
 	res.Observed = summarize(obs)
+	if obs.Interceptor != nil {
+		refineForInterceptor(res.Observed.Failure, obs, deviceCert)
+		res.Interceptor = obs.Interceptor
+	}
 	res.Findings = findings(obs)
 	res.Checks = evaluate(res.Expected, obs, res.Observed, res.Findings)
 	res.FirewallLog, res.GatewayLog, res.ClientHistory = obs.Firewall, obs.Gateway, obs.History
@@ -148,12 +171,18 @@ func Judge(res *Result, obs *harness.Observation) {
 	}
 }
 
-// Passed reports whether every result passed.
+// Passed reports whether every result that ran passed (a run not
+// carried out on its firewall is neither), and one did.
 func Passed(rs []Result) bool {
+	ran := 0
 	for _, r := range rs {
+		if r.Verdict == NotRun {
+			continue
+		}
+		ran++
 		if r.Verdict != Pass {
 			return false
 		}
 	}
-	return len(rs) > 0
+	return ran > 0
 }

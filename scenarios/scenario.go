@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/strictyaml"
 )
@@ -53,6 +54,9 @@ func RoleOf(label string) Role {
 
 // FirewallSection is a scenario's firewall: absent means no firewall.
 type FirewallSection struct {
+	// Kind is what stands in the firewall's place: pinwall (the default),
+	// mitmproxy, squid or sslsplit (containers only).
+	Kind interceptors.Kind `yaml:"kind"`
 	// Inside is the firewall's address on the LAN; empty means 10.10.10.254.
 	Inside string `yaml:"inside"`
 	// Outside is its address towards the internet (the sessions' NAT
@@ -114,6 +118,10 @@ type Scenario struct {
 	Hold time.Duration `yaml:"hold"`
 	// Expect is what every variant must show, unless it overrides it.
 	Expect Expect `yaml:"expect"`
+	// Tools are the row's expectations on third-party firewalls where
+	// they differ from pinwall's, for every variant (a variant's own
+	// entry for a tool replaces this one).
+	Tools ToolsSection `yaml:"tools"`
 
 	// Variants are the runs: each overrides parts of the base above.
 	Variants []VariantSpec `yaml:"variants,required"`
@@ -174,8 +182,10 @@ type VariantSpec struct {
 	// Expect overrides the base's expectations item by item (lists
 	// replace).
 	Expect yaml.Node `yaml:"expect"`
-	Line   int       `yaml:"-" strictyaml:"line"`
-	Column int       `yaml:"-" strictyaml:"column"`
+	// Tools are this variant's expectations on third-party firewalls.
+	Tools  ToolsSection `yaml:"tools"`
+	Line   int          `yaml:"-" strictyaml:"line"`
+	Column int          `yaml:"-" strictyaml:"column"`
 }
 
 // Run is one resolved variant of a scenario, ready to execute.
@@ -187,10 +197,29 @@ type Run struct {
 	Describe string
 	Plan     harness.Plan
 	Expect   Expect
+	// Tools are the expectations on each third-party firewall, resolved:
+	// the run's own where no difference is declared.
+	Tools map[interceptors.Kind]ToolRun
+	// Firewall is the kind this run is for (ForFirewall); ToolSource the
+	// source of a declared difference, NotApplicable the checks left out
+	// because they read pinwall's firewall log.
+	Firewall      interceptors.Kind
+	ToolSource    string
+	NotApplicable []string
+	// NotRun, when set, says why the run is not carried out on its
+	// firewall (the tool cannot express the policy, or the row says so).
+	NotRun string
 }
 
-// Key identifies a run: "id/label", such as "sni-spoof/with-fix/sni-and-ip".
-func (r Run) Key() string { return r.Scenario.ID + "/" + r.Variant }
+// Key identifies a run: "id/label", such as "sni-spoof/with-fix/sni-and-ip",
+// with "@tool" when a third-party tool stands in the firewall's place.
+func (r Run) Key() string {
+	k := r.Scenario.ID + "/" + r.Variant
+	if r.Firewall.IsThirdParty() {
+		k += "@" + string(r.Firewall)
+	}
+	return k
+}
 
 // Validate checks what the schema cannot.
 func (s *Scenario) Validate() error {
@@ -273,6 +302,9 @@ func parse(file string, data []byte, fsys fs.FS) (*Scenario, error) {
 		return nil, err
 	}
 	s.File, s.fsys, s.data = file, fsys, data
+	if s.Firewall != nil && s.Firewall.Policy != nil && s.Firewall.Policy.File == "" {
+		s.Firewall.Policy.File = file // an inline policy: its lines are the scenario's
+	}
 	if s.Firewall != nil && s.Firewall.PolicyFile != "" {
 		p, err := s.loadPolicy(s.Firewall.PolicyFile, "firewall.policy-file")
 		if err != nil {
@@ -439,6 +471,10 @@ func (s *Scenario) resolve(i int) (Run, error) {
 	if err := decode(&v.Expect, "expect", &exp); err != nil {
 		return Run{}, err
 	}
+	tools, err := s.resolveTools(v, field, exp, cs)
+	if err != nil {
+		return Run{}, err
+	}
 
 	spec.Client, spec.Gateway = cs, gw
 	if fw != nil {
@@ -471,7 +507,12 @@ func (s *Scenario) resolve(i int) (Run, error) {
 	if role == "" {
 		role = RoleOf(v.Variant)
 	}
-	return Run{Scenario: s, Variant: v.Variant, Role: role, Describe: v.Describe, Plan: plan, Expect: exp}, nil
+	r := Run{Scenario: s, Variant: v.Variant, Role: role, Describe: v.Describe, Plan: plan, Expect: exp, Tools: tools}
+	if fw := plan.Spec.Firewall; fw != nil && fw.Kind.IsThirdParty() {
+		// The file itself puts a tool in the firewall's place.
+		return r.ForFirewall(fw.Kind), nil
+	}
+	return r, nil
 }
 
 // overrideFirewall applies a variant's firewall section (node n, at
@@ -481,12 +522,14 @@ func (s *Scenario) overrideFirewall(fw *FirewallSection, n *yaml.Node, field str
 	if fw == nil {
 		fw = &FirewallSection{}
 	}
-	override := FirewallSection{Inside: fw.Inside, Outside: fw.Outside, ProxyPort: fw.ProxyPort}
+	override := FirewallSection{Kind: fw.Kind, Inside: fw.Inside, Outside: fw.Outside, ProxyPort: fw.ProxyPort}
 	if err := strictyaml.DecodeNode(s.File, n, strictyaml.Key(field, "firewall"), &override); err != nil {
 		return nil, err
 	}
 	if override.Policy == nil && override.PolicyFile == "" {
 		override.Policy, override.PolicyFile = fw.Policy, fw.PolicyFile
+	} else if override.Policy != nil && override.Policy.File == "" {
+		override.Policy.File = s.File // an inline policy: its lines are the scenario's
 	}
 	if override.PolicyFile != "" && override.Policy == nil {
 		p, err := s.loadPolicy(override.PolicyFile, strictyaml.Key(field, "firewall.policy-file"))
@@ -500,7 +543,7 @@ func (s *Scenario) overrideFirewall(fw *FirewallSection, n *yaml.Node, field str
 
 // firewallSpec turns a resolved firewall section into the harness's spec.
 func (s *Scenario) firewallSpec(fw *FirewallSection) (*harness.FirewallSpec, error) {
-	fs := &harness.FirewallSpec{ProxyPort: fw.ProxyPort, Policy: fw.Policy}
+	fs := &harness.FirewallSpec{Kind: fw.Kind, ProxyPort: fw.ProxyPort, Policy: fw.Policy}
 	var err error
 	if fs.Inside, err = parseAddrField(fw.Inside); err != nil {
 		return nil, s.errAt("firewall.inside", err, "%v", err)

@@ -45,6 +45,7 @@ const usage = `pinwall: what a TLS-intercepting firewall does to a tunnelling se
 Usage:
   pinwall list                              list the scenarios
   pinwall run [ID...] [--all] [--out DIR] [--mode inproc|containers] [--parallel N]
+              [--firewall pinwall|mitmproxy|squid|sslsplit|LIST|all]
                                             run scenarios, print the verdicts, write evidence
   pinwall check --policy FILE [--client FILE]
                                             review a firewall policy: the tunnel over DTLS and TLS,
@@ -56,6 +57,7 @@ Usage:
   pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin, probe)
   pinwall compose [--scenario ID] [--dir DIR]
                                             write a docker-compose project of a scenario's topology
+  pinwall image [--tools] [--rebuild]       make the container images (--tools: mitmproxy, squid, sslsplit)
   pinwall clean [--images] [--ttl D] [--dry-run]
                                             remove what dead container runs left on the Docker engine
   pinwall version                           print the version
@@ -148,6 +150,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "compose":
 		return cmdCompose(rest, stdout, stderr)
+	case "image":
+		return cmdImage(ctx, rest, stdout, stderr)
 	case "clean":
 		return cmdClean(ctx, rest, stdout, stderr)
 	case "version":

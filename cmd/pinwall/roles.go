@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/containers"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/internal/node"
 	"github.com/pinwall/pinwall/pki"
 )
@@ -102,4 +104,26 @@ func isStatic(path string) bool {
 		}
 	}
 	return true
+}
+
+// prepareTools makes the firewall image of the third-party tools before
+// the runs start, saying so when it takes a while (the first time:
+// mmdebstrap and docker import).
+func prepareTools(ctx context.Context, runner harness.Runner, stderr io.Writer) error {
+	c, ok := runner.(*containers.Runner)
+	if !ok {
+		return nil
+	}
+	fmt.Fprintf(stderr, "pinwall: the interceptors' image %s (Debian %s: %s)…\n", containers.ToolsImageTag(), containers.ToolsSuite, strings.Join(interceptors.Packages, ", "))
+	if _, err := c.ToolsImage(ctx); err != nil {
+		return fmt.Errorf("the interceptors' image: %w", err)
+	}
+	if res := c.ToolsImageBuild(); res.ImageCreated {
+		built := "from the cached root filesystem " + res.Rootfs
+		if res.RootfsBuilt {
+			built = fmt.Sprintf("mmdebstrap %.1fs", res.RootfsTook.Seconds())
+		}
+		fmt.Fprintf(stderr, "pinwall: made %s in %.1fs (%s)\n", res.Tag, res.Took.Seconds(), built)
+	}
+	return nil
 }

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/reports"
@@ -77,6 +79,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
 	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
+	firewall := fs.String("firewall", "", "what stands in the firewall's place: pinwall (default), mitmproxy, squid or sslsplit (the tools need --mode containers); several, comma-separated, or all, run every row on each side by side")
 	panVersion := fs.String("pan-version", fwlog.DefaultPANVersion, "PAN-OS log layout of the bundle's PAN-OS files: 9.1, 10.0 (TRAFFIC 75 fields, DECRYPTION 91) or 10.1 to 11.2 (TRAFFIC 115, DECRYPTION 107)")
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
@@ -118,6 +121,29 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if *firewall != "" {
+		kinds, err := parseFirewalls(*firewall)
+		if err != nil {
+			return usageError("--firewall: %v", err)
+		}
+		var all []scenarios.Run
+		tools := false
+		for _, r := range runs {
+			for _, k := range kinds {
+				all = append(all, r.ForFirewall(k))
+				tools = tools || k.IsThirdParty()
+			}
+		}
+		runs = all
+		if tools && *mode != "containers" {
+			return usageError("--firewall %s: the third-party tools run only with --mode containers (the kernel redirects the laptop's traffic into them)", *firewall)
+		}
+		if tools {
+			if err := prepareTools(ctx, runner, stderr); err != nil {
+				return err
+			}
+		}
+	}
 	results, meta := execute(ctx, runs, runner, *parallel, stderr)
 	meta.CommandLine = append([]string{"pinwall", "run"}, args...)
 	meta.PANVersion = *panVersion
@@ -128,6 +154,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	meta.Provenance = provenanceOf(ctx, runner)
 	fmt.Fprint(stdout, reports.VerdictTable(results))
+	fmt.Fprint(stdout, reports.NotRunLines(results))
 	passed, total := reports.Summary(results)
 	if err := reports.WriteSigned(*out, meta, ss, results, signer); err != nil {
 		return fmt.Errorf("writing the evidence bundle: %w", err)
@@ -140,6 +167,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		passed, total, meta.Mode, meta.Ended.Sub(meta.Started).Seconds(), abs)
 	if meta.Interrupted {
 		return &exitError{code: 1, err: errors.New("interrupted: incomplete runs are marked in the evidence")}
+	}
+	if total == 0 {
+		return &exitError{code: 2, err: errors.New("no run could be carried out on this firewall")}
 	}
 	if passed != total {
 		return &exitError{code: 1, err: fmt.Errorf("%d run(s) did not meet their expectation", total-passed)}
@@ -167,6 +197,9 @@ func execute(ctx context.Context, runs []scenarios.Run, runner harness.Runner, p
 }
 
 func outcomeLine(r scenarios.Result) string {
+	if r.Verdict == scenarios.NotRun {
+		return r.Error
+	}
 	t := r.Observed.Tunnel
 	s := "tunnel " + t.State
 	if t.Transport != "" {
@@ -250,4 +283,23 @@ func buildInfo() (v, c string) {
 		}
 	}
 	return
+}
+
+// parseFirewalls reads --firewall: one kind, a comma-separated list, or
+// "all" (pinwall's firewall and every tool).
+func parseFirewalls(v string) ([]interceptors.Kind, error) {
+	if strings.TrimSpace(v) == "all" {
+		return interceptors.Kinds, nil
+	}
+	var out []interceptors.Kind
+	for _, f := range strings.Split(v, ",") {
+		k, err := interceptors.ParseKind(f)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }

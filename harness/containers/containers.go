@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -35,9 +36,11 @@ import (
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/interceptors"
 	"github.com/pinwall/pinwall/internal/node"
 	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/mitm/policy"
+	"github.com/pinwall/pinwall/netsetup"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
 )
@@ -178,8 +181,19 @@ type Runner struct {
 	// zero means capture.DefaultSnapLen, negative no limit.
 	SnapLen int
 
+	// ToolsCache keeps the tools' root filesystem between builds (see
+	// ToolsImageConfig.CacheDir); empty means the user's cache directory.
+	ToolsCache string
+
 	mu        sync.Mutex
 	idOnce    sync.Once
+	binOnce   sync.Once
+	bin       []byte
+	binErr    error
+	toolsOnce sync.Once
+	tools     string
+	toolsErr  error
+	toolsRes  ToolsImageResult
 	id        string
 	slotsOnce sync.Once
 	slots     chan int // free run slots
@@ -266,13 +280,56 @@ func (c *Runner) log() *slog.Logger {
 func (c *Runner) Image(ctx context.Context) (string, error) {
 	c.buildOnce.Do(func() {
 		start := time.Now()
-		image, err := buildImage(ctx, c.Binary, c.Rebuild, c.log())
+		var image string
+		bin, err := c.binary(ctx)
+		if err == nil {
+			image = imageTag(bin)
+			err = buildDockerImage(ctx, docker.Dockerfile, bin, image, c.Rebuild, c.log())
+		}
 		c.mu.Lock()
 		c.image, c.imageErr = image, err
 		c.built = time.Since(start)
 		c.mu.Unlock()
 	})
 	return c.image, c.imageErr
+}
+
+// binary is the static pinwall binary the images hold (built once).
+func (c *Runner) binary(ctx context.Context) ([]byte, error) {
+	c.binOnce.Do(func() { c.bin, c.binErr = nodeBinary(ctx, c.Binary) })
+	return c.bin, c.binErr
+}
+
+// ToolsImage makes sure (once) the tools' image exists (EnsureToolsImage:
+// mmdebstrap and docker import the first time) and builds the firewall
+// image for third-party interceptors on it: the tools and the pinwall
+// binary as their supervisor. It returns that image's tag.
+func (c *Runner) ToolsImage(ctx context.Context) (string, error) {
+	c.toolsOnce.Do(func() {
+		bin, err := c.binary(ctx)
+		if err != nil {
+			c.toolsErr = err
+			return
+		}
+		res, err := EnsureToolsImage(ctx, ToolsImageConfig{CacheDir: c.ToolsCache, Rebuild: c.Rebuild, Logger: c.log()})
+		c.mu.Lock()
+		c.toolsRes = res
+		c.mu.Unlock()
+		if err != nil {
+			c.toolsErr = err
+			return
+		}
+		c.tools = toolsNodeTag(res.Tag, bin)
+		c.toolsErr = buildDockerImage(ctx, toolsDockerfile(res.Tag), bin, c.tools, c.Rebuild, c.log())
+	})
+	return c.tools, c.toolsErr
+}
+
+// ToolsImageBuild reports what ToolsImage did (zero before it ran).
+func (c *Runner) ToolsImageBuild() ToolsImageResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.toolsRes
 }
 
 // moduleRoot finds this module's source, for building the binary.
@@ -303,16 +360,17 @@ func imageTag(bin []byte) string {
 	return NodeImageRepo + ":" + hex.EncodeToString(sum[:6])
 }
 
-func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logger) (string, error) {
-	var bin []byte
+// nodeBinary is the static pinwall binary's content: binary, or one
+// built from this module's source when binary is empty.
+func nodeBinary(ctx context.Context, binary string) ([]byte, error) {
 	if binary == "" {
 		root, err := moduleRoot()
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		dir, err := os.MkdirTemp("", "pinwall-image-")
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		defer os.RemoveAll(dir)
 		out := filepath.Join(dir, "pinwall")
@@ -320,27 +378,29 @@ func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logg
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("building the static pinwall binary: %v: %s", err, b)
+			return nil, fmt.Errorf("building the static pinwall binary: %v: %s", err, b)
 		}
 		binary = out
 	}
-	bin, err := os.ReadFile(binary)
-	if err != nil {
-		return "", err
-	}
-	tag := imageTag(bin)
+	return os.ReadFile(binary)
+}
+
+// buildDockerImage builds tag from a Dockerfile and the pinwall binary
+// (the build context), labelled pinwall=node; an existing tag is reused
+// unless rebuild.
+func buildDockerImage(ctx context.Context, dockerfile, bin []byte, tag string, rebuild bool, log *slog.Logger) error {
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer cli.Close()
 	if _, err := cli.ImageInspect(ctx, tag); err == nil {
 		if !rebuild {
 			log.Info("containers: reusing image", "tag", tag)
-			return tag, nil
+			return nil
 		}
 		if _, err := cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true}); err != nil {
-			return "", fmt.Errorf("remove image %s: %w", tag, err)
+			return fmt.Errorf("remove image %s: %w", tag, err)
 		}
 	}
 	var buf bytes.Buffer
@@ -349,28 +409,28 @@ func buildImage(ctx context.Context, binary string, rebuild bool, log *slog.Logg
 		name string
 		data []byte
 		mode int64
-	}{{"Dockerfile", docker.Dockerfile, 0o644}, {"pinwall", bin, 0o755}} {
+	}{{"Dockerfile", dockerfile, 0o644}, {"pinwall", bin, 0o755}} {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			return "", err
+			return err
 		}
 		if _, err := tw.Write(f.data); err != nil {
-			return "", err
+			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return "", err
+		return err
 	}
 	res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true, Labels: map[string]string{"pinwall": "node"}})
 	if err != nil {
-		return "", fmt.Errorf("docker build: %w", err)
+		return fmt.Errorf("docker build: %w", err)
 	}
 	defer res.Body.Close()
 	out, _ := io.ReadAll(res.Body)
 	if bytes.Contains(out, []byte(`"error"`)) {
-		return "", fmt.Errorf("docker build: %s", out)
+		return fmt.Errorf("docker build: %s", out)
 	}
 	log.Info("containers: built image", "tag", tag)
-	return tag, nil
+	return nil
 }
 
 // started is one started container.
@@ -387,6 +447,7 @@ type containerRun struct {
 	plan  harness.Plan
 	set   *pki.Set
 	image string
+	tools string // the firewall's image when a third-party tool stands in for it
 	cli   *testcontainers.DockerClient
 	lan   *testcontainers.DockerNetwork
 	inet  *testcontainers.DockerNetwork
@@ -396,6 +457,8 @@ type containerRun struct {
 	nodes map[string]*started
 	order []string
 	seq   int // impairment controls sent
+	// interceptor is the policy as translated for a third-party firewall.
+	interceptor *interceptors.Config
 }
 
 // Run implements harness.Runner.
@@ -410,6 +473,12 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	image, err := c.Image(ctx)
 	if err != nil {
 		return nil, err
+	}
+	var tools string
+	if p.Spec.Firewall.Kind.IsThirdParty() {
+		if tools, err = c.ToolsImage(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c.sweep(ctx)
 	slot, err := c.acquire(ctx)
@@ -428,7 +497,7 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 		return nil, err
 	}
 	defer cli.Close()
-	run := &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, cli: cli, slot: -1, nodes: map[string]*started{}}
+	run := &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{}}
 	defer func() {
 		if !c.Keep {
 			run.teardown(context.WithoutCancel(ctx))
@@ -741,9 +810,13 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitRead
 				return nil
 			}},
 		}),
-		testcontainers.WithWaitStrategy(wait.ForLog(node.MarkerReady).WithStartupTimeout(60 * time.Second)),
+		testcontainers.WithWaitStrategy(wait.ForLog(node.MarkerReady).WithStartupTimeout(startupTimeout(nc))),
 	}
-	c, err := testcontainers.Run(ctx, run.image, opts...)
+	image := run.image
+	if nc.Role == node.RoleFirewall && nc.Firewall.Interceptor != nil {
+		image = run.tools
+	}
+	c, err := testcontainers.Run(ctx, image, opts...)
 	n := &started{name: nc.Name, cfg: nc, c: c}
 	run.mu.Lock()
 	run.nodes[nc.Name] = n
@@ -757,6 +830,16 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitRead
 		return fmt.Errorf("containers: start %s %s: %w\n%s", nc.Role, nc.Name, err, logs)
 	}
 	return nil
+}
+
+// startupTimeout bounds how long a node may take to say it is ready: a
+// third-party interceptor starts slower (mitmproxy loads Python, squid
+// its helpers).
+func startupTimeout(nc node.Config) time.Duration {
+	if nc.Firewall != nil && nc.Firewall.Interceptor != nil {
+		return node.ToolReadyTimeout + 30*time.Second
+	}
+	return 60 * time.Second
 }
 
 func sanitize(s string) string {
@@ -985,6 +1068,9 @@ func (run *containerRun) restartFirewall(ctx context.Context) error {
 // logged) and reads every log out of the containers.
 func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) error {
 	grace := 10 * time.Second
+	if run.interceptor != nil {
+		grace = 25 * time.Second // the node stops the tool (up to 10 s) first
+	}
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
 	}
@@ -998,12 +1084,18 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	obs.FirstUp = harness.FirstUp(obs.Tunnel, obs.History)
 	obs.Recovery = harness.Recovery(obs.History)
 	harness.ExplainLost(obs.Flows, obs.History)
-	recs, err := run.read(ctx, "firewall", "firewall.jsonl")
-	if err != nil {
-		return err
-	}
-	if obs.Firewall, err = fwlog.ReadJSONL(bytes.NewReader(recs)); err != nil {
-		return err
+	if run.interceptor != nil {
+		if err := run.collectInterceptor(ctx, obs); err != nil {
+			return err
+		}
+	} else {
+		recs, err := run.read(ctx, "firewall", "firewall.jsonl")
+		if err != nil {
+			return err
+		}
+		if obs.Firewall, err = fwlog.ReadJSONL(bytes.NewReader(recs)); err != nil {
+			return err
+		}
 	}
 	var state struct {
 		FQDN       map[string]policy.FQDNState `json:"fqdn_objects"`
@@ -1037,12 +1129,54 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	return nil
 }
 
+// maxToolLog bounds each log of a third-party tool kept in the evidence.
+const maxToolLog = 4 << 20
+
+// collectInterceptor reads what a third-party firewall left: its report
+// (version, counters, whether it died), its logs and its configuration.
+func (run *containerRun) collectInterceptor(ctx context.Context, obs *harness.Observation) error {
+	ic := run.interceptor
+	ev := &harness.InterceptorEvidence{Kind: ic.Kind, Translation: ic.Describe()}
+	var rep node.InterceptorReport
+	if err := run.readJSON(ctx, "firewall", node.InterceptorReportFile, &rep); err != nil {
+		return err
+	}
+	ev.VersionText, ev.Exited = rep.Version, rep.Exited
+	ev.Version, _, _ = strings.Cut(strings.TrimSpace(rep.Version), "\n")
+	for _, c := range rep.Counters {
+		ev.Counters = append(ev.Counters, harness.RuleCount{Chain: c.Chain, Rule: c.Comment, Packets: c.Packets, Bytes: c.Bytes})
+	}
+	for _, f := range ic.Files {
+		ev.Files = append(ev.Files, harness.NamedText{Name: path.Base(f.Path), What: "generated " + f.Path, Text: f.Content})
+	}
+	logs := append([]interceptors.Log{{Name: string(ic.Kind) + "-setup.log", Path: node.OutDir + "/" + string(ic.Kind) + "-setup.log", What: "the setup commands pinwall ran before the tool, with their output"}}, ic.Logs...)
+	for _, l := range logs {
+		b, err := run.readPath(ctx, "firewall", l.Path)
+		if err != nil {
+			ev.Logs = append(ev.Logs, harness.NamedText{Name: l.Name, What: l.What, Text: "(not written: " + err.Error() + ")"})
+			continue
+		}
+		nt := harness.NamedText{Name: l.Name, What: l.What, Text: string(b)}
+		if len(b) > maxToolLog {
+			nt.Text, nt.Truncated = string(b[:maxToolLog]), int64(len(b)-maxToolLog)
+		}
+		ev.Logs = append(ev.Logs, nt)
+	}
+	obs.Interceptor = ev
+	obs.Firewall = []fwlog.Record{}
+	return nil
+}
+
 func (run *containerRun) read(ctx context.Context, nodeName, file string) ([]byte, error) {
+	return run.readPath(ctx, nodeName, node.OutDir+"/"+file)
+}
+
+func (run *containerRun) readPath(ctx context.Context, nodeName, file string) ([]byte, error) {
 	n := run.nodes[nodeName]
 	if n == nil || n.c == nil {
 		return nil, fmt.Errorf("containers: no node %q", nodeName)
 	}
-	rc, err := n.c.CopyFileFromContainer(ctx, node.OutDir+"/"+file)
+	rc, err := n.c.CopyFileFromContainer(ctx, file)
 	if err != nil {
 		return nil, fmt.Errorf("containers: read %s from %s: %w\n%s", file, nodeName, err, containerLogs(ctx, n.c))
 	}
@@ -1140,23 +1274,11 @@ func (run *containerRun) configs() ([]node.Config, error) {
 	}
 	// Firewall.
 	fs := s.Firewall
-	pol, err := fs.LoadPolicy()
+	fwNode, err := run.firewallNode(zone, append(append([]node.Route{}, gwRoutes...), originRoutes...))
 	if err != nil {
 		return nil, err
 	}
-	polYAML, err := pol.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	caKey, err := set.Enterprise.KeyPEM()
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, node.Config{Role: node.RoleFirewall, Name: "firewall", Tenant: s.Tenant, Zone: zone,
-		Net: node.Net{Routes: append(append([]node.Route{}, gwRoutes...), originRoutes...),
-			Intercept: &node.Intercept{LAN: s.LAN, TCPPorts: []uint16{80, 443, 8443}, TCPTo: fwTCPPort, UDPPorts: []uint16{443}, UDPTo: fwUDPPort}},
-		Firewall: &node.Firewall{Policy: string(polYAML), CA: node.PEMPair{Cert: string(set.Enterprise.CertPEM()), Key: string(caKey)},
-			Roots: string(set.Internet.CertPEM()), Inside: fs.Inside, Outside: fs.Outside, ProxyPort: fs.ProxyPort, LAN: s.LAN}})
+	out = append(out, fwNode)
 	// Laptop.
 	cn, err := run.clientNode(gwCert)
 	if err != nil {
@@ -1185,6 +1307,61 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		run.addCapture(out)
 	}
 	return out, nil
+}
+
+// firewallNode is the firewall's node configuration: pinwall's firewall,
+// or a third-party tool with the policy translated for it.
+func (run *containerRun) firewallNode(zone []resolve.Record, routes []node.Route) (node.Config, error) {
+	s, set := run.plan.Spec, run.set
+	fs := s.Firewall
+	pol, err := fs.LoadPolicy()
+	if err != nil {
+		return node.Config{}, err
+	}
+	polYAML, err := pol.Marshal()
+	if err != nil {
+		return node.Config{}, err
+	}
+	caKey, err := set.Enterprise.KeyPEM()
+	if err != nil {
+		return node.Config{}, err
+	}
+	fwNode := node.Config{Role: node.RoleFirewall, Name: "firewall", Tenant: s.Tenant, Zone: zone,
+		Net: node.Net{Routes: routes,
+			Intercept: &node.Intercept{LAN: s.LAN, TCPPorts: []uint16{80, 443, 8443}, TCPTo: fwTCPPort, UDPPorts: []uint16{443}, UDPTo: fwUDPPort}},
+		Firewall: &node.Firewall{Policy: string(polYAML), CA: node.PEMPair{Cert: string(set.Enterprise.CertPEM()), Key: string(caKey)},
+			Roots: string(set.Internet.CertPEM()), Inside: fs.Inside, Outside: fs.Outside, ProxyPort: fs.ProxyPort, LAN: s.LAN}}
+	if fs.Kind.IsThirdParty() {
+		ic, err := interceptors.Translate(fs.Kind, pol, interceptors.DefaultParams())
+		if err != nil {
+			return node.Config{}, err
+		}
+		run.interceptor = ic
+		fwNode.Firewall.Interceptor = ic
+		fwNode.Net.Intercept = &node.Intercept{LAN: s.LAN, TCPTo: ic.Port, TCPRules: filters(ic.TCP), UDPRules: filters(ic.UDP)}
+	}
+	return fwNode, nil
+}
+
+// filters turns a translation's nftables rules into netsetup's.
+func filters(rules []interceptors.Rule) []netsetup.Filter {
+	out := make([]netsetup.Filter, len(rules))
+	for i, r := range rules {
+		f := netsetup.Filter{Src: r.Src, Dst: r.Dst, Comment: r.From}
+		for _, p := range r.Ports {
+			f.Ports = append(f.Ports, netsetup.PortRange{Lo: p.Lo, Hi: p.Hi})
+		}
+		switch r.Verdict {
+		case interceptors.ToTool:
+			f.Verdict = netsetup.FilterRedirect
+		case interceptors.Drop:
+			f.Verdict = netsetup.FilterDrop
+		default:
+			f.Verdict = netsetup.FilterAccept
+		}
+		out[i] = f
+	}
+	return out
 }
 
 // impairLaptop sets up the laptop's datagram impairment: as in process, on

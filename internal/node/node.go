@@ -29,6 +29,8 @@ import (
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/hostnet"
+	"github.com/pinwall/pinwall/interceptors"
+	"github.com/pinwall/pinwall/netsetup"
 	"github.com/pinwall/pinwall/outfile"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/resolve"
@@ -97,6 +99,10 @@ type Intercept struct {
 	UDPPorts []uint16     `json:"udp_ports"`
 	TCPTo    uint16       `json:"tcp_to"`
 	UDPTo    uint16       `json:"udp_to"`
+	// TCPRules and UDPRules, instead of the ports, decide the LAN's
+	// connections in order (a third-party interceptor's firewall).
+	TCPRules []netsetup.Filter `json:"tcp_rules,omitempty"`
+	UDPRules []netsetup.Filter `json:"udp_rules,omitempty"`
 }
 
 // Config is everything one container needs.
@@ -145,6 +151,9 @@ type Firewall struct {
 	Outside   netip.Addr   `json:"outside"`
 	ProxyPort uint16       `json:"proxy_port"`
 	LAN       netip.Prefix `json:"lan"`
+	// Interceptor, if set, runs a third-party tool in pinwall's place
+	// (the image holds it), configured as translated.
+	Interceptor *interceptors.Config `json:"interceptor,omitempty"`
 }
 
 // Client configures the laptop container.

@@ -1,13 +1,19 @@
 package node
 
 import (
+	"context"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/pinwall/pinwall/resolve"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -82,4 +88,42 @@ func TestContainerEvidence(t *testing.T) {
 			assert.Equal(t, tt.expect, ContainerEvidence(root, getenv, tt.pid))
 		})
 	}
+}
+
+func TestZoneDNS(t *testing.T) {
+	z, err := serveZoneDNS("127.0.0.1:0", []resolve.Record{
+		{Name: "gateway-acme.sse.test", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")}},
+	})
+	require.NoError(t, err)
+	defer z.Close()
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", z.pc.LocalAddr().String())
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := r.LookupNetIP(ctx, "ip4", "Gateway-Acme.sse.test")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []netip.Addr{netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")}, got, "every address of the name")
+	_, err = r.LookupNetIP(ctx, "ip4", "www.unknown.test")
+	var de *net.DNSError
+	require.ErrorAs(t, err, &de)
+	assert.True(t, de.IsNotFound)
+	_, err = serveZoneDNS("10.10.10.254:53", nil)
+	require.ErrorContains(t, err, "loopback only")
+	require.NoError(t, z.Close())
+	require.NoError(t, z.Close(), "Close is idempotent")
+}
+
+func TestListening(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tcp")
+	// /proc/net/tcp: a socket listening on :15001 (3A99) and one established
+	// from :443 (01BB).
+	require.NoError(t, os.WriteFile(file, []byte(`  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:3A99 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0A0A0AFE:01BB 640A0A0A:D3C2 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
+`), 0o644))
+	assert.True(t, listening(file, 15001))
+	assert.False(t, listening(file, 443), "established, not listening")
+	assert.False(t, listening(file, 8080))
+	assert.False(t, listening(filepath.Join(t.TempDir(), "none"), 15001))
 }

@@ -108,7 +108,8 @@ func applyNodeNet(ctx context.Context, nc Config) (func() error, error) {
 	cfg.DefaultVia = nc.Net.DefaultVia
 	if ic := nc.Net.Intercept; ic != nil {
 		cfg.Forward = true
-		cfg.Intercept = &netsetup.Intercept{LAN: ic.LAN, TCPPorts: ic.TCPPorts, TCPTo: ic.TCPTo, UDPPorts: ic.UDPPorts, UDPTo: ic.UDPTo, Masquerade: ic.LAN}
+		cfg.Intercept = &netsetup.Intercept{LAN: ic.LAN, TCPPorts: ic.TCPPorts, TCPTo: ic.TCPTo, UDPPorts: ic.UDPPorts, UDPTo: ic.UDPTo, Masquerade: ic.LAN,
+			TCPRules: ic.TCPRules, UDPRules: ic.UDPRules}
 	}
 	if len(cfg.Overlays) == 0 && len(cfg.Addrs) == 0 && len(cfg.Routes) == 0 && !cfg.DefaultVia.IsValid() && cfg.Intercept == nil {
 		return func() error { return nil }, nil
@@ -193,6 +194,9 @@ func runOriginNode(ctx context.Context, nc Config, stdout io.Writer, log *slog.L
 
 func runFirewallNode(ctx context.Context, nc Config, zone resolve.Resolver, sig Signals, stdout io.Writer, log *slog.Logger) error {
 	fn := nc.Firewall
+	if fn.Interceptor != nil {
+		return runInterceptorNode(ctx, nc, sig, stdout, log)
+	}
 	ca, err := pki.LoadCA(pki.Config{}, []byte(fn.CA.Cert), []byte(fn.CA.Key))
 	if err != nil {
 		return fmt.Errorf("enterprise CA: %w", err)
