@@ -84,6 +84,9 @@ func TestTLSOverRecordedTCP(t *testing.T) {
 
 	leg := rec.Leg("laptop-origin", "the laptop and the origin")
 	clientCfg.KeyLogWriter = rec.KeyLog()
+	// The transport closes a connection after its body is read, on its own
+	// goroutine; the capture is read once both closes (the FINs) are in.
+	var closed sync.WaitGroup
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -91,7 +94,8 @@ func TestTLSOverRecordedTCP(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			return leg.Conn(c), nil
+			closed.Add(1)
+			return &closeDone{Conn: leg.Conn(c), done: closed.Done}, nil
 		},
 		TLSClientConfig:   clientCfg,
 		DisableKeepAlives: true,
@@ -107,6 +111,7 @@ func TestTLSOverRecordedTCP(t *testing.T) {
 		require.Equal(t, body, got)
 	}
 	tr.CloseIdleConnections()
+	closed.Wait()
 
 	var buf bytes.Buffer
 	_, err = rec.WriteTo(&buf)
@@ -255,4 +260,17 @@ func TestMaxBytes(t *testing.T) {
 	r, err := pcapng.NewReader(&buf)
 	require.NoError(t, err)
 	assert.Contains(t, r.Section().Comment, "1 packets dropped")
+}
+
+// closeDone calls done once, after the connection it wraps is closed.
+type closeDone struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *closeDone) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
 }
