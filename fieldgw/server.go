@@ -51,7 +51,8 @@ type Listener struct {
 	Advertise netip.AddrPort
 }
 
-func (l Listener) advertised() netip.AddrPort {
+// Advertised is the address the bundle gives the probe.
+func (l Listener) Advertised() netip.AddrPort {
 	if l.Advertise.IsValid() {
 		return l.Advertise
 	}
@@ -269,7 +270,7 @@ func (s *Server) IssueBundle() (*probe.Bundle, error) {
 	leaf := s.cfg.State.Certificate.Leaf
 	b := &probe.Bundle{
 		Schema: probe.BundleSchema, ID: id, Created: now.UTC(), Expires: now.Add(s.cfg.BundleTTL).UTC(),
-		Primary:     probe.Endpoint{Name: s.cfg.Primary.Name, Addr: s.cfg.Primary.advertised()},
+		Primary:     probe.Endpoint{Name: s.cfg.Primary.Name, Addr: s.cfg.Primary.Advertised()},
 		ControlName: s.cfg.ControlName,
 		ServerNames: []string{s.cfg.Primary.Name},
 		Pin:         pki.SPKIPin(leaf),
@@ -278,11 +279,11 @@ func (s *Server) IssueBundle() (*probe.Bundle, error) {
 		DeviceKey:   string(devKey),
 	}
 	if s.cfg.Backup.Stack != nil {
-		b.Backup = &probe.Endpoint{Name: s.cfg.Backup.Name, Addr: s.cfg.Backup.advertised()}
+		b.Backup = &probe.Endpoint{Name: s.cfg.Backup.Name, Addr: s.cfg.Backup.Advertised()}
 		b.ServerNames = append(b.ServerNames, s.cfg.Backup.Name)
 	}
 	if s.cfg.Decoy.Stack != nil {
-		d := s.cfg.Decoy.advertised()
+		d := s.cfg.Decoy.Advertised()
 		b.Decoy = &d
 	}
 	b.ServerNames = append(b.ServerNames, s.cfg.ControlName)

@@ -218,6 +218,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, a := range obs.TLS {
 		progress("tls", fmt.Sprintf("%s %s sni=%q: %s %s", a.Key, a.Addr, a.SNI, a.Outcome, a.Cause))
 	}
+	if err := Unreachable(res); err != nil {
+		// Nothing reached a TLS server: the rest would only wait out
+		// timeouts. The caller reports the error.
+		obs.Connections = r.guard.Dials()
+		res.Took = time.Since(start)
+		Conclude(res)
+		return res, nil
+	}
 	// 5. Learning: after a failure at the primary, does a later attempt pass?
 	if first := obs.TLS[0]; !first.Passed() {
 		for i := range r.cfg.LearnAttempts {
