@@ -111,6 +111,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.State == nil || cfg.State.Certificate == nil || cfg.State.DeviceCA == nil {
 		return nil, errors.New("fieldgw: config: field State is required")
 	}
+	if cfg.Decoy.Stack != nil && cfg.State.Decoy == nil {
+		return nil, errors.New("fieldgw: config: a Decoy needs State.Decoy, its own certificate")
+	}
 	if cfg.Primary.Stack == nil || cfg.Primary.Name == "" || !cfg.Primary.Listen.IsValid() {
 		return nil, errors.New("fieldgw: config: Primary needs Name, Stack and Listen")
 	}
@@ -146,13 +149,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Log != nil {
 		log = &lockedWriter{w: cfg.Log}
 	}
-	for _, l := range []Listener{cfg.Primary, cfg.Backup, cfg.Decoy} {
+	for i, l := range []Listener{cfg.Primary, cfg.Backup, cfg.Decoy} {
 		if l.Stack == nil {
 			continue
 		}
 		gc := cfg.Gateway
 		gc.Name, gc.Addr = l.Name, l.Listen
 		gc.Certificate = cfg.State.Certificate
+		if i == 2 {
+			gc.Certificate = cfg.State.Decoy
+		}
 		gc.ClientCAs = cfg.State.DeviceCA.Pool()
 		gc.AllowAnonymous = false
 		gc.Stack = gatewayStack{outer: l.Stack, inner: s.mem}
@@ -285,6 +291,7 @@ func (s *Server) IssueBundle() (*probe.Bundle, error) {
 	if s.cfg.Decoy.Stack != nil {
 		d := s.cfg.Decoy.Advertised()
 		b.Decoy = &d
+		b.DecoyPin = pki.SPKIPin(s.cfg.State.Decoy.Leaf)
 	}
 	b.ServerNames = append(b.ServerNames, s.cfg.ControlName)
 	if err := b.Sign(signer); err != nil {

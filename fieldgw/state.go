@@ -23,6 +23,9 @@ type State struct {
 	Certificate *tls.Certificate
 	// DeviceCA issues the probes' device certificates and verifies them.
 	DeviceCA *pki.CA
+	// Decoy is the decoy's certificate: same issuer, a name that is not
+	// the gateways' (nil: no decoy can be served).
+	Decoy *tls.Certificate
 	// Dir is where the state lives ("" for a state made in memory).
 	Dir string
 }
@@ -34,6 +37,8 @@ const (
 	gatewayKeyFile   = "gateway-key.pem"
 	deviceCAFile     = "device-ca.pem"
 	deviceCAKeyFile  = "device-ca-key.pem"
+	decoyCertFile    = "decoy.pem"
+	decoyKeyFile     = "decoy-key.pem"
 	BundleFile       = "probe-bundle.json"
 	bundlesDir       = "bundles"
 	GatewayLogFile   = "gateway.jsonl"
@@ -52,11 +57,16 @@ func NewState(cfg pki.Config, names ...string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	decoyName := "decoy." + names[0]
+	decoy, err := ca.Issue(pki.Leaf{Subject: pkix.Name{CommonName: decoyName, Organization: []string{"pinwall field probe"}}, DNSNames: []string{decoyName}, Usage: pki.ServerAuth})
+	if err != nil {
+		return nil, err
+	}
 	dca, err := pki.NewCA(cfg, "pinwall field probe Device CA", "pinwall field probe")
 	if err != nil {
 		return nil, err
 	}
-	return &State{Certificate: cert, DeviceCA: dca}, nil
+	return &State{Certificate: cert, DeviceCA: dca, Decoy: decoy}, nil
 }
 
 // LoadState reads the state in dir, or makes it there on first use for
@@ -95,6 +105,10 @@ func LoadState(dir string, names ...string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	decoyKey, err := pki.KeyPEM(st.Decoy.PrivateKey.(crypto.Signer))
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
@@ -103,6 +117,8 @@ func LoadState(dir string, names ...string) (*State, error) {
 		{gatewayKeyFile, key, outfile.Private},
 		{deviceCAKeyFile, dcaKey, outfile.Private},
 		{deviceCAFile, st.DeviceCA.CertPEM(), outfile.Public},
+		{decoyKeyFile, decoyKey, outfile.Private},
+		{decoyCertFile, pki.ChainPEM(st.Decoy), outfile.Public},
 		{gatewayCertFile, pki.ChainPEM(st.Certificate), outfile.Public},
 	} {
 		if err := d.WriteFile(f.name, f.data, f.perm); err != nil {
@@ -144,7 +160,19 @@ func readState(dir string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fieldgw: state %s: %s: %w", dir, deviceCAFile, err)
 	}
-	return &State{Certificate: &cert, DeviceCA: dca, Dir: dir}, nil
+	st := &State{Certificate: &cert, DeviceCA: dca, Dir: dir}
+	if dc, err := os.ReadFile(filepath.Join(dir, decoyCertFile)); err == nil {
+		dk, err := read(decoyKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		d, err := tls.X509KeyPair(dc, dk)
+		if err != nil {
+			return nil, fmt.Errorf("fieldgw: state %s: %s with %s: %w", dir, decoyCertFile, decoyKeyFile, err)
+		}
+		st.Decoy = &d
+	}
+	return st, nil
 }
 
 // newID returns a random identifier of n bytes, in hex.

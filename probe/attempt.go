@@ -176,6 +176,10 @@ func (r *runner) tlsAttempt(ctx context.Context, key, what string, addr netip.Ad
 	}
 	defer raw.Close()
 	var chain []*x509.Certificate
+	pins := r.id.Pins
+	if r.b.Decoy != nil && addr == *r.b.Decoy {
+		pins = r.id.DecoyPins
+	}
 	cfg := &tls.Config{
 		ServerName:         sni,
 		InsecureSkipVerify: true, // the pin decides, in VerifyPeerCertificate
@@ -189,7 +193,7 @@ func (r *runner) tlsAttempt(ctx context.Context, key, what string, addr netip.Ad
 				}
 				chain = append(chain, c)
 			}
-			if r.id.Pins.Match(chain) {
+			if pins.Match(chain) {
 				return nil
 			}
 			return errForged

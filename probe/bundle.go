@@ -55,6 +55,10 @@ type Bundle struct {
 	// gateway address (not in the customer's bypass): the gateway's name
 	// sent there tells whether a bypass by server name can be spoofed.
 	Decoy *netip.AddrPort `json:"decoy,omitempty"`
+	// DecoyPin is the SPKI pin of the decoy's own certificate, which does
+	// not name the gateways (a spoofer's server cannot present theirs):
+	// the probe tells the decoy's answer from a firewall's forgery by it.
+	DecoyPin pki.Pin `json:"decoy_pin,omitempty"`
 	// ControlName is a server name the gateway answers without asking
 	// for a client certificate (gateway.Config.ProbeNames): what the
 	// firewall does to it tells a bypass rule from a client-certificate
@@ -107,6 +111,8 @@ type Identity struct {
 	Gateway *x509.Certificate
 	Device  *tls.Certificate
 	Pins    pki.PinSet
+	// DecoyPins pin the decoy's certificate (empty without a decoy).
+	DecoyPins pki.PinSet
 }
 
 // Sign fills b.Signature with key's signature (key is the gateway's).
@@ -208,6 +214,14 @@ func ParseBundle(data []byte, now time.Time) (*Bundle, *Identity, error) {
 	if b.Decoy != nil && (!b.Decoy.IsValid() || b.Decoy.Port() == 0 || b.Decoy.Addr().IsUnspecified()) {
 		return nil, nil, bad("decoy", "%q is not an address to reach (IP:port)", *b.Decoy)
 	}
+	var decoyPins pki.PinSet
+	if b.Decoy != nil {
+		dp, err := pki.ParsePin(string(b.DecoyPin))
+		if err != nil {
+			return nil, nil, bad("decoy_pin", "%v", err)
+		}
+		decoyPins = pki.PinSet{dp}
+	}
 	if b.ControlName == "" {
 		return nil, nil, bad("control_name", "empty")
 	}
@@ -239,7 +253,7 @@ func ParseBundle(data []byte, now time.Time) (*Bundle, *Identity, error) {
 	if dev.Leaf != nil && now.After(dev.Leaf.NotAfter) {
 		return nil, nil, bad("device_cert", "expired on %s", dev.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	return &b, &Identity{Gateway: gw, Device: &dev, Pins: pki.PinSet{pin}}, nil
+	return &b, &Identity{Gateway: gw, Device: &dev, Pins: pki.PinSet{pin}, DecoyPins: decoyPins}, nil
 }
 
 func parseCertPEM(s string) (*x509.Certificate, error) {

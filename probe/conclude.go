@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/tunnel"
@@ -359,9 +360,12 @@ func (c *conclusion) bypass() Answer {
 			a.Level = Problem
 			a.Summary += "; spoofable: the gateway's name sent to the decoy address, which is no gateway, passed undecrypted (" + describeAttempt(F) + ")"
 			c.find(FindingSNIRuleTooBroad, []string{"attempt F"}, "the gateway's name at the decoy address %s passed undecrypted: %s", F.Addr, describeAttempt(F))
-		case hasF:
+		case hasF && F.Intercepted():
 			a.KeyedOn, a.Level = "sni+address", OK
-			a.Summary += "; bound to the address: the gateway's name at the decoy address was not passed (" + describeAttempt(F) + ")"
+			a.Summary += "; bound to the address: the gateway's name at the decoy address was decrypted (" + describeAttempt(F) + ")"
+		case hasF:
+			a.KeyedOn, a.Level = "sni+server-check", OK
+			a.Summary += "; not spoofable here: the gateway's name at the decoy address, whose certificate does not name the gateway, was refused (" + describeAttempt(F) + ")"
 		default:
 			a.Level = Warn
 			a.Summary += "; whether it can be spoofed was not measured (the bundle has no decoy address)"
@@ -396,9 +400,9 @@ func (c *conclusion) failover(dtls Answer) Answer {
 	case bt.Transport == tunnel.TransportTLS && dtls.Level == OK:
 		a.Level = Warn
 		a.Summary = fmt.Sprintf("works over TLS only on the backup: DTLS passes to the primary, but the client reached the backup %s over TLS", bk.Name)
-	case !D.Passed():
+	case failedBefore(bt) > 0:
 		a.Level = Warn
-		a.Summary = fmt.Sprintf("works only after failed attempts: the backup %s came up over %s, but %s", bk.Name, bt.Transport, describeAttempt(D))
+		a.Summary = fmt.Sprintf("works only after %d failed attempt(s) of the client at the backup %s, then up over %s; %s", failedBefore(bt), bk.Name, bt.Transport, describeAttempt(D))
 	default:
 		a.Level = OK
 		a.Summary = fmt.Sprintf("survives: the backup %s alone takes the tunnel over %s, %d/%d flows verified; %s", bk.Name, bt.Transport, bt.Verified(), len(bt.Flows), describeAttempt(D))
@@ -482,4 +486,20 @@ func (c *conclusion) questions() []Question {
 	q3 := Question{N: 3, Title: "What is the bypass keyed on, and is it correct and narrow?", From: []string{"step 4", "step 6 (backup)"}}
 	q3.Answer = get(AnswerBypass).Summary + ". Backup: " + get(AnswerFailover).Summary + "."
 	return []Question{q1, q2, q3}
+}
+
+// failedBefore counts the client's failed attempts over the transport its
+// tunnel came up on, before it came up (a DTLS attempt before a fallback
+// to TLS is the transport's answer, not a failure of the tunnel).
+func failedBefore(t *TunnelResult) int {
+	n := 0
+	for _, h := range t.History {
+		if h.Event == client.EventUp {
+			break
+		}
+		if h.Event == client.EventAttemptFailed && h.Transport == t.Transport {
+			n++
+		}
+	}
+	return n
 }

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pinwall/pinwall/client"
@@ -202,22 +203,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		obs.DTLS = append(obs.DTLS, d)
 		progress("dtls", fmt.Sprintf("%s %s: %s", e.Name, e.Addr, d.Outcome))
 	}
-	// 2 and 4. TLS: the chain at the primary, then what the bypass is keyed on.
+	// 2. TLS: the chain at the primary.
 	p := b.Primary
-	obs.TLS = append(obs.TLS, r.tlsAttempt(ctx, "A", "primary's address, primary's name", p.Addr, p.Name))
-	obs.TLS = append(obs.TLS, r.tlsAttempt(ctx, "C", "primary's address, no server name", p.Addr, ""))
-	obs.TLS = append(obs.TLS, r.tlsAttempt(ctx, "B", "primary's address, control name (no client certificate asked)", p.Addr, b.ControlName))
-	if bk := b.Backup; bk != nil {
-		obs.TLS = append(obs.TLS, r.tlsAttempt(ctx, "D", "backup's address, backup's name", bk.Addr, bk.Name))
-		obs.TLS = append(obs.TLS, r.tlsAttempt(ctx, "E", "backup's address, primary's name", bk.Addr, p.Name))
-	}
-	if d := b.Decoy; d != nil {
-		obs.TLS = append(obs.TLS, r.tlsAttempt(ctx, "F", "decoy address (no gateway address), primary's name", *d, p.Name))
-		obs.TLS = append(obs.TLS, r.tlsAttempt(ctx, "H", "decoy address (no gateway address), control name", *d, b.ControlName))
-	}
-	for _, a := range obs.TLS {
+	tlsStep := func(key, what string, addr netip.AddrPort, sni string) {
+		a := r.tlsAttempt(ctx, key, what, addr, sni)
+		obs.TLS = append(obs.TLS, a)
 		progress("tls", fmt.Sprintf("%s %s sni=%q: %s %s", a.Key, a.Addr, a.SNI, a.Outcome, a.Cause))
 	}
+	tlsStep("A", "primary's address, primary's name", p.Addr, p.Name)
 	if err := Unreachable(res); err != nil {
 		// Nothing reached a TLS server: the rest would only wait out
 		// timeouts. The caller reports the error.
@@ -226,7 +219,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Conclude(res)
 		return res, nil
 	}
-	// 5. Learning: after a failure at the primary, does a later attempt pass?
+	// 5. Learning: after a failure at the primary, does a later attempt
+	// pass? Asked before the bypass attempts, whose refused forgeries
+	// could teach a firewall that learns from them what the tunnel's own
+	// attempts never would.
 	if first := obs.TLS[0]; !first.Passed() {
 		for i := range r.cfg.LearnAttempts {
 			if ctx.Err() != nil {
@@ -240,17 +236,50 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 	}
-	// 6. The real tunnel, and the record fetched through it (step 3).
+	// 6. The real tunnel, for the same reason before the bypass attempts;
+	// it stays up to fetch the gateway's record at the end (step 3).
 	names := []string{p.Name}
 	if b.Backup != nil {
 		names = append(names, b.Backup.Name)
 	}
-	obs.Tunnel = r.tunnel(ctx, names, client.TransportAuto, res.Run, res.Started, obs)
-	progress("tunnel", fmt.Sprintf("up=%v %s %s, %d/%d flows verified", obs.Tunnel.Up, obs.Tunnel.Transport, obs.Tunnel.Gateway, obs.Tunnel.Verified(), len(obs.Tunnel.Flows)))
+	main := r.tunnel(ctx, names, r.cfg.Flows)
+	defer main.close()
+	progress("tunnel", fmt.Sprintf("up=%v %s %s, %d/%d flows verified", main.res.Up, main.res.Transport, main.res.Gateway, main.res.Verified(), len(main.res.Flows)))
+	// 4. What the bypass is keyed on.
+	tlsStep("C", "primary's address, no server name", p.Addr, "")
+	tlsStep("B", "primary's address, control name (no client certificate asked)", p.Addr, b.ControlName)
+	if bk := b.Backup; bk != nil {
+		tlsStep("D", "backup's address, backup's name", bk.Addr, bk.Name)
+		tlsStep("E", "backup's address, primary's name", bk.Addr, p.Name)
+	}
+	if d := b.Decoy; d != nil {
+		tlsStep("F", "decoy address (no gateway address, its own certificate), primary's name", *d, p.Name)
+		tlsStep("H", "decoy address (no gateway address, its own certificate), control name", *d, b.ControlName)
+	}
+	// 6, failover: the backup alone.
+	var bt *tunnelRun
 	if b.Backup != nil {
-		bt := r.tunnel(ctx, []string{b.Backup.Name}, client.TransportAuto, res.Run, res.Started, nil)
-		obs.Backup = &bt
-		progress("failover", fmt.Sprintf("backup alone: up=%v %s, %d/%d flows verified", bt.Up, bt.Transport, bt.Verified(), len(bt.Flows)))
+		bt = r.tunnel(ctx, []string{b.Backup.Name}, 1)
+		defer bt.close()
+		progress("failover", fmt.Sprintf("backup alone: up=%v %s, %d/%d flows verified", bt.res.Up, bt.res.Transport, bt.res.Verified(), len(bt.res.Flows)))
+	}
+	// 3. The gateway's record of the run, through a tunnel.
+	switch {
+	case main.res.Up:
+		obs.Record, err = fetchRecord(ctx, main.hc, r.id, res.Run, res.Started)
+	case bt != nil && bt.res.Up:
+		obs.Record, err = fetchRecord(ctx, bt.hc, r.id, res.Run, res.Started)
+	default:
+		err = errors.New("no tunnel came up to fetch it through")
+	}
+	if err != nil {
+		obs.RecordError = err.Error()
+	}
+	main.close()
+	obs.Tunnel = main.res
+	if bt != nil {
+		bt.close()
+		obs.Backup = &bt.res
 	}
 	obs.Connections = r.guard.Dials()
 	res.Took = time.Since(start)
@@ -393,61 +422,63 @@ func (r *runner) dtls(ctx context.Context, e Endpoint) (d DTLSResult) {
 	return d
 }
 
-// tunnel brings the tunnel up over gws, carries the flows and, when obs is
-// set, fetches the gateway's record through it.
-func (r *runner) tunnel(ctx context.Context, gws []string, mode client.TransportMode, run string, since time.Time, obs *Observations) (t TunnelResult) {
-	t = TunnelResult{Gateways: gws, FailMode: client.FailClose}
-	c, err := client.New(r.clientConfig(gws, mode))
+// tunnelRun is a tunnel brought up, kept until close.
+type tunnelRun struct {
+	res  TunnelResult
+	c    *client.Client
+	hc   *http.Client
+	once sync.Once
+}
+
+// close ends the tunnel and records the client's history; idempotent.
+func (t *tunnelRun) close() {
+	t.once.Do(func() {
+		if t.c == nil {
+			return
+		}
+		if t.hc != nil {
+			t.hc.CloseIdleConnections()
+		}
+		t.c.Close()
+		t.res.History = t.c.History()
+	})
+}
+
+// tunnel brings the tunnel up over gws and carries n flows through it.
+func (r *runner) tunnel(ctx context.Context, gws []string, n int) *tunnelRun {
+	t := &tunnelRun{res: TunnelResult{Gateways: gws, FailMode: client.FailClose}}
+	c, err := client.New(r.clientConfig(gws, client.TransportAuto))
 	if err != nil {
-		t.Error = err.Error()
+		t.res.Error = err.Error()
 		return t
 	}
-	defer func() {
-		t.History = c.History()
-	}()
-	defer c.Close()
 	if err := c.Start(ctx); err != nil {
-		t.Error = err.Error()
+		t.res.Error = err.Error()
 		return t
 	}
+	t.c = c
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(2*len(gws)+1)*r.cfg.StepTimeout)
 	st, err := c.WaitUp(wctx)
 	cancel()
 	if err != nil {
-		t.Error = err.Error()
-		t.Leg, t.Cause = failure.LegOf(err), failure.CauseOf(err)
+		t.res.Error = err.Error()
+		t.res.Leg, t.res.Cause = failure.LegOf(err), failure.CauseOf(err)
 		return t
 	}
-	t.Up, t.Transport, t.Gateway, t.Via = true, st.Transport, st.Gateway, st.Via
-	hc := &http.Client{
-		Transport: &http.Transport{
-			DialContext:       c.Dial,
-			DisableKeepAlives: true,
-		},
-		Timeout: 2 * r.cfg.StepTimeout,
-	}
-	defer hc.CloseIdleConnections()
-	n := r.cfg.Flows
-	if obs == nil {
-		n = 1
+	t.res.Up, t.res.Transport, t.res.Gateway, t.res.Via = true, st.Transport, st.Gateway, st.Via
+	t.hc = &http.Client{
+		Transport: &http.Transport{DialContext: c.Dial, DisableKeepAlives: true},
+		Timeout:   2 * r.cfg.StepTimeout,
 	}
 	for i := range n {
 		f := origin.Flow{Site: OriginName, Scheme: "http", ReqSize: 32 << 10, RespSize: 64 << 10, Seed: uint64(i + 1), Leg: failure.LegClientGateway}
-		fr, err := origin.RunFlow(ctx, hc, f)
+		fr, err := origin.RunFlow(ctx, t.hc, f)
 		res := FlowResult{Seed: f.Seed, Bytes: f.ReqSize + f.RespSize, Verified: fr.Verified && err == nil, SHA256: fr.ResponseSHA256,
 			Transport: string(st.Transport), Gateway: st.Gateway}
 		if err != nil {
 			res.Error = err.Error()
 		}
-		t.Flows = append(t.Flows, res)
-	}
-	if obs != nil {
-		rec, err := fetchRecord(ctx, hc, r.id, run, since)
-		if err != nil {
-			obs.RecordError = err.Error()
-		} else {
-			obs.Record = rec
-		}
+		t.res.Flows = append(t.res.Flows, res)
 	}
 	return t
 }

@@ -77,9 +77,13 @@ func Start(ctx context.Context, pol *policy.Policy, opts Options) (_ *Field, err
 	if err != nil {
 		return nil, err
 	}
+	decoyCert, err := top.PKI.ServerCert("decoy.test")
+	if err != nil {
+		return nil, err
+	}
 	any443 := netip.AddrPortFrom(netip.IPv4Unspecified(), 443)
 	cfg := fieldgw.Config{
-		State:       &fieldgw.State{Certificate: cert, DeviceCA: top.PKI.Tenant},
+		State:       &fieldgw.State{Certificate: cert, DeviceCA: top.PKI.Tenant, Decoy: decoyCert},
 		Primary:     fieldgw.Listener{Name: harness.PrimaryGateway, Stack: top.Hosts[harness.PrimaryGateway], Listen: any443, Advertise: PrimaryAddr},
 		ControlName: control,
 	}
