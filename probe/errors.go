@@ -28,6 +28,12 @@ func Unreachable(res *Result) error {
 			return fmt.Errorf("%w: tried %s through the proxy; it answered: %s", ErrUnreachable, a.Addr, a.Error)
 		}
 	}
+	for _, d := range o.DTLS {
+		if d.Gateway == res.Primary.Name && d.Outcome == "intercepted" {
+			return fmt.Errorf("%w: tried DTLS to %s: it presented a key the bundle does not pin, over DTLS, which firewalls do not decrypt: the bundle is not this gateway's (was its --dir made anew?): %s",
+				ErrUnreachable, d.Addr, d.Error)
+		}
+	}
 	notTLS, silent := 0, 0
 	var tried []string
 	for _, a := range o.TLS {
