@@ -503,3 +503,18 @@ func failedBefore(t *TunnelResult) int {
 	}
 	return n
 }
+
+// UnmarshalText reads what MarshalText writes.
+func (l *Level) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "OK":
+		*l = OK
+	case "WARN":
+		*l = Warn
+	case "PROBLEM":
+		*l = Problem
+	default:
+		return fmt.Errorf("probe: level %q is not OK, WARN or PROBLEM", b)
+	}
+	return nil
+}

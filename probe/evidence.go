@@ -87,7 +87,7 @@ func WriteEvidence(dir string, res *Result) error {
 // Markdown renders the report.
 func (r *Result) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# pinwall probe: observed on %s\n\n", r.Label)
+	fmt.Fprintf(&b, "# pinwall probe — Observed on %s\n\n", r.Label)
 	fmt.Fprintf(&b, "Run `%s`, bundle `%s`, started %s, took %.1fs, %d connections opened. Gateway `%s` at `%s`",
 		r.Run, r.BundleID, r.Started.UTC().Format("2006-01-02 15:04:05Z"), r.Took.Seconds(), r.Observed.Connections, r.Primary.Name, r.Primary.Addr)
 	if r.Backup != nil {
@@ -164,9 +164,9 @@ func legCause(l failure.Leg, c failure.Cause) string {
 func mdCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 var htmlReport = template.Must(template.New("report").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>pinwall probe: observed on {{.Label}}</title>
+<html lang="en"><head><meta charset="utf-8"><title>pinwall probe — Observed on {{.Label}}</title>
 <style>body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;padding:.3em;vertical-align:top}table{border-collapse:collapse}.PROBLEM{color:#b00}.WARN{color:#a60}.OK{color:#070}</style></head>
-<body><h1>pinwall probe: observed on {{.Label}}</h1>
+<body><h1>pinwall probe — Observed on {{.Label}}</h1>
 <p>Run <code>{{.Run}}</code>, bundle <code>{{.BundleID}}</code>, gateway <code>{{.Primary.Name}}</code> at <code>{{.Primary.Addr}}</code>. Verdict: <b class="{{.Level}}">{{.Level}}</b></p>
 <h2>The three questions</h2><ol>{{range .Questions}}<li><b>{{.Title}}</b> {{.Answer}}</li>{{end}}</ol>
 <h2>Answers</h2><table><tr><th>answer</th><th>level</th><th>what was measured</th><th>from</th></tr>
