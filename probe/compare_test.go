@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,7 +34,8 @@ var explained = map[string]string{
 	"bypass-fqdn/tls": "FQDN drift: check's client resolved the gateway's name to an address the firewall's FQDN object did not hold yet; " +
 		"the probe resolves nothing (it uses the bundle's address, which the object held), so it cannot see drift",
 	"bypass-fqdn/dtls":        "follows from tls: check keeps a blocked DTLS a PROBLEM when TLS fails too",
-	"bypass-fqdn/over-bypass": "check also sent other names to the gateway's address on another port (8443), which this rule (no port) passes; the probe only tries port 443",
+	"bypass-fqdn/over-bypass": "check saw its firewall pass another name to the gateway's address on another port (8443) by this rule (it has no port); " +
+		"the probe tries port 443 only, and could not tell it anyway: this policy decrypts no other port anywhere, and the probe cannot see which rule passed a session",
 }
 
 type row struct {
@@ -67,7 +69,15 @@ func TestProbeAgreesWithCheck(t *testing.T) {
 				ctx := context.Background()
 				rep, err := review.Run(ctx, review.Input{Policy: pol, Source: file}, review.Options{})
 				require.NoError(t, err)
-				res := runIn(t, pol, probetest.Options{})
+				res, f := runField(t, pol, probetest.Options{})
+				// Nothing but the bundle's addresses: every session the
+				// firewall logged of the laptop went to one of them.
+				allowed := map[netip.AddrPort]bool{probetest.PrimaryAddr: true, probetest.BackupAddr: true, probetest.DecoyAddr: true}
+				if f.Topology.Firewall != nil {
+					for _, rec := range f.Topology.Firewall.Records() {
+						assert.True(t, allowed[rec.Dst], "the probe sent %s %s to %s, not in the bundle", rec.Proto, rec.Src, rec.Dst)
+					}
+				}
 				var rs []row
 				for _, q := range compared {
 					ca := answerOf(rep, q)
