@@ -33,7 +33,7 @@ var compared = []string{probe.AnswerDTLS, probe.AnswerTLS, probe.AnswerFailover,
 var explained = map[string]string{
 	"bypass-fqdn/tls": "FQDN drift: check's client resolved the gateway's name to an address the firewall's FQDN object did not hold yet; " +
 		"the probe resolves nothing (it uses the bundle's address, which the object held), so it cannot see drift",
-	"bypass-fqdn/dtls":        "follows from tls: check keeps a blocked DTLS a PROBLEM when TLS fails too",
+	"bypass-fqdn/dtls": "follows from tls: check keeps a blocked DTLS a PROBLEM when TLS fails too",
 	"bypass-fqdn/over-bypass": "check saw its firewall pass another name to the gateway's address on another port (8443) by this rule (it has no port); " +
 		"the probe tries port 443 only, and could not tell it anyway: this policy decrypts no other port anywhere, and the probe cannot see which rule passed a session",
 }

@@ -410,7 +410,6 @@ func (c *conclusion) failover(dtls Answer) Answer {
 	return a
 }
 
-
 func (c *conclusion) learning() Answer {
 	a := Answer{ID: AnswerLearning, Topic: "Does the firewall learn to stop intercepting?", From: []string{"step 5"}, Level: OK}
 	A, _ := c.o.attempt("A")

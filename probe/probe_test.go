@@ -15,12 +15,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func runIn(t *testing.T, pol *policy.Policy, opts probetest.Options) *probe.Result {
-	t.Helper()
-	res, _ := runField(t, pol, opts)
-	return res
-}
-
 func runField(t *testing.T, pol *policy.Policy, opts probetest.Options) (*probe.Result, *probetest.Field) {
 	t.Helper()
 	ctx := context.Background()

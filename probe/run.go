@@ -144,16 +144,16 @@ type Observations struct {
 
 // Result is a run: what was measured and what it shows.
 type Result struct {
-	Run      string        `json:"run"`
-	Label    string        `json:"label"`
-	BundleID string        `json:"bundle"`
-	Primary  Endpoint      `json:"primary"`
-	Backup   *Endpoint     `json:"backup,omitempty"`
+	Run      string          `json:"run"`
+	Label    string          `json:"label"`
+	BundleID string          `json:"bundle"`
+	Primary  Endpoint        `json:"primary"`
+	Backup   *Endpoint       `json:"backup,omitempty"`
 	Decoy    *netip.AddrPort `json:"decoy,omitempty"`
-	Proxy    string        `json:"proxy,omitempty"`
-	Started  time.Time     `json:"started"`
-	Took     time.Duration `json:"took_ns"`
-	Observed Observations  `json:"observations"`
+	Proxy    string          `json:"proxy,omitempty"`
+	Started  time.Time       `json:"started"`
+	Took     time.Duration   `json:"took_ns"`
+	Observed Observations    `json:"observations"`
 	// Answers, Findings and Questions are drawn from Observed (Conclude).
 	Answers   []Answer   `json:"answers"`
 	Findings  []Finding  `json:"findings"`
