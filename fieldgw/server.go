@@ -255,17 +255,64 @@ func (s *Server) ControlName() string { return s.cfg.ControlName }
 // IssueBundle issues a new device certificate and returns the bundle
 // holding it, signed with the gateway's key.
 func (s *Server) IssueBundle() (*probe.Bundle, error) {
-	now := s.cfg.Now()
+	o := BundleOptions{
+		Primary:     probe.Endpoint{Name: s.cfg.Primary.Name, Addr: s.cfg.Primary.Advertised()},
+		ControlName: s.cfg.ControlName, TTL: s.cfg.BundleTTL, Now: s.cfg.Now(),
+	}
+	if s.cfg.Backup.Stack != nil {
+		o.Backup = &probe.Endpoint{Name: s.cfg.Backup.Name, Addr: s.cfg.Backup.Advertised()}
+	}
+	if s.cfg.Decoy.Stack != nil {
+		d := s.cfg.Decoy.Advertised()
+		o.Decoy = &d
+	}
+	return NewBundle(s.cfg.State, o)
+}
+
+// BundleOptions say what a bundle points the probe at.
+type BundleOptions struct {
+	Primary Endpoint
+	// Backup and Decoy are optional; a Decoy needs State.Decoy.
+	Backup *Endpoint
+	Decoy  *netip.AddrPort
+	// ControlName is the name the gateways answer without a certificate
+	// request (required).
+	ControlName string
+	// TTL is the bundle's validity; zero means 7 days.
+	TTL time.Duration
+	// Now is the time of issue; zero means time.Now().
+	Now time.Time
+}
+
+// Endpoint is probe.Endpoint.
+type Endpoint = probe.Endpoint
+
+// NewBundle issues a device certificate from st's device CA and returns
+// the bundle holding it, signed with st's gateway key. A server that
+// serves the bundle's addresses with st issues the same (Server.IssueBundle);
+// the container runner, which starts the gateways in their own
+// containers, calls it directly.
+func NewBundle(st *State, o BundleOptions) (*probe.Bundle, error) {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if o.TTL <= 0 {
+		o.TTL = 7 * 24 * time.Hour
+	}
+	if o.Decoy != nil && st.Decoy == nil {
+		return nil, errors.New("fieldgw: a bundle with a decoy needs State.Decoy")
+	}
 	id := newID(8)
-	dev, err := s.cfg.State.DeviceCA.Issue(pki.Leaf{
+	dev, err := st.DeviceCA.Issue(pki.Leaf{
 		Subject:  pkix.Name{CommonName: "probe-" + id, SerialNumber: id, Organization: []string{"pinwall field probe"}, OrganizationalUnit: []string{"probes"}},
 		Usage:    pki.ClientAuth,
-		NotAfter: now.Add(s.cfg.BundleTTL),
+		NotAfter: now.Add(o.TTL),
 	})
 	if err != nil {
 		return nil, err
 	}
-	signer, ok := s.cfg.State.Certificate.PrivateKey.(crypto.Signer)
+	signer, ok := st.Certificate.PrivateKey.(crypto.Signer)
 	if !ok {
 		return nil, errors.New("fieldgw: the gateway key cannot sign")
 	}
@@ -273,27 +320,28 @@ func (s *Server) IssueBundle() (*probe.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf := s.cfg.State.Certificate.Leaf
+	leaf := st.Certificate.Leaf
 	b := &probe.Bundle{
-		Schema: probe.BundleSchema, ID: id, Created: now.UTC(), Expires: now.Add(s.cfg.BundleTTL).UTC(),
-		Primary:     probe.Endpoint{Name: s.cfg.Primary.Name, Addr: s.cfg.Primary.Advertised()},
-		ControlName: s.cfg.ControlName,
-		ServerNames: []string{s.cfg.Primary.Name},
+		Schema: probe.BundleSchema, ID: id, Created: now.UTC(), Expires: now.Add(o.TTL).UTC(),
+		Primary:     o.Primary,
+		ControlName: o.ControlName,
+		ServerNames: []string{o.Primary.Name},
 		Pin:         pki.SPKIPin(leaf),
 		GatewayCert: string(pki.CertPEM(leaf)),
 		DeviceCert:  string(pki.CertPEM(dev.Leaf)),
 		DeviceKey:   string(devKey),
 	}
-	if s.cfg.Backup.Stack != nil {
-		b.Backup = &probe.Endpoint{Name: s.cfg.Backup.Name, Addr: s.cfg.Backup.Advertised()}
-		b.ServerNames = append(b.ServerNames, s.cfg.Backup.Name)
+	if o.Backup != nil {
+		bk := *o.Backup
+		b.Backup = &bk
+		b.ServerNames = append(b.ServerNames, bk.Name)
 	}
-	if s.cfg.Decoy.Stack != nil {
-		d := s.cfg.Decoy.Advertised()
+	if o.Decoy != nil {
+		d := *o.Decoy
 		b.Decoy = &d
-		b.DecoyPin = pki.SPKIPin(s.cfg.State.Decoy.Leaf)
+		b.DecoyPin = pki.SPKIPin(st.Decoy.Leaf)
 	}
-	b.ServerNames = append(b.ServerNames, s.cfg.ControlName)
+	b.ServerNames = append(b.ServerNames, o.ControlName)
 	if err := b.Sign(signer); err != nil {
 		return nil, err
 	}
