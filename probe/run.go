@@ -322,6 +322,9 @@ func newRunner(cfg Config) (*runner, error) {
 		cfg.Label = "an unnamed network"
 	}
 	b := cfg.Bundle
+	if b.Backup != nil && b.Backup.Addr.Port() != b.Primary.Addr.Port() {
+		return nil, fmt.Errorf("probe: the bundle's gateways listen on ports %d and %d: the client uses one port for both", b.Primary.Addr.Port(), b.Backup.Addr.Port())
+	}
 	r := &runner{cfg: cfg, b: b, id: cfg.Identity, log: cfg.Logger, proxy: cfg.Proxy, zone: &resolve.Zone{}}
 	allowed := []netip.AddrPort{b.Primary.Addr}
 	for _, e := range r.gateways() {

@@ -64,6 +64,9 @@ func serveFieldGateway(ctx context.Context, args []string, stdout, stderr io.Wri
 		if cfg.Backup, err = listener("--backup", *backupName, *backup, ""); err != nil {
 			return err
 		}
+		if cfg.Backup.Listen.Port() != primary.Advertised().Port() {
+			return usageError("serve gateway: --backup %s: the backup needs the primary's port %d (a client uses one port for both)", *backup, primary.Advertised().Port())
+		}
 	}
 	if *decoy != "" {
 		if cfg.Decoy, err = listener("--decoy", "decoy", *decoy, ""); err != nil {
