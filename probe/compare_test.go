@@ -23,7 +23,7 @@ import (
 	"github.com/pinwall/pinwall/scenarios"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/probe-vs-check.md")
+var update = flag.Bool("update", false, "rewrite the golden files: docs/probe-vs-check.md, testdata/")
 
 // compared are the questions both the probe and check answer.
 var compared = []string{probe.AnswerDTLS, probe.AnswerTLS, probe.AnswerFailover, probe.AnswerBypass}
@@ -154,8 +154,8 @@ func golden(t *testing.T, path, got string) {
 		return
 	}
 	want, err := os.ReadFile(path)
-	require.NoError(t, err, "missing %s; run go test ./probe -run TestProbeAgreesWithCheck -update", path)
-	require.Equal(t, string(want), got, "%s is stale; run go test ./probe -run TestProbeAgreesWithCheck -update and review the diff", path)
+	require.NoError(t, err, "missing %s; run go test ./probe -run %s -update", path, t.Name())
+	require.Equal(t, string(want), got, "%s is stale; run go test ./probe -run %s -update and review the diff", path, t.Name())
 }
 
 // TestFindingIDsInCatalogue pins every finding id the probe can raise to

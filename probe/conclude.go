@@ -231,7 +231,11 @@ func (c *conclusion) tls() Answer {
 	}
 	for i, l := range c.o.Learning {
 		if l.Passed() {
-			a.From = append(a.From, "step 5: attempts A2..A"+fmt.Sprint(i+2))
+			if i == 0 {
+				a.From = append(a.From, "step 5: attempt A2")
+			} else {
+				a.From = append(a.From, fmt.Sprintf("step 5: attempts A2..A%d", i+2))
+			}
 			a.Level = Warn
 			a.Summary = fmt.Sprintf("works only after %d failed attempt(s): %s; then %s", i+1, describeAttempt(first), describeAttempt(l))
 			return a
@@ -295,10 +299,17 @@ func (c *conclusion) device() Answer {
 	default:
 		a.From = []string{"step 2: attempt A", "no record: " + orDash(c.o.RecordError)}
 		first, _ := c.o.attempt("A")
+		greeted := first
+		for _, l := range c.o.Learning {
+			if !greeted.Tunnel && l.Tunnel {
+				greeted = l
+				a.From = append(a.From, "step 5: attempt "+l.Key)
+			}
+		}
 		a.Level = Problem
 		switch {
-		case first.Tunnel:
-			a.Level, a.Summary = OK, "yes, from the probe's side: the gateway greeted attempt A with a tunnel id (it accepted the device certificate); the gateway's record was not fetched"
+		case greeted.Tunnel:
+			a.Level, a.Summary = OK, "yes, from the probe's side: the gateway greeted attempt "+greeted.Key+" with a tunnel id (it accepted the device certificate); the gateway's record was not fetched"
 		case first.Outcome == Failed && (first.Cause == failure.CauseConnectionReset || first.Cause == failure.CauseHandshakeFailed || first.Cause == failure.CauseClosed):
 			a.Leg, a.Cause = failure.LegFirewallGateway, failure.CauseClientCertRequired
 			a.Summary = fmt.Sprintf("inferred, not seen: attempt A ended with %s before any certificate came; a firewall that decrypts fails its upstream leg at the gateway's certificate request (firewall-gateway / client-certificate-required). The gateway's record, which would show it, needs a tunnel and none came up", first.Cause)
@@ -475,15 +486,15 @@ func (c *conclusion) questions() []Question {
 	A, _ := c.o.attempt("A")
 	switch {
 	case A.Intercepted():
-		q2.Answer = fmt.Sprintf("It tries: it presented %s. The probe pins the gateway's key and refused it; ", A.Chain.Leaf)
+		q2.Answer = fmt.Sprintf("It tries: it presented %s; the probe pins the gateway's key and refused it. ", A.Chain.Leaf)
 	case A.Passed():
 		q2.Answer = "It does not try on the gateway's own connection: the pinned chain came through. "
 	default:
 		q2.Answer = fmt.Sprintf("The connection ended before any certificate (%s / %s). ", A.Leg, A.Cause)
 	}
-	q2.Answer += get(AnswerDevice).Summary + ". " + get(AnswerLearning).Summary + "."
+	q2.Answer += "The device certificate: " + get(AnswerDevice).Summary + ". Learning: " + get(AnswerLearning).Summary + "."
 	q3 := Question{N: 3, Title: "What is the bypass keyed on, and is it correct and narrow?", From: []string{"step 4", "step 6 (backup)"}}
-	q3.Answer = get(AnswerBypass).Summary + ". Backup: " + get(AnswerFailover).Summary + "."
+	q3.Answer = sentence(get(AnswerBypass).Summary) + ". Backup: " + get(AnswerFailover).Summary + "."
 	return []Question{q1, q2, q3}
 }
 
@@ -516,4 +527,12 @@ func (l *Level) UnmarshalText(b []byte) error {
 		return fmt.Errorf("probe: level %q is not OK, WARN or PROBLEM", b)
 	}
 	return nil
+}
+
+// sentence capitalizes s's first letter.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

@@ -33,28 +33,46 @@ type Evidence struct {
 	Schema string  `json:"schema"`
 	Level  Level   `json:"level"`
 	Result *Result `json:"result"`
+	// Provenance is what produced the evidence (reports.Provenance from
+	// the command), nil when not given.
+	Provenance any `json:"provenance,omitempty"`
+}
+
+// EvidenceOptions add what the probe package does not know itself.
+type EvidenceOptions struct {
+	// Provenance goes into evidence.json as is (the command gives
+	// reports.Provenance: the pinwall build, Go, the platform).
+	Provenance any
+	// Producer says the same in a line, for the reports' last paragraph.
+	Producer string
 }
 
 // WriteEvidence writes the evidence bundle of res into dir (made if
 // missing, written without following links): report.md and report.html
 // ("Observed on <label>"), evidence.json with the raw observations,
 // junit.xml (one test case per answer) and manifest.sha256 over them.
-func WriteEvidence(dir string, res *Result) error {
+func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 	d, err := outfile.OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("probe: evidence: %w", err)
 	}
 	defer d.Close()
 	files := map[string][]byte{}
-	ev, err := json.MarshalIndent(Evidence{Schema: EvidenceSchema, Level: res.Level(), Result: res}, "", "  ")
+	ev, err := json.MarshalIndent(Evidence{Schema: EvidenceSchema, Level: res.Level(), Result: res, Provenance: o.Provenance}, "", "  ")
 	if err != nil {
 		return err
 	}
 	files[EvidenceFile] = append(ev, '\n')
 	md := res.Markdown()
+	if o.Producer != "" {
+		md += "\n---\n\nProduced by " + o.Producer + ".\n"
+	}
 	files[MarkdownFile] = []byte(md)
 	var h bytes.Buffer
-	if err := htmlReport.Execute(&h, res); err != nil {
+	if err := htmlReport.Execute(&h, struct {
+		*Result
+		Producer string
+	}{res, o.Producer}); err != nil {
 		return err
 	}
 	files[HTMLFile] = h.Bytes()
@@ -175,6 +193,7 @@ var htmlReport = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <h2>TLS attempts</h2><table><tr><th>key</th><th>what</th><th>address</th><th>SNI</th><th>outcome</th><th>cause</th></tr>
 {{range .Observed.TLS}}<tr><td>{{.Key}}</td><td>{{.What}}</td><td>{{.Addr}}</td><td>{{.SNI}}</td><td>{{.Outcome}}</td><td>{{.Leg}} {{.Cause}}</td></tr>{{end}}
 {{range .Observed.Learning}}<tr><td>{{.Key}}</td><td>{{.What}}</td><td>{{.Addr}}</td><td>{{.SNI}}</td><td>{{.Outcome}}</td><td>{{.Leg}} {{.Cause}}</td></tr>{{end}}</table>
+{{if .Producer}}<p>Produced by {{.Producer}}.</p>{{end}}
 <p>The raw observations are in evidence.json; manifest.sha256 checks every file (<code>sha256sum -c manifest.sha256</code>).</p>
 </body></html>
 `))

@@ -10,7 +10,7 @@ import (
 // questions, the findings and the overall level.
 func (r *Result) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "pinwall probe: observed on %s, run %s (bundle %s)\n", r.Label, r.Run, r.BundleID)
+	fmt.Fprintf(&b, "pinwall probe — Observed on %s, run %s (bundle %s)\n", r.Label, r.Run, r.BundleID)
 	fmt.Fprintf(&b, "  gateway %s at %s", r.Primary.Name, r.Primary.Addr)
 	if r.Backup != nil {
 		fmt.Fprintf(&b, ", backup %s at %s", r.Backup.Name, r.Backup.Addr)

@@ -58,7 +58,12 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return &exitError{code: 2, err: err}
 	}
 	if *out != "" {
-		if err := probe.WriteEvidence(*out, res); err != nil {
+		prov := provenanceOf(ctx, nil)
+		producer := fmt.Sprintf("pinwall %s (commit %s), %s, %s/%s", prov.Pinwall.Version, prov.Pinwall.Commit, prov.Go, prov.OS, prov.Arch)
+		if prov.Kernel != "" {
+			producer += ", kernel " + prov.Kernel
+		}
+		if err := probe.WriteEvidence(*out, res, probe.EvidenceOptions{Provenance: prov, Producer: producer}); err != nil {
 			return &exitError{code: 2, err: err}
 		}
 		fmt.Fprintf(stderr, "probe: evidence in %s\n", *out)
