@@ -52,6 +52,13 @@ type Config struct {
 	// the gateway terminates in the NSS key log format (SSLKEYLOGFILE), for packet
 	// captures that decrypt themselves (package capture). Nil logs none.
 	KeyLogWriter io.Writer
+	// ProbeNames are server names a field probe (package probe) sends to
+	// see what a firewall does to a server that does not ask for a client
+	// certificate: a TLS ClientHello naming one of them gets the gateway's
+	// certificate without a CertificateRequest, and the connection is
+	// closed once the handshake completes, with no tunnel (a
+	// tunnel-refused event whose reason says so). Empty: no such name.
+	ProbeNames []string
 	// Now returns the time for events; nil means time.Now.
 	Now func() time.Time
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -478,6 +479,20 @@ func (g *Gateway) serveTLS(raw net.Conn, release func()) {
 		},
 		KeyLogWriter: g.cfg.KeyLogWriter,
 	}
+	var probeName string
+	if len(g.cfg.ProbeNames) > 0 {
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if !slices.Contains(g.cfg.ProbeNames, hello.ServerName) {
+				return nil, nil
+			}
+			probeName = hello.ServerName
+			pc := cfg.Clone()
+			pc.GetConfigForClient = nil
+			pc.ClientAuth = tls.NoClientCert
+			pc.VerifyPeerCertificate = nil
+			return pc, nil
+		}
+	}
 	conn := tls.Server(raw, cfg)
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.HandshakeTimeout)
 	err := conn.HandshakeContext(ctx)
@@ -486,6 +501,12 @@ func (g *Gateway) serveTLS(raw net.Conn, release func()) {
 	if err != nil {
 		g.handshakeFailed(tunnel.TransportTLS, raw.RemoteAddr(), st, err, errors.Is(ctx.Err(), context.DeadlineExceeded), nil)
 		conn.Close()
+		return
+	}
+	if probeName != "" {
+		conn.Close()
+		g.refuse(refusal{tr: tunnel.TransportTLS, peer: raw.RemoteAddr(), kind: "probe-name", sample: true,
+			event: Event{Reason: "probe name " + probeName + ": certificate shown without a certificate request, no tunnel"}})
 		return
 	}
 	g.serveTunnel(conn, tunnel.TransportTLS, st, func(c net.Conn) (tunnel.Session, error) {

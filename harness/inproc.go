@@ -37,6 +37,10 @@ type Options struct {
 	Dir string
 	// NoClient skips creating the endpoint client.
 	NoClient bool
+	// NoGateways adds the gateways' hosts (their addresses, routed like
+	// any) but starts no gateway on them, for a caller that serves its own
+	// there (the field probe's gateway, package fieldgw).
+	NoGateways bool
 	// PKI, if set, is used instead of a new set of CAs (so a series of runs
 	// shares one set, whose fingerprints a report can print).
 	PKI *pki.Set
@@ -234,7 +238,12 @@ func StartInProcess(ctx context.Context, spec Spec, opts Options) (_ *Topology, 
 			return nil
 		},
 		func() error { return t.startOrigins(opts) },
-		func() error { return t.startGateways(opts) },
+		func() error {
+			if opts.NoGateways {
+				return nil
+			}
+			return t.startGateways(opts)
+		},
 		func() error {
 			if spec.Firewall == nil {
 				return nil

@@ -6,6 +6,7 @@
 //	pinwall run [ID...] [--all]       run scenarios, print a verdict table, write evidence
 //	pinwall check --policy FILE       review your own firewall policy
 //	pinwall lab                       an interactive lab (SOCKS5 for curl)
+//	pinwall probe --bundle FILE       measure a real network towards a field gateway
 //	pinwall serve ROLE                one component, for containers or standalone use
 //	pinwall clean                     remove what dead container runs left on the Docker engine
 //
@@ -54,6 +55,9 @@ Usage:
   pinwall lab [--transport auto|tls|dtls] [--socks ADDR] [--socks-any] [--dir DIR] [--policy FILE]
               [--firewall-proxy ADDR] [--upstream-proxy URL] [--proxy-connect addr|name] [--dns ADDR]
                                             run an interactive lab until interrupted
+  pinwall probe --bundle FILE [--out DIR] [--proxy URL] [--json]
+                                            measure a real network towards a field gateway
+                                            (pinwall serve gateway --dir DIR); exit codes as check
   pinwall serve ROLE [flags]                run one component (firewall, client, gateway, origin, probe)
   pinwall compose [--scenario ID] [--dir DIR]
                                             write a docker-compose project of a scenario's topology
@@ -146,6 +150,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdCheck(ctx, rest, stdout, stderr)
 	case "lab":
 		return cmdLab(ctx, rest, stdout, stderr)
+	case "probe":
+		return cmdProbe(ctx, rest, stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "compose":

@@ -129,7 +129,7 @@ func TestHelpExitsZero(t *testing.T) {
 		{"-h"}, {"--help"}, {"help"}, {"list", "-h"}, {"version", "--help"},
 		{"run", "-h"}, {"run", "visibility", "--help"}, {"check", "-h"}, {"check", "--help"},
 		{"lab", "-h"}, {"compose", "--help"}, {"serve", "-h"}, {"serve", "--help"},
-		{"serve", "firewall", "-h"}, {"serve", "client", "--help"}, {"serve", "gateway", "-h"},
+		{"serve", "firewall", "-h"}, {"serve", "client", "--help"}, {"serve", "gateway", "-h"}, {"probe", "-h"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			out, errOut, code := run(t, context.Background(), args...)

@@ -40,7 +40,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 		return serveFirewall(ctx, rest, stdout, stderr)
-	case "client", "gateway", "origin", "probe":
+	case "gateway":
+		// With --dir the gateway is the field probe's, standalone;
+		// with --config a container role.
+		if hasFlag(rest, "config") {
+			return serveRole(ctx, role, rest, stdout, stderr)
+		}
+		return serveFieldGateway(ctx, rest, stdout, stderr)
+	case "client", "origin", "probe":
 		return serveRole(ctx, role, rest, stdout, stderr)
 	}
 	return usageError("serve: unknown role %q (want firewall, client, gateway, origin or probe)", role)
@@ -52,7 +59,8 @@ Roles:
   firewall   the TLS-intercepting firewall, standalone (--proxy or --forward) or,
              with --config, as a container node
   client     the endpoint client of a container topology (--config)
-  gateway    a cloud gateway of a container topology (--config)
+  gateway    the field probe's gateway, standalone (--dir DIR: see docs/probe.md) or,
+             with --config, a cloud gateway of a container topology
   origin     the SaaS origins of a container topology (--config)
   probe      a LAN host without the client (--config)
 

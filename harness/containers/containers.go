@@ -459,6 +459,9 @@ type containerRun struct {
 	seq   int // impairment controls sent
 	// interceptor is the policy as translated for a third-party firewall.
 	interceptor *interceptors.Config
+	// field, if set, runs the field probe's gateways and the probe on the
+	// laptop (RunFieldProbe) instead of the gateways and the client.
+	field *fieldRun
 }
 
 // Run implements harness.Runner.
@@ -1230,6 +1233,9 @@ func (run *containerRun) configs() ([]node.Config, error) {
 	for _, g := range s.Gateways {
 		names = append(names, g.Name)
 	}
+	if run.field != nil {
+		names = append(names, run.field.controlName(s))
+	}
 	gwCert, err := set.ServerCert(names...)
 	if err != nil {
 		return nil, err
@@ -1267,10 +1273,13 @@ func (run *containerRun) configs() ([]node.Config, error) {
 			addrs = append(addrs, netip.PrefixFrom(a, 32))
 			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: nthAddr(firstGatewayOnNet, i)})
 		}
+		gn := &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
+			Keepalive: s.Gateway.Keepalive}
+		if run.field != nil {
+			gn.FieldControlName = run.field.controlName(s)
+		}
 		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
-			Net: node.Net{Addrs: addrs, Routes: originRoutes},
-			Gateway: &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
-				Keepalive: s.Gateway.Keepalive}})
+			Net: node.Net{Addrs: addrs, Routes: originRoutes}, Gateway: gn})
 	}
 	// Firewall.
 	fs := s.Firewall
@@ -1285,6 +1294,12 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		return nil, err
 	}
 	laptop := node.Config{Role: node.RoleClient, Name: "laptop", Tenant: s.Tenant, Zone: zone, Net: node.Net{DefaultVia: fs.Inside}, Client: cn}
+	if run.field != nil {
+		if laptop.FieldProbe, err = run.field.probeNode(s, set, gwCert); err != nil {
+			return nil, err
+		}
+		laptop.Client = nil
+	}
 	run.impairLaptop(&laptop, out)
 	out = append(out, laptop)
 	// Extra hosts run probes.

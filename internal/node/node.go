@@ -119,6 +119,9 @@ type Config struct {
 	Firewall *Firewall       `json:"firewall,omitempty"`
 	Client   *Client         `json:"client,omitempty"`
 	Probes   []harness.Probe `json:"probes,omitempty"`
+	// FieldProbe, on the laptop (role client), runs the field probe
+	// (package probe) instead of the endpoint client.
+	FieldProbe *FieldProbe `json:"field_probe,omitempty"`
 	// Capture, if set, records the node's frames and session secrets.
 	Capture *Capture `json:"capture,omitempty"`
 
@@ -134,7 +137,22 @@ type Gateway struct {
 	AllowAnonymous bool          `json:"allow_anonymous"`
 	MaxStreams     int           `json:"max_streams"`
 	Keepalive      time.Duration `json:"keepalive,omitempty"`
+	// FieldControlName, if set, runs the field probe's gateway (package
+	// fieldgw) instead: this control name is answered without a
+	// certificate request, inner flows reach only its built-in origins.
+	FieldControlName string `json:"field_control_name,omitempty"`
 }
+
+// FieldProbe configures the field probe on the laptop.
+type FieldProbe struct {
+	// Bundle is the probe bundle (probe.Bundle's JSON).
+	Bundle json.RawMessage `json:"bundle"`
+	// Label names the network in the result.
+	Label string `json:"label"`
+}
+
+// FieldProbeFile is where the laptop writes the probe's result (in Out).
+const FieldProbeFile = "probe.json"
 
 // Origin configures the origins container.
 type Origin struct {

@@ -80,6 +80,9 @@ func Run(ctx context.Context, nc Config, sig Signals, stdout, stderr io.Writer) 
 	case RoleFirewall:
 		return runFirewallNode(ctx, nc, zone, sig, stdout, log)
 	case RoleClient:
+		if nc.FieldProbe != nil {
+			return runFieldProbeNode(ctx, nc, stdout, log)
+		}
 		fmt.Fprintln(stdout, MarkerReady)
 		err := runClientNode(ctx, nc, hostnet.OS{}, zone, stdout, log, sig)
 		fmt.Fprintln(stdout, MarkerDone)
@@ -127,6 +130,9 @@ func createOut(nc Config, name string) (*os.File, error) {
 
 func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdout io.Writer, log *slog.Logger) error {
 	gn := nc.Gateway
+	if gn.FieldControlName != "" {
+		return runFieldGatewayNode(ctx, nc, stdout, log)
+	}
 	cert, err := parseKeyPair(gn.Cert)
 	if err != nil {
 		return fmt.Errorf("gateway certificate: %w", err)
