@@ -84,6 +84,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
 	ev := addEvidenceFlags(fs)
+	ff := addFrameFlags(fs)
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -95,6 +96,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError("--pan-version: %v", err)
 	}
 	ss, err := selectScenarios(ids, *all, files)
+	if err != nil {
+		return err
+	}
+	controls, gateways, err := ff.load()
 	if err != nil {
 		return err
 	}
@@ -153,6 +158,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		{Name: set.Enterprise.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Enterprise.Cert)},
 	}
 	meta.Provenance = provenanceOf(ctx, runner)
+	meta.Operator, meta.Controls, meta.Gateways = ff.operatorName(), controls, gateways
+	if *ff.check && ctx.Err() == nil {
+		meta.Checks = checkPolicies(ctx, ss, stderr)
+	}
 	fmt.Fprint(stdout, reports.VerdictTable(results))
 	fmt.Fprint(stdout, reports.NotRunLines(results))
 	passed, total := reports.Summary(results)
@@ -263,7 +272,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 var version, commit string
 
 func buildInfo() (v, c string) {
-	v, c = "devel", "unknown"
+	v, c = "devel", reports.UnknownCommit
 	if version != "" {
 		v = version
 	}
