@@ -22,23 +22,22 @@ const intro = "Evidence from pinwall, a simulation built of real software: what 
 	"endpoint security client's tunnel to its cloud gateway. Read \"What this is\" first: it says what is real, what is " +
 	"simulated, and what this report lets you conclude about your own firewall."
 
-
 // view is everything a report template renders; templates compute nothing.
 type view struct {
 	Intro string
 	// Frame is what a reader must know first (frame.go).
-	Frame []frameSection
-	Meta            Meta
-	When            string
-	Command         string
-	Passed, Total   int
-	Overall         string
-	Counts          string
-	Questions       []question
-	Rows            []row
-	Sections        []section
-	Policies        []policyGroup
-	Commands        []string
+	Frame         []frameSection
+	Meta          Meta
+	When          string
+	Command       string
+	Passed, Total int
+	Overall       string
+	Counts        string
+	Questions     []question
+	Rows          []row
+	Sections      []section
+	Policies      []policyGroup
+	Commands      []string
 	// Provenance lists what produced the evidence, Signature how the
 	// manifest is signed (nil: not signed), Captures the runs' packet
 	// captures.
