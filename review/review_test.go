@@ -97,7 +97,7 @@ func TestCataloguePolicies(t *testing.T) {
 		level review.Level
 		says  map[string]string
 	}{
-		{"bypass-ip.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "regional": ok, "lint": ok}, ok, nil},
+		{"bypass-gateways-from-endpoints.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "regional": ok, "lint": ok}, ok, nil},
 		{"bypass-sni-wildcard.yaml", map[string]review.Level{"tls": ok, "failover": ok, "over-bypass": problem, "regional": warn}, problem,
 			map[string]string{"regional": "if the tenant is moved to a regional gateway name"}},
 		{"sni-and-ip.yaml", map[string]review.Level{"dtls": warn, "tls": ok, "failover": ok, "over-bypass": ok, "lint": ok}, warn,

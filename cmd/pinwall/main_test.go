@@ -50,7 +50,7 @@ func TestSignalExitCodes(t *testing.T) {
 		args  []string
 		ready string // a line that shows the command is under way
 	}{
-		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml")}, "Reviewing"},
+		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml")}, "Reviewing"},
 		{"lab", []string{"lab", "--socks", "127.0.0.1:0", "--dir", "DIR"}, "pinwall lab ready"},
 	}
 	for _, tt := range tests {
@@ -262,7 +262,7 @@ func TestLab(t *testing.T) {
 	var errOut bytes.Buffer
 	go func() {
 		err := dispatch(ctx, []string{"lab", "--socks", "127.0.0.1:0", "--firewall-proxy", "127.0.0.1:0", "--dir", dir,
-			"--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml")}, pw, &errOut)
+			"--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml")}, pw, &errOut)
 		pw.Close()
 		done <- exitCode(err, &errOut)
 	}()
@@ -470,7 +470,7 @@ func TestComposeKeysPrivate(t *testing.T) {
 // works over TLS only (warnings: exit 3) and an SNI-only one (spoofable:
 // exit 1), with a progress line per question on stderr.
 func TestCheck(t *testing.T) {
-	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
+	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml"))
 	assert.Equal(t, 0, code, out)
 	assert.Contains(t, out, "OK: 6 OK, 0 warning(s), 0 problem(s)")
 	assert.Regexp(t, `(?m)^check: \[6/6\] OK `, errOut, "progress on a stderr that is no terminal")
