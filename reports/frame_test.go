@@ -121,3 +121,19 @@ func TestControlsErrors(t *testing.T) {
 		})
 	}
 }
+
+// A run that passed as expected with its tunnel down says so in the JUnit
+// XML: a CI reader seeing 0 failures is not misled.
+func TestJUnitCarriesObserved(t *testing.T) {
+	dir := writeFixture(t)
+	data, err := os.ReadFile(filepath.Join(dir, JUnitFile))
+	require.NoError(t, err)
+	s := string(data)
+	i := strings.Index(s, `<testcase name="decrypt-pinned/without-fix/fail-close"`)
+	require.Positive(t, i)
+	tc := s[i : i+strings.Index(s[i:], "</testcase>")]
+	assert.Contains(t, tc, `<property name="pinwall.verdict" value="as expected">`)
+	assert.Contains(t, tc, `<property name="pinwall.observed.tunnel" value="down">`)
+	assert.Contains(t, tc, "AS EXPECTED — observed: tunnel down")
+	assert.NotContains(t, tc, "<failure")
+}
