@@ -67,9 +67,11 @@ type row struct {
 type section struct {
 	ID, Anchor, Title, Summary, Explain, Setting, Fix string
 	Sources                                           []string
-	Runs                                              []runView
-	CompareHeads                                      []string
-	Compare                                           []compareRow
+	// Policies says which policy each run used and what it is.
+	Policies     []string
+	Runs         []runView
+	CompareHeads []string
+	Compare      []compareRow
 }
 
 // compareRow is one line of the without/with comparison: a label and one
@@ -203,6 +205,7 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 		if len(rs) > 1 {
 			sec.CompareHeads, sec.Compare = compare(rs)
 		}
+		sec.Policies = policyLines(rs)
 		v.Sections = append(v.Sections, sec)
 	}
 	if meta.Provenance != nil {
