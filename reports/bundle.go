@@ -150,6 +150,7 @@ func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scen
 	}
 
 	b.writeInputs(ss)
+	b.writeUserInputs(meta)
 	meta.Checks = slices.Clone(meta.Checks)
 	b.writeChecks(meta.Checks)
 	ev := buildEvidence(meta, ss, results, dirs)
@@ -170,6 +171,17 @@ func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scen
 		b.fail(err)
 	} else {
 		b.write(HTMLFile, data)
+	}
+	sv := buildSummary(meta, results)
+	if data, err := renderSummaryMarkdown(sv); err != nil {
+		b.fail(err)
+	} else {
+		b.write(SummaryMarkdownFile, data)
+	}
+	if data, err := renderSummaryHTML(sv); err != nil {
+		b.fail(err)
+	} else {
+		b.write(SummaryHTMLFile, data)
 	}
 	if data, err := junit(meta, results); err != nil {
 		b.fail(err)

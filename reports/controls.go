@@ -20,6 +20,8 @@ type Controls struct {
 	Controls []Control `yaml:"controls,required" json:"controls"`
 	// File is where the mapping was read from.
 	File string `yaml:"-" json:"file,omitempty"`
+	// data is the file's text, copied into the bundle's inputs/.
+	data []byte
 }
 
 // Control is one of the organisation's controls and the catalogue rows
@@ -69,7 +71,7 @@ func ParseControls(file string, data []byte) (*Controls, error) {
 	if err := strictyaml.Decode(file, data, &c); err != nil {
 		return nil, err
 	}
-	c.File = file
+	c.File, c.data = file, data
 	return &c, nil
 }
 

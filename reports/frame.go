@@ -90,7 +90,39 @@ func buildFrame(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result)
 			{Label: "To test your own firewall, run instead", Items: runInstead},
 		},
 	}
-	return []frameSection{what, auditFrame(meta, ss, results), reproducibility(results), controlSection(meta, results)}
+	return []frameSection{what, auditFrame(meta, ss, results), reproducibility(results), controlSection(meta, results), fixSection(meta)}
+}
+
+// fixSection is the one recommended fix, for the customer's gateways when
+// given (--gateways), else for the simulation's.
+func fixSection(meta Meta) frameSection {
+	g := meta.Gateways
+	sec := frameSection{Anchor: "recommended-fix", Title: "The recommended fix",
+		Paras: []string{RecommendedFixText + ". Every scenario's fix is this one (`" + RecommendedPolicy + "`); `bypass-narrow` shows it narrow."}}
+	if g == nil {
+		g = SimulatedGateways()
+		sec.Paras = append(sec.Paras, "For the simulation's own gateways below (documentation addresses); `pinwall run --gateways FILE` names yours (docs/gateways-format.md).")
+	} else {
+		vendor := g.Vendor
+		if vendor == "" {
+			vendor = "your SSE vendor"
+		}
+		sec.Paras = append(sec.Paras, fmt.Sprintf("For your gateways as %s publishes them (`%s`). The runs above used the simulation's documentation addresses; the rule is the same with yours.", vendor, g.File))
+	}
+	for _, gw := range g.Gateways {
+		role := "primary"
+		if gw.Backup {
+			role = "backup"
+		}
+		as := make([]string, len(gw.Addresses))
+		for i, a := range gw.Addresses {
+			as[i] = "`" + a.String() + "`"
+		}
+		sec.Rows = append(sec.Rows, [2]string{gw.Name + " (" + role + ")", strings.Join(as, ", ") + " — " + strings.Join(gw.PortList(), ", ")})
+	}
+	sec.Rows = append(sec.Rows, [2]string{"from the endpoints", "`" + endpointsText(g.Endpoints) + "`"})
+	sec.After = []string{fmt.Sprintf("The same fix as PAN-OS set commands and FortiOS CLI, with a diagram, why it is safe and what to check after the change: `%s` (`%s`).", SummaryMarkdownFile, SummaryHTMLFile)}
+	return sec
 }
 
 // auditFrame is the scope, objective, method, environment, operator and

@@ -27,6 +27,8 @@ type Gateways struct {
 	Gateways []Gateway `yaml:"gateways,required" json:"gateways"`
 	// File is where the description was read from.
 	File string `yaml:"-" json:"file,omitempty"`
+	// data is the file's text, copied into the bundle's inputs/.
+	data []byte
 }
 
 // Gateway is one gateway, or one pool of gateways under one name.
@@ -158,7 +160,7 @@ func ParseGateways(file string, data []byte) (*Gateways, error) {
 	if err := strictyaml.Decode(file, data, &gs); err != nil {
 		return nil, err
 	}
-	gs.File = file
+	gs.File, gs.data = file, data
 	return &gs, nil
 }
 

@@ -61,6 +61,17 @@ func (b *bundle) writeInputs(ss []*scenarios.Scenario) {
 	}
 }
 
+// writeUserInputs copies the --gateways and --controls files into inputs/.
+func (b *bundle) writeUserInputs(meta Meta) {
+	taken := map[string]bool{}
+	if g := meta.Gateways; g != nil && len(g.data) > 0 {
+		b.write(uniqueName(InputsDir, "gateways-"+path.Base(strings.ReplaceAll(g.File, "\\", "/")), taken), g.data)
+	}
+	if c := meta.Controls; c != nil && len(c.data) > 0 {
+		b.write(uniqueName(InputsDir, "controls-"+path.Base(strings.ReplaceAll(c.File, "\\", "/")), taken), c.data)
+	}
+}
+
 // uniqueName returns dir/base, or dir/stem-N.ext when that is taken.
 func uniqueName(dir, base string, taken map[string]bool) string {
 	rel := path.Join(dir, base)

@@ -11,7 +11,7 @@ import (
 	"unicode"
 )
 
-//go:embed templates/report.md.tmpl templates/report.html.tmpl templates/frame.md.tmpl templates/frame.html.tmpl
+//go:embed templates/report.md.tmpl templates/report.html.tmpl templates/frame.md.tmpl templates/frame.html.tmpl templates/summary.md.tmpl templates/summary.html.tmpl
 var templateFS embed.FS
 
 // The templates are parsed once per render: they are small, and a package

@@ -160,16 +160,14 @@ func FortiOSCLI(g *Gateways) []string {
 			c = append(c, "config firewall address")
 			for _, a := range v4 {
 				mask := net.IP(net.CIDRMask(a.prefix.Bits(), 32)).String()
-				c = append(c, fmt.Sprintf("    edit %q", a.name), fmt.Sprintf("        set subnet %s %s", a.prefix.Addr(), mask),
-					fmt.Sprintf("        set comment %q", a.comment), "    next")
+				c = append(c, fmt.Sprintf("    edit %q", a.name), fmt.Sprintf("        set subnet %s %s", a.prefix.Addr(), mask), "    next")
 			}
 			c = append(c, "end")
 		}
 		if len(v6) > 0 {
 			c = append(c, "config firewall address6")
 			for _, a := range v6 {
-				c = append(c, fmt.Sprintf("    edit %q", a.name), fmt.Sprintf("        set ip6 %s", a.prefix),
-					fmt.Sprintf("        set comment %q", a.comment), "    next")
+				c = append(c, fmt.Sprintf("    edit %q", a.name), fmt.Sprintf("        set ip6 %s", a.prefix), "    next")
 			}
 			c = append(c, "end")
 		}
@@ -192,6 +190,7 @@ func FortiOSCLI(g *Gateways) []string {
 		"config firewall policy",
 		"    edit 0",
 		`        set name "sse-tunnel-no-decrypt"`,
+		`        set comments "SSE gateways, from the managed endpoints: no decryption (the gateway inspects)"`,
 		`        set srcintf "port2"`, `        set dstintf "port1"`,
 		"        set srcaddr "+src, `        set dstaddr "sse-gateways"`,
 		`        set action accept`, `        set schedule "always"`, `        set service "sse-tunnel"`,
