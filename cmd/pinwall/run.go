@@ -74,7 +74,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "pinwall run [ID...] [--all] [--file FILE]... [--out DIR] [--mode inproc|containers] [--parallel N]", args, stdout, stderr)
+	fs := newFlagSet("run", "pinwall run [ID...] [--all] [--file FILE]... [--out DIR] [--mode inproc|containers] [--parallel N] [--gateways FILE] [--controls FILE] [--operator NAME]", args, stdout, stderr)
 	all := fs.Bool("all", false, "run the whole catalogue (the default when no ID is given)")
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
