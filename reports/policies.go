@@ -47,6 +47,9 @@ func policyLines(rs []*scenarios.Result) []string {
 		if note != "" {
 			line += " — " + note
 		}
+		for _, f := range r.PolicyFindings {
+			line += fmt.Sprintf(" Policy finding, %s: `%s` — %s.", f.Severity, f.ID, f.Detail)
+		}
 		out = append(out, line)
 	}
 	return out

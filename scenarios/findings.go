@@ -10,6 +10,7 @@ import (
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
 )
 
 // FindingID names a finding.
@@ -278,4 +279,23 @@ func (l *findingList) exposureFindings(obs *harness.Observation, s fwSessions) {
 		l.add(FindingExclusionLearned, Info, "The firewall learned decryption exclusions",
 			"after failed sessions the firewall excluded servers from decryption; recovery took %v", obs.Recovery.Round(1e6))
 	}
+}
+
+// PolicyFindings reads a policy's blanket behaviours from its rules: a
+// client-certificate bypass that is not limited to given destinations
+// (every server that asks for a client certificate passes undecrypted),
+// and a default action that allows what no rule matches.
+func PolicyFindings(p *policy.Policy) []Finding {
+	var l findingList
+	for _, r := range p.Rules {
+		if r.Action == policy.ActionDecrypt && r.Options.ClientCert == policy.ClientCertBypass && len(r.Match.Dst) == 0 && len(r.Match.DstFQDN) == 0 {
+			l.add(FindingClientCertBypassAll, Medium, "Client-certificate bypass exempts every server that asks for a certificate",
+				"rule %q passes undecrypted any server that asks for a client certificate, the gateways and every other such server; exempt the gateways by address instead", r.Name)
+		}
+	}
+	if p.DefaultAction == "" || p.DefaultAction == policy.ActionAllow {
+		l.add(FindingDefaultAllow, Low, "The policy allows what no rule matches",
+			"default-action allow: a session no rule matches passes uninspected; pinwall's policies stand for the decryption rules, and a real firewall's security policy decides what else passes")
+	}
+	return l
 }

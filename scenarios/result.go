@@ -144,6 +144,9 @@ type Result struct {
 	// what the policy file says it is (its leading comment).
 	PolicyFile string `json:"policy_file,omitempty"`
 	PolicyNote string `json:"policy_note,omitempty"`
+	// PolicyFindings are what the policy itself does beyond the tunnel,
+	// read from its rules (PolicyFindings), whether or not the run met it.
+	PolicyFindings []Finding `json:"policy_findings,omitempty"`
 	// Interceptor is a third-party firewall's evidence: its generated
 	// configuration, logs and version.
 	Interceptor *harness.InterceptorEvidence `json:"interceptor,omitempty"`
