@@ -172,7 +172,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if signer != nil {
 		fmt.Fprintf(stdout, "\nSigned %s with the %s key %s (%s, %s)\n", reports.ManifestFile, signer.Describe().Algorithm, signer.Fingerprint(), reports.SignatureFile, reports.OpenSSLSignatureFile)
 	}
-	fmt.Fprintf(stdout, "\n%d of %d runs as expected (%s, %.1fs). Evidence: %s (report.html, report.md, evidence.json, junit.xml)\n",
+	fmt.Fprintf(stdout, "\n%d of %d runs as expected (%s, %.1fs). Evidence: %s (report.html, report.md, summary.md, evidence.json, junit.xml)\n",
 		passed, total, meta.Mode, meta.Ended.Sub(meta.Started).Seconds(), abs)
 	if meta.Interrupted {
 		return &exitError{code: 1, err: errors.New("interrupted: incomplete runs are marked in the evidence")}
