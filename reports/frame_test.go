@@ -137,3 +137,25 @@ func TestJUnitCarriesObserved(t *testing.T) {
 	assert.Contains(t, tc, "AS EXPECTED — observed: tunnel down")
 	assert.NotContains(t, tc, "<failure")
 }
+
+// FuzzParseControls: any input parses and validates, or fails with an
+// error naming the file.
+func FuzzParseControls(f *testing.F) {
+	if data, err := os.ReadFile("../docs/controls-template.yaml"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("controls:\n  - { id: A-1, rows: [sni-spoof/with-fix] }\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseControls("fuzz.yaml", data)
+		if err != nil {
+			if !assert.Contains(t, err.Error(), "fuzz.yaml") {
+				t.FailNow()
+			}
+			return
+		}
+		require.NoError(t, c.Validate())
+		meta := fixtureMeta()
+		meta.Controls = c
+		require.Len(t, controlSection(meta, fixtureResults()).Rows, len(c.Controls))
+	})
+}
