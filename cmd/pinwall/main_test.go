@@ -50,7 +50,7 @@ func TestSignalExitCodes(t *testing.T) {
 		args  []string
 		ready string // a line that shows the command is under way
 	}{
-		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml")}, "Reviewing"},
+		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml")}, "check: asking every question at once"},
 		{"lab", []string{"lab", "--socks", "127.0.0.1:0", "--dir", "DIR"}, "pinwall lab ready"},
 	}
 	for _, tt := range tests {
