@@ -91,6 +91,7 @@ func checkPolicies(ctx context.Context, ss []*scenarios.Scenario, stderr io.Writ
 	out := make([]reports.CheckOutput, len(files))
 	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
+	var mu sync.Mutex // stderr is one writer
 	for i, f := range files {
 		wg.Add(1)
 		go func() {
@@ -98,6 +99,8 @@ func checkPolicies(ctx context.Context, ss []*scenarios.Scenario, stderr io.Writ
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			out[i] = checkOne(ctx, f)
+			mu.Lock()
+			defer mu.Unlock()
 			fmt.Fprintf(stderr, "check: %s: exit %d\n", f.Path, out[i].ExitCode)
 		}()
 	}
