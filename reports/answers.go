@@ -280,7 +280,7 @@ func q3(e evidence, ss []*scenarios.Scenario) question {
 		byID[s.ID] = s
 	}
 	var notes, worked, tlsOnly, failed []string
-	shapes := []string{"bypass-ip", "udp-blocked", "bypass-sni", "bypass-fqdn", "backup-gateway", "sni-spoof"}
+	shapes := []string{"bypass-ip", "udp-blocked", "bypass-sni", "bypass-fqdn", "backup-gateway", "sni-spoof", "bypass-narrow"}
 	for _, id := range shapes {
 		if !e.has(id) {
 			q.Missing = append(q.Missing, id)
@@ -323,7 +323,7 @@ func q3(e evidence, ss []*scenarios.Scenario) question {
 		q.TableHead = nil
 	}
 	var b strings.Builder
-	b.WriteString("Bypass the gateways by their published IP ranges: no-decrypt for TCP/443 and allow for UDP/443 (DTLS), placed above any QUIC block. If you also match names, list every gateway name exactly — primary, backup and regional — and turn on a strict server-certificate check for the SNI.")
+	b.WriteString(RecommendedFixText + " (`" + RecommendedPolicy + "`).")
 	if n := len(worked) + len(tlsOnly) + len(failed); n > 0 {
 		fmt.Fprintf(&b, " Of the %s measured here, ", plural(n, "rule"))
 		var parts []string
@@ -412,6 +412,8 @@ func gradeOf(f *facts) (ruleGrade, string) {
 	switch {
 	case has(scenarios.FindingSNIRuleTooBroad):
 		return gradeFails, down + "a session naming a gateway went undecrypted to an address that is not one"
+	case has(scenarios.FindingBypassTooBroad):
+		return gradeFails, down + "too broad: a host that is not a gateway, or a machine without the client, passed undecrypted"
 	case a != nil && a.Failed > 0:
 		return gradeFails, fmt.Sprintf("%s%d of %d tunnel attempts failed", down, a.Failed, a.Total)
 	case len(decrypted) > 0 && (has(scenarios.FindingGatewayNameNotCovered) || has(scenarios.FindingInterceptionAccepted)):

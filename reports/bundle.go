@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -28,6 +29,12 @@ const (
 	ManifestFile = "manifest.sha256"
 	// LogsDir holds one directory per result, named "id__variant[__case]".
 	LogsDir = "logs"
+	// LogsReadme says, in logs/, that the vendor-format logs are generated.
+	LogsReadme = "README.md"
+	// InputsDir holds the scenario and policy files the runs were made
+	// from; ChecksDir the `pinwall check` reviews of the policies.
+	InputsDir = "inputs"
+	ChecksDir = "checks"
 )
 
 // The files of each result's log directory.
@@ -132,12 +139,20 @@ func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scen
 	}
 	defer out.Close()
 	meta = meta.withDefaults(results)
+	prov := *meta.Provenance
+	prov.Tools = slices.Clone(prov.Tools)
+	prov.withRunTools(results)
+	meta.Provenance = &prov
 	dirs := logDirs(results)
 	b := &bundle{out: out, hashes: map[string]string{}, device: fwlog.Device{PANVersion: meta.PANVersion}}
 	if err := removeStale(out); err != nil {
 		b.fail(err)
 	}
 
+	b.writeInputs(ss)
+	b.writeUserInputs(meta)
+	meta.Checks = slices.Clone(meta.Checks)
+	b.writeChecks(meta.Checks)
 	ev := buildEvidence(meta, ss, results, dirs)
 	if data, err := json.MarshalIndent(ev, "", "  "); err != nil {
 		b.fail(fmt.Errorf("reports: evidence: %w", err))
@@ -157,6 +172,17 @@ func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scen
 	} else {
 		b.write(HTMLFile, data)
 	}
+	sv := buildSummary(meta, results)
+	if data, err := renderSummaryMarkdown(sv); err != nil {
+		b.fail(err)
+	} else {
+		b.write(SummaryMarkdownFile, data)
+	}
+	if data, err := renderSummaryHTML(sv); err != nil {
+		b.fail(err)
+	} else {
+		b.write(SummaryHTMLFile, data)
+	}
 	if data, err := junit(meta, results); err != nil {
 		b.fail(err)
 	} else {
@@ -170,6 +196,9 @@ func WriteSigned(dir string, meta Meta, ss []*scenarios.Scenario, results []scen
 	}
 	if captured {
 		b.write(wireshark.DissectorFile, wireshark.Dissector)
+	}
+	if len(results) > 0 {
+		b.write(path.Join(LogsDir, LogsReadme), []byte(logsReadme))
 	}
 	b.writeManifest()
 	if signer != nil && len(b.errs) == 0 {
@@ -257,6 +286,14 @@ func removeStale(out *outfile.Dir) error {
 		if err := out.Remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("reports: removing a stale file: %w", err)
 		}
+	}
+	for _, d := range []string{InputsDir, ChecksDir} {
+		if err := removeStaleFlat(out, d); err != nil {
+			return err
+		}
+	}
+	if err := out.Remove(path.Join(LogsDir, LogsReadme)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reports: removing a stale file: %w", err)
 	}
 	entries, err := out.ReadDir(LogsDir)
 	if errors.Is(err, os.ErrNotExist) {

@@ -7,12 +7,23 @@
 //	evidence.json          every Result and the three answers, versioned
 //	                       ("pinwall.evidence/v2"), with Meta
 //	evidence.schema.json   the JSON Schema of evidence.json
-//	report.md, report.html the three questions answered from this run's data,
+//	report.md, report.html what the report is (real vs simulated, limits,
+//	                       what a reader may conclude), the audit frame,
+//	                       reproducibility, the control mapping and the
+//	                       recommended fix (frame.go); then
+//	                       the three questions answered from this run's data,
 //	                       the verdict table, and per scenario its topology,
 //	                       firewall and gateway logs side by side, the handshake
 //	                       with the failing step marked, the without/with
 //	                       comparison, checks and findings
-//	junit.xml              one testcase per run, for CI
+//	summary.md, .html      one page for a customer's network team (summary.go):
+//	                       plain answers, the fix as PAN-OS set commands and
+//	                       FortiOS CLI (vendorfix.go), for Meta.Gateways
+//	junit.xml              one testcase per run, for CI, with the observed
+//	                       outcome as properties (junit_observed.go)
+//	inputs/, checks/       the scenario, policy, gateways and controls files,
+//	                       and `pinwall check` of each policy (Meta.Checks)
+//	logs/README.md         says the vendor-format logs are generated
 //	logs/<run>/…           the firewall log in each vendor format (fwlog), the
 //	                       gateway log and the client's history
 //	manifest.sha256        the SHA-256 of every other file, for sha256sum -c

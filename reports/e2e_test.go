@@ -65,3 +65,34 @@ func TestEndToEnd(t *testing.T) {
 	checkSelfContained(t, html)
 	t.Logf("\n%s", VerdictTable(results))
 }
+
+// TestReproducible runs a small subset of the catalogue twice, each with
+// its own certificate authorities, and proves what the report's
+// reproducibility statement says: the reproducible parts (verdicts,
+// outcomes, failing legs and causes, findings, checks) and their digest
+// are the same, while the times differ.
+func TestReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real scenarios; skipped with -short")
+	}
+	all, err := scenarios.Catalogue()
+	require.NoError(t, err)
+	ss, err := scenarios.Find(all, "decrypt-pinned", "udp-blocked")
+	require.NoError(t, err)
+	runs, err := scenarios.AllRuns(ss)
+	require.NoError(t, err)
+	var parts [2][]Reproducible
+	var digests [2]string
+	var started [2]time.Time
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		results := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Parallel: 2})
+		cancel()
+		require.Len(t, results, len(runs))
+		parts[i], digests[i] = ReproducibleParts(results), ReproducibleDigest(results)
+		started[i] = results[0].Started
+	}
+	require.Equal(t, parts[0], parts[1])
+	require.Equal(t, digests[0], digests[1])
+	require.NotEqual(t, started[0], started[1], "times are not part of what reproduces")
+}

@@ -42,6 +42,15 @@ type Evidence struct {
 	Scenarios []ScenarioInfo `json:"scenarios"`
 	// Results are one per scenario × variant × case, in run order.
 	Results []EvidenceResult `json:"results"`
+	// Reproducible is what reproduces from run to run (ReproducibleParts)
+	// and its digest (ReproducibleDigest).
+	Reproducible EvidenceReproducible `json:"reproducible"`
+}
+
+// EvidenceReproducible is the reproducible part of a bundle.
+type EvidenceReproducible struct {
+	Digest string         `json:"digest"`
+	Runs   []Reproducible `json:"runs"`
 }
 
 // Answer is one of the three questions users bring, answered from the
@@ -144,6 +153,7 @@ func buildEvidence(meta Meta, ss []*scenarios.Scenario, results []scenarios.Resu
 		ev.Answers = append(ev.Answers, a)
 	}
 	ev.Summary.Passed, ev.Summary.Total = Summary(results)
+	ev.Reproducible = EvidenceReproducible{Digest: ReproducibleDigest(results), Runs: ReproducibleParts(results)}
 	ev.Summary.ByVerdict = map[scenarios.Verdict]int{scenarios.Pass: 0, scenarios.Fail: 0, scenarios.Error: 0, scenarios.Incomplete: 0}
 	for _, r := range results {
 		ev.Summary.ByVerdict[r.Verdict]++

@@ -39,13 +39,14 @@ type junitProperty struct {
 }
 
 type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitMessage `xml:"failure,omitempty"`
-	Error     *junitMessage `xml:"error,omitempty"`
-	Skipped   *junitMessage `xml:"skipped,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
+	Name       string          `xml:"name,attr"`
+	Classname  string          `xml:"classname,attr"`
+	Time       string          `xml:"time,attr"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Failure    *junitMessage   `xml:"failure,omitempty"`
+	Error      *junitMessage   `xml:"error,omitempty"`
+	Skipped    *junitMessage   `xml:"skipped,omitempty"`
+	SystemOut  string          `xml:"system-out,omitempty"`
 }
 
 type junitMessage struct {
@@ -58,7 +59,9 @@ func seconds(ms int64) string { return fmt.Sprintf("%.3f", float64(ms)/1000) }
 
 // junit renders one testcase per result, named "id/variant[/case]", in a
 // testsuite named "pinwall": <failure> lists the failed checks, <error>
-// carries the error, <skipped> marks an incomplete run.
+// carries the error, <skipped> marks an incomplete run. A passing case
+// passed as expected, which may be a tunnel that is down: every case
+// carries the observed outcome (junit_observed.go).
 func junit(meta Meta, results []scenarios.Result) ([]byte, error) {
 	s := junitSuite{Name: "pinwall", Tests: len(results)}
 	if !meta.Started.IsZero() {
@@ -74,7 +77,8 @@ func junit(meta Meta, results []scenarios.Result) ([]byte, error) {
 	for _, r := range results {
 		total += r.DurationMS
 		c := junitCase{Name: r.Key(), Classname: "pinwall." + r.ID, Time: seconds(r.DurationMS),
-			SystemOut: fmt.Sprintf("%s: %s; failing leg / cause: %s", r.Title, outcome(r), failureText(r))}
+			Properties: observedProps(r),
+			SystemOut:  fmt.Sprintf("%s\n%s: %s; failing leg / cause: %s", observedLine(r), r.Title, outcome(r), failureText(r))}
 		switch r.Verdict {
 		case scenarios.Fail:
 			s.Failures++
@@ -83,7 +87,7 @@ func junit(meta Meta, results []scenarios.Result) ([]byte, error) {
 			for _, ch := range failed {
 				fmt.Fprintf(&b, "%s: expected %s; observed %s\n", ch.Name, ch.Expected, ch.Observed)
 			}
-			c.Failure = &junitMessage{Message: fmt.Sprintf("%d of %d checks failed", len(failed), len(r.Checks)), Type: "expectation", Text: b.String()}
+			c.Failure = &junitMessage{Message: fmt.Sprintf("%d of %d checks failed; %s", len(failed), len(r.Checks), observedLine(r)), Type: "expectation", Text: b.String()}
 		case scenarios.Error:
 			s.Errors++
 			c.Error = &junitMessage{Message: r.Error, Type: "error", Text: r.Error}

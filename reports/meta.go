@@ -13,7 +13,7 @@ import (
 // can: GoVersion, OS and Arch from the runtime; Mode from the first result;
 // Started and Ended from the results' start times and durations. Version
 // and Commit are the CLI's to fill (see BuildInfo); empty means "devel" and
-// "unknown".
+// UnknownCommit.
 type Meta struct {
 	// Version and Commit identify the pinwall binary.
 	Version string `json:"version"`
@@ -43,6 +43,31 @@ type Meta struct {
 	Provenance *Provenance `json:"provenance,omitempty"`
 	// Signature, set by WriteSigned, says how the manifest is signed.
 	Signature *Signature `json:"signature,omitempty"`
+	// Operator is who ran the command (pinwall run --operator, else
+	// $PINWALL_OPERATOR, else the OS user); "" means not recorded.
+	Operator string `json:"operator,omitempty"`
+	// Controls is the organisation's mapping of catalogue rows to its
+	// control IDs (pinwall run --controls); nil means none given.
+	Controls *Controls `json:"controls,omitempty"`
+	// Checks are `pinwall check` reviews of the runs' policies, written
+	// into the bundle's checks/ directory.
+	Checks []CheckOutput `json:"checks,omitempty"`
+	// Gateways are the customer's SSE gateways as the vendor publishes
+	// them (pinwall run --gateways); the report's fixes name them, while
+	// the runs keep documentation addresses. nil: the fixes name the
+	// simulation's gateways.
+	Gateways *Gateways `json:"gateways,omitempty"`
+}
+
+// CheckOutput is one `pinwall check` review: the policy file reviewed,
+// the command, its exit status and what it printed.
+type CheckOutput struct {
+	Policy   string `json:"policy"`
+	Command  string `json:"command"`
+	ExitCode int    `json:"exit_code"`
+	Output   string `json:"-"`
+	// File is the bundle file holding Output, set by Write.
+	File string `json:"file,omitempty"`
 }
 
 // CA is one certificate authority of the run.
@@ -53,8 +78,13 @@ type CA struct {
 	SHA256 string `json:"sha256"`
 }
 
+// UnknownCommit stands for the commit of a binary built without VCS
+// information (GOFLAGS=-buildvcs=false, go run, a tree outside git); the
+// Makefile's build stamps it (-buildvcs=auto).
+const UnknownCommit = "unknown (built without VCS info)"
+
 // BuildInfo returns the running binary's module version and VCS commit:
-// "devel" when the version is unknown or "(devel)", "unknown" when the
+// "devel" when the version is unknown or "(devel)", UnknownCommit when the
 // binary was built without VCS stamping. A build from a modified tree has
 // "-dirty" appended to the commit.
 func BuildInfo() (version, commit string) {
@@ -63,7 +93,7 @@ func BuildInfo() (version, commit string) {
 }
 
 func buildInfo(bi *debug.BuildInfo, ok bool) (version, commit string) {
-	version, commit = "devel", "unknown"
+	version, commit = "devel", UnknownCommit
 	if !ok || bi == nil {
 		return version, commit
 	}
@@ -95,7 +125,7 @@ func (m Meta) withDefaults(results []scenarios.Result) Meta {
 		m.Version = "devel"
 	}
 	if m.Commit == "" {
-		m.Commit = "unknown"
+		m.Commit = UnknownCommit
 	}
 	if m.GoVersion == "" {
 		m.GoVersion = runtime.Version()

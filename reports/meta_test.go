@@ -18,8 +18,8 @@ func TestBuildInfo(t *testing.T) {
 		ok              bool
 		version, commit string
 	}{
-		{name: "unavailable", version: "devel", commit: "unknown"},
-		{name: "devel without vcs", bi: &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, ok: true, version: "devel", commit: "unknown"},
+		{name: "unavailable", version: "devel", commit: UnknownCommit},
+		{name: "devel without vcs", bi: &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, ok: true, version: "devel", commit: UnknownCommit},
 		{name: "tagged module", bi: &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{
 			{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.modified", Value: "false"}}}, ok: true, version: "v1.2.3", commit: "abc123"},
 		{name: "modified tree", bi: &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
@@ -44,7 +44,7 @@ func TestMetaDefaults(t *testing.T) {
 	}
 	m := Meta{}.withDefaults(rs)
 	require.Equal(t, "devel", m.Version)
-	require.Equal(t, "unknown", m.Commit)
+	require.Equal(t, UnknownCommit, m.Commit)
 	require.Equal(t, runtime.Version(), m.GoVersion)
 	require.Equal(t, runtime.GOOS, m.OS)
 	require.Equal(t, runtime.GOARCH, m.Arch)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pinwall/pinwall/scenarios"
 )
 
 // Provenance records everything that produced a bundle's evidence: the
@@ -44,7 +46,7 @@ type Build struct {
 	Module string `json:"module,omitempty"`
 	// Version is the module version or "devel".
 	Version string `json:"version"`
-	// Commit is the VCS revision the binary was built from, "unknown"
+	// Commit is the VCS revision the binary was built from, UnknownCommit
 	// when it was built without VCS information (go run, go test).
 	Commit string `json:"commit"`
 	// Modified is true when the working tree had uncommitted changes.
@@ -217,4 +219,26 @@ func (p Provenance) Describe() [][2]string {
 		rows = append(rows, [2]string{t.Name, v})
 	}
 	return rows
+}
+
+// withRunTools adds to p the third-party tools the results ran (the
+// version each printed in its run), once per tool and version, unless p
+// already names the tool.
+func (p *Provenance) withRunTools(results []scenarios.Result) {
+	seen := map[string]bool{}
+	for _, t := range p.Tools {
+		seen[t.Name] = true
+	}
+	for _, r := range results {
+		ic := r.Interceptor
+		if ic == nil || ic.Version == "" {
+			continue
+		}
+		key := string(ic.Kind) + "\x00" + ic.Version
+		if seen[string(ic.Kind)] || seen[key] {
+			continue
+		}
+		seen[key] = true
+		p.Tools = append(p.Tools, Tool{Name: string(ic.Kind), Version: ic.Version})
+	}
 }

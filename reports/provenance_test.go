@@ -39,7 +39,7 @@ func TestProvenanceFromBuildInfo(t *testing.T) {
 
 	// Built without VCS information (go run, go test).
 	p = provenanceOf(&debug.BuildInfo{Main: debug.Module{Path: "github.com/pinwall/pinwall"}}, true)
-	assert.Equal(t, "unknown", p.Pinwall.Commit)
+	assert.Equal(t, UnknownCommit, p.Pinwall.Commit)
 	assert.False(t, p.Pinwall.Modified)
 }
 

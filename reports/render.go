@@ -11,7 +11,7 @@ import (
 	"unicode"
 )
 
-//go:embed templates/report.md.tmpl templates/report.html.tmpl
+//go:embed templates/report.md.tmpl templates/report.html.tmpl templates/frame.md.tmpl templates/frame.html.tmpl templates/summary.md.tmpl templates/summary.html.tmpl
 var templateFS embed.FS
 
 // The templates are parsed once per render: they are small, and a package
@@ -21,7 +21,7 @@ func renderMarkdown(v view) ([]byte, error) {
 		"md":   mdInline,
 		"cell": mdCell,
 		"add":  func(a, b int) int { return a + b },
-	}).ParseFS(templateFS, "templates/report.md.tmpl")
+	}).ParseFS(templateFS, "templates/report.md.tmpl", "templates/frame.md.tmpl")
 	if err != nil {
 		return nil, fmt.Errorf("reports: markdown template: %w", err)
 	}
@@ -37,7 +37,7 @@ func renderHTML(v view) ([]byte, error) {
 		"code": codeHTML,
 		"nw":   nowrapHTML,
 		"add":  func(a, b int) int { return a + b },
-	}).ParseFS(templateFS, "templates/report.html.tmpl")
+	}).ParseFS(templateFS, "templates/report.html.tmpl", "templates/frame.html.tmpl")
 	if err != nil {
 		return nil, fmt.Errorf("reports: html template: %w", err)
 	}

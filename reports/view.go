@@ -16,31 +16,28 @@ import (
 // bundle's logs directory.
 const maxRows = 10
 
-// intro says what pinwall is, at the top of every report.
-const intro = "pinwall proves with running code what happens when a TLS-intercepting perimeter firewall meets an endpoint " +
-	"security client that tunnels to a cloud security gateway. Each scenario runs a real client, firewall, gateway and " +
-	"SaaS origins — in process or in containers — without and with the bypass rule that fixes it, records what the " +
-	"firewall and the gateway each logged, and checks the outcome against what the scenario expects. Every figure below " +
-	"comes from the logs of this run."
-
-// dtlsNote is the caveat every report carries (docs/sources.md#dtls-version).
-const dtlsNote = "pinwall's DTLS is 1.2 (pion/dtls) and its TLS 1.3; the real products speak (D)TLS 1.3. Addresses are " +
-	"the logical ones of the topology (documentation ranges); in process each host runs on its own loopback address."
+// intro opens every report: a simulation's evidence, to be read with the
+// "What this is" section (frame.go) that follows.
+const intro = "Evidence from pinwall, a simulation built of real software: what a TLS-intercepting firewall does to an " +
+	"endpoint security client's tunnel to its cloud gateway. Read \"What this is\" first: it says what is real, what is " +
+	"simulated, and what this report lets you conclude about your own firewall."
 
 // view is everything a report template renders; templates compute nothing.
 type view struct {
-	Intro, DTLSNote string
-	Meta            Meta
-	When            string
-	Command         string
-	Passed, Total   int
-	Overall         string
-	Counts          string
-	Questions       []question
-	Rows            []row
-	Sections        []section
-	Policies        []policyGroup
-	Commands        []string
+	Intro string
+	// Frame is what a reader must know first (frame.go).
+	Frame         []frameSection
+	Meta          Meta
+	When          string
+	Command       string
+	Passed, Total int
+	Overall       string
+	Counts        string
+	Questions     []question
+	Rows          []row
+	Sections      []section
+	Policies      []policyGroup
+	Commands      []string
 	// Provenance lists what produced the evidence, Signature how the
 	// manifest is signed (nil: not signed), Captures the runs' packet
 	// captures.
@@ -70,9 +67,11 @@ type row struct {
 type section struct {
 	ID, Anchor, Title, Summary, Explain, Setting, Fix string
 	Sources                                           []string
-	Runs                                              []runView
-	CompareHeads                                      []string
-	Compare                                           []compareRow
+	// Policies says which policy each run used and what it is.
+	Policies     []string
+	Runs         []runView
+	CompareHeads []string
+	Compare      []compareRow
 }
 
 // compareRow is one line of the without/with comparison: a label and one
@@ -151,7 +150,7 @@ type policyGroup struct {
 }
 
 func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, dirs []string) view {
-	v := view{Intro: intro, DTLSNote: dtlsNote, Meta: meta, Command: strings.Join(meta.CommandLine, " ")}
+	v := view{Intro: intro, Meta: meta, Command: strings.Join(meta.CommandLine, " ")}
 	v.When = when(meta.Started, meta.Ended)
 	v.Passed, v.Total = Summary(results)
 	switch {
@@ -165,6 +164,7 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 	v.Counts = verdictCounts(results)
 	v.Firewalls = compareFirewalls(results)
 	v.Questions = answers(ss, pinwallRuns(results))
+	v.Frame = buildFrame(meta, ss, results)
 
 	byID := map[string]*scenarios.Scenario{}
 	var order []string
@@ -205,6 +205,7 @@ func buildView(meta Meta, ss []*scenarios.Scenario, results []scenarios.Result, 
 		if len(rs) > 1 {
 			sec.CompareHeads, sec.Compare = compare(rs)
 		}
+		sec.Policies = policyLines(rs)
 		v.Sections = append(v.Sections, sec)
 	}
 	if meta.Provenance != nil {

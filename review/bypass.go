@@ -93,7 +93,15 @@ func askOverBypass(ctx context.Context, e *env) Answer {
 		return Answer{Err: fmt.Errorf("probes unanswered within %v: %w", e.limit, err)}
 	}
 	recs := l.finish()
-	return e.judgeProbes(ctx, l, probes, recs)
+	a := e.judgeProbes(ctx, l, probes, recs)
+	wide, err := e.breadth(ctx, &a)
+	if err != nil {
+		return Answer{Err: err}
+	}
+	if len(wide) > 0 && a.Summary == "nothing else rides the bypass" {
+		a.Summary = "nothing else rides the bypass by name or port, but it is wider than the tunnel: " + strings.Join(wide, "; ")
+	}
+	return a
 }
 
 func isClosed(c chan struct{}) bool {

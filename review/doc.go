@@ -4,13 +4,14 @@
 //   - does the tunnel come up over DTLS (UDP/443), and over TLS (TCP/443)?
 //   - does it survive the primary gateway going down (failover)?
 //   - is the bypass narrow: does anything else ride it (a spoofed, look-alike
-//     or sibling server name, another port, QUIC to a site)?
+//     or sibling server name, another port, QUIC to a site, a LAN host
+//     without the client, a host beside the gateways in their /24)?
 //   - would a regional gateway name (one label more than the primary's, as
 //     a tenant moved to another region gets) pass too?
 //   - do FQDN address objects hold the addresses the client really uses?
 //   - is the policy itself sound: rules shadowed by earlier ones, decrypt
-//     rules for UDP, bypass rules meant for the gateways that match nothing
-//     the tunnel sends?
+//     rules for UDP, a client-certificate bypass for every server, bypass
+//     rules meant for the gateways that match nothing the tunnel sends?
 //
 // Run takes a *policy.Policy and a description of where it came from (a
 // YAML file, or a vendor configuration translated into one), so every

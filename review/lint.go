@@ -35,6 +35,13 @@ func askLint(ctx context.Context, e *env) Answer {
 			}
 		}
 	}
+	for _, r := range e.pol.Rules {
+		if r.Action == policy.ActionDecrypt && r.Options.ClientCert == policy.ClientCertBypass && len(r.Match.Dst) == 0 && len(r.Match.DstFQDN) == 0 {
+			a.Level = Warn
+			a.Details = append(a.Details, fmt.Sprintf("%s passes undecrypted every server that asks for a client certificate (client-cert bypass): the gateways, and any other server that does so, whatever its address", e.ruleRef(r.Name)))
+			a.Advice = append(a.Advice, Advice{Say: fmt.Sprintf("Exempt the gateways by address instead (policies/bypass-gateways-from-endpoints.yaml), and let %s block or learn what asks for a client certificate", e.ruleRef(r.Name))})
+		}
+	}
 	unreached, err := e.unreached(ctx, reported)
 	if err != nil {
 		return Answer{Err: err}
@@ -45,9 +52,12 @@ func askLint(ctx context.Context, e *env) Answer {
 		a.Advice = append(a.Advice, u.advice)
 	}
 	if a.Level == OK {
-		a.Summary = "no shadowed rule, no UDP decryption, and every bypass rule meant for the gateways takes some of the tunnel's sessions"
+		a.Summary = "no shadowed rule, no UDP decryption, no blanket client-certificate bypass, and every bypass rule meant for the gateways takes some of the tunnel's sessions"
 	} else {
-		a.Summary = fmt.Sprintf("%d rule(s) do not do what they say", len(a.Details))
+		a.Summary = fmt.Sprintf("%d rule(s) do not do what they say or exempt more than the gateways", len(a.Details))
+	}
+	if e.pol.DefaultAction == "" || e.pol.DefaultAction == policy.ActionAllow {
+		a.Details = append(a.Details, "note: default-action is allow: a session no rule matches passes uninspected; this policy stands for the decryption rules, and the firewall's security policy decides what else passes")
 	}
 	return a
 }

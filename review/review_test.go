@@ -97,10 +97,12 @@ func TestCataloguePolicies(t *testing.T) {
 		level review.Level
 		says  map[string]string
 	}{
-		{"bypass-ip.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "regional": ok, "lint": ok}, ok, nil},
+		{"bypass-gateways-from-endpoints.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": ok, "regional": ok, "lint": ok}, ok, nil},
+		{"bypass-whole-range-any-source.yaml", map[string]review.Level{"dtls": ok, "tls": ok, "failover": ok, "over-bypass": warn, "lint": ok}, warn,
+			map[string]string{"over-bypass": "a host beside the gateways (203.0.113.50"}},
 		{"bypass-sni-wildcard.yaml", map[string]review.Level{"tls": ok, "failover": ok, "over-bypass": problem, "regional": warn}, problem,
 			map[string]string{"regional": "if the tenant is moved to a regional gateway name"}},
-		{"sni-and-ip.yaml", map[string]review.Level{"dtls": warn, "tls": ok, "failover": ok, "over-bypass": ok, "lint": ok}, warn,
+		{"sni-and-ip.yaml", map[string]review.Level{"dtls": warn, "tls": ok, "failover": ok, "over-bypass": warn, "lint": ok}, warn,
 			map[string]string{"dtls": `works over TLS only: UDP/443 to gateway-acme.sse.test denied by rule "block-quic"`}},
 		{"sni-only.yaml", map[string]review.Level{"dtls": warn, "tls": ok, "over-bypass": problem}, problem,
 			map[string]string{"over-bypass": "spoofed SNI gateway-acme.sse.test to the origin 192.0.2.10:443"}},

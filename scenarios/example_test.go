@@ -38,5 +38,5 @@ func Example() {
 	// Output:
 	// decrypt-pinned/without-fix/fail-close pass tunnel down failure client-firewall/pin-mismatch
 	// decrypt-pinned/without-fix/fail-open pass tunnel down failure client-firewall/pin-mismatch
-	// decrypt-pinned/with-fix pass tunnel up over tls failure none
+	// decrypt-pinned/with-fix pass tunnel up over dtls failure none
 }

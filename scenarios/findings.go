@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/mitm/fwlog"
+	"github.com/pinwall/pinwall/mitm/policy"
 )
 
 // FindingID names a finding.
@@ -44,13 +46,26 @@ const (
 	// FindingInnerDestinationsVisible: the firewall logged sessions to
 	// SaaS origins (flows that bypassed the tunnel).
 	FindingInnerDestinationsVisible FindingID = "inner-destinations-visible"
+	// FindingBypassTooBroad: a no-decrypt rule passed a session that is
+	// not the tunnel undecrypted — to an address that is not a gateway, or
+	// from a host without the client (a name-based case is
+	// FindingSNIRuleTooBroad).
+	FindingBypassTooBroad FindingID = "bypass-too-broad"
+	// FindingClientCertBypassAll: a session passed undecrypted because the
+	// server asked for a client certificate — a behaviour that exempts
+	// every such server, not only the gateways.
+	FindingClientCertBypassAll FindingID = "client-cert-bypass-all-servers"
+	// FindingDefaultAllow: sessions matched no rule and the policy's
+	// default action allowed them.
+	FindingDefaultAllow FindingID = "default-allow"
 )
 
 // Choices lists the finding ids.
 func (FindingID) Choices() []string {
 	return strs([]FindingID{FindingInterceptionAccepted, FindingTunnelIntercepted, FindingSNIRuleTooBroad,
 		FindingGatewayNameNotCovered, FindingDTLSBlocked, FindingFailOpenExposure, FindingTunnelDown,
-		FindingExclusionLearned, FindingPartialBypass, FindingInnerDestinationsVisible})
+		FindingExclusionLearned, FindingPartialBypass, FindingInnerDestinationsVisible, FindingBypassTooBroad,
+		FindingClientCertBypassAll, FindingDefaultAllow})
 }
 
 // Severity of a finding.
@@ -81,9 +96,37 @@ func findings(obs *harness.Observation) []Finding {
 			"session %d from %s named %s but went to %s, not a gateway; rule %q passed it undecrypted",
 			r.SessionID, r.Src.Addr(), r.SNI, r.Dst, r.Rule)
 	}
+	for _, r := range s.broad {
+		l.add(FindingBypassTooBroad, High, "The bypass rule exempts more than the tunnel",
+			"session %d from %s%s to %s%s passed undecrypted on rule %q: the exemption is wider than the gateways' addresses from the endpoints",
+			r.SessionID, r.Src.Addr(), roleNote(obs, r.Src.Addr(), true), r.Dst, roleNote(obs, r.Dst.Addr(), false), r.Rule)
+	}
+	if n := len(s.ccBypass); n > 0 {
+		r := s.ccBypass[0]
+		l.add(FindingClientCertBypassAll, Medium, "Client-certificate bypass exempts every server that asks for a certificate",
+			"%d session(s) passed undecrypted because the server asked for a client certificate (first: %s, rule %q): this exempts the gateway and any other server that does so, not only the gateways",
+			n, r.Dst, r.Rule)
+	}
+	if s.defaultAllowed > 0 {
+		l.add(FindingDefaultAllow, Low, "The policy allows what no rule matches",
+			"%d session(s) matched no rule and were allowed by the default action; pinwall's policies stand for the decryption rules only, and a real firewall's security policy decides what else passes",
+			s.defaultAllowed)
+	}
 	l.tunnelFindings(obs, s)
 	l.exposureFindings(obs, s)
 	return l
+}
+
+// roleNote names what an address is not, for bypass-too-broad: a host
+// without the client, or an address that is not a gateway.
+func roleNote(obs *harness.Observation, a netip.Addr, src bool) string {
+	switch {
+	case src && a != obs.Roles.Laptop:
+		return " (a host without the client)"
+	case !src && !obs.Roles.IsGateway(a):
+		return " (not a gateway)"
+	}
+	return ""
 }
 
 // findingList collects findings in the order they are raised.
@@ -110,6 +153,11 @@ type fwSessions struct {
 	// tooBroad are sessions naming a gateway that went undecrypted to an
 	// address that is not one.
 	tooBroad []fwlog.Record
+	// broad are other sessions a no-decrypt rule passed that are not the
+	// laptop's to a gateway; ccBypass those a client-certificate bypass
+	// passed; defaultAllowed counts the sessions the default rule allowed.
+	broad, ccBypass []fwlog.Record
+	defaultAllowed  int
 }
 
 func sortSessions(obs *harness.Observation) fwSessions {
@@ -134,9 +182,19 @@ func sortSessions(obs *harness.Observation) fwSessions {
 				s.origins = append(s.origins, name)
 			}
 		}
-		if !toGateway && gwNames[r.SNI] && r.Decryption != nil && r.Decryption.Outcome == fwlog.OutcomeNotDecrypted &&
-			r.Action == fwlog.ActionAllow && r.EndReason != fwlog.EndDecryptCertValidation {
+		passedBypass := r.Decryption != nil && r.Decryption.Outcome == fwlog.OutcomeNotDecrypted &&
+			r.Action == fwlog.ActionAllow && r.EndReason != fwlog.EndDecryptCertValidation
+		switch {
+		case passedBypass && !toGateway && gwNames[r.SNI]:
 			s.tooBroad = append(s.tooBroad, r)
+		case passedBypass && r.Proto == fwlog.ProtoTCP && (!toGateway || !fromLaptop):
+			s.broad = append(s.broad, r)
+		}
+		if r.Decryption != nil && r.Decryption.ExemptBy == fwlog.ExemptClientCert {
+			s.ccBypass = append(s.ccBypass, r)
+		}
+		if r.Rule == "default" && r.Action == fwlog.ActionAllow {
+			s.defaultAllowed++
 		}
 	}
 	return s
@@ -221,4 +279,23 @@ func (l *findingList) exposureFindings(obs *harness.Observation, s fwSessions) {
 		l.add(FindingExclusionLearned, Info, "The firewall learned decryption exclusions",
 			"after failed sessions the firewall excluded servers from decryption; recovery took %v", obs.Recovery.Round(1e6))
 	}
+}
+
+// PolicyFindings reads a policy's blanket behaviours from its rules: a
+// client-certificate bypass that is not limited to given destinations
+// (every server that asks for a client certificate passes undecrypted),
+// and a default action that allows what no rule matches.
+func PolicyFindings(p *policy.Policy) []Finding {
+	var l findingList
+	for _, r := range p.Rules {
+		if r.Action == policy.ActionDecrypt && r.Options.ClientCert == policy.ClientCertBypass && len(r.Match.Dst) == 0 && len(r.Match.DstFQDN) == 0 {
+			l.add(FindingClientCertBypassAll, Medium, "Client-certificate bypass exempts every server that asks for a certificate",
+				"rule %q passes undecrypted any server that asks for a client certificate, the gateways and every other such server; exempt the gateways by address instead", r.Name)
+		}
+	}
+	if p.DefaultAction == "" || p.DefaultAction == policy.ActionAllow {
+		l.add(FindingDefaultAllow, Low, "The policy allows what no rule matches",
+			"default-action allow: a session no rule matches passes uninspected; pinwall's policies stand for the decryption rules, and a real firewall's security policy decides what else passes")
+	}
+	return l
 }

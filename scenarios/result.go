@@ -139,6 +139,14 @@ type Result struct {
 	Events        []harness.AppliedEvent `json:"events,omitempty"`
 	Roles         harness.Roles          `json:"roles"`
 	Policy        string                 `json:"policy,omitempty"`
+	// PolicyFile is the file the firewall's policy came from (the
+	// scenario file itself for a policy written inline); PolicyNote is
+	// what the policy file says it is (its leading comment).
+	PolicyFile string `json:"policy_file,omitempty"`
+	PolicyNote string `json:"policy_note,omitempty"`
+	// PolicyFindings are what the policy itself does beyond the tunnel,
+	// read from its rules (PolicyFindings), whether or not the run met it.
+	PolicyFindings []Finding `json:"policy_findings,omitempty"`
 	// Interceptor is a third-party firewall's evidence: its generated
 	// configuration, logs and version.
 	Interceptor *harness.InterceptorEvidence `json:"interceptor,omitempty"`

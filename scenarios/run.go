@@ -127,7 +127,8 @@ func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
 	}
 	if fw := r.Plan.Spec.Firewall; fw != nil {
 		if p, err := fw.LoadPolicy(); err == nil {
-			res.Policy = p.Describe()
+			res.Policy, res.PolicyFile, res.PolicyNote = p.Describe(), p.File, p.Comment
+			res.PolicyFindings = PolicyFindings(p)
 		}
 	}
 	obs, err := runner.Run(ctx, r.Plan)

@@ -581,7 +581,7 @@ func Catalogue() ([]*Scenario, error) {
 // docs/scenarios.md and of every report).
 var catalogueOrder = []string{
 	"visibility", "udp-blocked", "decrypt-pinned", "decrypt-mtls", "double-decrypt", "bypass-sni",
-	"bypass-ip", "bypass-fqdn", "backup-gateway", "sni-spoof", "steering-exceptions", "learned-exclusion",
+	"bypass-ip", "bypass-fqdn", "backup-gateway", "sni-spoof", "bypass-narrow", "steering-exceptions", "learned-exclusion",
 }
 
 func order(id string) int {

@@ -12,6 +12,7 @@ import (
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/interceptors"
+	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/strictyaml"
 )
 
@@ -36,7 +37,12 @@ type ToolSpec struct {
 	// Skip, when set, says why the row is not run on this tool although
 	// the tool can express its policy.
 	Skip string `yaml:"skip"`
-	Line int    `yaml:"-" strictyaml:"line"`
+	// PolicyFile, when set, is the policy the tool runs instead of the
+	// row's, for a tool that cannot express the row's (resolved as the
+	// firewall's policy-file). It needs a Source like Expect: the report
+	// shows both.
+	PolicyFile string `yaml:"policy-file"`
+	Line       int    `yaml:"-" strictyaml:"line"`
 }
 
 // ToolsSection holds a ToolSpec per third-party kind.
@@ -73,6 +79,10 @@ type ToolRun struct {
 	Skip string `json:"skip,omitempty"`
 	// Client, if set, replaces the run's client on the tool.
 	Client *harness.ClientSpec `json:"client,omitempty"`
+	// Policy, if set, replaces the run's firewall policy on the tool;
+	// PolicyFile is where it was read from.
+	Policy     *policy.Policy `json:"-"`
+	PolicyFile string         `json:"policy_file,omitempty"`
 }
 
 // resolveTools resolves variant v's expectations on every tool: the
@@ -86,12 +96,19 @@ func (s *Scenario) resolveTools(v VariantSpec, field string, exp Expect, cs harn
 		}
 		tr := ToolRun{Expect: exp.clone()}
 		if ts != nil {
-			if ts.Source == "" && (ts.Expect.Kind != 0 || ts.Skip != "" || ts.Client.Kind != 0) {
+			if ts.Source == "" && (ts.Expect.Kind != 0 || ts.Skip != "" || ts.Client.Kind != 0 || ts.PolicyFile != "") {
 				return nil, &strictyaml.Error{File: s.File, Line: ts.Line, Field: at + ".source",
 					Msg: "a difference from pinwall's firewall needs its source: the tool's documentation, or \"observed: what, with which version\""}
 			}
-			if ts.Skip != "" && (ts.Expect.Kind != 0 || ts.Client.Kind != 0) {
-				return nil, &strictyaml.Error{File: s.File, Line: ts.Line, Field: at, Msg: "skip excludes expect and client"}
+			if ts.Skip != "" && (ts.Expect.Kind != 0 || ts.Client.Kind != 0 || ts.PolicyFile != "") {
+				return nil, &strictyaml.Error{File: s.File, Line: ts.Line, Field: at, Msg: "skip excludes expect, client and policy-file"}
+			}
+			if ts.PolicyFile != "" {
+				p, err := s.loadPolicy(ts.PolicyFile, at+".policy-file")
+				if err != nil {
+					return nil, err
+				}
+				tr.Policy, tr.PolicyFile = p, ts.PolicyFile
 			}
 			if ts.Client.Kind != 0 {
 				c := cs
@@ -178,6 +195,9 @@ func (r Run) ForFirewall(kind interceptors.Kind) Run {
 		tr = ToolRun{Expect: r.Expect.clone()}
 	}
 	out.Expect, out.ToolSource = tr.Expect.clone(), tr.Source
+	if tr.Policy != nil {
+		spec.Policy, spec.PolicyFile, spec.PolicyYAML = tr.Policy, "", ""
+	}
 	if tr.Client != nil {
 		s := out.Plan.Spec
 		s.Client = *tr.Client

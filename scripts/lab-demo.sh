@@ -9,7 +9,7 @@ bin=${PINWALL:-bin/pinwall}
 dir=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
 log="$dir/lab.out"
-"$bin" lab --socks "127.0.0.1:$port" --dir "$dir" --policy scenarios/policies/bypass-ip.yaml >"$log" 2>&1 &
+"$bin" lab --socks "127.0.0.1:$port" --dir "$dir" --policy scenarios/policies/bypass-gateways-from-endpoints.yaml >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 1 100); do grep -q ready "$log" && break; sleep 0.1; done

@@ -47,7 +47,9 @@ Usage:
   pinwall list                              list the scenarios
   pinwall run [ID...] [--all] [--out DIR] [--mode inproc|containers] [--parallel N]
               [--firewall pinwall|mitmproxy|squid|sslsplit|LIST|all]
+              [--gateways FILE] [--controls FILE] [--operator NAME] [--check=false]
                                             run scenarios, print the verdicts, write evidence
+                                            (report, one-page summary, inputs, check output)
   pinwall check --policy FILE [--client FILE]
                                             review a firewall policy: the tunnel over DTLS and TLS,
                                             failover, over-bypass, FQDN drift, lint; exit 0 OK,

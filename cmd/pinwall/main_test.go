@@ -50,7 +50,7 @@ func TestSignalExitCodes(t *testing.T) {
 		args  []string
 		ready string // a line that shows the command is under way
 	}{
-		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml")}, "Reviewing"},
+		{"check", []string{"check", "--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml")}, "check: asking every question at once"},
 		{"lab", []string{"lab", "--socks", "127.0.0.1:0", "--dir", "DIR"}, "pinwall lab ready"},
 	}
 	for _, tt := range tests {
@@ -100,9 +100,9 @@ func TestListAndUsage(t *testing.T) {
 	out, _, code := run(t, context.Background(), "list")
 	require.Equal(t, 0, code)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, 12)
+	require.Len(t, lines, 13)
 	assert.True(t, strings.HasPrefix(lines[0], "visibility "), lines[0])
-	assert.Regexp(t, `^learned-exclusion\s+PAN-style`, lines[11])
+	assert.Regexp(t, `^learned-exclusion\s+PAN-style`, lines[12])
 
 	_, errOut, code := run(t, context.Background(), "frobnicate")
 	assert.Equal(t, 2, code)
@@ -161,14 +161,35 @@ func TestOutCheckedFirst(t *testing.T) {
 
 func TestRunWritesEvidenceAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	out, errOut, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked")
+	out, errOut, code := run(t, context.Background(), "run", "visibility", "--out", dir, "udp-blocked", "--operator", "A. Auditor",
+		"--gateways", abs(t, "../../docs/gateways-example.yaml"), "--controls", abs(t, "../../docs/controls-template.yaml"))
 	require.Equal(t, 0, code, out)
 	assert.Regexp(t, `(?m)^\[ 3/3\] PASS `, errOut, "a progress line per run, though stderr is no terminal")
 	assert.Regexp(t, `(?m)^visibility\s+baseline\s+up dtls, 20/20 verified\s+-\s+yes$`, out)
 	assert.Contains(t, out, "3 of 3 runs as expected (inproc")
-	for _, f := range []string{"evidence.json", "report.html", "report.md", "junit.xml", "manifest.sha256"} {
+	for _, f := range []string{"evidence.json", "report.html", "report.md", "junit.xml", "manifest.sha256", "summary.md", "summary.html",
+		"logs/README.md", "inputs/visibility.yaml", "inputs/udp-blocked.yaml", "inputs/policies/bypass-gateways-from-endpoints.yaml",
+		"inputs/gateways-gateways-example.yaml", "inputs/controls-controls-template.yaml", "checks/bypass-gateways-from-endpoints.txt", "checks/allow-all.txt"} {
 		assert.FileExists(t, filepath.Join(dir, f))
 	}
+	report, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(report), "| Operator | A. Auditor |")
+	assert.Contains(t, string(report), "NET-EXAMPLE-01 — TLS inspection exemptions")
+	summary, err := os.ReadFile(filepath.Join(dir, "summary.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(summary), "set address sse-gw1 ip-netmask 192.0.2.0/26")
+	check, err := os.ReadFile(filepath.Join(dir, "checks", "bypass-gateways-from-endpoints.txt"))
+	require.NoError(t, err)
+	assert.Contains(t, string(check), "# exit status 0\n")
+
+	// A bad gateways file: exit 2, naming file, line and field, before any run.
+	badGW := filepath.Join(t.TempDir(), "gw.yaml")
+	require.NoError(t, os.WriteFile(badGW, []byte("gateways:\n  - { name: '*.x.test', addresses: [192.0.2.0/24] }\n"), 0o644))
+	_, errOut, code = run(t, context.Background(), "run", "visibility", "--out", t.TempDir(), "--gateways", badGW)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, badGW+":2:")
+	assert.Contains(t, errOut, "gateways[0].name")
 
 	// A scenario whose expectation does not hold: exit 1.
 	wrong := filepath.Join(t.TempDir(), "wrong.yaml")
@@ -262,7 +283,7 @@ func TestLab(t *testing.T) {
 	var errOut bytes.Buffer
 	go func() {
 		err := dispatch(ctx, []string{"lab", "--socks", "127.0.0.1:0", "--firewall-proxy", "127.0.0.1:0", "--dir", dir,
-			"--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml")}, pw, &errOut)
+			"--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml")}, pw, &errOut)
 		pw.Close()
 		done <- exitCode(err, &errOut)
 	}()
@@ -470,7 +491,7 @@ func TestComposeKeysPrivate(t *testing.T) {
 // works over TLS only (warnings: exit 3) and an SNI-only one (spoofable:
 // exit 1), with a progress line per question on stderr.
 func TestCheck(t *testing.T) {
-	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-ip.yaml"))
+	out, errOut, code := run(t, context.Background(), "check", "--policy", abs(t, "../../scenarios/policies/bypass-gateways-from-endpoints.yaml"))
 	assert.Equal(t, 0, code, out)
 	assert.Contains(t, out, "OK: 6 OK, 0 warning(s), 0 problem(s)")
 	assert.Regexp(t, `(?m)^check: \[6/6\] OK `, errOut, "progress on a stderr that is no terminal")

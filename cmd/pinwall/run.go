@@ -74,7 +74,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "pinwall run [ID...] [--all] [--file FILE]... [--out DIR] [--mode inproc|containers] [--parallel N]", args, stdout, stderr)
+	fs := newFlagSet("run", "pinwall run [ID...] [--all] [--file FILE]... [--out DIR] [--mode inproc|containers] [--parallel N] [--gateways FILE] [--controls FILE] [--operator NAME]", args, stdout, stderr)
 	all := fs.Bool("all", false, "run the whole catalogue (the default when no ID is given)")
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
@@ -84,6 +84,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var files stringList
 	fs.Var(&files, "file", "run a scenario file of your own (repeatable)")
 	ev := addEvidenceFlags(fs)
+	ff := addFrameFlags(fs)
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err)
@@ -95,6 +96,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError("--pan-version: %v", err)
 	}
 	ss, err := selectScenarios(ids, *all, files)
+	if err != nil {
+		return err
+	}
+	controls, gateways, err := ff.load()
 	if err != nil {
 		return err
 	}
@@ -153,6 +158,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		{Name: set.Enterprise.Cert.Subject.CommonName, SHA256: pki.Fingerprint(set.Enterprise.Cert)},
 	}
 	meta.Provenance = provenanceOf(ctx, runner)
+	meta.Operator, meta.Controls, meta.Gateways = ff.operatorName(), controls, gateways
+	if *ff.check && ctx.Err() == nil {
+		meta.Checks = checkPolicies(ctx, ss, stderr)
+	}
 	fmt.Fprint(stdout, reports.VerdictTable(results))
 	fmt.Fprint(stdout, reports.NotRunLines(results))
 	passed, total := reports.Summary(results)
@@ -163,7 +172,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if signer != nil {
 		fmt.Fprintf(stdout, "\nSigned %s with the %s key %s (%s, %s)\n", reports.ManifestFile, signer.Describe().Algorithm, signer.Fingerprint(), reports.SignatureFile, reports.OpenSSLSignatureFile)
 	}
-	fmt.Fprintf(stdout, "\n%d of %d runs as expected (%s, %.1fs). Evidence: %s (report.html, report.md, evidence.json, junit.xml)\n",
+	fmt.Fprintf(stdout, "\n%d of %d runs as expected (%s, %.1fs). Evidence: %s (report.html, report.md, summary.md, evidence.json, junit.xml)\n",
 		passed, total, meta.Mode, meta.Ended.Sub(meta.Started).Seconds(), abs)
 	if meta.Interrupted {
 		return &exitError{code: 1, err: errors.New("interrupted: incomplete runs are marked in the evidence")}
@@ -263,7 +272,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 var version, commit string
 
 func buildInfo() (v, c string) {
-	v, c = "devel", "unknown"
+	v, c = "devel", reports.UnknownCommit
 	if version != "" {
 		v = version
 	}

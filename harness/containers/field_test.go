@@ -52,11 +52,11 @@ func TestContainersFieldProbe(t *testing.T) {
 // translates: behind "decrypt everything" each forges the gateway's
 // certificate or fails the session, and the probe must say the tunnel's
 // TLS does not come up undecrypted, naming the forged issuer when it saw
-// one; behind the bypass by address, the pinned chain comes through.
+// one; behind the bypass of the gateways' addresses, the pinned chain comes through.
 func TestContainersFieldProbeInterceptors(t *testing.T) {
 	r := containerRunner(t)
 	for _, kind := range []interceptors.Kind{interceptors.Mitmproxy, interceptors.Squid, interceptors.SSLsplit} {
-		for _, name := range []string{"decrypt-all", "bypass-ip"} {
+		for _, name := range []string{"decrypt-all", "bypass-gateways-any-source"} {
 			t.Run(string(kind)+"/"+name, func(t *testing.T) {
 				pol, err := policy.Load("../../scenarios/policies/" + name + ".yaml")
 				require.NoError(t, err)
@@ -78,7 +78,7 @@ func TestContainersFieldProbeInterceptors(t *testing.T) {
 					if A.Intercepted() {
 						assert.Contains(t, got.Answer(probe.AnswerTLS).Summary, A.Chain.Issuer)
 					}
-				case "bypass-ip":
+				case "bypass-gateways-any-source":
 					assert.True(t, A.Passed(), "%+v", A)
 					assert.Equal(t, probe.OK, got.Answer(probe.AnswerTunnel).Level, got.Answer(probe.AnswerTunnel).Summary)
 				}

@@ -79,8 +79,8 @@ func (f *Format) UnmarshalText(b []byte) error { return f.Set(string(b)) }
 // documented default of the format being written.
 type Device struct {
 	// Serial is the PAN-OS serial number, FortiOS devid and CEF
-	// deviceExternalId. "" means "007000000000001" (PAN-OS, CEF) or
-	// "FGVM00PINWALL001" (FortiOS).
+	// deviceExternalId. "" means SyntheticSerial (PAN-OS, CEF) or
+	// SyntheticFortiSerial (FortiOS).
 	Serial string
 	// Name is the device name (PAN-OS Device Name, FortiOS devname, CEF
 	// dvchost). "" means "pinwall-fw".
@@ -206,3 +206,14 @@ func isReserved(a netip.Addr) bool {
 	}
 	return false
 }
+
+// The default device serials. They are unmistakably synthetic, in no
+// vendor's serial format, so that no reader takes a generated log for one
+// a real device wrote: pinwall's vendor-format logs are generated from its
+// own firewall's records.
+const (
+	// SyntheticSerial is the PAN-OS serial number and CEF deviceExternalId.
+	SyntheticSerial = "PINWALLSIMULATED"
+	// SyntheticFortiSerial is the FortiOS devid.
+	SyntheticFortiSerial = "FGVM-PINWALL-SIMULATED"
+)

@@ -26,7 +26,7 @@ import (
 // policyid is the rule's number (Record.RuleID), 0 for the implicit deny.
 
 const (
-	fortiSerial = "FGVM00PINWALL001"
+	fortiSerial = SyntheticFortiSerial
 	fortiName   = "pinwall-fw"
 	fortiVDOM   = "root"
 	fortiInIf   = "port2"

@@ -18,7 +18,7 @@ import (
 // holds the time logged; Tunnel Type is "N/A"; Action Flags "0x0".
 
 const (
-	panSerial  = "007000000000001"
+	panSerial  = SyntheticSerial
 	panName    = "pinwall-fw"
 	panVsys    = "vsys1"
 	panInZone  = "trust"

@@ -168,6 +168,9 @@ type Policy struct {
 	TCPIdleTimeout time.Duration `yaml:"tcp-idle-timeout"`
 	// File is the name the policy was parsed from, if any.
 	File string `yaml:"-"`
+	// Comment is the file's leading comment's first paragraph, without
+	// the "#": what the policy says it is ("" when it has none).
+	Comment string `yaml:"-"`
 }
 
 // Objects holds the named address objects.
@@ -360,8 +363,29 @@ func Parse(file string, data []byte) (*Policy, error) {
 	if err := strictyaml.Decode(file, data, p); err != nil {
 		return nil, err
 	}
-	p.File = file
+	p.File, p.Comment = file, leadingComment(data)
 	return p, nil
+}
+
+// leadingComment returns the first paragraph of the comment lines that
+// open data, joined into one line.
+func leadingComment(data []byte) string {
+	var words []string
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		text := strings.TrimSpace(strings.TrimPrefix(line, "#"))
+		if text == "" {
+			if len(words) > 0 {
+				break
+			}
+			continue
+		}
+		words = append(words, text)
+	}
+	return strings.Join(words, " ")
 }
 
 // Validate checks what the YAML schema cannot: names, references between

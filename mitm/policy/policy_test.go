@@ -106,7 +106,7 @@ func assertRoundTrip(t *testing.T, p *Policy) {
 // and the difference between empty and nil lists.
 func normalized(p *Policy) Policy {
 	q := *p
-	q.File = ""
+	q.File, q.Comment = "", ""
 	q.Rules = nil
 	for _, r := range p.Rules {
 		r.Line = 0
@@ -729,4 +729,15 @@ func TestActionPermits(t *testing.T) {
 	assert.True(t, ActionNoDecrypt.Permits())
 	assert.True(t, ActionAllow.Permits())
 	assert.False(t, ActionBlock.Permits())
+}
+
+// A policy file's leading comment, first paragraph, is what the policy
+// says it is (reports quote it beside each run).
+func TestParseComment(t *testing.T) {
+	p, err := Parse("c.yaml", []byte("# The fix: no decryption\n# for the gateways.\n#\n# More detail.\nrules:\n  - { name: a, action: allow }\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "The fix: no decryption for the gateways.", p.Comment)
+	p, err = Parse("c.yaml", []byte("rules:\n  - { name: a, action: allow }\n# trailing\n"))
+	require.NoError(t, err)
+	assert.Empty(t, p.Comment)
 }
