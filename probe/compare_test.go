@@ -36,7 +36,16 @@ var explained = map[string]string{
 	"bypass-fqdn/dtls": "follows from tls: check keeps a blocked DTLS a PROBLEM when TLS fails too",
 	"bypass-fqdn/over-bypass": "check saw its firewall pass another name to the gateway's address on another port (8443) by this rule (it has no port); " +
 		"the probe tries port 443 only, and could not tell it anyway: this policy decrypts no other port anywhere, and the probe cannot see which rule passed a session",
+	"bypass-gateways-any-source/over-bypass":    fromOneSource,
+	"sni-and-ip/over-bypass":                    fromOneSource,
+	"sni-strict/over-bypass":                    fromOneSource,
+	"bypass-whole-range-any-source/over-bypass": fromOneSource + "; and a host beside the gateways in their /24 is exempted too, an address the probe, which speaks only to the bundle's addresses, never tries",
 }
+
+// fromOneSource explains why the probe cannot see a bypass that is wider
+// than the endpoints: it runs on one endpoint.
+const fromOneSource = "check saw the rule exempt a LAN host without the client (it has no source condition); " +
+	"the probe runs on one endpoint and sees the firewall only from that source, so a rule's breadth across sources is check's to judge"
 
 type row struct {
 	policy, question string
