@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/outfile"
 )
@@ -24,6 +25,10 @@ const (
 	HTMLFile     = "report.html"
 	JUnitFile    = "junit.xml"
 	ManifestFile = "manifest.sha256"
+	// CaptureFile and KeyLogFile are the capture (--capture) and its
+	// session secrets, the names reports gives a run's.
+	CaptureFile = "capture.pcapng"
+	KeyLogFile  = "keys.log"
 	// EvidenceSchema names evidence.json's format.
 	EvidenceSchema = "pinwall.probe-evidence/v1"
 )
@@ -36,7 +41,35 @@ type Evidence struct {
 	// Provenance is what produced the evidence (reports.Provenance from
 	// the command), nil when not given.
 	Provenance any `json:"provenance,omitempty"`
+	// Capture describes capture.pcapng when the probe captured.
+	Capture *CaptureInfo `json:"capture,omitempty"`
+	// Signature says how the manifest is signed (reports.Signature from
+	// the command), nil when it is not.
+	Signature any `json:"signature,omitempty"`
 }
+
+// CaptureInfo is what evidence.json says about the capture: the fields of
+// a run's (reports.CaptureInfo).
+type CaptureInfo struct {
+	// File and KeyLog are the capture and its key log, in the bundle.
+	File   string `json:"file"`
+	KeyLog string `json:"key_log"`
+	// Packets counts the packets; Dropped those beyond the memory limit.
+	Packets int   `json:"packets"`
+	Dropped int64 `json:"dropped"`
+	// KeyLines counts the session secrets, inside the capture (its
+	// Decryption Secrets Block) and in KeyLog.
+	KeyLines int `json:"key_lines"`
+	// SnapLen is the payload kept per flow and direction; negative: all.
+	SnapLen int `json:"snaplen"`
+	// Legs names the capture's interfaces in order.
+	Legs []string `json:"legs"`
+	// Source says how the packets were made.
+	Source string `json:"source"`
+}
+
+// CaptureSource says how the probe's packets are made.
+const CaptureSource = "synthesized from the probe's own connections (what it wrote and read), the laptop's side of the network measured"
 
 // EvidenceOptions add what the probe package does not know itself.
 type EvidenceOptions struct {
@@ -45,6 +78,16 @@ type EvidenceOptions struct {
 	Provenance any
 	// Producer says the same in a line, for the reports' last paragraph.
 	Producer string
+	// Capture, if set, is the Recorder given to Run (Config.Capture):
+	// written as capture.pcapng (its secrets inside) and keys.log, both in
+	// the manifest.
+	Capture *capture.Recorder
+	// Signature describes the signature the caller makes over the manifest
+	// once WriteEvidence returns (reports.Signer.Describe); the reports
+	// and evidence.json name its key. Nil: unsigned.
+	Signature any
+	// SignedBy says the same in a line ("ed25519 key SHA256:…").
+	SignedBy string
 }
 
 // WriteEvidence writes the evidence bundle of res into dir (made if
@@ -58,21 +101,37 @@ func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 	}
 	defer d.Close()
 	files := map[string][]byte{}
-	ev, err := json.MarshalIndent(Evidence{Schema: EvidenceSchema, Level: res.Level(), Result: res, Provenance: o.Provenance}, "", "  ")
+	ev := Evidence{Schema: EvidenceSchema, Level: res.Level(), Result: res, Provenance: o.Provenance, Signature: o.Signature}
+	var keys []byte
+	if rec := o.Capture; rec != nil {
+		var pc bytes.Buffer
+		if _, err := rec.WriteTo(&pc); err != nil {
+			return fmt.Errorf("probe: evidence: capture: %w", err)
+		}
+		files[CaptureFile], keys = pc.Bytes(), rec.KeyLog().Bytes()
+		legs := rec.Interfaces()
+		if legs == nil {
+			legs = []string{}
+		}
+		ev.Capture = &CaptureInfo{File: CaptureFile, KeyLog: KeyLogFile, Packets: rec.Packets(), Dropped: rec.Dropped(),
+			KeyLines: rec.KeyLog().Lines(), SnapLen: rec.SnapLen(), Legs: legs, Source: CaptureSource}
+	}
+	evJSON, err := json.MarshalIndent(ev, "", "  ")
 	if err != nil {
 		return err
 	}
-	files[EvidenceFile] = append(ev, '\n')
+	files[EvidenceFile] = append(evJSON, '\n')
+	notes := bundleNotes(o, ev.Capture)
 	md := res.Markdown()
-	if o.Producer != "" {
-		md += "\n---\n\nProduced by " + o.Producer + ".\n"
+	if len(notes) > 0 {
+		md += "\n---\n\n" + strings.Join(notes, "\n\n") + "\n"
 	}
 	files[MarkdownFile] = []byte(md)
 	var h bytes.Buffer
 	if err := htmlReport.Execute(&h, struct {
 		*Result
-		Producer string
-	}{res, o.Producer}); err != nil {
+		Notes []string
+	}{res, notes}); err != nil {
 		return err
 	}
 	files[HTMLFile] = h.Bytes()
@@ -83,7 +142,20 @@ func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 	files[JUnitFile] = ju
 	var errs []error
 	var names []string
+	if o.Capture != nil {
+		// The secrets decrypt every session of the run: private, as lab
+		// and run write them.
+		if err := d.WriteFile(KeyLogFile, keys, outfile.Private); err != nil {
+			errs = append(errs, err)
+		} else {
+			files[KeyLogFile] = keys
+			names = append(names, KeyLogFile)
+		}
+	}
 	for n, data := range files {
+		if n == KeyLogFile {
+			continue
+		}
 		if err := d.WriteFile(n, data, outfile.Public); err != nil {
 			errs = append(errs, err)
 			continue
@@ -100,6 +172,24 @@ func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// bundleNotes says what produced the bundle, what it holds beside the
+// report and who signed it: the reports' last paragraphs.
+func bundleNotes(o EvidenceOptions, c *CaptureInfo) []string {
+	var notes []string
+	if o.Producer != "" {
+		notes = append(notes, "Produced by "+o.Producer+".")
+	}
+	if c != nil {
+		notes = append(notes, fmt.Sprintf("Capture: %s, %d packets of the probe's own connections on the leg %s (%s), %d TLS and DTLS session secrets inside (also in %s): `tshark -r %s` decrypts them with no option.",
+			c.File, c.Packets, strings.Join(c.Legs, ", "), c.Source, c.KeyLines, c.KeyLog, c.File))
+	}
+	if o.SignedBy != "" {
+		notes = append(notes, fmt.Sprintf("Signed: %s, which holds the SHA-256 of every other file, by %s (%s; verify with `ssh-keygen -Y verify -f allowed_signers -I pinwall-evidence -n file -s %s.sig < %s`).",
+			ManifestFile, o.SignedBy, ManifestFile+".sig", ManifestFile, ManifestFile))
+	}
+	return notes
 }
 
 // Markdown renders the report.
@@ -193,7 +283,7 @@ var htmlReport = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <h2>TLS attempts</h2><table><tr><th>key</th><th>what</th><th>address</th><th>SNI</th><th>outcome</th><th>cause</th></tr>
 {{range .Observed.TLS}}<tr><td>{{.Key}}</td><td>{{.What}}</td><td>{{.Addr}}</td><td>{{.SNI}}</td><td>{{.Outcome}}</td><td>{{.Leg}} {{.Cause}}</td></tr>{{end}}
 {{range .Observed.Learning}}<tr><td>{{.Key}}</td><td>{{.What}}</td><td>{{.Addr}}</td><td>{{.SNI}}</td><td>{{.Outcome}}</td><td>{{.Leg}} {{.Cause}}</td></tr>{{end}}</table>
-{{if .Producer}}<p>Produced by {{.Producer}}.</p>{{end}}
+{{range .Notes}}<p>{{.}}</p>{{end}}
 <p>The raw observations are in evidence.json; manifest.sha256 checks every file (<code>sha256sum -c manifest.sha256</code>).</p>
 </body></html>
 `))
