@@ -80,8 +80,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		eo := probe.EvidenceOptions{Provenance: prov, Producer: producer, Capture: cfg.Capture}
 		if signer != nil {
-			sig := signer.Describe()
-			eo.Signature, eo.SignedBy = sig, fmt.Sprintf("the %s key %s", sig.Algorithm, sig.Fingerprint)
+			eo.Signature = signer.Describe()
 		}
 		if err := probe.WriteEvidence(*out, res, eo); err != nil {
 			return &exitError{code: 2, err: err}
@@ -90,7 +89,7 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err := signer.Sign(*out); err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			fmt.Fprintf(stderr, "probe: signed %s with %s (%s, %s)\n", reports.ManifestFile, eo.SignedBy, reports.SignatureFile, reports.OpenSSLSignatureFile)
+			fmt.Fprintf(stderr, "probe: signed %s with the %s key %s (%s, %s)\n", reports.ManifestFile, signer.Describe().Algorithm, signer.Fingerprint(), reports.SignatureFile, reports.OpenSSLSignatureFile)
 		}
 		fmt.Fprintf(stderr, "probe: evidence in %s\n", *out)
 		if cfg.Capture != nil {
