@@ -112,6 +112,9 @@ func newReportView(r *Result, o EvidenceOptions, c *CaptureInfo) (*reportView, e
 	}
 	if rec := r.Observed.Record; rec != nil {
 		v.Record = fmt.Sprintf("%d events of run %s, sources %v (see evidence.json).", len(rec.Events), orDash(rec.Run), rec.Sources)
+		if rec.Earlier > 0 {
+			v.Record += fmt.Sprintf(" The gateway left out %d events of the same window as an earlier run's.", rec.Earlier)
+		}
 	} else {
 		v.Record = fmt.Sprintf("Not fetched: %s.", orDash(r.Observed.RecordError))
 	}
