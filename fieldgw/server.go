@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,10 +87,69 @@ type Config struct {
 	// Certificate, ClientCAs, Stack, Resolver, Log and ProbeNames are set
 	// by the server.
 	Gateway gateway.Config
+	// Origins are destinations beyond the built-in test origins that
+	// the gateway serves inner flows to, each explicitly allowed by name
+	// and address; nil serves the built-in origins only (the default: a
+	// field gateway on the open internet relays nothing else).
+	Origins []Origin
+	// OriginStack is the network Origins are dialled on; nil means
+	// Primary.Stack.
+	OriginStack hostnet.Stack
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time
+}
+
+// Origin is a destination the gateway may serve inner flows to: the name
+// a flow asks for resolves to Addr's IP (the gateway resolves no name
+// itself), and a flow reaches Addr's IP and port only.
+type Origin struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+// ParseOrigin parses NAME=IP:PORT, as `serve gateway --origin` takes it.
+func ParseOrigin(s string) (Origin, error) {
+	name, addr, ok := strings.Cut(s, "=")
+	if !ok {
+		return Origin{}, fmt.Errorf("fieldgw: origin %q: want NAME=IP:PORT", s)
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return Origin{}, fmt.Errorf("fieldgw: origin %q: %s is not IP:PORT (the gateway resolves no name): %w", s, addr, err)
+	}
+	o := Origin{Name: strings.ToLower(strings.TrimSuffix(name, ".")), Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+	return o, o.check()
+}
+
+func (o Origin) check() error {
+	switch {
+	case !validName(o.Name):
+		return fmt.Errorf("fieldgw: origin %q: not a host name", o.Name)
+	case o.Name == OriginName || o.Name == RecordName:
+		return fmt.Errorf("fieldgw: origin %q: the name of a built-in origin", o.Name)
+	case !o.Addr.IsValid() || o.Addr.Port() == 0 || o.Addr.Addr().IsUnspecified():
+		return fmt.Errorf("fieldgw: origin %s: want an IP address and a port", o.Name)
+	}
+	return nil
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Server runs the field gateway.
@@ -158,6 +218,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	allowed := map[netip.AddrPort]bool{}
+	for _, o := range cfg.Origins {
+		if err := o.check(); err != nil {
+			return nil, err
+		}
+		if err := zone.Add(resolve.Record{Name: o.Name, Addrs: []netip.Addr{o.Addr.Addr()}}); err != nil {
+			return nil, fmt.Errorf("fieldgw: origin %s: %w", o.Name, err)
+		}
+		allowed[o.Addr] = true
+		cfg.Logger.Info("fieldgw: inner flows allowed", "origin", o.Name, "addr", o.Addr)
+	}
+	originStack := cfg.OriginStack
+	if originStack == nil {
+		originStack = cfg.Primary.Stack
+	}
 	if err := s.startOrigins(ctx); err != nil {
 		return nil, err
 	}
@@ -177,7 +252,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		gc.ClientCAs = cfg.State.DeviceCA.Pool()
 		gc.AllowAnonymous = false
-		gc.Stack = gatewayStack{outer: l.Stack, inner: s.mem}
+		gc.Stack = gatewayStack{outer: l.Stack, inner: s.mem, origins: originStack, allowed: allowed}
 		gc.Resolver = zone
 		gc.Log = log
 		gc.ProbeNames = []string{cfg.ControlName}

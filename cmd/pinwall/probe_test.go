@@ -158,4 +158,9 @@ func TestProbeBadBundle(t *testing.T) {
 	_, stderr, code := run(t, context.Background(), "serve", "gateway", "--dir", t.TempDir(), "--listen", "0.0.0.0:443")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "--advertise")
+	for _, bad := range []string{"intranet.test", "intranet.test=intranet:443", "origin.probe.pinwall.test=192.0.2.1:80"} {
+		_, stderr, code = run(t, context.Background(), "serve", "gateway", "--dir", t.TempDir(), "--listen", "127.0.0.1:0", "--origin", bad)
+		assert.Equal(t, 2, code, bad)
+		assert.Contains(t, stderr, bad, "the error names what was given")
+	}
 }
