@@ -153,4 +153,3 @@ func freePort(t *testing.T) uint16 {
 	t.Fatal("no free port")
 	return 0
 }
-

@@ -166,4 +166,3 @@ func (r *Result) Markdown() string {
 	}
 	return string(md)
 }
-
