@@ -23,11 +23,12 @@ import (
 
 // TestProbeCapture records the probe's own connections behind a firewall
 // that decrypts all but the gateway's SNI, writes the evidence bundle and
-// reads its capture with tshark, without any option but the DTLS port:
-// every packet is between the laptop and a bundle address; the TLS
-// handshakes to them are decrypted from the secrets inside the file (the
-// TLS 1.3 Certificate messages are readable, the gateway's own and the
-// firewall's forgery); the DTLS tunnel's records are decrypted too.
+// reads its capture with tshark: every packet is between the laptop and a
+// bundle address; the TLS handshakes to them are decrypted from the
+// secrets inside the file with no option (the TLS 1.3 Certificate
+// messages are readable: the gateway's own, the firewall's forgery, the
+// device certificate); with the bundle's dissector, the tunnel's inner
+// flows are seen inside its decrypted records.
 func TestProbeCapture(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole probe")
@@ -52,6 +53,7 @@ func TestProbeCapture(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(man), "  "+probe.CaptureFile+"\n")
 	assert.Contains(t, string(man), "  "+probe.KeyLogFile+"\n")
+	assert.Contains(t, string(man), "  pinwall.lua\n")
 	ev := readEvidence(t, dir)
 	require.NotNil(t, ev.Capture)
 	assert.Equal(t, []string{probe.CaptureLeg}, ev.Capture.Legs)
@@ -112,10 +114,17 @@ func TestProbeCapture(t *testing.T) {
 	forged := slices.ContainsFunc(res.Observed.TLS, func(a probe.Attempt) bool { return a.Intercepted() })
 	require.True(t, forged, "sni-only decrypts the attempts without the gateway's name")
 	assert.Contains(t, issuers, "pinwall Enterprise Forward Trust CA", "the firewall's forgery, decrypted")
-	// The tunnel's flows went inside the TLS or DTLS records: the
-	// decrypted application data is there.
-	app := capturetest.Lines(capturetest.Tshark(t, "-d", "udp.port==443,dtls", "-r", file, "-Y", "tls.app_data || dtls.app_data || sctp", "-T", "fields", "-e", "frame.number"))
-	assert.NotEmpty(t, app)
+	// Inside the tunnel (TLS or DTLS, decrypted), with pinwall's dissector
+	// from the bundle: the inner flows to the built-in origin and the
+	// record fetch, to a gateway's address.
+	targets := map[string]bool{}
+	for _, l := range capturetest.Lines(capturetest.Tshark(t, "-X", "lua_script:"+filepath.Join(dir, "pinwall.lua"), "-o", "sctp.tsn_analysis:FALSE",
+		"-r", file, "-Y", "pinwall.request", "-T", "fields", "-e", "ip.dst", "-e", "pinwall.target")) {
+		dst, target, _ := strings.Cut(l, "\t")
+		assert.True(t, bundle[dst], l)
+		targets[target] = true
+	}
+	assert.Equal(t, map[string]bool{probe.OriginName + ":80": true, probe.RecordName + ":80": true}, targets, "the tunnel's inner flows, decrypted")
 	keys, err := os.ReadFile(filepath.Join(dir, probe.KeyLogFile))
 	require.NoError(t, err)
 	n := 0

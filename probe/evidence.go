@@ -14,6 +14,7 @@ import (
 	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/outfile"
+	"github.com/pinwall/pinwall/wireshark"
 )
 
 // The files of the probe's evidence bundle: the names package reports
@@ -79,8 +80,9 @@ type EvidenceOptions struct {
 	// does not describe itself (reports.Provenance does: its rows).
 	Producer string
 	// Capture, if set, is the Recorder given to Run (Config.Capture):
-	// written as capture.pcapng (its secrets inside) and keys.log, both in
-	// the manifest.
+	// written as capture.pcapng (its secrets inside) and keys.log, with
+	// pinwall's Wireshark dissector (pinwall.lua) that decodes the tunnel
+	// inside, all in the manifest.
 	Capture *capture.Recorder
 	// Signature describes the signature the caller makes over the manifest
 	// once WriteEvidence returns (reports.Signer.Describe); the reports
@@ -107,6 +109,7 @@ func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 			return fmt.Errorf("probe: evidence: capture: %w", err)
 		}
 		files[CaptureFile], keys = pc.Bytes(), rec.KeyLog().Bytes()
+		files[wireshark.DissectorFile] = wireshark.Dissector
 		legs := rec.Interfaces()
 		if legs == nil {
 			legs = []string{}
