@@ -13,7 +13,7 @@ import (
 
 // ErrNotBuiltIn refuses an inner flow to anything but a built-in test
 // origin.
-var ErrNotBuiltIn = errors.New("fieldgw: not one of the gateway's built-in test origins (it serves no other)")
+var ErrNotBuiltIn = errors.New("fieldgw: not one of the gateway's built-in test origins, nor an origin it was told to serve (serve gateway --origin)")
 
 // memStack holds in-memory listeners; its DialContext reaches them and
 // nothing else.
@@ -109,13 +109,21 @@ func (p *pipeConn) LocalAddr() net.Addr  { return p.local }
 func (p *pipeConn) RemoteAddr() net.Addr { return p.remote }
 
 // gatewayStack is the gateway's network: it listens on the host's, and
-// its inner flows reach the built-in origins only.
+// its inner flows reach the built-in origins, and the allowed origins'
+// addresses (Config.Origins) over the origins' network, nothing else.
 type gatewayStack struct {
-	outer hostnet.Stack
-	inner *memStack
+	outer   hostnet.Stack
+	inner   *memStack
+	origins hostnet.Stack
+	allowed map[netip.AddrPort]bool
 }
 
 func (g gatewayStack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if network == "tcp" && len(g.allowed) > 0 {
+		if ap, err := hostnet.ParseAddrPort(address); err == nil && g.allowed[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
+			return g.origins.DialContext(ctx, network, address)
+		}
+	}
 	return g.inner.DialContext(ctx, network, address)
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,10 +87,69 @@ type Config struct {
 	// Certificate, ClientCAs, Stack, Resolver, Log and ProbeNames are set
 	// by the server.
 	Gateway gateway.Config
+	// Origins are destinations beyond the built-in test origins that
+	// the gateway serves inner flows to, each explicitly allowed by name
+	// and address; nil serves the built-in origins only (the default: a
+	// field gateway on the open internet relays nothing else).
+	Origins []Origin
+	// OriginStack is the network Origins are dialled on; nil means
+	// Primary.Stack.
+	OriginStack hostnet.Stack
 	// Logger receives operational messages; nil discards.
 	Logger *slog.Logger
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time
+}
+
+// Origin is a destination the gateway may serve inner flows to: the name
+// a flow asks for resolves to Addr's IP (the gateway resolves no name
+// itself), and a flow reaches Addr's IP and port only.
+type Origin struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+// ParseOrigin parses NAME=IP:PORT, as `serve gateway --origin` takes it.
+func ParseOrigin(s string) (Origin, error) {
+	name, addr, ok := strings.Cut(s, "=")
+	if !ok {
+		return Origin{}, fmt.Errorf("fieldgw: origin %q: want NAME=IP:PORT", s)
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return Origin{}, fmt.Errorf("fieldgw: origin %q: %s is not IP:PORT (the gateway resolves no name): %w", s, addr, err)
+	}
+	o := Origin{Name: strings.ToLower(strings.TrimSuffix(name, ".")), Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+	return o, o.check()
+}
+
+func (o Origin) check() error {
+	switch {
+	case !validName(o.Name):
+		return fmt.Errorf("fieldgw: origin %q: not a host name", o.Name)
+	case o.Name == OriginName || o.Name == RecordName:
+		return fmt.Errorf("fieldgw: origin %q: the name of a built-in origin", o.Name)
+	case !o.Addr.IsValid() || o.Addr.Port() == 0 || o.Addr.Addr().IsUnspecified():
+		return fmt.Errorf("fieldgw: origin %s: want an IP address and a port", o.Name)
+	}
+	return nil
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Server runs the field gateway.
@@ -101,9 +161,24 @@ type Server struct {
 	record   *http.Server
 	recordL  net.Listener
 	wg       sync.WaitGroup
-	runMu    sync.Mutex
 	once     sync.Once
+	// events returns the gateways' events (Events; a test's own).
+	events func() []gateway.Event
+
+	// The record of each probe run, keyed by its id (serveRecord).
+	runMu sync.Mutex
+	runs  map[string]*probe.Record
+	order []string // run ids, oldest first (at most maxRuns kept)
+	// claimed are the tunnels a recorded run owns; deviceMark and
+	// sourceMark the time a device's or a source's last run was recorded:
+	// a later run's record starts after it.
+	claimed    map[string]string
+	deviceMark map[string]time.Time
+	sourceMark map[netip.Addr]time.Time
 }
+
+// maxRuns bounds the run records a server keeps (the oldest go first).
+const maxRuns = 1024
 
 // Start starts the gateways and the built-in origins. ctx bounds the
 // server's life: when it ends the server closes as if Close were called.
@@ -130,6 +205,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, mem: newMemStack()}
+	s.events = s.Events
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -141,6 +217,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	)
 	if err != nil {
 		return nil, err
+	}
+	allowed := map[netip.AddrPort]bool{}
+	for _, o := range cfg.Origins {
+		if err := o.check(); err != nil {
+			return nil, err
+		}
+		if err := zone.Add(resolve.Record{Name: o.Name, Addrs: []netip.Addr{o.Addr.Addr()}}); err != nil {
+			return nil, fmt.Errorf("fieldgw: origin %s: %w", o.Name, err)
+		}
+		allowed[o.Addr] = true
+		cfg.Logger.Info("fieldgw: inner flows allowed", "origin", o.Name, "addr", o.Addr)
+	}
+	originStack := cfg.OriginStack
+	if originStack == nil {
+		originStack = cfg.Primary.Stack
 	}
 	if err := s.startOrigins(ctx); err != nil {
 		return nil, err
@@ -161,7 +252,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		gc.ClientCAs = cfg.State.DeviceCA.Pool()
 		gc.AllowAnonymous = false
-		gc.Stack = gatewayStack{outer: l.Stack, inner: s.mem}
+		gc.Stack = gatewayStack{outer: l.Stack, inner: s.mem, origins: originStack, allowed: allowed}
 		gc.Resolver = zone
 		gc.Log = log
 		gc.ProbeNames = []string{cfg.ControlName}
@@ -349,55 +440,146 @@ func NewBundle(st *State, o BundleOptions) (*probe.Bundle, error) {
 }
 
 // serveRecord answers GET /record?device=ID&since=UNIXNANO&run=ID with
-// the gateway's record of that probe's attempts (probe.Record).
+// the gateway's record of that probe run (probe.Record), keyed by the
+// run's id: the device's events and those of the sources its tunnels came
+// from, since the run began, less what an earlier run's record holds.
+//
+// The first fetch of a run makes its record: the events since `since`
+// (the probe's start, less a minute for clock skew) and since the
+// device's and each source's last recorded run, without the tunnels an
+// earlier run claimed. The run then claims its tunnels (a tunnel that
+// closes after the fetch stays its own) and marks its device and sources,
+// so two runs one after the other, however close, do not mix. A later
+// fetch of the same run returns the same record. Two probes behind the
+// same address at the same time still share the refusals no identity
+// tells apart (the firewall's upstream leg presents none).
 func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	device, run := q.Get("device"), q.Get("run")
 	sinceNS, err := strconv.ParseInt(q.Get("since"), 10, 64)
-	if device == "" || run == "" || err != nil {
+	if device == "" || run == "" || len(run) > 128 || err != nil {
 		http.Error(w, "want device, run and since (unix nanoseconds)", http.StatusBadRequest)
 		return
 	}
-	since := time.Unix(0, sinceNS)
-	rec := probe.Record{Run: run, Device: device, Since: since}
-	evs := s.Events()
+	rec, fresh, err := s.recordRun(run, device, time.Unix(0, sinceNS))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	if fresh {
+		s.cfg.Logger.Info("fieldgw: probe run", "run", run, "device", device, "events", len(rec.Events), "earlier", rec.Earlier)
+		if s.cfg.RunLog != nil {
+			line, _ := json.Marshal(struct {
+				Time    time.Time    `json:"time"`
+				Run     string       `json:"run"`
+				Device  string       `json:"device"`
+				Since   time.Time    `json:"since"`
+				Sources []netip.Addr `json:"sources"`
+				Events  int          `json:"events"`
+				Earlier int          `json:"earlier_runs_events"`
+			}{s.cfg.Now(), run, device, rec.Since, rec.Sources, len(rec.Events), rec.Earlier})
+			s.runMu.Lock()
+			_, _ = s.cfg.RunLog.Write(append(line, '\n'))
+			s.runMu.Unlock()
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(rec)
+}
+
+// errRunDevice refuses a run id fetched by another device.
+var errRunDevice = errors.New("fieldgw: that run was recorded for another device")
+
+// recordRun returns run's record, making it on the first fetch (fresh).
+func (s *Server) recordRun(run, device string, since time.Time) (_ *probe.Record, fresh bool, _ error) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.runs == nil {
+		s.runs, s.claimed = map[string]*probe.Record{}, map[string]string{}
+		s.deviceMark, s.sourceMark = map[string]time.Time{}, map[netip.Addr]time.Time{}
+	}
+	if rec, ok := s.runs[run]; ok {
+		if rec.Device != device {
+			return nil, false, errRunDevice
+		}
+		return rec, false, nil
+	}
+	now := s.cfg.Now()
+	rec := &probe.Record{Run: run, Device: device, Since: since}
+	evs := s.events()
+	// another says whether e is an earlier run's: a tunnel it claimed, or
+	// before its mark on the device or the source.
+	another := func(e gateway.Event, src netip.Addr) bool {
+		if e.TunnelID != "" && s.claimed[e.TunnelID] != "" {
+			return true
+		}
+		if m, ok := s.deviceMark[device]; ok && e.Device != nil && !e.Time.After(m) {
+			return true
+		}
+		m, ok := s.sourceMark[src]
+		return ok && !e.Time.After(m)
+	}
 	sources := map[netip.Addr]bool{}
 	for _, e := range evs {
 		if e.Time.Before(since) || e.Device == nil || e.Device.Device != device {
 			continue
 		}
-		if ap, err := netip.ParseAddrPort(e.Client); err == nil {
-			sources[ap.Addr().Unmap()] = true
+		src := sourceOf(e)
+		if another(e, src) {
+			continue
 		}
+		sources[src] = true
 	}
+	delete(sources, netip.Addr{})
 	for _, e := range evs {
 		if e.Time.Before(since) {
 			continue
 		}
-		ap, _ := netip.ParseAddrPort(e.Client)
-		if (e.Device != nil && e.Device.Device == device) || sources[ap.Addr().Unmap()] {
-			rec.Events = append(rec.Events, e)
+		src := sourceOf(e)
+		if !(e.Device != nil && e.Device.Device == device) && !sources[src] {
+			continue
 		}
+		if e.Device != nil && e.Device.Device != device {
+			continue // another device's, from the same source
+		}
+		if another(e, src) {
+			rec.Earlier++
+			continue
+		}
+		rec.Events = append(rec.Events, e)
 	}
 	for a := range sources {
 		rec.Sources = append(rec.Sources, a)
+		s.sourceMark[a] = now
 	}
 	slices.SortFunc(rec.Sources, netip.Addr.Compare)
-	s.cfg.Logger.Info("fieldgw: probe run", "run", run, "device", device, "events", len(rec.Events))
-	if s.cfg.RunLog != nil {
-		line, _ := json.Marshal(struct {
-			Time    time.Time    `json:"time"`
-			Run     string       `json:"run"`
-			Device  string       `json:"device"`
-			Sources []netip.Addr `json:"sources"`
-			Events  int          `json:"events"`
-		}{s.cfg.Now(), run, device, rec.Sources, len(rec.Events)})
-		s.runMu.Lock()
-		_, _ = s.cfg.RunLog.Write(append(line, '\n'))
-		s.runMu.Unlock()
+	s.deviceMark[device] = now
+	for _, e := range rec.Events {
+		if e.TunnelID != "" {
+			s.claimed[e.TunnelID] = run
+		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(rec)
+	s.runs[run] = rec
+	s.order = append(s.order, run)
+	if len(s.order) > maxRuns {
+		old := s.order[0]
+		s.order = s.order[1:]
+		delete(s.runs, old)
+		for id, r := range s.claimed {
+			if r == old {
+				delete(s.claimed, id)
+			}
+		}
+	}
+	return rec, true, nil
+}
+
+func sourceOf(e gateway.Event) netip.Addr {
+	ap, err := netip.ParseAddrPort(e.Client)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 type lockedWriter struct {

@@ -185,6 +185,7 @@ func (r *runner) tlsAttempt(ctx context.Context, key, what string, addr netip.Ad
 		InsecureSkipVerify: true, // the pin decides, in VerifyPeerCertificate
 		NextProtos:         []string{tunnel.ALPN},
 		MinVersion:         tls.VersionTLS12,
+		KeyLogWriter:       r.keyLog,
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			for _, rc := range rawCerts {
 				c, err := x509.ParseCertificate(rc)

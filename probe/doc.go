@@ -31,6 +31,9 @@
 //     backup alone (failover).
 //
 // Every connection goes through a guard (Config.Stack wrapped) that refuses
-// any address but the bundle's and the proxy's, and paces new connections.
-// Every conclusion names the measurements it comes from.
+// any address but the bundle's and the proxy's, and paces new connections;
+// with Config.Capture it records them too (package capture), with the
+// secrets of every TLS and DTLS session the probe opens. Every conclusion
+// names the measurements it comes from. WriteEvidence writes the evidence
+// bundle (the reports from templates/, in package reports' look).
 package probe

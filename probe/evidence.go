@@ -8,12 +8,13 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"html/template"
 	"slices"
 	"strings"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/outfile"
+	"github.com/pinwall/pinwall/wireshark"
 )
 
 // The files of the probe's evidence bundle: the names package reports
@@ -24,6 +25,10 @@ const (
 	HTMLFile     = "report.html"
 	JUnitFile    = "junit.xml"
 	ManifestFile = "manifest.sha256"
+	// CaptureFile and KeyLogFile are the capture (--capture) and its
+	// session secrets, the names reports gives a run's.
+	CaptureFile = "capture.pcapng"
+	KeyLogFile  = "keys.log"
 	// EvidenceSchema names evidence.json's format.
 	EvidenceSchema = "pinwall.probe-evidence/v1"
 )
@@ -36,15 +41,53 @@ type Evidence struct {
 	// Provenance is what produced the evidence (reports.Provenance from
 	// the command), nil when not given.
 	Provenance any `json:"provenance,omitempty"`
+	// Capture describes capture.pcapng when the probe captured.
+	Capture *CaptureInfo `json:"capture,omitempty"`
+	// Signature says how the manifest is signed (reports.Signature from
+	// the command), nil when it is not.
+	Signature any `json:"signature,omitempty"`
 }
+
+// CaptureInfo is what evidence.json says about the capture: the fields of
+// a run's (reports.CaptureInfo).
+type CaptureInfo struct {
+	// File and KeyLog are the capture and its key log, in the bundle.
+	File   string `json:"file"`
+	KeyLog string `json:"key_log"`
+	// Packets counts the packets; Dropped those beyond the memory limit.
+	Packets int   `json:"packets"`
+	Dropped int64 `json:"dropped"`
+	// KeyLines counts the session secrets, inside the capture (its
+	// Decryption Secrets Block) and in KeyLog.
+	KeyLines int `json:"key_lines"`
+	// SnapLen is the payload kept per flow and direction; negative: all.
+	SnapLen int `json:"snaplen"`
+	// Legs names the capture's interfaces in order.
+	Legs []string `json:"legs"`
+	// Source says how the packets were made.
+	Source string `json:"source"`
+}
+
+// CaptureSource says how the probe's packets are made.
+const CaptureSource = "synthesized from the probe's own connections (what it wrote and read), the laptop's side of the network measured"
 
 // EvidenceOptions add what the probe package does not know itself.
 type EvidenceOptions struct {
 	// Provenance goes into evidence.json as is (the command gives
 	// reports.Provenance: the pinwall build, Go, the platform).
 	Provenance any
-	// Producer says the same in a line, for the reports' last paragraph.
+	// Producer says the same in a line, for the reports when Provenance
+	// does not describe itself (reports.Provenance does: its rows).
 	Producer string
+	// Capture, if set, is the Recorder given to Run (Config.Capture):
+	// written as capture.pcapng (its secrets inside) and keys.log, with
+	// pinwall's Wireshark dissector (pinwall.lua) that decodes the tunnel
+	// inside, all in the manifest.
+	Capture *capture.Recorder
+	// Signature describes the signature the caller makes over the manifest
+	// once WriteEvidence returns (reports.Signer.Describe); the reports
+	// and evidence.json name its key. Nil: unsigned.
+	Signature any
 }
 
 // WriteEvidence writes the evidence bundle of res into dir (made if
@@ -58,24 +101,37 @@ func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 	}
 	defer d.Close()
 	files := map[string][]byte{}
-	ev, err := json.MarshalIndent(Evidence{Schema: EvidenceSchema, Level: res.Level(), Result: res, Provenance: o.Provenance}, "", "  ")
+	ev := Evidence{Schema: EvidenceSchema, Level: res.Level(), Result: res, Provenance: o.Provenance, Signature: o.Signature}
+	var keys []byte
+	if rec := o.Capture; rec != nil {
+		var pc bytes.Buffer
+		if _, err := rec.WriteTo(&pc); err != nil {
+			return fmt.Errorf("probe: evidence: capture: %w", err)
+		}
+		files[CaptureFile], keys = pc.Bytes(), rec.KeyLog().Bytes()
+		files[wireshark.DissectorFile] = wireshark.Dissector
+		legs := rec.Interfaces()
+		if legs == nil {
+			legs = []string{}
+		}
+		ev.Capture = &CaptureInfo{File: CaptureFile, KeyLog: KeyLogFile, Packets: rec.Packets(), Dropped: rec.Dropped(),
+			KeyLines: rec.KeyLog().Lines(), SnapLen: rec.SnapLen(), Legs: legs, Source: CaptureSource}
+	}
+	evJSON, err := json.MarshalIndent(ev, "", "  ")
 	if err != nil {
 		return err
 	}
-	files[EvidenceFile] = append(ev, '\n')
-	md := res.Markdown()
-	if o.Producer != "" {
-		md += "\n---\n\nProduced by " + o.Producer + ".\n"
-	}
-	files[MarkdownFile] = []byte(md)
-	var h bytes.Buffer
-	if err := htmlReport.Execute(&h, struct {
-		*Result
-		Producer string
-	}{res, o.Producer}); err != nil {
+	files[EvidenceFile] = append(evJSON, '\n')
+	v, err := newReportView(res, o, ev.Capture)
+	if err != nil {
 		return err
 	}
-	files[HTMLFile] = h.Bytes()
+	md, html, err := v.render()
+	if err != nil {
+		return err
+	}
+	files[MarkdownFile] = md
+	files[HTMLFile] = html
 	ju, err := res.junit()
 	if err != nil {
 		return err
@@ -83,7 +139,20 @@ func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 	files[JUnitFile] = ju
 	var errs []error
 	var names []string
+	if o.Capture != nil {
+		// The secrets decrypt every session of the run: private, as lab
+		// and run write them.
+		if err := d.WriteFile(KeyLogFile, keys, outfile.Private); err != nil {
+			errs = append(errs, err)
+		} else {
+			files[KeyLogFile] = keys
+			names = append(names, KeyLogFile)
+		}
+	}
 	for n, data := range files {
+		if n == KeyLogFile {
+			continue
+		}
 		if err := d.WriteFile(n, data, outfile.Public); err != nil {
 			errs = append(errs, err)
 			continue
@@ -102,76 +171,6 @@ func WriteEvidence(dir string, res *Result, o EvidenceOptions) error {
 	return errors.Join(errs...)
 }
 
-// Markdown renders the report.
-func (r *Result) Markdown() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# pinwall probe — Observed on %s\n\n", r.Label)
-	fmt.Fprintf(&b, "Run `%s`, bundle `%s`, started %s, took %.1fs, %d connections opened. Gateway `%s` at `%s`",
-		r.Run, r.BundleID, r.Started.UTC().Format("2006-01-02 15:04:05Z"), r.Took.Seconds(), r.Observed.Connections, r.Primary.Name, r.Primary.Addr)
-	if r.Backup != nil {
-		fmt.Fprintf(&b, ", backup `%s` at `%s`", r.Backup.Name, r.Backup.Addr)
-	}
-	if r.Decoy != nil {
-		fmt.Fprintf(&b, ", decoy `%s`", *r.Decoy)
-	}
-	if r.Proxy != "" {
-		fmt.Fprintf(&b, ", through the proxy `%s`", r.Proxy)
-	}
-	fmt.Fprintf(&b, ".\n\n**Verdict: %s**\n\n## The three questions\n\n", r.Level())
-	for _, q := range r.Questions {
-		fmt.Fprintf(&b, "%d. **%s** %s _(from %s)_\n", q.N, q.Title, q.Answer, strings.Join(q.From, "; "))
-	}
-	b.WriteString("\n## Answers\n\n| answer | level | what was measured | from |\n|---|---|---|---|\n")
-	for _, a := range r.Answers {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", a.ID, a.Level, mdCell(a.Summary), mdCell(strings.Join(a.From, "; ")))
-	}
-	if len(r.Findings) > 0 {
-		b.WriteString("\n## Findings\n\n")
-		for _, f := range r.Findings {
-			fmt.Fprintf(&b, "- `%s`: %s _(from %s)_\n", f.ID, f.Detail, strings.Join(f.From, ", "))
-		}
-	}
-	b.WriteString("\n## Observations\n\n### DTLS (UDP/443)\n\n| gateway | address | outcome | leg / cause |\n|---|---|---|---|\n")
-	for _, d := range r.Observed.DTLS {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", d.Gateway, d.Addr, d.Outcome, legCause(d.Leg, d.Cause))
-	}
-	b.WriteString("\n### TLS attempts (TCP/443)\n\n| key | what | address | SNI | outcome | presented / leg / cause |\n|---|---|---|---|---|---|\n")
-	for _, a := range append(slices.Clone(r.Observed.TLS), r.Observed.Learning...) {
-		detail := legCause(a.Leg, a.Cause)
-		switch {
-		case a.Outcome == Forged && a.Chain != nil:
-			detail = fmt.Sprintf("%s; valid %s to %s; mimics subject: %v, SANs: %v", a.Chain.Leaf, a.Chain.NotBefore.Format("2006-01-02"), a.Chain.NotAfter.Format("2006-01-02"), a.Chain.MimicsSubject, a.Chain.MimicsSANs)
-		case a.Outcome == Pinned && a.Tunnel:
-			detail = "tunnel " + a.TunnelID
-		case a.Outcome == Pinned:
-			detail = "no tunnel (none asked)"
-		}
-		sni := a.SNI
-		if sni == "" {
-			sni = "(none)"
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", a.Key, a.What, a.Addr, sni, a.Outcome, mdCell(detail))
-	}
-	b.WriteString("\n### Tunnels\n\n")
-	for _, t := range []*TunnelResult{&r.Observed.Tunnel, r.Observed.Backup} {
-		if t == nil {
-			continue
-		}
-		fmt.Fprintf(&b, "- gateways %s: up %v, %s to %s, %d/%d flows verified, fail-%s", strings.Join(t.Gateways, ", "), t.Up, orDash(string(t.Transport)), orDash(t.Gateway), t.Verified(), len(t.Flows), t.FailMode)
-		if !t.Up {
-			fmt.Fprintf(&b, "; %s: %s", legCause(t.Leg, t.Cause), mdCell(t.Error))
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString("\n### The gateway's record\n\n")
-	if rec := r.Observed.Record; rec != nil {
-		fmt.Fprintf(&b, "%d events since %s, sources %v (see evidence.json).\n", len(rec.Events), rec.Since.UTC().Format("15:04:05Z"), rec.Sources)
-	} else {
-		fmt.Fprintf(&b, "Not fetched: %s.\n", orDash(r.Observed.RecordError))
-	}
-	return b.String()
-}
-
 func legCause(l failure.Leg, c failure.Cause) string {
 	if l == "" && c == "" {
 		return "-"
@@ -180,23 +179,6 @@ func legCause(l failure.Leg, c failure.Cause) string {
 }
 
 func mdCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
-
-var htmlReport = template.Must(template.New("report").Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>pinwall probe — Observed on {{.Label}}</title>
-<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{border:1px solid #ccc;padding:.3em;vertical-align:top}table{border-collapse:collapse}.PROBLEM{color:#b00}.WARN{color:#a60}.OK{color:#070}</style></head>
-<body><h1>pinwall probe — Observed on {{.Label}}</h1>
-<p>Run <code>{{.Run}}</code>, bundle <code>{{.BundleID}}</code>, gateway <code>{{.Primary.Name}}</code> at <code>{{.Primary.Addr}}</code>. Verdict: <b class="{{.Level}}">{{.Level}}</b></p>
-<h2>The three questions</h2><ol>{{range .Questions}}<li><b>{{.Title}}</b> {{.Answer}}</li>{{end}}</ol>
-<h2>Answers</h2><table><tr><th>answer</th><th>level</th><th>what was measured</th><th>from</th></tr>
-{{range .Answers}}<tr><td>{{.ID}}</td><td class="{{.Level}}">{{.Level}}</td><td>{{.Summary}}</td><td>{{range .From}}{{.}}<br>{{end}}</td></tr>{{end}}</table>
-{{if .Findings}}<h2>Findings</h2><ul>{{range .Findings}}<li><code>{{.ID}}</code>: {{.Detail}}</li>{{end}}</ul>{{end}}
-<h2>TLS attempts</h2><table><tr><th>key</th><th>what</th><th>address</th><th>SNI</th><th>outcome</th><th>cause</th></tr>
-{{range .Observed.TLS}}<tr><td>{{.Key}}</td><td>{{.What}}</td><td>{{.Addr}}</td><td>{{.SNI}}</td><td>{{.Outcome}}</td><td>{{.Leg}} {{.Cause}}</td></tr>{{end}}
-{{range .Observed.Learning}}<tr><td>{{.Key}}</td><td>{{.What}}</td><td>{{.Addr}}</td><td>{{.SNI}}</td><td>{{.Outcome}}</td><td>{{.Leg}} {{.Cause}}</td></tr>{{end}}</table>
-{{if .Producer}}<p>Produced by {{.Producer}}.</p>{{end}}
-<p>The raw observations are in evidence.json; manifest.sha256 checks every file (<code>sha256sum -c manifest.sha256</code>).</p>
-</body></html>
-`))
 
 type junitSuite struct {
 	XMLName  xml.Name    `xml:"testsuite"`

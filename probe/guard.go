@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/hostnet"
 )
 
@@ -23,6 +24,8 @@ type guard struct {
 	stack   hostnet.Stack
 	allowed map[netip.AddrPort]bool
 	gap     time.Duration
+	// leg, if set, records every connection opened (package capture).
+	leg *capture.Leg
 
 	mu    sync.Mutex
 	next  time.Time
@@ -83,7 +86,11 @@ func (g *guard) DialContext(ctx context.Context, network, address string) (net.C
 	if err := g.wait(ctx); err != nil {
 		return nil, err
 	}
-	return g.stack.DialContext(ctx, network, address)
+	c, err := g.stack.DialContext(ctx, network, address)
+	if err != nil || g.leg == nil {
+		return c, err
+	}
+	return g.leg.Conn(c), nil
 }
 
 func (g *guard) Listen(context.Context, string, string) (net.Listener, error) {

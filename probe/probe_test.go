@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/probe"
 	"github.com/pinwall/pinwall/probe/probetest"
@@ -41,7 +42,8 @@ func TestProbeThroughProxy(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })
 	proxy := &url.URL{Scheme: "http", Host: f.Topology.Firewall.ProxyAddr.String()}
-	res, err := probe.Run(ctx, probe.Config{Bundle: f.Bundle, Identity: f.Identity, Stack: f.Laptop(), Proxy: proxy, StepTimeout: 2 * time.Second, Rate: 50})
+	rec := capture.New(capture.Config{})
+	res, err := probe.Run(ctx, probe.Config{Bundle: f.Bundle, Identity: f.Identity, Stack: f.Laptop(), Proxy: proxy, StepTimeout: 2 * time.Second, Rate: 50, Capture: rec})
 	require.NoError(t, err)
 	require.NoError(t, probe.Unreachable(res))
 	assert.Equal(t, proxy.Redacted(), res.Proxy)
@@ -54,4 +56,8 @@ func TestProbeThroughProxy(t *testing.T) {
 	assert.Equal(t, "tls", string(tun.Transport), "UDP/443 is blocked: the tunnel falls back to TLS, through the proxy")
 	assert.Equal(t, proxy.Redacted(), tun.Via)
 	assert.Equal(t, len(tun.Flows), tun.Verified())
+	// The capture records the connections to the proxy (the CONNECTs and
+	// the TLS inside them), with the secrets of the sessions inside.
+	assert.Positive(t, rec.Packets())
+	assert.Positive(t, rec.KeyLog().Lines())
 }

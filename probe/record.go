@@ -28,4 +28,7 @@ type Record struct {
 	// gateway saw them (after any NAT).
 	Sources []netip.Addr    `json:"sources"`
 	Events  []gateway.Event `json:"events"`
+	// Earlier counts the events in the window left out as an earlier
+	// run's (its tunnels, or before its record was made).
+	Earlier int `json:"earlier_runs_events,omitempty"`
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/hostnet"
@@ -74,7 +76,18 @@ type Config struct {
 	Progress func(step, summary string)
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time
+	// Capture, if set, records the probe's own connections (every TLS
+	// attempt, every DTLS and TLS tunnel attempt, through the proxy when
+	// there is one) on one leg, CaptureLeg, and the secrets of every TLS
+	// and DTLS session the probe opens in its key log: what `probe
+	// --capture` writes into the bundle. Nil records nothing.
+	Capture *capture.Recorder
 }
+
+// CaptureLeg names the capture's one interface: the probe's connections as
+// the laptop sent and received them, on the laptop's side of the network
+// measured (the catalogue's laptop↔firewall leg).
+const CaptureLeg = "laptop-firewall"
 
 // DTLSResult is the DTLS handshake to one gateway.
 type DTLSResult struct {
@@ -169,6 +182,8 @@ type runner struct {
 	proxyAddr netip.AddrPort
 	zone      *resolve.Zone
 	log       *slog.Logger
+	// keyLog receives the secrets of every session (nil: none).
+	keyLog io.Writer
 }
 
 func (r *runner) now() time.Time { return r.cfg.Now() }
@@ -354,6 +369,10 @@ func newRunner(cfg Config) (*runner, error) {
 		}
 	}
 	r.guard = newGuard(cfg.Stack, cfg.Rate, allowed)
+	if cfg.Capture != nil {
+		r.guard.leg = cfg.Capture.Leg(CaptureLeg, "the probe's own connections, as the laptop sent and received them")
+		r.keyLog = cfg.Capture.KeyLog()
+	}
 	return r, nil
 }
 
@@ -382,6 +401,7 @@ func (r *runner) clientConfig(gws []string, mode client.TransportMode) client.Co
 		AttemptsPerGateway: 1, BackoffMin: 100 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 		TunnelWait: 2 * r.cfg.StepTimeout, DialTimeout: 2 * r.cfg.StepTimeout,
 		Stack: r.guard, Resolver: r.zone, Logger: r.log.With("component", "client"), Now: r.cfg.Now,
+		KeyLogWriter: r.keyLog,
 	}
 	if r.proxy != nil {
 		cfg.UpstreamProxy = r.proxy

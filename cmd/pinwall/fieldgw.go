@@ -34,7 +34,7 @@ func hasFlag(args []string, name string) bool {
 // serveFieldGateway runs the field probe's gateway from the state in
 // --dir (made there on first start) and writes the probe bundle.
 func serveFieldGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve gateway", "pinwall serve gateway --dir DIR [--listen ADDR] [--advertise IP:PORT] [--name NAME] [--backup ADDR] [--decoy ADDR] [flags]\n"+
+	fs := newFlagSet("serve gateway", "pinwall serve gateway --dir DIR [--listen ADDR] [--advertise IP:PORT] [--name NAME] [--backup ADDR] [--decoy ADDR] [--origin NAME=IP:PORT]... [flags]\n"+
 		"       (the container role of a topology: pinwall serve gateway --config FILE)", args, stdout, stderr)
 	dir := fs.String("dir", "", "state directory: keys, certificates, logs, the probe bundle (required; made on first start)")
 	listen := fs.String("listen", "0.0.0.0:443", "primary gateway: TCP (TLS 1.3) and UDP (DTLS) on this address")
@@ -45,6 +45,15 @@ func serveFieldGateway(ctx context.Context, args []string, stdout, stderr io.Wri
 	decoy := fs.String("decoy", "", "decoy: an address of this machine outside the gateway ranges the customer bypasses (IP:PORT), for the spoofing check")
 	ttl := fs.Duration("bundle-ttl", 7*24*time.Hour, "how long the probe bundle is valid")
 	verbose := fs.Bool("v", false, "operational logs on stderr")
+	var origins []fieldgw.Origin
+	fs.Func("origin", "NAME=IP:PORT: also serve inner flows to this destination, by this name only (repeatable; default: the built-in test origins only)", func(v string) error {
+		o, err := fieldgw.ParseOrigin(v)
+		if err != nil {
+			return err
+		}
+		origins = append(origins, o)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
 	}
@@ -58,7 +67,7 @@ func serveFieldGateway(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	cfg := fieldgw.Config{Primary: primary, BundleTTL: *ttl, ControlName: "control." + *name}
+	cfg := fieldgw.Config{Primary: primary, BundleTTL: *ttl, ControlName: "control." + *name, Origins: origins}
 	names := []string{*name, *backupName, cfg.ControlName}
 	if *backup != "" {
 		if cfg.Backup, err = listener("--backup", *backupName, *backup, ""); err != nil {
@@ -131,6 +140,13 @@ func serveFieldGateway(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	if cfg.Decoy.Stack != nil {
 		fmt.Fprintf(stderr, ", decoy %s", *decoy)
+	}
+	fmt.Fprintf(stderr, "\npinwall field gateway: inner flows to the built-in test origins")
+	for _, o := range origins {
+		fmt.Fprintf(stderr, ", %s (%s, --origin)", o.Name, o.Addr)
+	}
+	if len(origins) == 0 {
+		fmt.Fprint(stderr, " only")
 	}
 	fmt.Fprintf(stderr, "\npinwall field gateway: probe bundle %s (id %s, expires %s); events in %s, probe runs in %s\n",
 		filepath.Join(*dir, fieldgw.BundleFile), b.ID, b.Expires.Format(time.RFC3339), filepath.Join(*dir, fieldgw.GatewayLogFile), filepath.Join(*dir, fieldgw.RunLogFile))
