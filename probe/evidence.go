@@ -48,25 +48,9 @@ type Evidence struct {
 	Signature any `json:"signature,omitempty"`
 }
 
-// CaptureInfo is what evidence.json says about the capture: the fields of
-// a run's (reports.CaptureInfo).
-type CaptureInfo struct {
-	// File and KeyLog are the capture and its key log, in the bundle.
-	File   string `json:"file"`
-	KeyLog string `json:"key_log"`
-	// Packets counts the packets; Dropped those beyond the memory limit.
-	Packets int   `json:"packets"`
-	Dropped int64 `json:"dropped"`
-	// KeyLines counts the session secrets, inside the capture (its
-	// Decryption Secrets Block) and in KeyLog.
-	KeyLines int `json:"key_lines"`
-	// SnapLen is the payload kept per flow and direction; negative: all.
-	SnapLen int `json:"snaplen"`
-	// Legs names the capture's interfaces in order.
-	Legs []string `json:"legs"`
-	// Source says how the packets were made.
-	Source string `json:"source"`
-}
+// CaptureInfo is what evidence.json says about the probe's capture, in
+// the form of a run's.
+type CaptureInfo = capture.Info
 
 // CaptureSource says how the probe's packets are made.
 const CaptureSource = "synthesized from the probe's own connections (what it wrote and read), the laptop's side of the network measured"

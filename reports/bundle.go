@@ -312,7 +312,7 @@ func removeStale(out *outfile.Dir) error {
 		}
 		for _, n := range append(logFileNames(), CaptureFile, KeyLogFile) {
 			if err := out.Remove(path.Join(sub, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("reports: removing a stale log: %w", err)
+				return fmt.Errorf("reports: removing a stale file: %w", err)
 			}
 		}
 		_ = out.Remove(sub) // fails, as intended, when something else is left
@@ -321,8 +321,9 @@ func removeStale(out *outfile.Dir) error {
 	return nil
 }
 
-// removeStaleInterceptor removes an earlier bundle's interceptor files
-// (regular files only) and then the directory, if that leaves it empty.
+// removeStaleInterceptor removes an earlier bundle's files in dir (an
+// interceptor's logs, the inputs: regular files only) and then the
+// directory, if that leaves it empty.
 func removeStaleInterceptor(out *outfile.Dir, dir string) error {
 	entries, err := out.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -334,7 +335,7 @@ func removeStaleInterceptor(out *outfile.Dir, dir string) error {
 	for _, e := range entries {
 		if e.Type().IsRegular() {
 			if err := out.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("reports: removing a stale log: %w", err)
+				return fmt.Errorf("reports: removing a stale file: %w", err)
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path"
 
+	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/mitm/fwlog"
@@ -110,22 +111,7 @@ type EvidenceResult struct {
 }
 
 // CaptureInfo is what evidence.json says about a run's capture.
-type CaptureInfo struct {
-	// File and KeyLog are the capture and its key log, relative to the bundle.
-	File   string `json:"file"`
-	KeyLog string `json:"key_log"`
-	// Packets counts the packets; Dropped those beyond the memory limit.
-	Packets int   `json:"packets"`
-	Dropped int64 `json:"dropped"`
-	// KeyLines counts the key log's lines (session secrets).
-	KeyLines int `json:"key_lines"`
-	// SnapLen is the payload kept per flow and direction; negative: all.
-	SnapLen int `json:"snaplen"`
-	// Legs names the capture's interfaces in order.
-	Legs []string `json:"legs"`
-	// Source says how the packets were made.
-	Source string `json:"source"`
-}
+type CaptureInfo = capture.Info
 
 func captureInfo(r scenarios.Result, dir string) *CaptureInfo {
 	c := r.Capture

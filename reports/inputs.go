@@ -1,9 +1,7 @@
 package reports
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -102,20 +100,5 @@ func removeStaleFlat(out *outfile.Dir, dir string) error {
 	if err := removeStaleInterceptor(out, path.Join(dir, "policies")); err != nil {
 		return err
 	}
-	entries, err := out.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reports: %w", err)
-	}
-	for _, e := range entries {
-		if e.Type().IsRegular() {
-			if err := out.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("reports: removing a stale file: %w", err)
-			}
-		}
-	}
-	_ = out.Remove(dir)
-	return nil
+	return removeStaleInterceptor(out, dir)
 }
