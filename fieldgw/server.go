@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/internal/syncbuf"
+
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/origin"
@@ -238,7 +240,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	var log io.Writer
 	if cfg.Log != nil {
-		log = &lockedWriter{w: cfg.Log}
+		log = syncbuf.NewWriter(cfg.Log)
 	}
 	for i, l := range []Listener{cfg.Primary, cfg.Backup, cfg.Decoy} {
 		if l.Stack == nil {
@@ -580,15 +582,4 @@ func sourceOf(e gateway.Event) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinwall/pinwall/internal/syncbuf"
+
 	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/client"
 	"github.com/pinwall/pinwall/fault"
@@ -381,7 +383,7 @@ func (t *Topology) startGateways(opts Options) error {
 	}
 	var sw io.Writer
 	if w != nil {
-		sw = &syncWriter{w: w}
+		sw = syncbuf.NewWriter(w)
 	}
 	for _, g := range t.Spec.Gateways {
 		gw, err := gateway.New(gateway.Config{
@@ -408,17 +410,6 @@ func (t *Topology) startGateways(opts Options) error {
 		t.onClose(gw.Close)
 	}
 	return nil
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // ClientConfig builds the endpoint client's configuration for the laptop.

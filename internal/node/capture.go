@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"sync"
+
+	"github.com/pinwall/pinwall/internal/syncbuf"
 
 	"github.com/pinwall/pinwall/capture"
 	"github.com/pinwall/pinwall/outfile"
@@ -55,7 +56,7 @@ func startCapture(ctx context.Context, nc Config) (io.Writer, func() error, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	keys := &lockedWriter{w: kf}
+	keys := syncbuf.NewWriter(kf)
 	if len(nc.Capture.Ifaces) == 0 {
 		return keys, kf.Close, nil
 	}
@@ -87,16 +88,4 @@ func startCapture(ctx context.Context, nc Config) (io.Writer, func() error, erro
 		sniffers = append(sniffers, s)
 	}
 	return keys, stop, nil
-}
-
-// lockedWriter serializes the components' key log lines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

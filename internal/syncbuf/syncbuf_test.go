@@ -2,6 +2,7 @@ package syncbuf_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -47,4 +48,28 @@ func TestLinesSkipsEmptyLines(t *testing.T) {
 	_, _ = b.Write([]byte("a=1\n\nb=2\n"))
 	assert.Equal(t, []string{"a=1", "b=2"}, b.Lines())
 	assert.Nil(t, b.Lines("c"))
+}
+
+// TestWriterKeepsWritesWhole: lines written at once by many goroutines
+// through one Writer reach the underlying writer whole, none interleaved.
+func TestWriterKeepsWritesWhole(t *testing.T) {
+	var out strings.Builder // not safe for concurrent use: the Writer must serialize
+	w := syncbuf.NewWriter(&out)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				_, err := fmt.Fprintf(w, "goroutine %d line %d %s\n", g, i, strings.Repeat("x", 64))
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	require.Len(t, lines, 800)
+	for _, l := range lines {
+		assert.Regexp(t, `^goroutine \d line \d+ x{64}$`, l)
+	}
 }
