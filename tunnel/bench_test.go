@@ -1,0 +1,117 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+)
+
+// The session benchmarks measure one session's bulk throughput, client to
+// gateway and back, with one stream and with 16 at once, over both
+// transports on loopback (the DTLS one through the in-process network and
+// the gateway's UDP mux), so a profile shows the multiplexer's own costs:
+//
+//	go test ./tunnel -run '^$' -bench Session -cpuprofile cpu.out
+
+const benchBulk = 16 << 20
+
+// sinkServer answers every accepted stream by reading its one-byte
+// request and writing size bytes back.
+func sinkServer(ctx context.Context, s Session, size int, wg *sync.WaitGroup) {
+	defer wg.Done()
+	var inner sync.WaitGroup
+	defer inner.Wait()
+	buf := make([]byte, 32<<10)
+	for {
+		st, err := s.Accept(ctx)
+		if err != nil {
+			return
+		}
+		inner.Add(1)
+		go func() {
+			defer inner.Done()
+			defer st.Close()
+			var one [1]byte
+			for {
+				if _, err := io.ReadFull(st, one[:]); err != nil {
+					return
+				}
+				for left := size; left > 0; {
+					n := min(left, len(buf))
+					if _, err := st.Write(buf[:n]); err != nil {
+						return
+					}
+					left -= n
+				}
+			}
+		}()
+	}
+}
+
+func benchSession(b *testing.B, tr Transport, flows int) {
+	var p pair
+	if tr == TransportTLS {
+		p = tlsPair(b, Config{})
+	} else {
+		p = dtlsPair(b, Config{}, nil)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	size := benchBulk / flows
+	wg.Add(1)
+	go sinkServer(ctx, p.gateway, size, &wg)
+	defer func() { cancel(); p.cleanup(); wg.Wait() }()
+	fetch := func(st Stream, buf []byte) error {
+		if _, err := st.Write([]byte{'>'}); err != nil {
+			return err
+		}
+		for left := size; left > 0; {
+			n, err := st.Read(buf[:min(left, len(buf))])
+			if err != nil {
+				return err
+			}
+			left -= n
+		}
+		return nil
+	}
+	streams := make([]Stream, flows)
+	for i := range streams {
+		st, err := p.client.Open(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		streams[i] = st
+		// A stream counts against the open window until it has been
+		// answered: warm each up before opening the next.
+		if err := fetch(st, make([]byte, 32<<10)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(benchBulk)
+	b.ResetTimer()
+	for range b.N {
+		errs := make(chan error, flows)
+		for _, st := range streams {
+			go func() {
+				buf := make([]byte, 32<<10)
+				errs <- fetch(st, buf)
+			}()
+		}
+		for range flows {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func BenchmarkSession(b *testing.B) {
+	for _, tr := range []Transport{TransportTLS, TransportDTLS} {
+		for _, flows := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/%d", tr, flows), func(b *testing.B) { benchSession(b, tr, flows) })
+		}
+	}
+}
