@@ -35,9 +35,9 @@ const (
 	// waits for room the association-wide allowance, which has no signal of
 	// its own (another stream's acknowledgements free it).
 	sctpAllowanceRecheck = 20 * time.Millisecond
-	sctpControlID    = 0
-	sctpOpenWindow   = 8 // streams opened but not yet answered; pion accepts 16 at once
-	sctpRTOMaxMillis = 2000
+	sctpControlID        = 0
+	sctpOpenWindow       = 8 // streams opened but not yet answered; pion accepts 16 at once
+	sctpRTOMaxMillis     = 2000
 )
 
 // sctpSession carries streams over a DTLS connection with SCTP.
@@ -614,7 +614,8 @@ func (c *sctpStream) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-func (c *sctpStream) SetReadDeadline(t time.Time) error  { return c.st.SetReadDeadline(t) }
+func (c *sctpStream) SetReadDeadline(t time.Time) error { return c.st.SetReadDeadline(t) }
+
 // SetWriteDeadline bounds the wait for room in the stream's send allowance
 // (pion's writes do not block).
 func (c *sctpStream) SetWriteDeadline(t time.Time) error {
