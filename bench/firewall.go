@@ -264,6 +264,10 @@ func (e *FirewallEnv) StartPinwall(decrypt bool) (*Path, error) {
 		Roots:       e.Internet.Pool(),
 		Resolver:    &resolve.Zone{},
 		KeepRecords: 4096,
+		// Resume the firewall's own handshakes to the origin, as ProxySG's
+		// SSL origination session cache does (docs/sources.md): the
+		// client-facing leg is unchanged.
+		UpstreamSessions: 1024,
 	})
 	if err != nil {
 		return nil, err
