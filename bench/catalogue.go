@@ -14,8 +14,8 @@ import (
 
 // Goals for the scenario catalogue's wall time.
 const (
-	CatalogueInProcessGoal = 10 * time.Second
-	CatalogueContainerGoal = 90 * time.Second
+	CatalogueInProcessGoal = 5 * time.Second
+	CatalogueContainerGoal = 45 * time.Second
 	// GoalCaptureOverhead is the most a run's packet capture may add to the
 	// container catalogue's wall time for it to be on by default there.
 	GoalCaptureOverhead = 1.10
