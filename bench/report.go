@@ -630,8 +630,8 @@ func (b firewallBaseline) connRows(name string, f *pathFigures) []Row {
 	var rows []Row
 	switch {
 	case name == "pinwall decrypt":
-		seq = seq.RatioAtLeast(b.directSeq, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(b.directSeq, UnitPerSec)))
-		par = par.RatioAtLeast(b.directPar, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(b.directPar, UnitPerSec)))
+		seq = seq.RatioAtLeast(b.directSeq, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.2f× direct (%s)", GoalDecryptVsDirect, FormatValue(b.directSeq, UnitPerSec)))
+		par = par.RatioAtLeast(b.directPar, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.2f× direct (%s)", GoalDecryptVsDirect, FormatValue(b.directPar, UnitPerSec)))
 		rows = append(rows, seq,
 			seq.RatioAtLeast(b.mitmSeq, GoalDecryptVsMitmproxy, fmt.Sprintf("goal ≥ %.0f× mitmproxy (%s)", GoalDecryptVsMitmproxy, FormatValue(b.mitmSeq, UnitPerSec))).WithNote("vs "+b.mitmSeqFrom),
 			par,
@@ -749,7 +749,7 @@ func (m *measurer) originKeys(ctx context.Context) Section {
 		direct := rateRow(string(x.alg)+" origin: direct sequential", f.seqDirect.res, f.seqDirect.err, UnitPerSec)
 		seq := rateRow(string(x.alg)+" origin: pinwall decrypt sequential, warm cache", f.seq.res, f.seq.err, UnitPerSec)
 		par := rateRow(fmt.Sprintf("%s origin: pinwall decrypt %d-way, warm cache", x.alg, FirewallConcurrency), f.par.res, f.par.err, UnitPerSec)
-		s.Add(direct, seq.RatioAtLeast(direct.Value, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.1f× direct (%s)", GoalDecryptVsDirect, FormatValue(direct.Value, UnitPerSec))), par)
+		s.Add(direct, seq.RatioAtLeast(direct.Value, GoalDecryptVsDirect, fmt.Sprintf("goal ≥ %.2f× direct (%s)", GoalDecryptVsDirect, FormatValue(direct.Value, UnitPerSec))), par)
 	}
 	s.Notes = append(s.Notes,
 		"each origin serves one leaf key of its own type from an RSA-2048 internet CA; pinwall's enterprise CA is RSA-2048 in both; the client offers X25519",
