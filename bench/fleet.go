@@ -1,0 +1,349 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/tunnel"
+)
+
+// A fleet: N laptops, each with a device certificate of its own and a
+// tunnel of its own, brought up against one gateway (in a process of its
+// own, so that its resident set is its own) and held up together; and N
+// decrypted TLS sessions held open through pinwall's firewall, beside the
+// same N held directly, so that the firewall's share of the memory shows.
+// Everything runs on loopback, bounded in count and time.
+
+// Fleet goals (issue 15 gives none in figures; these are the sizes a
+// 1,000-laptop site needs to stay on one small gateway).
+const (
+	// FleetDefault is the number of laptops of the report's fleet.
+	FleetDefault = 1000
+	// FleetSetupTimeout bounds one laptop's tunnel setup.
+	FleetSetupTimeout = 30 * time.Second
+	// FleetWindow bounds the whole fleet's setup.
+	FleetWindow = 3 * time.Minute
+)
+
+// FleetConfig sizes a fleet. Zero values take the documented defaults.
+type FleetConfig struct {
+	// N is the number of laptops; zero means FleetDefault.
+	N int
+	// Concurrency bounds setups in progress at once; zero means 32 (a
+	// site's laptops do not all wake in the same millisecond).
+	Concurrency int
+	// Child runs the gateway in a process of its own (see FloodConfig).
+	Child bool
+}
+
+func (c FleetConfig) withDefaults() FleetConfig {
+	if c.N <= 0 {
+		c.N = FleetDefault
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	return c
+}
+
+// FleetResult is what bringing a fleet's tunnels up measured.
+type FleetResult struct {
+	N, Up int
+	// AllUp is the time from the first setup to the last tunnel up.
+	AllUp time.Duration
+	// Setup is each tunnel's setup time, sorted.
+	Setup []time.Duration
+	// BaseRSS and UpRSS are the gateway's resident set before and with
+	// every tunnel up; RSSAlone says whether its process holds it alone.
+	BaseRSS, UpRSS int64
+	RSSAlone       bool
+	// Verified counts flows whose SHA-256 came back right, one per
+	// tunnel, carried once all were up.
+	Verified int
+	Errors   []string
+}
+
+// SetupsPerSecond is the fleet's rate of tunnel setups.
+func (r FleetResult) SetupsPerSecond() float64 {
+	if r.AllUp <= 0 {
+		return 0
+	}
+	return float64(r.Up) / r.AllUp.Seconds()
+}
+
+// RSSPerThousand is the gateway's added resident set per 1,000 tunnels, in MiB.
+func (r FleetResult) RSSPerThousand() float64 {
+	if r.Up == 0 {
+		return 0
+	}
+	return float64(r.UpRSS-r.BaseRSS) / (1 << 20) * 1000 / float64(r.Up)
+}
+
+// Fleet brings cfg.N tunnels over tr up against one gateway, each from a
+// laptop address and with a device certificate of its own, holds them all,
+// then carries one checked flow on each and closes them.
+func Fleet(ctx context.Context, cfg FleetConfig, tr tunnel.Transport) (FleetResult, error) {
+	cfg = cfg.withDefaults()
+	res := FleetResult{N: cfg.N}
+	e, err := startFloodEnv(ctx, FloodConfig{}, cfg.Child)
+	if err != nil {
+		return res, fmt.Errorf("bench: fleet: %w", err)
+	}
+	defer e.Close()
+	devices, err := fleetDevices(e.pki, cfg.N)
+	if err != nil {
+		return res, fmt.Errorf("bench: fleet: %w", err)
+	}
+	runtime.GC()
+	res.BaseRSS, _, res.RSSAlone = e.gw.RSS()
+
+	wctx, cancel := context.WithTimeout(ctx, FleetWindow)
+	defer cancel()
+	sessions := make([]tunnel.Session, cfg.N)
+	setup := make([]time.Duration, cfg.N)
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if len(res.Errors) < 5 {
+			res.Errors = append(res.Errors, err.Error())
+		}
+		mu.Unlock()
+	}
+	start := time.Now()
+	for range cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= cfg.N || wctx.Err() != nil {
+					return
+				}
+				sctx, scancel := context.WithTimeout(wctx, FleetSetupTimeout)
+				t0 := time.Now()
+				s, err := e.bringUp(sctx, nthAddr(floodLaptops, i), devices[i], tr)
+				scancel()
+				if err != nil {
+					fail(fmt.Errorf("laptop %d: %w", i, err))
+					continue
+				}
+				sessions[i], setup[i] = s, time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	res.AllUp = time.Since(start)
+	defer func() {
+		for _, s := range sessions {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
+	for i, s := range sessions {
+		if s != nil {
+			res.Up++
+			res.Setup = append(res.Setup, setup[i])
+		}
+	}
+	slices.Sort(res.Setup)
+	runtime.GC()
+	res.UpRSS, _, _ = e.gw.RSS()
+
+	// Every tunnel still carries a flow once all are up.
+	var verified atomic.Int64
+	next.Store(0)
+	for range cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= cfg.N {
+					return
+				}
+				if sessions[i] == nil {
+					continue
+				}
+				fctx, fcancel := context.WithTimeout(ctx, FleetSetupTimeout)
+				err := e.checkFlow(fctx, sessions[i])
+				fcancel()
+				if err != nil {
+					fail(fmt.Errorf("laptop %d flow: %w", i, err))
+					continue
+				}
+				verified.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	res.Verified = int(verified.Load())
+	return res, ctx.Err()
+}
+
+// fleetDevices issues n device certificates from the tenant CA, one per
+// laptop, in parallel.
+func fleetDevices(set *pki.Set, n int) ([]*tls.Certificate, error) {
+	out := make([]*tls.Certificate, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				out[i], errs[i] = set.DeviceCert("acme", fmt.Sprintf("user%04d@acme.test", i), fmt.Sprintf("LAPTOP-%04d", i))
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// FleetDecryptResult is the process's added resident set with n TLS
+// sessions held open directly and, side by side, through pinwall's
+// decrypting firewall (client, firewall and origin share the process).
+type FleetDecryptResult struct {
+	N                     int
+	DirectRSS, DecryptRSS int64 // added resident set, bytes
+	Errors                []string
+}
+
+// FirewallPerThousand is the firewall's share per 1,000 decrypted
+// sessions, in MiB: the decrypt path's added memory minus the direct one's.
+func (r FleetDecryptResult) FirewallPerThousand() float64 {
+	if r.N == 0 {
+		return 0
+	}
+	return float64(r.DecryptRSS-r.DirectRSS) / (1 << 20) * 1000 / float64(r.N)
+}
+
+// FleetDecrypt holds n decrypted sessions open through pinwall's firewall,
+// each after a 1 KiB response, and n direct ones the same way, and measures
+// the process's resident set with each set held.
+func FleetDecrypt(ctx context.Context, n int) (FleetDecryptResult, error) {
+	res := FleetDecryptResult{N: n}
+	env, err := StartFirewallEnv(FirewallEnvConfig{Algorithm: pki.ECDSAP256})
+	if err != nil {
+		return res, err
+	}
+	defer env.Close()
+	fw, err := env.StartPinwall(true)
+	if err != nil {
+		return res, err
+	}
+	hold := func(p *Path) (int64, error) {
+		runtime.GC()
+		base := readStatus(os.Getpid())["VmRSS"]
+		conns := make([]net.Conn, 0, n)
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for i := range n {
+			cctx, cancel := context.WithTimeout(ctx, FleetSetupTimeout)
+			tc, err := env.dial(cctx, p, WarmName)
+			if err == nil {
+				stop := context.AfterFunc(cctx, func() { _ = tc.SetDeadline(time.Now()) })
+				_, err = FetchBlob(tc, WarmName, ConnSize, false)
+				stop()
+				if err != nil {
+					tc.Close()
+				}
+			}
+			cancel()
+			if err != nil {
+				return 0, fmt.Errorf("%s: session %d: %w", p.Name, i, err)
+			}
+			conns = append(conns, tc)
+		}
+		runtime.GC()
+		return readStatus(os.Getpid())["VmRSS"] - base, nil
+	}
+	if res.DirectRSS, err = hold(env.Direct()); err != nil {
+		return res, err
+	}
+	if res.DecryptRSS, err = hold(fw); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// FleetSection measures a fleet of cfg.N laptops over each transport and
+// the firewall's memory for as many decrypted sessions.
+func FleetSection(cfg FleetConfig) SectionFunc {
+	return func(ctx context.Context, log io.Writer) (Section, error) {
+		c := cfg.withDefaults()
+		sec := Section{Title: fmt.Sprintf("A fleet: %s laptops, each with its own device certificate and tunnel, one gateway (loopback)", thousands(c.N))}
+		for _, tr := range []tunnel.Transport{tunnel.TransportTLS, tunnel.TransportDTLS} {
+			if log != nil {
+				fmt.Fprintf(log, "bench: fleet of %d over %s ...\n", c.N, tr)
+			}
+			label := fmt.Sprintf("%s tunnels", tr)
+			res, err := Fleet(ctx, c, tr)
+			if err != nil {
+				sec.Add(Missing(label+": all up", UnitSeconds, err.Error()))
+				continue
+			}
+			up := Figure(fmt.Sprintf("%s: time until %s of %s up", label, thousands(res.Up), thousands(res.N)), res.AllUp.Seconds(), UnitSeconds).
+				WithNote(fmt.Sprintf("%d at once; setup p50 %v, p99 %v; then %d/%d flows SHA-256 checked",
+					c.Concurrency, pct(res.Setup, 50), pct(res.Setup, 99), res.Verified, res.Up))
+			if len(res.Errors) > 0 {
+				up = up.WithNote("first errors: " + strings.Join(res.Errors, " | "))
+			}
+			whose := "gateway process"
+			if !res.RSSAlone {
+				whose = "process (gateway and laptops)"
+			}
+			sec.Add(up,
+				Figure(label+": setups per second", res.SetupsPerSecond(), "setups/s"),
+				Figure(fmt.Sprintf("%s: %s RSS per 1,000 tunnels", label, whose), res.RSSPerThousand(), UnitMiB).
+					WithNote(fmt.Sprintf("%.1f MiB before, %.1f MiB with all up", float64(res.BaseRSS)/(1<<20), float64(res.UpRSS)/(1<<20))))
+		}
+		if log != nil {
+			fmt.Fprintf(log, "bench: fleet: %d decrypted sessions held ...\n", c.N)
+		}
+		dr, err := FleetDecrypt(ctx, c.N)
+		if err != nil {
+			sec.Add(Missing("firewall RSS per 1,000 decrypted sessions", UnitMiB, err.Error()))
+		} else {
+			sec.Add(Figure("firewall RSS per 1,000 decrypted sessions", dr.FirewallPerThousand(), UnitMiB).
+				WithNote(fmt.Sprintf("process grew %.1f MiB holding %s decrypted sessions, %.1f MiB holding as many direct ones; the difference is the firewall's",
+					float64(dr.DecryptRSS)/(1<<20), thousands(dr.N), float64(dr.DirectRSS)/(1<<20))))
+		}
+		sec.Notes = append(sec.Notes,
+			"laptops on 127.0.10.x and up, one address each; the gateway with its default pre-authentication limits",
+			"decrypted sessions: ECDSA P-256 keys, one SNI (warm forged-certificate cache), held open after a 1 KiB response",
+			"RSS after a forced GC; setup = dial + handshake with device certificate + greeting + multiplexer")
+		return sec, nil
+	}
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return percentile(sorted, p).Round(time.Microsecond)
+}
