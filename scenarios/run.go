@@ -99,6 +99,9 @@ func estimate(r Run) time.Duration {
 	if p.Reconnects > 0 {
 		d += time.Duration(p.Reconnects) * 50 * time.Millisecond
 	}
+	if p.Fleet > 0 {
+		d += time.Duration(p.Fleet) * 5 * time.Millisecond
+	}
 	return d
 }
 
