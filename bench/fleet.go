@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -221,7 +221,8 @@ func fleetDevices(set *pki.Set, n int) ([]*tls.Certificate, error) {
 	return out, errors.Join(errs...)
 }
 
-// FleetDecryptResult is the process's added resident set with n TLS
+// FleetDecryptResult is the process's added memory in use (Go heap and
+// stacks) with n TLS
 // sessions held open directly and, side by side, through pinwall's
 // decrypting firewall (client, firewall and origin share the process).
 type FleetDecryptResult struct {
@@ -254,8 +255,10 @@ func FleetDecrypt(ctx context.Context, n int) (FleetDecryptResult, error) {
 		return res, err
 	}
 	hold := func(p *Path) (int64, error) {
-		runtime.GC()
-		base := readStatus(os.Getpid())["VmRSS"]
+		// The Go runtime's memory in use (heap and goroutine stacks) after
+		// a GC: the process's RSS keeps freed pages for a while, which
+		// made an RSS difference meaningless after the fleet above.
+		base := inUse()
 		conns := make([]net.Conn, 0, n)
 		defer func() {
 			for _, c := range conns {
@@ -279,8 +282,7 @@ func FleetDecrypt(ctx context.Context, n int) (FleetDecryptResult, error) {
 			}
 			conns = append(conns, tc)
 		}
-		runtime.GC()
-		return readStatus(os.Getpid())["VmRSS"] - base, nil
+		return inUse() - base, nil
 	}
 	if res.DirectRSS, err = hold(env.Direct()); err != nil {
 		return res, err
@@ -289,6 +291,14 @@ func FleetDecrypt(ctx context.Context, n int) (FleetDecryptResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// inUse is the runtime's heap and stack memory in use after a GC.
+func inUse() int64 {
+	debug.FreeOSMemory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
 }
 
 // FleetSection measures a fleet of cfg.N laptops over each transport and
@@ -327,16 +337,16 @@ func FleetSection(cfg FleetConfig) SectionFunc {
 		}
 		dr, err := FleetDecrypt(ctx, c.N)
 		if err != nil {
-			sec.Add(Missing("firewall RSS per 1,000 decrypted sessions", UnitMiB, err.Error()))
+			sec.Add(Missing("firewall memory per 1,000 decrypted sessions", UnitMiB, err.Error()))
 		} else {
-			sec.Add(Figure("firewall RSS per 1,000 decrypted sessions", dr.FirewallPerThousand(), UnitMiB).
-				WithNote(fmt.Sprintf("process grew %.1f MiB holding %s decrypted sessions, %.1f MiB holding as many direct ones; the difference is the firewall's",
+			sec.Add(Figure("firewall memory (Go heap and stacks) per 1,000 decrypted sessions", dr.FirewallPerThousand(), UnitMiB).
+				WithNote(fmt.Sprintf("heap and stacks grew %.1f MiB holding %s decrypted sessions, %.1f MiB holding as many direct ones (client and origin); the difference is the firewall's",
 					float64(dr.DecryptRSS)/(1<<20), thousands(dr.N), float64(dr.DirectRSS)/(1<<20))))
 		}
 		sec.Notes = append(sec.Notes,
 			"laptops on 127.0.10.x and up, one address each; the gateway with its default pre-authentication limits",
 			"decrypted sessions: ECDSA P-256 keys, one SNI (warm forged-certificate cache), held open after a 1 KiB response",
-			"RSS after a forced GC; setup = dial + handshake with device certificate + greeting + multiplexer")
+			"gateway RSS after a forced GC (its own process); decrypted sessions: the Go runtime's heap and stacks in use, client, firewall and origin sharing this process; setup = dial + handshake with device certificate + greeting + multiplexer")
 		return sec, nil
 	}
 }
