@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -15,7 +16,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/harness"
+	"github.com/pinwall/pinwall/mitm/fwlog"
 	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/scenarios"
 	"github.com/pinwall/pinwall/tunnel"
 )
 
@@ -343,7 +349,19 @@ func FleetSection(cfg FleetConfig) SectionFunc {
 				WithNote(fmt.Sprintf("heap and stacks grew %.1f MiB holding %s decrypted sessions, %.1f MiB holding as many direct ones (client and origin); the difference is the firewall's",
 					float64(dr.DecryptRSS)/(1<<20), thousands(dr.N), float64(dr.DirectRSS)/(1<<20))))
 		}
+		if log != nil {
+			fmt.Fprintf(log, "bench: fleet: %d laptops behind a firewall that learns exclusions ...\n", c.N)
+		}
+		ex, err := FleetExclusion(ctx, c.N)
+		if err != nil {
+			sec.Add(Missing("learned exclusion under a fleet", UnitSeconds, err.Error()))
+		} else {
+			sec.Add(Figure(fmt.Sprintf("learned exclusion: time until %s of %s laptops up through the firewall", thousands(ex.Up), thousands(ex.N)), float64(ex.AllUpMS)/1000, UnitSeconds).
+				WithNote(fmt.Sprintf("%s sessions to the gateways logged before the first excluded one; %s failed at a client refusing the forged certificate (teaching the cache), %s failed otherwise, %s passed excluded; %s failed tunnel attempts in all",
+					thousands(ex.BeforeCovered), thousands(ex.Taught), thousands(ex.OtherFailed), thousands(ex.Excluded), thousands(ex.FailedAttempts))))
+		}
 		sec.Notes = append(sec.Notes,
+			"learned exclusion: the catalogue's learned-exclusion/fleet at this size on a /16 LAN, in process: every laptop behind the firewall's one NAT address",
 			"laptops on 127.0.10.x and up, one address each; the gateway with its default pre-authentication limits",
 			"decrypted sessions: ECDSA P-256 keys, one SNI (warm forged-certificate cache), held open after a 1 KiB response",
 			"gateway RSS after a forced GC (its own process); decrypted sessions: the Go runtime's heap and stacks in use, client, firewall and origin sharing this process; setup = dial + handshake with device certificate + greeting + multiplexer")
@@ -356,4 +374,77 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 		return 0
 	}
 	return percentile(sorted, p).Round(time.Microsecond)
+}
+
+// FleetExclusionResult is a fleet behind a firewall that decrypts
+// everything and learns exclusions (catalogue row learned-exclusion,
+// variant fleet, at the fleet's size).
+type FleetExclusionResult struct {
+	N, Up   int
+	AllUpMS int64
+	// Taught counts sessions that failed at a client refusing the forged
+	// certificate (what teaches the cache); OtherFailed the sessions that
+	// failed otherwise; BeforeCovered the gateway sessions logged before
+	// the first excluded one.
+	Taught, OtherFailed, Excluded, BeforeCovered int
+	// FailedAttempts counts the clients' failed tunnel attempts in all.
+	FailedAttempts int
+}
+
+// FleetExclusion runs the catalogue's learned-exclusion/fleet variant with
+// n laptops on a /16 LAN, in process.
+func FleetExclusion(ctx context.Context, n int) (FleetExclusionResult, error) {
+	res := FleetExclusionResult{N: n}
+	all, err := scenarios.Catalogue()
+	if err != nil {
+		return res, err
+	}
+	runs, err := scenarios.AllRuns(all)
+	if err != nil {
+		return res, err
+	}
+	var plan *harness.Plan
+	for _, r := range runs {
+		if r.Scenario.ID == "learned-exclusion" && r.Variant == "fleet" {
+			p := r.Plan
+			plan = &p
+		}
+	}
+	if plan == nil {
+		return res, errors.New("bench: no learned-exclusion/fleet in the catalogue")
+	}
+	plan.Fleet = n
+	plan.Spec.LAN = netip.MustParsePrefix("10.10.0.0/16")
+	plan.WaitUp = FleetWindow
+	obs, err := harness.InProcess{}.Run(ctx, *plan)
+	if err != nil {
+		return res, err
+	}
+	if a := obs.Attempts; a != nil {
+		res.Up, res.AllUpMS = a.Total-a.Failed, a.AllUpMS
+	}
+	covered := false
+	for _, r := range obs.Firewall {
+		if r.Proto != fwlog.ProtoTCP || !obs.Roles.IsGateway(r.Dst.Addr()) {
+			continue
+		}
+		switch {
+		case r.Outcome() == fwlog.OutcomeExcluded:
+			res.Excluded++
+			covered = true
+		case r.Outcome() == fwlog.OutcomeFailed && r.Decryption.Cause == failure.CauseForgedCertRejected:
+			res.Taught++
+		case r.Outcome() == fwlog.OutcomeFailed:
+			res.OtherFailed++
+		}
+		if !covered {
+			res.BeforeCovered++
+		}
+	}
+	for _, h := range obs.History {
+		if h.Event == client.EventAttemptFailed {
+			res.FailedAttempts++
+		}
+	}
+	return res, nil
 }

@@ -36,3 +36,18 @@ func TestFleetSmall(t *testing.T) {
 		assert.Equal(t, 8, res.N)
 	})
 }
+
+// TestFleetExclusionSmall: the learned-exclusion fleet at a small size
+// brings every laptop up and learns the exclusion.
+func TestFleetExclusionSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a topology")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := FleetExclusion(ctx, 10)
+	require.NoError(t, err)
+	assert.Equal(t, 10, res.Up)
+	assert.Positive(t, res.Taught)
+	assert.Positive(t, res.Excluded)
+}
