@@ -264,7 +264,7 @@ func FleetDecrypt(ctx context.Context, n int) (FleetDecryptResult, error) {
 		// The Go runtime's memory in use (heap and goroutine stacks) after
 		// a GC: the process's RSS keeps freed pages for a while, which
 		// made an RSS difference meaningless after the fleet above.
-		base := inUse()
+		base := settledInUse()
 		conns := make([]net.Conn, 0, n)
 		defer func() {
 			for _, c := range conns {
@@ -299,6 +299,21 @@ func FleetDecrypt(ctx context.Context, n int) (FleetDecryptResult, error) {
 	return res, nil
 }
 
+// settledInUse is inUse once it stops falling (goroutines of connections
+// closed before still ending), read at most 20 times 50 ms apart.
+func settledInUse() int64 {
+	last := inUse()
+	for range 20 {
+		time.Sleep(50 * time.Millisecond)
+		now := inUse()
+		if now >= last-last/100 {
+			return now
+		}
+		last = now
+	}
+	return last
+}
+
 // inUse is the runtime's heap and stack memory in use after a GC.
 func inUse() int64 {
 	debug.FreeOSMemory()
@@ -313,6 +328,17 @@ func FleetSection(cfg FleetConfig) SectionFunc {
 	return func(ctx context.Context, log io.Writer) (Section, error) {
 		c := cfg.withDefaults()
 		sec := Section{Title: fmt.Sprintf("A fleet: %s laptops, each with its own device certificate and tunnel, one gateway (loopback)", thousands(c.N))}
+		if log != nil {
+			fmt.Fprintf(log, "bench: fleet: %d decrypted sessions held ...\n", c.N)
+		}
+		dr, err := FleetDecrypt(ctx, c.N)
+		if err != nil {
+			sec.Add(Missing("firewall memory per 1,000 decrypted sessions", UnitMiB, err.Error()))
+		} else {
+			sec.Add(Figure("firewall memory (Go heap and stacks) per 1,000 decrypted sessions", dr.FirewallPerThousand(), UnitMiB).
+				WithNote(fmt.Sprintf("heap and stacks grew %.1f MiB holding %s decrypted sessions, %.1f MiB holding as many direct ones (client and origin); the difference is the firewall's",
+					float64(dr.DecryptRSS)/(1<<20), thousands(dr.N), float64(dr.DirectRSS)/(1<<20))))
+		}
 		for _, tr := range []tunnel.Transport{tunnel.TransportTLS, tunnel.TransportDTLS} {
 			if log != nil {
 				fmt.Fprintf(log, "bench: fleet of %d over %s ...\n", c.N, tr)
@@ -337,17 +363,6 @@ func FleetSection(cfg FleetConfig) SectionFunc {
 				Figure(label+": setups per second", res.SetupsPerSecond(), "setups/s"),
 				Figure(fmt.Sprintf("%s: %s RSS per 1,000 tunnels", label, whose), res.RSSPerThousand(), UnitMiB).
 					WithNote(fmt.Sprintf("%.1f MiB before, %.1f MiB with all up", float64(res.BaseRSS)/(1<<20), float64(res.UpRSS)/(1<<20))))
-		}
-		if log != nil {
-			fmt.Fprintf(log, "bench: fleet: %d decrypted sessions held ...\n", c.N)
-		}
-		dr, err := FleetDecrypt(ctx, c.N)
-		if err != nil {
-			sec.Add(Missing("firewall memory per 1,000 decrypted sessions", UnitMiB, err.Error()))
-		} else {
-			sec.Add(Figure("firewall memory (Go heap and stacks) per 1,000 decrypted sessions", dr.FirewallPerThousand(), UnitMiB).
-				WithNote(fmt.Sprintf("heap and stacks grew %.1f MiB holding %s decrypted sessions, %.1f MiB holding as many direct ones (client and origin); the difference is the firewall's",
-					float64(dr.DecryptRSS)/(1<<20), thousands(dr.N), float64(dr.DirectRSS)/(1<<20))))
 		}
 		if log != nil {
 			fmt.Fprintf(log, "bench: fleet: %d laptops behind a firewall that learns exclusions ...\n", c.N)
