@@ -372,7 +372,7 @@ func FleetSection(cfg FleetConfig) SectionFunc {
 			sec.Add(Missing("learned exclusion under a fleet", UnitSeconds, err.Error()))
 		} else {
 			sec.Add(Figure(fmt.Sprintf("learned exclusion: time until %s of %s laptops up through the firewall", thousands(ex.Up), thousands(ex.N)), float64(ex.AllUpMS)/1000, UnitSeconds).
-				WithNote(fmt.Sprintf("%s sessions to the gateways logged before the first excluded one; %s failed at a client refusing the forged certificate (teaching the cache), %s failed otherwise, %s passed excluded; %s failed tunnel attempts in all",
+				WithNote(fmt.Sprintf("%s sessions to the gateways started before the first excluded one; %s failed at a client refusing the forged certificate (teaching the cache), %s failed otherwise, %s passed excluded; %s failed tunnel attempts in all",
 					thousands(ex.BeforeCovered), thousands(ex.Taught), thousands(ex.OtherFailed), thousands(ex.Excluded), thousands(ex.FailedAttempts))))
 		}
 		sec.Notes = append(sec.Notes,
@@ -400,7 +400,7 @@ type FleetExclusionResult struct {
 	// Taught counts sessions that failed at a client refusing the forged
 	// certificate (what teaches the cache); OtherFailed the sessions that
 	// failed otherwise; BeforeCovered the gateway sessions logged before
-	// the first excluded one.
+	// the first excluded one started.
 	Taught, OtherFailed, Excluded, BeforeCovered int
 	// FailedAttempts counts the clients' failed tunnel attempts in all.
 	FailedAttempts int
@@ -438,7 +438,14 @@ func FleetExclusion(ctx context.Context, n int) (FleetExclusionResult, error) {
 	if a := obs.Attempts; a != nil {
 		res.Up, res.AllUpMS = a.Total-a.Failed, a.AllUpMS
 	}
-	covered := false
+	// Records are logged as sessions end: order them by their start.
+	var firstExcluded time.Time
+	for _, r := range obs.Firewall {
+		if r.Proto == fwlog.ProtoTCP && obs.Roles.IsGateway(r.Dst.Addr()) && r.Outcome() == fwlog.OutcomeExcluded &&
+			(firstExcluded.IsZero() || r.Start.Before(firstExcluded)) {
+			firstExcluded = r.Start
+		}
+	}
 	for _, r := range obs.Firewall {
 		if r.Proto != fwlog.ProtoTCP || !obs.Roles.IsGateway(r.Dst.Addr()) {
 			continue
@@ -446,13 +453,12 @@ func FleetExclusion(ctx context.Context, n int) (FleetExclusionResult, error) {
 		switch {
 		case r.Outcome() == fwlog.OutcomeExcluded:
 			res.Excluded++
-			covered = true
 		case r.Outcome() == fwlog.OutcomeFailed && r.Decryption.Cause == failure.CauseForgedCertRejected:
 			res.Taught++
 		case r.Outcome() == fwlog.OutcomeFailed:
 			res.OtherFailed++
 		}
-		if !covered {
+		if !firstExcluded.IsZero() && r.Start.Before(firstExcluded) {
 			res.BeforeCovered++
 		}
 	}
