@@ -32,8 +32,9 @@ const (
 	sctpStreamAllowance  = 1 << 20
 	sctpSessionAllowance = 8 << 20
 	// sctpAllowanceRecheck re-reads the buffered amounts while a writer
-	// waits for room the association-wide allowance, which has no signal of
-	// its own (another stream's acknowledgements free it).
+	// waits, in case no signal comes (a stream reset under it): the signals
+	// are each stream's buffered-amount-low and, for the session-wide
+	// allowance, any stream's.
 	sctpAllowanceRecheck = 20 * time.Millisecond
 	sctpControlID        = 0
 	sctpOpenWindow       = 8 // streams opened but not yet answered; pion accepts 16 at once
@@ -64,6 +65,24 @@ type sctpSession struct {
 	done      chan struct{}
 
 	lastHeard atomic.Int64 // unix nanos of the last control message from the peer
+
+	roomMu sync.Mutex
+	room   chan struct{} // closed (and replaced) when any stream's queue went low
+}
+
+// roomSignal returns the channel closed at the next stream's
+// buffered-amount-low.
+func (s *sctpSession) roomSignal() <-chan struct{} {
+	s.roomMu.Lock()
+	defer s.roomMu.Unlock()
+	return s.room
+}
+
+func (s *sctpSession) signalRoom() {
+	s.roomMu.Lock()
+	close(s.room)
+	s.room = make(chan struct{})
+	s.roomMu.Unlock()
 }
 
 // errTransportEnded marks the end of the DTLS connection under an
@@ -165,6 +184,7 @@ func NewDTLSSession(ctx context.Context, conn net.Conn, role Role, cfg Config) (
 		streams:  make(map[uint16]*sctpStream),
 		nextID:   1,
 		done:     make(chan struct{}),
+		room:     make(chan struct{}),
 	}
 	s.lastHeard.Store(time.Now().UnixNano())
 	if role == RoleGateway {
@@ -537,6 +557,7 @@ func (c *sctpStream) signalRoom() {
 	case c.room <- struct{}{}:
 	default:
 	}
+	c.sess.signalRoom()
 }
 
 // full reports whether the stream or the session has used its allowance.
@@ -558,12 +579,17 @@ func (c *sctpStream) waitRoom() error {
 	}
 	recheck := time.NewTicker(sctpAllowanceRecheck)
 	defer recheck.Stop()
-	for c.full() {
+	for {
+		sessionRoom := c.sess.roomSignal() // before the check: no signal lost
+		if !c.full() {
+			return nil
+		}
 		if c.st.State() != sctp.StreamStateOpen {
 			return c.mapErr(sctp.ErrStreamClosed)
 		}
 		select {
 		case <-c.room:
+		case <-sessionRoom:
 		case <-recheck.C:
 		case <-expired:
 			return os.ErrDeadlineExceeded
@@ -571,7 +597,6 @@ func (c *sctpStream) waitRoom() error {
 			return sessionLost(c.sess.Err(), ErrSessionClosed)
 		}
 	}
-	return nil
 }
 
 // CloseWrite resets the outgoing stream: the peer reads EOF once all data
