@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -126,6 +127,10 @@ func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
 	res := newResult(r, runner.Name())
 	if r.NotRun != "" {
 		res.Verdict, res.Error = NotRun, r.NotRun
+		return res
+	}
+	if r.Plan.Fleet > 0 && runner.Name() != (harness.InProcess{}).Name() {
+		res.Verdict, res.Error = NotRun, fmt.Sprintf("not run in %s: a fleet of %d laptops runs in process only (docs/fleet.md)", runner.Name(), r.Plan.Fleet)
 		return res
 	}
 	if fw := r.Plan.Spec.Firewall; fw != nil {
