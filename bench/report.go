@@ -562,6 +562,8 @@ func (m *measurer) startFirewallPaths(ctx context.Context, env *FirewallEnv) ([]
 	add("pinwall splice", p, err)
 	p, err = env.StartPinwall(true)
 	add("pinwall decrypt", p, err)
+	p, err = env.StartPinwallNoResumption()
+	add(NoResumptionPath, p, err)
 	for _, t := range []Tool{Mitmproxy, SSLsplit} {
 		if m.cfg.SkipTools {
 			add(t.Name, nil, errors.New("skipped"))
