@@ -32,8 +32,8 @@ import (
 // same N held directly, so that the firewall's share of the memory shows.
 // Everything runs on loopback, bounded in count and time.
 
-// Fleet goals (issue 15 gives none in figures; these are the sizes a
-// 1,000-laptop site needs to stay on one small gateway).
+// Fleet sizes and bounds (issue 15 sets no goals in figures for a fleet:
+// the report prints its figures without pass or miss).
 const (
 	// FleetDefault is the number of laptops of the report's fleet.
 	FleetDefault = 1000
