@@ -245,12 +245,32 @@ func (e *FirewallEnv) StartRelay() (*Path, error) {
 }
 
 // StartPinwall starts pinwall's firewall in explicit-destination mode
-// (ServeForward) in front of the origin, decrypting every session or
-// splicing every session untouched.
+// (ServeForward) in front of the origin, decrypting every session (its
+// handshakes to the origin resumed, as ProxySG does) or splicing every
+// session untouched.
 func (e *FirewallEnv) StartPinwall(decrypt bool) (*Path, error) {
+	return e.startPinwall(decrypt, true)
+}
+
+// NoResumptionPath names pinwall's decrypt path with a full handshake to
+// the origin for every session (mitm.Config.UpstreamSessions zero, the
+// firewall's default).
+const NoResumptionPath = "pinwall decrypt, full upstream handshakes"
+
+// StartPinwallNoResumption starts pinwall's decrypting firewall with every
+// handshake to the origin a full one.
+func (e *FirewallEnv) StartPinwallNoResumption() (*Path, error) {
+	return e.startPinwall(true, false)
+}
+
+func (e *FirewallEnv) startPinwall(decrypt, resume bool) (*Path, error) {
 	src, name := splicePolicy, "pinwall splice"
 	if decrypt {
 		src, name = decryptPolicy, "pinwall decrypt"
+	}
+	sessions := 1024
+	if !resume {
+		name, sessions = NoResumptionPath, 0
 	}
 	pol, err := policy.Parse("bench.yaml", []byte(src))
 	if err != nil {
@@ -264,6 +284,10 @@ func (e *FirewallEnv) StartPinwall(decrypt bool) (*Path, error) {
 		Roots:       e.Internet.Pool(),
 		Resolver:    &resolve.Zone{},
 		KeepRecords: 4096,
+		// Resume the firewall's own handshakes to the origin, as ProxySG's
+		// SSL origination session cache does (docs/sources.md): the
+		// client-facing leg is unchanged.
+		UpstreamSessions: sessions,
 	})
 	if err != nil {
 		return nil, err
@@ -275,7 +299,11 @@ func (e *FirewallEnv) StartPinwall(decrypt bool) (*Path, error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- fw.ServeForward(context.Background(), ln, e.OriginAddr()) }() // stopped by fw.Close
-	p := &Path{Name: name, Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Decrypts: decrypt, stop: func() error {
+	note := ""
+	if decrypt && resume {
+		note = "handshakes to the origin resumed (mitm.Config.UpstreamSessions, as ProxySG's SSL origination session cache; docs/sources.md#firewall-upstream-session-resumption)"
+	}
+	p := &Path{Name: name, Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Decrypts: decrypt, Note: note, stop: func() error {
 		err := fw.Close()
 		ln.Close()
 		return errors.Join(err, <-done)

@@ -453,6 +453,17 @@ func readStatus(pid int) map[string]int64 {
 // floodPayload random bytes through it to the echo origin and checks the
 // SHA-256 of what came back.
 func (e *floodEnv) legit(ctx context.Context, laptop netip.Addr, tr tunnel.Transport) error {
+	sess, err := e.bringUp(ctx, laptop, e.device, tr)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	return e.checkFlow(ctx, sess)
+}
+
+// bringUp brings a tunnel up over tr from laptop with device's certificate:
+// handshake, greeting, multiplexer. The caller closes the session.
+func (e *floodEnv) bringUp(ctx context.Context, laptop netip.Addr, device *tls.Certificate, tr tunnel.Transport) (tunnel.Session, error) {
 	var (
 		conn net.Conn
 		sess tunnel.Session
@@ -462,39 +473,39 @@ func (e *floodEnv) legit(ctx context.Context, laptop netip.Addr, tr tunnel.Trans
 	case tunnel.TransportTLS:
 		raw, err := e.dial(ctx, "tcp", laptop)
 		if err != nil {
-			return fmt.Errorf("dial: %w", err)
+			return nil, fmt.Errorf("dial: %w", err)
 		}
 		tc := tls.Client(raw, &tls.Config{ServerName: floodGatewayName, RootCAs: e.pki.Internet.Pool(),
-			Certificates: []tls.Certificate{*e.device}, MinVersion: tls.VersionTLS13, NextProtos: []string{tunnel.ALPN}})
+			Certificates: []tls.Certificate{*device}, MinVersion: tls.VersionTLS13, NextProtos: []string{tunnel.ALPN}})
 		conn = tc
 		if err := tc.HandshakeContext(ctx); err != nil {
 			tc.Close()
-			return fmt.Errorf("tls handshake: %w", err)
+			return nil, fmt.Errorf("tls handshake: %w", err)
 		}
 	case tunnel.TransportDTLS:
 		uc, err := e.dial(ctx, "udp", laptop)
 		if err != nil {
-			return fmt.Errorf("dial: %w", err)
+			return nil, fmt.Errorf("dial: %w", err)
 		}
 		dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
 			dtls.WithServerName(floodGatewayName), dtls.WithRootCAs(e.pki.Internet.Pool()),
-			dtls.WithCertificates(*e.device), dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+			dtls.WithCertificates(*device), dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 			dtls.WithSupportedProtocols(tunnel.ALPN))
 		if err != nil {
 			uc.Close()
-			return err
+			return nil, err
 		}
 		conn = dc
 		if err := dc.HandshakeContext(ctx); err != nil {
 			dc.Close()
-			return fmt.Errorf("dtls handshake: %w", err)
+			return nil, fmt.Errorf("dtls handshake: %w", err)
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	if _, err := tunnel.ReadGreeting(conn); err != nil {
 		conn.Close()
-		return fmt.Errorf("greeting: %w", err)
+		return nil, fmt.Errorf("greeting: %w", err)
 	}
 	if tr == tunnel.TransportTLS {
 		sess, err = tunnel.NewTLSSession(ctx, conn, tunnel.RoleClient, tunnel.Config{})
@@ -503,9 +514,14 @@ func (e *floodEnv) legit(ctx context.Context, laptop netip.Addr, tr tunnel.Trans
 	}
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("session: %w", err)
+		return nil, fmt.Errorf("session: %w", err)
 	}
-	defer sess.Close()
+	return sess, nil
+}
+
+// checkFlow carries one flow of floodPayload random bytes to the echo
+// origin over sess and checks its SHA-256 back.
+func (e *floodEnv) checkFlow(ctx context.Context, sess tunnel.Session) error {
 	st, err := sess.Open(ctx)
 	if err != nil {
 		return fmt.Errorf("open flow: %w", err)

@@ -25,8 +25,15 @@ type Plan struct {
 	// Reconnects, when positive, replaces the flow workload by that many
 	// tunnel attempts, each from a fresh client (a laptop reconnecting),
 	// measuring how many fail.
-	Reconnects int     `json:"reconnects,omitempty"`
-	Events     []Event `json:"events,omitempty"`
+	Reconnects int `json:"reconnects,omitempty"`
+	// Fleet, when positive, replaces the flow workload by that many
+	// laptops behind the same firewall, each on an address of its own in
+	// the LAN and with a device certificate of its own, all starting their
+	// client at once (in process only). Attempts counts the laptops whose
+	// tunnel was not up within WaitUp, and AllUp the time until the last
+	// came up.
+	Fleet  int     `json:"fleet,omitempty"`
+	Events []Event `json:"events,omitempty"`
 	// Probes are extra connections from hosts without the client.
 	Probes []Probe `json:"probes,omitempty"`
 	// WaitUp bounds the wait for the first tunnel; zero means 5s.
@@ -209,6 +216,10 @@ type AttemptStats struct {
 	Total  int            `json:"total"`
 	Failed int            `json:"failed"`
 	Causes map[string]int `json:"causes,omitempty"`
+	// AllUpMS is a fleet's time from its clients' start until the last
+	// tunnel came up, in milliseconds; zero for reconnects or when one
+	// never came up.
+	AllUpMS int64 `json:"all_up_ms,omitempty"`
 }
 
 // Fraction is Failed/Total.
@@ -227,6 +238,14 @@ type Roles struct {
 	Gateways    map[string][]netip.Addr `json:"gateways"`
 	Origins     map[string]netip.Addr   `json:"origins"`
 	Extra       map[string]netip.Addr   `json:"extra,omitempty"`
+	// Fleet are the addresses of a fleet's laptops (Plan.Fleet), which
+	// count as the laptop's.
+	Fleet []netip.Addr `json:"fleet,omitempty"`
+}
+
+// IsLaptop reports whether a is the laptop's address or a fleet laptop's.
+func (r Roles) IsLaptop(a netip.Addr) bool {
+	return a == r.Laptop || slices.Contains(r.Fleet, a)
 }
 
 // RolesOf lists a defaulted Spec's addresses by role.
@@ -300,6 +319,14 @@ func (p Plan) Validate() error {
 	for i, e := range p.Events {
 		if err := e.Validate(spec); err != nil {
 			return fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	if p.Fleet > 0 {
+		if p.Reconnects > 0 {
+			return errors.New("fleet and reconnects exclude each other")
+		}
+		if free := fleetRoom(spec); p.Fleet > free {
+			return fmt.Errorf("fleet of %d does not fit the LAN %s (%d free addresses): give the topology a larger lan", p.Fleet, spec.LAN, free)
 		}
 	}
 	for i, pr := range p.Probes {

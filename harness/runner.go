@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -53,12 +54,16 @@ func (r InProcess) Run(ctx context.Context, p Plan) (*Observation, error) {
 	if r.Capture {
 		rec = capture.New(capture.Config{SnapLen: r.SnapLen, Comment: "pinwall in-process run: packets synthesized from the data path"})
 	}
-	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0, PKI: r.PKI, Impairable: p.Impairs(), Capture: rec})
+	topo, err := StartInProcess(ctx, p.Spec, Options{Logger: r.Logger, Dir: r.Dir, NoClient: p.Reconnects > 0 || p.Fleet > 0, PKI: r.PKI, Impairable: p.Impairs(), Capture: rec})
 	if err != nil {
 		return nil, err
 	}
 	defer topo.Close()
-	if p.Reconnects > 0 {
+	if p.Fleet > 0 {
+		if err := topo.fleet(ctx, p, obs); err != nil {
+			return nil, err
+		}
+	} else if p.Reconnects > 0 {
 		if err := topo.reconnects(ctx, p, obs); err != nil {
 			return nil, err
 		}
@@ -349,4 +354,135 @@ func (t *Topology) collect(obs *Observation) {
 			obs.Exclusions = ex
 		}
 	}
+}
+
+// fleetRoom is the number of LAN addresses free for a fleet: the LAN's
+// usable addresses minus the laptop's, the firewall's and the extra hosts'.
+func fleetRoom(spec Spec) int {
+	bits := 32 - spec.LAN.Bits()
+	if bits > 16 {
+		bits = 16 // a /16's worth is more than any fleet run here
+	}
+	n := 1<<bits - 2 - 2 - len(spec.ExtraHosts)
+	return max(n, 0)
+}
+
+// fleetAddrs hands out n LAN addresses not used by the topology, from the
+// bottom of the LAN up.
+func fleetAddrs(spec Spec, n int) []netip.Addr {
+	used := map[netip.Addr]bool{spec.Laptop: true}
+	if fw := spec.Firewall; fw != nil {
+		used[fw.Inside] = true
+	}
+	for _, h := range spec.ExtraHosts {
+		used[h.Addr] = true
+	}
+	out := make([]netip.Addr, 0, n)
+	for a := spec.LAN.Masked().Addr().Next(); spec.LAN.Contains(a) && len(out) < n; a = a.Next() {
+		if b := a.As4(); b[3] == 0 || b[3] == 255 || used[a] {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// fleet runs p.Fleet laptops at once: each a host of its own in the LAN
+// with a client and a device certificate of its own, all started
+// together, each waited for up to p.UpWait(). The firewall and the
+// gateways see every laptop's sessions; obs gets the attempts, the first
+// laptop's state and history, and the time until the last tunnel came up.
+func (t *Topology) fleet(ctx context.Context, p Plan, obs *Observation) error {
+	base, err := t.ClientConfig()
+	if err != nil {
+		return err
+	}
+	addrs := fleetAddrs(t.Spec, p.Fleet)
+	if len(addrs) < p.Fleet {
+		return fmt.Errorf("harness: fleet of %d: only %d free addresses in %s", p.Fleet, len(addrs), t.Spec.LAN)
+	}
+	clients := make([]*client.Client, len(addrs))
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for i, a := range addrs {
+		h, err := t.Sim.AddHost(fmt.Sprintf("laptop-%04d", i+1), a)
+		if err != nil {
+			return fmt.Errorf("harness: fleet: %w", err)
+		}
+		cfg := base
+		cfg.Name = fmt.Sprintf("laptop-%04d", i+1)
+		cfg.Stack = h
+		cfg.Logger = base.Logger.With("laptop", i+1)
+		if base.DeviceCert != nil {
+			// Every laptop its own device: the laptop's certificate as
+			// the spec gives it, issued again for this laptop's user and
+			// serial number.
+			dc, err := t.PKI.DeviceCert(t.Spec.Tenant, fmt.Sprintf("user%04d@%s.test", i+1, t.Spec.Tenant), fmt.Sprintf("LAPTOP-%04d", i+2))
+			if err != nil {
+				return fmt.Errorf("harness: fleet: %w", err)
+			}
+			cfg.DeviceCert = dc
+		}
+		if clients[i], err = client.New(cfg); err != nil {
+			return fmt.Errorf("harness: fleet: %w", err)
+		}
+	}
+	obs.Roles.Fleet = addrs
+	start := time.Now()
+	for _, c := range clients {
+		if err := c.Start(ctx); err != nil {
+			return fmt.Errorf("harness: fleet: %w", err)
+		}
+	}
+	type outcome struct {
+		st  client.State
+		err error
+		at  time.Duration
+	}
+	outs := make([]outcome, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, cancel := context.WithTimeout(ctx, p.UpWait())
+			defer cancel()
+			// Failed attempts on the way are the fleet's business (the
+			// firewall's log keeps them): wait for the tunnel itself.
+			st, err := c.WaitUp(wctx)
+			outs[i] = outcome{st, err, time.Since(start)}
+		}()
+	}
+	wg.Wait()
+	stats := &AttemptStats{Total: len(clients), Causes: map[string]int{}}
+	var last time.Duration
+	for i, o := range outs {
+		if o.err != nil {
+			stats.Failed++
+			stats.Causes[string(failure.CauseOf(o.err))]++
+			obs.ClientError = o.err
+			continue
+		}
+		last = max(last, o.at)
+		if obs.FirstUp == nil || o.st.Since.Before(obs.FirstUp.Since) {
+			st := o.st
+			obs.FirstUp = &st
+		}
+		if i == 0 {
+			obs.Tunnel = o.st
+		}
+	}
+	if stats.Failed == 0 {
+		stats.AllUpMS = last.Milliseconds()
+	}
+	for _, c := range clients {
+		obs.History = append(obs.History, c.History()...)
+	}
+	obs.Attempts = stats
+	return nil
 }

@@ -72,6 +72,16 @@ type Config struct {
 	MaxUDPFlows int
 	// Serial is the device serial number written in vendor logs.
 	Serial string
+	// UpstreamSessions, when positive, keeps that many TLS sessions (an LRU
+	// keyed by server name) so that the firewall's server-facing handshakes
+	// resume (TLS 1.3 PSK or a TLS 1.2 ticket) instead of asking the server
+	// for a signature each time, as Broadcom ProxySG's SSL origination
+	// session cache does (docs/sources.md). It changes only what the
+	// firewall sends the server: the client-facing leg, the forged leaf
+	// and the logged upstream certificate (kept in the resumed session)
+	// stay the same. Zero means none: every upstream handshake is a full
+	// one, the behaviour of the vendors whose documentation does not say.
+	UpstreamSessions int
 }
 
 func (c *Config) validate() error {

@@ -78,7 +78,8 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 			requested.Store(true)
 			return &tls.Certificate{}, nil // the firewall has no device certificate to give
 		},
-		KeyLogWriter: f.cfg.KeyLogWriter,
+		KeyLogWriter:       f.cfg.KeyLogWriter,
+		ClientSessionCache: f.upstreamSessions(&requested),
 	}
 	up := tls.Client(upRaw, upCfg)
 	hctx, cancel := context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
@@ -99,6 +100,9 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	d.UpstreamKeyExchange = groupName(st.CurveID)
 
 	if requested.Load() {
+		if f.upSessions != nil {
+			f.upSessions.Put(serverName, nil)
+		}
 		d.ServerMessage = "Certificate_Request"
 		f.clientCertRequested(ctx, s, client, up, dec)
 		return
@@ -183,6 +187,30 @@ func verifyUpstream(cs tls.ConnectionState, name string, roots *x509.CertPool, n
 		opts.DNSName = a.String()
 	}
 	return cs.PeerCertificates[0].Verify(opts)
+}
+
+// upstreamSessions is the session cache of one upstream handshake, nil
+// without Config.UpstreamSessions. A server that asked for a client
+// certificate gets no session kept, and loses the one it had: a resumed
+// handshake carries no CertificateRequest, and the firewall must keep
+// noticing the request to answer the client as the rule says.
+func (f *Firewall) upstreamSessions(requested *atomic.Bool) tls.ClientSessionCache {
+	if f.upSessions == nil {
+		return nil
+	}
+	return sessionGate{f.upSessions, requested}
+}
+
+type sessionGate struct {
+	tls.ClientSessionCache
+	requested *atomic.Bool
+}
+
+func (g sessionGate) Put(key string, cs *tls.ClientSessionState) {
+	if g.requested.Load() {
+		cs = nil // removes the key's entry
+	}
+	g.ClientSessionCache.Put(key, cs)
 }
 
 // recordLeg records what a handshake negotiated: the version and cipher

@@ -2,6 +2,7 @@ package mitm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +32,8 @@ type Firewall struct {
 	forger *forge.Forger
 	log    *fwlog.Log
 	excl   *exclusionCache
+	// upSessions resumes upstream handshakes (Config.UpstreamSessions); nil means none.
+	upSessions tls.ClientSessionCache
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,6 +78,9 @@ func New(cfg Config) (*Firewall, error) {
 		listeners: map[net.Listener]struct{}{},
 		packets:   map[net.PacketConn]struct{}{},
 		conns:     map[net.Conn]struct{}{},
+	}
+	if cfg.UpstreamSessions > 0 {
+		f.upSessions = tls.NewLRUClientSessionCache(cfg.UpstreamSessions)
 	}
 	return f, nil
 }

@@ -110,7 +110,7 @@ func startForwardLab(t *testing.T, edit func(*mitm.Config)) *forwardLab {
 	require.NoError(t, err)
 
 	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "pinwall test origin %s\n", r.Host)
+		fmt.Fprintf(w, "pinwall test origin %s resumed=%v\n", r.Host, r.TLS != nil && r.TLS.DidResume)
 	}))
 	origin.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
 	origin.Config.ErrorLog = log.New(io.Discard, "", 0) // the bad inputs spliced to it are expected
@@ -908,4 +908,31 @@ func TestPeekOutcome(t *testing.T) {
 	require.NoError(t, s.SetLinger(0))
 	require.NoError(t, s.Close())
 	assert.Eventually(t, func() bool { return peekOutcome(c) == "reset" }, 5*time.Second, time.Millisecond)
+}
+
+// TestUpstreamSessionResumption: with UpstreamSessions the firewall's second
+// server-facing handshake to the same name resumes, and the client is shown
+// the same forged certificate both times; without it, neither resumes.
+func TestUpstreamSessionResumption(t *testing.T) {
+	for _, keep := range []int{0, 16} {
+		t.Run(fmt.Sprint(keep), func(t *testing.T) {
+			fl := startForwardLab(t, func(c *mitm.Config) { c.UpstreamSessions = keep })
+			var bodies []string
+			var prints []string
+			for range 2 {
+				n := len(fl.fw.Records())
+				body, issuer := fetchSite(t, fl.dial(t), fl.pki.Enterprise.Pool())
+				assert.Contains(t, issuer, "Enterprise")
+				bodies = append(bodies, body)
+				recs := waitRecords(t, fl.fw, n+1)
+				r := recs[len(recs)-1]
+				require.Equal(t, fwlog.OutcomeDecrypted, r.Outcome())
+				require.NotNil(t, r.Decryption)
+				prints = append(prints, r.Decryption.ForgedFingerprint+" "+r.Decryption.UpstreamFingerprint)
+			}
+			assert.Contains(t, bodies[0], "resumed=false")
+			assert.Contains(t, bodies[1], fmt.Sprintf("resumed=%v", keep > 0))
+			assert.Equal(t, prints[0], prints[1], "forged and upstream certificates")
+		})
+	}
 }

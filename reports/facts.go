@@ -36,9 +36,9 @@ func newFacts(r *scenarios.Result) *facts {
 	f := &facts{r: r}
 	for _, rec := range r.FirewallLog {
 		switch {
-		case rec.Src.Addr() == r.Roles.Laptop && r.Roles.IsGateway(rec.Dst.Addr()):
+		case r.Roles.IsLaptop(rec.Src.Addr()) && r.Roles.IsGateway(rec.Dst.Addr()):
 			f.tunnel = append(f.tunnel, rec)
-		case rec.Src.Addr() == r.Roles.Laptop:
+		case r.Roles.IsLaptop(rec.Src.Addr()):
 			f.direct = append(f.direct, rec)
 		default:
 			f.others = append(f.others, rec)
@@ -290,7 +290,7 @@ func firewallSummary(f *facts) string {
 		}
 		dst := "gateway"
 		switch {
-		case rec.Src.Addr() != f.r.Roles.Laptop:
+		case !f.r.Roles.IsLaptop(rec.Src.Addr()):
 			dst = "from " + orAddr(name(f.r.Roles, rec.Src.Addr()), rec.Src.Addr()) + " to " + orAddr(name(f.r.Roles, rec.Dst.Addr()), rec.Dst.Addr())
 		case !f.r.Roles.IsGateway(rec.Dst.Addr()):
 			dst = "to " + orAddr(name(f.r.Roles, rec.Dst.Addr()), rec.Dst.Addr())

@@ -169,7 +169,7 @@ func sortSessions(obs *harness.Observation) fwSessions {
 	var s fwSessions
 	for _, r := range obs.Firewall {
 		toGateway := roles.IsGateway(r.Dst.Addr())
-		fromLaptop := r.Src.Addr() == roles.Laptop
+		fromLaptop := roles.IsLaptop(r.Src.Addr())
 		if toGateway && fromLaptop {
 			s.addTunnelSession(r, gwNames)
 		}

@@ -409,7 +409,7 @@ func tunnelFailureRecord(obs *harness.Observation) *fwlog.Record {
 	var failed, denied *fwlog.Record
 	for i := range obs.Firewall {
 		r := &obs.Firewall[i]
-		if r.Src.Addr() != obs.Roles.Laptop || !obs.Roles.IsGateway(r.Dst.Addr()) {
+		if !obs.Roles.IsLaptop(r.Src.Addr()) || !obs.Roles.IsGateway(r.Dst.Addr()) {
 			continue
 		}
 		if r.Decryption != nil && r.Decryption.Outcome == fwlog.OutcomeFailed {

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -99,6 +100,9 @@ func estimate(r Run) time.Duration {
 	if p.Reconnects > 0 {
 		d += time.Duration(p.Reconnects) * 50 * time.Millisecond
 	}
+	if p.Fleet > 0 {
+		d += time.Duration(p.Fleet) * 5 * time.Millisecond
+	}
 	return d
 }
 
@@ -123,6 +127,10 @@ func RunOne(ctx context.Context, runner harness.Runner, r Run) Result {
 	res := newResult(r, runner.Name())
 	if r.NotRun != "" {
 		res.Verdict, res.Error = NotRun, r.NotRun
+		return res
+	}
+	if r.Plan.Fleet > 0 && runner.Name() != (harness.InProcess{}).Name() {
+		res.Verdict, res.Error = NotRun, fmt.Sprintf("not run in %s: a fleet of %d laptops runs in process only (docs/fleet.md)", runner.Name(), r.Plan.Fleet)
 		return res
 	}
 	if fw := r.Plan.Spec.Firewall; fw != nil {

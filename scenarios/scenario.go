@@ -107,6 +107,11 @@ type Scenario struct {
 	// Reconnects, when positive, replaces the workload by that many tunnel
 	// attempts from fresh clients, counting the failures.
 	Reconnects int `yaml:"reconnects"`
+	// Fleet, when positive, replaces the workload by that many laptops
+	// behind the same firewall, each with an address and a device
+	// certificate of its own, starting together (in process only;
+	// docs/scenario-format.md#fleet).
+	Fleet int `yaml:"fleet"`
 	// Events happen during the run, at offsets from the first tunnel.
 	Events []EventSpec `yaml:"events"`
 	// Probes are connections from extra hosts (a spoofed SNI, a QUIC
@@ -172,8 +177,9 @@ type VariantSpec struct {
 	NoFirewall bool `yaml:"no-firewall"`
 	// Workload overrides the base's fields it names.
 	Workload yaml.Node `yaml:"workload"`
-	// Reconnects, WaitUp and Hold replace the base's when set.
+	// Reconnects, Fleet, WaitUp and Hold replace the base's when set.
 	Reconnects *int           `yaml:"reconnects"`
+	Fleet      *int           `yaml:"fleet"`
 	WaitUp     *time.Duration `yaml:"wait-up"`
 	Hold       *time.Duration `yaml:"hold"`
 	// Events and Probes replace the base's lists when set.
@@ -451,6 +457,10 @@ func (s *Scenario) resolve(i int) (Run, error) {
 	if v.Reconnects != nil {
 		reconnects = *v.Reconnects
 	}
+	fleet := s.Fleet
+	if v.Fleet != nil {
+		fleet = *v.Fleet
+	}
 	if v.Events.Kind != 0 {
 		events = nil
 		if err := decode(&v.Events, "events", &events); err != nil {
@@ -484,7 +494,7 @@ func (s *Scenario) resolve(i int) (Run, error) {
 		}
 		spec.Firewall = fs
 	}
-	plan := harness.Plan{Spec: spec, Workload: wl, Reconnects: reconnects, Probes: probes, WaitUp: s.WaitUp}
+	plan := harness.Plan{Spec: spec, Workload: wl, Reconnects: reconnects, Fleet: fleet, Probes: probes, WaitUp: s.WaitUp}
 	if v.WaitUp != nil {
 		plan.WaitUp = *v.WaitUp
 	}

@@ -16,14 +16,29 @@ import (
 	"github.com/pion/sctp"
 )
 
-// SCTP limits: pion/sctp refuses writes over its max message size and a read
-// needs a buffer at least as large as the message.
+// SCTP limits: pion/sctp refuses writes over its max message size (64 KiB)
+// and a read needs a buffer at least as large as the message.
+//
+// Writes do not block in pion (WithBlockWrite(false)): a blocking write in
+// pion waits until the whole association's pending queue has drained, so
+// every stream's writer queues behind one slot and 16 flows went slower
+// together than one alone. Instead each stream may have up to
+// sctpStreamAllowance bytes queued in the association (pending or in
+// flight), and all streams together up to sctpSessionAllowance; a writer
+// past either waits for its stream's buffered-amount-low signal.
 const (
-	sctpWriteChunk   = 32 << 10
-	sctpReadBuffer   = 64 << 10
-	sctpControlID    = 0
-	sctpOpenWindow   = 8 // streams opened but not yet answered; pion accepts 16 at once
-	sctpRTOMaxMillis = 2000
+	sctpWriteChunk       = 64 << 10
+	sctpReadBuffer       = 64 << 10
+	sctpStreamAllowance  = 1 << 20
+	sctpSessionAllowance = 8 << 20
+	// sctpAllowanceRecheck re-reads the buffered amounts while a writer
+	// waits, in case no signal comes (a stream reset under it): the signals
+	// are each stream's buffered-amount-low and, for the session-wide
+	// allowance, any stream's.
+	sctpAllowanceRecheck = 20 * time.Millisecond
+	sctpControlID        = 0
+	sctpOpenWindow       = 8 // streams opened but not yet answered; pion accepts 16 at once
+	sctpRTOMaxMillis     = 2000
 )
 
 // sctpSession carries streams over a DTLS connection with SCTP.
@@ -50,6 +65,24 @@ type sctpSession struct {
 	done      chan struct{}
 
 	lastHeard atomic.Int64 // unix nanos of the last control message from the peer
+
+	roomMu sync.Mutex
+	room   chan struct{} // closed (and replaced) when any stream's queue went low
+}
+
+// roomSignal returns the channel closed at the next stream's
+// buffered-amount-low.
+func (s *sctpSession) roomSignal() <-chan struct{} {
+	s.roomMu.Lock()
+	defer s.roomMu.Unlock()
+	return s.room
+}
+
+func (s *sctpSession) signalRoom() {
+	s.roomMu.Lock()
+	close(s.room)
+	s.room = make(chan struct{})
+	s.roomMu.Unlock()
 }
 
 // errTransportEnded marks the end of the DTLS connection under an
@@ -86,7 +119,11 @@ func NewDTLSSession(ctx context.Context, conn net.Conn, role Role, cfg Config) (
 		sctp.WithLoggerFactory(PionLoggerFactory(log)),
 		sctp.WithMaxReceiveBufferSize(cfg.receiveBuffer()),
 		sctp.WithMTU(cfg.mtu()),
-		sctp.WithBlockWrite(true),
+		sctp.WithBlockWrite(false),
+		// RFC 9653: SCTP over DTLS may leave its CRC32c checksum zero, the
+		// DTLS record's AEAD already protecting the packet; negotiated in
+		// the INIT, so a peer that does not offer it keeps checksums.
+		sctp.WithEnableZeroChecksum(true),
 		// Bound retransmission backoff: a tunnel should recover from a burst
 		// of loss in seconds, not in pion's default minute.
 		sctp.WithRTOMax(sctpRTOMaxMillis),
@@ -147,6 +184,7 @@ func NewDTLSSession(ctx context.Context, conn net.Conn, role Role, cfg Config) (
 		streams:  make(map[uint16]*sctpStream),
 		nextID:   1,
 		done:     make(chan struct{}),
+		room:     make(chan struct{}),
 	}
 	s.lastHeard.Store(time.Now().UnixNano())
 	if role == RoleGateway {
@@ -290,7 +328,9 @@ func (s *sctpSession) controlEcho(ctl *sctp.Stream) {
 }
 
 func (s *sctpSession) newStream(st *sctp.Stream, opened bool) *sctpStream {
-	ss := &sctpStream{st: st, sess: s, opened: opened, rbuf: make([]byte, 0, sctpReadBuffer)}
+	ss := &sctpStream{st: st, sess: s, opened: opened, rbuf: make([]byte, 0, sctpReadBuffer), room: make(chan struct{}, 1)}
+	st.SetBufferedAmountLowThreshold(sctpStreamAllowance / 2)
+	st.OnBufferedAmountLow(ss.signalRoom)
 	if opened {
 		ss.holdsOpenSlot.Store(true)
 	}
@@ -416,6 +456,8 @@ type sctpStream struct {
 	rerr error
 
 	wmu           sync.Mutex
+	room          chan struct{} // signalled when the stream's queue went low
+	wdeadline     atomic.Int64  // unix nanos; zero means none
 	holdsOpenSlot atomic.Bool
 	readEOF       atomic.Bool
 	writeClosed   atomic.Bool
@@ -497,6 +539,9 @@ func (c *sctpStream) Write(p []byte) (int, error) {
 		if len(chunk) > sctpWriteChunk {
 			chunk = chunk[:sctpWriteChunk]
 		}
+		if err := c.waitRoom(); err != nil {
+			return written, err
+		}
 		n, err := c.st.Write(chunk)
 		written += n
 		if err != nil {
@@ -505,6 +550,53 @@ func (c *sctpStream) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return written, nil
+}
+
+func (c *sctpStream) signalRoom() {
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+	c.sess.signalRoom()
+}
+
+// full reports whether the stream or the session has used its allowance.
+func (c *sctpStream) full() bool {
+	return c.st.BufferedAmount() >= sctpStreamAllowance || c.sess.assoc.BufferedAmount() >= sctpSessionAllowance
+}
+
+// waitRoom waits until the stream may queue another chunk, the write
+// deadline passes or the session ends.
+func (c *sctpStream) waitRoom() error {
+	if !c.full() {
+		return nil
+	}
+	var expired <-chan time.Time
+	if d := c.wdeadline.Load(); d != 0 {
+		t := time.NewTimer(time.Until(time.Unix(0, d)))
+		defer t.Stop()
+		expired = t.C
+	}
+	recheck := time.NewTicker(sctpAllowanceRecheck)
+	defer recheck.Stop()
+	for {
+		sessionRoom := c.sess.roomSignal() // before the check: no signal lost
+		if !c.full() {
+			return nil
+		}
+		if c.st.State() != sctp.StreamStateOpen {
+			return c.mapErr(sctp.ErrStreamClosed)
+		}
+		select {
+		case <-c.room:
+		case <-sessionRoom:
+		case <-recheck.C:
+		case <-expired:
+			return os.ErrDeadlineExceeded
+		case <-c.sess.done:
+			return sessionLost(c.sess.Err(), ErrSessionClosed)
+		}
+	}
 }
 
 // CloseWrite resets the outgoing stream: the peer reads EOF once all data
@@ -547,5 +639,15 @@ func (c *sctpStream) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-func (c *sctpStream) SetReadDeadline(t time.Time) error  { return c.st.SetReadDeadline(t) }
-func (c *sctpStream) SetWriteDeadline(t time.Time) error { return c.st.SetWriteDeadline(t) }
+func (c *sctpStream) SetReadDeadline(t time.Time) error { return c.st.SetReadDeadline(t) }
+
+// SetWriteDeadline bounds the wait for room in the stream's send allowance
+// (pion's writes do not block).
+func (c *sctpStream) SetWriteDeadline(t time.Time) error {
+	var d int64
+	if !t.IsZero() {
+		d = t.UnixNano()
+	}
+	c.wdeadline.Store(d)
+	return nil
+}

@@ -84,7 +84,8 @@ type Config struct {
 	StreamWindow uint32
 	// ReceiveBuffer is SCTP's association receive buffer; zero means 8 MiB.
 	ReceiveBuffer uint32
-	// MTU is the SCTP packet size over DTLS; zero means 1200.
+	// MTU is the SCTP packet size over DTLS, 576 to 8144; zero means 1200
+	// (a DTLS datagram that crosses a 1280-byte path unfragmented).
 	MTU uint32
 	// AcceptBacklog bounds streams waiting for Accept; zero means 256.
 	AcceptBacklog int
@@ -139,13 +140,19 @@ func (c Config) acceptBacklog() int {
 	return 256
 }
 
+// maxMTU is the largest SCTP packet that fits one datagram pion/dtls reads:
+// its receive buffer is 8192 bytes, and a DTLS 1.2 AES-GCM record adds 37
+// (13 of header, 8 of explicit nonce, 16 of tag). A larger MTU made every
+// full packet vanish on the receiving side.
+const maxMTU = 8192 - 37 - 11
+
 // Validate rejects contradictory settings.
 func (c Config) Validate() error {
 	if c.KeepAliveTimeout > 0 && c.KeepAliveTimeout < c.keepAliveInterval() {
 		return fmt.Errorf("tunnel: keepalive timeout %v shorter than interval %v", c.KeepAliveTimeout, c.keepAliveInterval())
 	}
-	if c.MTU > 0 && (c.MTU < 576 || c.MTU > 16384) {
-		return fmt.Errorf("tunnel: MTU %d out of range 576..16384", c.MTU)
+	if c.MTU > 0 && (c.MTU < 576 || c.MTU > maxMTU) {
+		return fmt.Errorf("tunnel: MTU %d out of range 576..%d", c.MTU, maxMTU)
 	}
 	if c.StreamWindow > 0 && c.StreamWindow < 256<<10 {
 		return fmt.Errorf("tunnel: stream window %d below yamux's minimum 256 KiB", c.StreamWindow)

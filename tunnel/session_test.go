@@ -136,6 +136,53 @@ func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 	}}
 }
 
+// rawDTLSPair is dtlsPair's DTLS connections without the sessions.
+func rawDTLSPair(t testing.TB) (client, gateway net.Conn, cleanup func()) {
+	t.Helper()
+	set, err := pki.NewSet(pki.Config{}, "acme")
+	require.NoError(t, err)
+	cert, err := set.ServerCert("gw.test")
+	require.NoError(t, err)
+	sim := hostnet.NewSim(nil)
+	gwHost, err := sim.AddHost("gw", mustAddr("203.0.113.10"))
+	require.NoError(t, err)
+	cHost, err := sim.AddHost("laptop", mustAddr("10.10.10.100"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pc, err := gwHost.ListenPacket(ctx, "udp", "203.0.113.10:443")
+	require.NoError(t, err)
+	mux := NewUDPMux(pc, UDPMuxConfig{})
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	srv := make(chan res, 1)
+	go func() {
+		peer, raddr, err := mux.Accept(ctx)
+		if err != nil {
+			srv <- res{nil, err}
+			return
+		}
+		dc, err := dtls.ServerWithOptions(peer, raddr, dtls.WithCertificates(*cert),
+			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret))
+		if err == nil {
+			err = dc.HandshakeContext(ctx)
+		}
+		srv <- res{dc, err}
+	}()
+	uc, err := cHost.DialContext(ctx, "udp", "203.0.113.10:443")
+	require.NoError(t, err)
+	dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
+		dtls.WithRootCAs(set.Internet.Pool()), dtls.WithServerName("gw.test"),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret))
+	require.NoError(t, err)
+	require.NoError(t, dc.HandshakeContext(ctx))
+	r := <-srv
+	require.NoError(t, r.err)
+	return dc, r.c, func() { dc.Close(); r.c.Close(); mux.Close() }
+}
+
 func mustAddr(s string) netipAddr { return mustParseAddr(s) }
 
 // echoServer answers every accepted stream with the SHA-256 of what it read.

@@ -473,6 +473,9 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	if p.Spec.Firewall == nil {
 		return nil, errors.New("containers: the topology needs a firewall (it is the laptop's route to the internet)")
 	}
+	if p.Fleet > 0 {
+		return nil, fmt.Errorf("containers: a fleet of %d laptops runs in process only (one container per laptop is not built yet; docs/fleet.md)", p.Fleet)
+	}
 	image, err := c.Image(ctx)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	go run ./bench/cmd/report [-d 3s] [-only tunnel|firewall|catalogue|flood|check] [-no-tools] [-no-install]
+//	go run ./bench/cmd/report [-d 3s] [-only tunnel|firewall|catalogue|flood|fleet|check] [-fleet N] [-no-tools] [-no-install]
 //
 // sslsplit and mitmproxy (Debian packages) are installed with apt-get when
 // missing unless -no-install is given; a tool that cannot be had is reported
@@ -34,15 +34,16 @@ func main() {
 	}
 	var (
 		d         = flag.Duration("d", bench.DefaultDuration, "how long each figure runs")
-		only      = flag.String("only", "", `measure one section: "tunnel", "firewall", "catalogue", "flood" or "check"`)
+		only      = flag.String("only", "", `measure one section: "tunnel", "firewall", "catalogue", "flood", "fleet" or "check"`)
+		fleetN    = flag.Int("fleet", bench.FleetDefault, "laptops in the fleet section")
 		noCont    = flag.Bool("no-containers", false, "leave the container catalogue out")
 		noTools   = flag.Bool("no-tools", false, "leave sslsplit and mitmproxy out")
 		noInstall = flag.Bool("no-install", false, "do not apt-get install a missing sslsplit or mitmproxy")
 		quiet     = flag.Bool("q", false, "no progress on standard error")
 	)
 	flag.Parse()
-	if *only != "" && *only != "tunnel" && *only != "firewall" && *only != "catalogue" && *only != "flood" && *only != "check" {
-		fmt.Fprintf(os.Stderr, "report: -only %q: want tunnel, firewall, catalogue, flood or check\n", *only)
+	if *only != "" && *only != "tunnel" && *only != "firewall" && *only != "catalogue" && *only != "flood" && *only != "fleet" && *only != "check" {
+		fmt.Fprintf(os.Stderr, "report: -only %q: want tunnel, firewall, catalogue, flood, fleet or check\n", *only)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,6 +62,9 @@ func main() {
 	}
 	if *only == "" || *only == "flood" {
 		cfg.Extra = append(cfg.Extra, bench.FloodSection(bench.FloodConfig{Child: true}))
+	}
+	if *only == "" || *only == "fleet" {
+		cfg.Extra = append(cfg.Extra, bench.FleetSection(bench.FleetConfig{N: *fleetN, Child: true}))
 	}
 	if *only == "" || *only == "check" {
 		cfg.Extra = append(cfg.Extra, bench.CheckSection())
