@@ -476,42 +476,11 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	if p.Fleet > 0 {
 		return nil, fmt.Errorf("containers: a fleet of %d laptops runs in process only (one container per laptop is not built yet; docs/fleet.md)", p.Fleet)
 	}
-	image, err := c.Image(ctx)
+	run, end, err := c.newRun(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	var tools string
-	if p.Spec.Firewall.Kind.IsThirdParty() {
-		if tools, err = c.ToolsImage(ctx); err != nil {
-			return nil, err
-		}
-	}
-	c.sweep(ctx)
-	slot, err := c.acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer c.release(slot)
-	set := c.PKI
-	if set == nil {
-		if set, err = pki.NewSet(pki.Config{}, p.Spec.Tenant); err != nil {
-			return nil, err
-		}
-	}
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	run := &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{}}
-	defer func() {
-		if !c.Keep {
-			run.teardown(context.WithoutCancel(ctx))
-		}
-		if run.slot >= 0 {
-			releaseUnderlay(run.slot)
-		}
-	}()
+	defer end()
 	obs := &harness.Observation{Mode: c.Name(), Started: time.Now(), Roles: harness.RolesOf(p.Spec)}
 	if err := run.start(ctx); err != nil {
 		return nil, err
@@ -529,6 +498,51 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	}
 	obs.Duration = time.Since(obs.Started)
 	return obs, ctx.Err()
+}
+
+// newRun prepares a run of plan p: the images, a sweep of dead runs'
+// leftovers, one of the runner's slots, the PKI and a Docker client. end
+// tears the run down (unless the runner keeps it) and gives all of it back.
+func (c *Runner) newRun(ctx context.Context, p harness.Plan) (run *containerRun, end func(), err error) {
+	image, err := c.Image(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tools string
+	if p.Spec.Firewall.Kind.IsThirdParty() {
+		if tools, err = c.ToolsImage(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	c.sweep(ctx)
+	slot, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	set := c.PKI
+	if set == nil {
+		if set, err = pki.NewSet(pki.Config{}, p.Spec.Tenant); err != nil {
+			c.release(slot)
+			return nil, nil, err
+		}
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		c.release(slot)
+		return nil, nil, err
+	}
+	run = &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{}}
+	end = func() {
+		if !c.Keep {
+			run.teardown(context.WithoutCancel(ctx))
+		}
+		if run.slot >= 0 {
+			releaseUnderlay(run.slot)
+		}
+		cli.Close()
+		c.release(slot)
+	}
+	return run, end, nil
 }
 
 // acquire waits for a free run slot.

@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/testcontainers/testcontainers-go"
-
 	"github.com/pinwall/pinwall/fieldgw"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/internal/node"
@@ -65,43 +63,12 @@ func (c *Runner) RunFieldProbe(ctx context.Context, spec harness.Spec, label str
 		return nil, errors.New("containers: the field probe needs a gateway")
 	}
 	p := harness.Plan{Spec: spec}
-	image, err := c.Image(ctx)
+	run, end, err := c.newRun(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	var tools string
-	if spec.Firewall.Kind.IsThirdParty() {
-		if tools, err = c.ToolsImage(ctx); err != nil {
-			return nil, err
-		}
-	}
-	c.sweep(ctx)
-	slot, err := c.acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer c.release(slot)
-	set := c.PKI
-	if set == nil {
-		if set, err = pki.NewSet(pki.Config{}, spec.Tenant); err != nil {
-			return nil, err
-		}
-	}
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	run := &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{},
-		field: &fieldRun{label: label}}
-	defer func() {
-		if !c.Keep {
-			run.teardown(context.WithoutCancel(ctx))
-		}
-		if run.slot >= 0 {
-			releaseUnderlay(run.slot)
-		}
-	}()
+	defer end()
+	run.field = &fieldRun{label: label}
 	if err := run.start(ctx); err != nil {
 		return nil, err
 	}
