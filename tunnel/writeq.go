@@ -13,23 +13,38 @@ const writeQueueBytes = 512 << 10
 const writeQueueClose = 5 * time.Second
 
 // WriteQueue wraps the TCP connection under a tunnel's TLS connection so
-// that TLS's writer only seals records: Write copies the record into a
-// bounded queue and returns, and a goroutine of the WriteQueue's own sends
-// what has queued up with one writev(2). crypto/tls writes every record
-// (at most 16 KiB) with a system call of its own from the goroutine that
-// sealed it, and yamux's single send loop is that goroutine for the whole
-// tunnel; with the queue, sealing and sending run on two cores and several
-// records leave in one call. Bytes and their order are unchanged.
+// that, once the tunnel runs, TLS's writer only seals records: Write copies
+// the record into a bounded queue and returns, and a goroutine of the
+// WriteQueue's own sends what has queued up with one writev(2). crypto/tls
+// writes every record (at most 16 KiB) with a system call of its own from
+// the goroutine that sealed it, and yamux's single send loop is that
+// goroutine for the whole tunnel; with the queue, sealing and sending run
+// on two cores and several records leave in one call. Bytes and their
+// order are unchanged.
 //
-// A write error is returned by the next Write (and every one after it).
-// Close waits up to 5 s for the queue to drain (so a close_notify or a last
-// frame is not lost), then closes the connection and has ended the
-// goroutine when it returns. Read and the deadlines are the connection's.
+// Until NewTLSSession starts the queue (through tls.Conn.NetConn), Write
+// writes through, so the handshake, a refusal and the greeting go out as
+// before. Once started, a write error is returned by the next Write (and
+// every one after it), and Close waits up to 5 s for the queue to drain (so
+// a close_notify or a last frame is not lost), then closes the connection;
+// the goroutine has ended when Close returns. Read and the deadlines are
+// the connection's.
 func WriteQueue(c net.Conn) net.Conn {
 	q := &writeQueue{Conn: c, done: make(chan struct{})}
 	q.cond = sync.NewCond(&q.mu)
-	go q.loop()
 	return q
+}
+
+// startWriteQueue starts the queue under conn, a TLS connection over a
+// WriteQueue; on any other connection it does nothing.
+func startWriteQueue(conn net.Conn) {
+	tc, ok := conn.(interface{ NetConn() net.Conn })
+	if !ok {
+		return
+	}
+	if q, ok := tc.NetConn().(*writeQueue); ok {
+		q.start()
+	}
 }
 
 type writeQueue struct {
@@ -40,14 +55,31 @@ type writeQueue struct {
 	queued  int
 	err     error
 	closing bool
+	started bool
 	done    chan struct{}
 	once    sync.Once
 	// spare holds the buffers of the last batch sent, for reuse.
 	spare [][]byte
 }
 
+// start switches Write from writing through to queueing; it is
+// idempotent, and does nothing once Close has begun.
+func (q *writeQueue) start() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.started || q.closing {
+		return
+	}
+	q.started = true
+	go q.loop()
+}
+
 func (q *writeQueue) Write(p []byte) (int, error) {
 	q.mu.Lock()
+	if !q.started {
+		q.mu.Unlock()
+		return q.Conn.Write(p)
+	}
 	defer q.mu.Unlock()
 	for q.err == nil && !q.closing && q.queued > 0 && q.queued+len(p) > writeQueueBytes {
 		q.cond.Wait()
@@ -111,10 +143,13 @@ func (q *writeQueue) Close() error {
 	q.once.Do(func() {
 		q.mu.Lock()
 		q.closing = true
+		started := q.started
 		q.cond.Broadcast()
 		q.mu.Unlock()
-		_ = q.Conn.SetWriteDeadline(time.Now().Add(writeQueueClose))
-		<-q.done
+		if started {
+			_ = q.Conn.SetWriteDeadline(time.Now().Add(writeQueueClose))
+			<-q.done
+		}
 		err = q.Conn.Close()
 	})
 	return err

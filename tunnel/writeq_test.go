@@ -41,12 +41,17 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 func TestWriteQueueKeepsBytesAndOrder(t *testing.T) {
 	a, b := tcpPair(t)
 	q := WriteQueue(a)
+	_, err := q.Write([]byte("before"))
+	require.NoError(t, err, "writes through before the queue starts")
+	q.(*writeQueue).start()
 	data := make([]byte, 3<<20)
 	_, _ = rand.Read(data)
 	want := sha256.Sum256(data)
 	got := make(chan [32]byte, 1)
 	go func() {
 		h := sha256.New()
+		pre := make([]byte, 6)
+		_, _ = io.ReadFull(b, pre)
 		_, _ = io.Copy(h, b)
 		var s [32]byte
 		copy(s[:], h.Sum(nil))
@@ -63,14 +68,15 @@ func TestWriteQueueKeepsBytesAndOrder(t *testing.T) {
 	require.NoError(t, q.Close(), "close drains the queue first")
 	assert.Equal(t, want, <-got)
 	assert.NoError(t, q.Close(), "idempotent")
-	_, err := q.Write([]byte("x"))
+	_, err = q.Write([]byte("x"))
 	assert.ErrorIs(t, err, net.ErrClosed)
 }
 
 func TestWriteQueueReportsWriteError(t *testing.T) {
 	a, b := tcpPair(t)
 	q := WriteQueue(a)
-	b.(*net.TCPConn).SetLinger(0)
+	q.(*writeQueue).start()
+	require.NoError(t, b.(*net.TCPConn).SetLinger(0))
 	b.Close()
 	chunk := bytes.Repeat([]byte("x"), 16<<10)
 	var err error
@@ -89,6 +95,7 @@ func TestWriteQueueReportsWriteError(t *testing.T) {
 func TestWriteQueueCloseBoundedByStalledPeer(t *testing.T) {
 	a, _ := tcpPair(t) // the peer never reads
 	q := WriteQueue(a)
+	q.(*writeQueue).start()
 	require.NoError(t, a.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
 	chunk := bytes.Repeat([]byte("x"), 64<<10)
 	done := make(chan struct{})
@@ -106,4 +113,17 @@ func TestWriteQueueCloseBoundedByStalledPeer(t *testing.T) {
 		t.Fatal("writes to a stalled peer never failed past the write deadline")
 	}
 	assert.NoError(t, q.Close())
+}
+
+func TestWriteQueueNotStarted(t *testing.T) {
+	a, b := tcpPair(t)
+	q := WriteQueue(a)
+	_, err := q.Write([]byte("hi"))
+	require.NoError(t, err)
+	require.NoError(t, q.Close(), "no goroutine to wait for")
+	got, err := io.ReadAll(b)
+	require.NoError(t, err)
+	assert.Equal(t, "hi", string(got))
+	q.(*writeQueue).start() // after Close: nothing starts
+	assert.False(t, q.(*writeQueue).started)
 }
