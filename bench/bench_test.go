@@ -295,3 +295,24 @@ mitmproxy:
 }
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+func TestCPUPerMiB(t *testing.T) {
+	a := cpuSnapshot{ok: true, ours: 100}
+	b := cpuSnapshot{ok: true, ours: 150}
+	require.Equal(t, 500*time.Millisecond, ownCPU(a, b))
+	assert.Zero(t, ownCPU(cpuSnapshot{}, b), "unknown snapshot")
+	assert.Zero(t, ownCPU(b, a), "ticks went back")
+
+	r := Result{Ops: 1, Bytes: 4 << 20, CPU: 100 * time.Millisecond, Elapsed: time.Second}
+	assert.Equal(t, 25*time.Millisecond, r.CPUPerMiB())
+	assert.Zero(t, Result{Bytes: 1 << 20}.CPUPerMiB(), "CPU unknown")
+
+	m := mergeResults(r, r)
+	assert.Equal(t, 200*time.Millisecond, m.CPU)
+	assert.Zero(t, mergeResults(r, Result{Ops: 1, Bytes: 1, Elapsed: time.Second}).CPU, "one round unknown")
+
+	base := Result{Ops: 1, Bytes: 8 << 20, CPU: 80 * time.Millisecond, Elapsed: time.Second}
+	n := cpuNote("path", r, "base", base)
+	assert.Contains(t, n, "path 25.00 ms, base 10.00 ms (2.50×)")
+	assert.Empty(t, cpuNote("path", Result{}, "base", base))
+}

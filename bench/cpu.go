@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cpuSnapshot is the machine's CPU time and the part of it spent by this
@@ -98,4 +99,17 @@ func otherCores(a, b cpuSnapshot) float64 {
 	ours := float64(b.ours) - float64(a.ours)
 	other := max(busy-ours, 0)
 	return other / float64(b.total-a.total) * float64(runtime.NumCPU())
+}
+
+// userHZ is the clock tick of /proc/<pid>/stat's utime and stime: USER_HZ,
+// which Linux fixes at 100 for user space (proc(5)).
+const userHZ = 100
+
+// ownCPU is the CPU time this process and its descendants spent between a
+// and b, at the clock tick's resolution (10 ms); 0 when unknown.
+func ownCPU(a, b cpuSnapshot) time.Duration {
+	if !a.ok || !b.ok || b.ours < a.ours {
+		return 0
+	}
+	return time.Duration(b.ours-a.ours) * (time.Second / userHZ)
 }

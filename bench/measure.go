@@ -58,6 +58,20 @@ type Result struct {
 	// children) kept busy on average during the run; -1 when unknown. A
 	// figure taken while it is well above zero shared the machine.
 	OtherCores float64
+	// CPU is the CPU time (user and system) this process and its
+	// descendants spent during the run, to 10 ms; 0 when unknown. Every
+	// side of an in-process path (client, firewall or tunnel, origin) runs
+	// in this process, so CPU over Bytes is what the whole path costs per
+	// byte on this machine.
+	CPU time.Duration
+}
+
+// CPUPerMiB is the CPU time spent per MiB carried; 0 when unknown.
+func (r Result) CPUPerMiB() time.Duration {
+	if r.CPU <= 0 || r.Bytes <= 0 {
+		return 0
+	}
+	return time.Duration(float64(r.CPU) / (float64(r.Bytes) / (1 << 20)))
 }
 
 // PerSecond is successful ops per second of wall time.
@@ -172,7 +186,9 @@ func Run(ctx context.Context, cfg RunConfig, op Op) (Result, error) {
 		}()
 	}
 	wg.Wait()
-	res.OtherCores = otherCores(cpu0, readCPU())
+	cpu1 := readCPU()
+	res.OtherCores = otherCores(cpu0, cpu1)
+	res.CPU = ownCPU(cpu0, cpu1)
 	if !lastEnd.IsZero() {
 		res.Elapsed = lastEnd.Sub(start)
 	}

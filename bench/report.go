@@ -271,6 +271,24 @@ func rate(res Result, err error, unit string) float64 {
 	return res.PerSecond()
 }
 
+// cpuNote compares the CPU time per MiB of two bulk figures taken in the
+// same run and derives the ceiling it puts on the first: with every core
+// of the machine busy on that path alone, its rate could not pass
+// cores ÷ CPU per MiB, and that ceiling over the second's measured rate is
+// the best ratio the first could reach here. "" when either CPU time is
+// unknown.
+func cpuNote(name string, res Result, base string, baseRes Result) string {
+	c, cb := res.CPUPerMiB(), baseRes.CPUPerMiB()
+	if c <= 0 || cb <= 0 || baseRes.Elapsed <= 0 {
+		return ""
+	}
+	cores := runtime.NumCPU()
+	ceiling := float64(cores) / c.Seconds()
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+	return fmt.Sprintf("CPU per MiB (this process, every side of the path): %s %s, %s %s (%.2f×); at %d cores busy on it alone %s could carry at most %.0f MiB/s = %.2f× %s's measured %.0f MiB/s",
+		name, ms(c), base, ms(cb), c.Seconds()/cb.Seconds(), cores, name, ceiling, ceiling/baseRes.MiBPerSecond(), base, baseRes.MiBPerSecond())
+}
+
 // rateRow is a throughput figure, or the reason it is missing.
 func rateRow(name string, res Result, err error, unit string) Row {
 	if err != nil {
@@ -354,6 +372,9 @@ func (m *measurer) tunnel(ctx context.Context) Section {
 			r = r.AtLeast(GoalDTLSMiBps, fmt.Sprintf("goal ≥ %d MiB/s", GoalDTLSMiBps))
 		}
 		s.Add(r)
+	}
+	if n := cpuNote("TLS tunnel", ones[1].fig.res, "raw TLS", ones[0].fig.res); n != "" {
+		s.Notes = append(s.Notes, n)
 	}
 	if tls, dtls := one[client.TransportTLS], one[client.TransportDTLS]; tls > 0 && dtls > 0 {
 		s.Add(Row{Figure: "DTLS tunnel vs TLS tunnel, one inner flow", Value: dtls, Unit: UnitMiBps}.
@@ -455,6 +476,9 @@ func mergeResults(a, b Result) Result {
 		Latencies:  append(append([]time.Duration(nil), a.Latencies...), b.Latencies...),
 		OtherCores: -1,
 	}
+	if a.CPU > 0 && b.CPU > 0 {
+		out.CPU = a.CPU + b.CPU
+	}
 	if out.FirstErr == nil {
 		out.FirstErr = b.FirstErr
 	}
@@ -517,8 +541,16 @@ func (m *measurer) firewall(ctx context.Context) []Section {
 		conns.Add(base.connRows(name, f)...)
 		lat.Add(base.latencyRows(name, f)...)
 		bulk.Add(base.bulkRow(name, f))
+		if r := figs["go relay"]; name == "pinwall splice" && r != nil && r.missing == "" {
+			if n := cpuNote(name, f.fig(kindBulk).res, "go relay", r.fig(kindBulk).res); n != "" {
+				bulk.Notes = append(bulk.Notes, n)
+			}
+		}
 		if name == "pinwall decrypt" {
 			if d := figs["direct"]; d != nil && d.missing == "" {
+				if n := cpuNote(name, f.fig(kindBulk).res, "direct", d.fig(kindBulk).res); n != "" {
+					bulk.Notes = append(bulk.Notes, n)
+				}
 				db := d.fig(kindBulk).rate(UnitMiBps)
 				v := f.fig(kindBulk).rate(UnitMiBps)
 				bulk.Add(Row{Figure: "pinwall decrypt vs direct", Value: v, Unit: UnitMiBps}.

@@ -191,7 +191,7 @@ func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPor
 			return v.clientCertificate(cri.SupportsCertificate)
 		},
 	}
-	conn := tls.Client(raw, cfg)
+	conn := tls.Client(tunnel.WriteQueue(raw), cfg)
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
 	defer stop()
 	if err := conn.HandshakeContext(ctx); err != nil {

@@ -493,7 +493,7 @@ func (g *Gateway) serveTLS(raw net.Conn, release func()) {
 			return pc, nil
 		}
 	}
-	conn := tls.Server(raw, cfg)
+	conn := tls.Server(tunnel.WriteQueue(raw), cfg)
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.HandshakeTimeout)
 	err := conn.HandshakeContext(ctx)
 	cancel()

@@ -44,6 +44,7 @@ func NewTLSSession(ctx context.Context, conn net.Conn, role Role, cfg Config) (S
 	// in time, so this is a last resort, not a flow timeout.
 	ycfg.StreamOpenTimeout = 30 * time.Second
 	ycfg.StreamCloseTimeout = time.Minute
+	startWriteQueue(conn)
 	var (
 		mux *yamux.Session
 		err error
