@@ -345,7 +345,10 @@ func cleanImages(ctx context.Context, cli *testcontainers.DockerClient, cfg Clea
 				if !strings.HasPrefix(ref, repo+":") && ref != im.ID {
 					continue
 				}
-				_, err := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{})
+				// PruneChildren, as docker rmi: the build's untagged
+				// intermediate images go with it (the client's zero
+				// value sends noprune and left them dangling).
+				_, err := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true})
 				switch {
 				case err == nil, cerrdefs.IsNotFound(err):
 				case cerrdefs.IsConflict(err):

@@ -399,7 +399,7 @@ func buildDockerImage(ctx context.Context, dockerfile, bin []byte, tag string, r
 			log.Info("containers: reusing image", "tag", tag)
 			return nil
 		}
-		if _, err := cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true}); err != nil {
+		if _, err := cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
 			return fmt.Errorf("remove image %s: %w", tag, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -417,7 +418,9 @@ func TestContainersCleanImages(t *testing.T) {
 	build := func(tag string) string {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
-		df := []byte("FROM scratch\nLABEL pinwall.test=" + tag + "\n")
+		// Two steps: the legacy builder keeps the first as an untagged
+		// parent image, which removing the image must take with it.
+		df := []byte("FROM scratch\nLABEL pinwall.test=" + tag + "\nLABEL pinwall.step=2\n")
 		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(df))}))
 		_, err := tw.Write(df)
 		require.NoError(t, err)
@@ -428,7 +431,7 @@ func TestContainersCleanImages(t *testing.T) {
 		res.Body.Close()
 		require.NotContains(t, string(out), `"error"`)
 		t.Cleanup(func() {
-			_, _ = cli.ImageRemove(context.Background(), repo+":"+tag, client.ImageRemoveOptions{Force: true})
+			_, _ = cli.ImageRemove(context.Background(), repo+":"+tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 		})
 		return repo + ":" + tag
 	}
@@ -447,6 +450,14 @@ func TestContainersCleanImages(t *testing.T) {
 		_, _ = cli.ContainerRemove(context.Background(), user.ID, client.ContainerRemoveOptions{Force: true})
 	})
 
+	all, err := cli.ImageList(ctx, client.ImageListOptions{All: true})
+	require.NoError(t, err)
+	var oldParent string
+	for _, it := range all.Items {
+		if slices.Contains(it.RepoTags, oldest) {
+			oldParent = it.ParentID
+		}
+	}
 	rep, err := containers.Clean(ctx, containers.CleanConfig{Images: true, ImageRepo: repo, CurrentImage: current})
 	require.NoError(t, err)
 	removed, left := map[string]string{}, map[string]string{}
@@ -466,6 +477,10 @@ func TestContainersCleanImages(t *testing.T) {
 	assert.Contains(t, left[newer], "not older")
 	_, err = cli.ImageInspect(ctx, oldest)
 	assert.Error(t, err, "the oldest image is gone from the engine")
+	if oldParent != "" {
+		_, err = cli.ImageInspect(ctx, oldParent)
+		assert.Error(t, err, "its untagged parent (the build's first step) went with it, not left dangling")
+	}
 }
 
 func keys(m map[string]string) []string {

@@ -111,7 +111,7 @@ func EnsureToolsImage(ctx context.Context, cfg ToolsImageConfig) (ToolsImageResu
 			res.Took = time.Since(start)
 			return res, nil
 		}
-		if _, err := cli.ImageRemove(ctx, res.Tag, client.ImageRemoveOptions{Force: true}); err != nil {
+		if _, err := cli.ImageRemove(ctx, res.Tag, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
 			return res, fmt.Errorf("containers: remove image %s: %w", res.Tag, err)
 		}
 	}
