@@ -153,14 +153,7 @@ func (t *translator) mitmPrefix(rules []prule) ([]Rule, error) {
 			return nil, err
 		}
 		r.Ports = ports
-		switch {
-		case pr.r.Action == policy.ActionDecrypt:
-			r.Verdict = ToTool
-		case pr.r.Action == policy.ActionBlock:
-			r.Verdict = Drop
-		default:
-			r.Verdict = Accept
-		}
+		r.Verdict = toolVerdict(pr.r.Action)
 		out = append(out, r)
 	}
 	return out, nil

@@ -50,14 +50,7 @@ func (t *translator) sslsplit() (*Config, error) {
 			return nil, err
 		}
 		r.Ports = ports
-		switch {
-		case pr.r.Action == policy.ActionDecrypt:
-			r.Verdict = ToTool
-		case pr.r.Action == policy.ActionBlock:
-			r.Verdict = Drop
-		default:
-			r.Verdict = Accept
-		}
+		r.Verdict = toolVerdict(pr.r.Action)
 		tcp = append(tcp, r)
 	}
 	rest, err := t.nonTLS()

@@ -430,3 +430,16 @@ func (c *Config) Describe() string {
 	}
 	return b.String()
 }
+
+// toolVerdict is where a tool that decides every decrypted connection
+// itself (mitmproxy, sslsplit) has the kernel send a rule's traffic: into
+// the tool to decrypt, dropped to block, past it otherwise.
+func toolVerdict(a policy.Action) Verdict {
+	switch a {
+	case policy.ActionDecrypt:
+		return ToTool
+	case policy.ActionBlock:
+		return Drop
+	}
+	return Accept
+}
