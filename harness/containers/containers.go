@@ -646,24 +646,43 @@ func overlappingSlots(subnets []netip.Prefix) map[int]bool {
 	return out
 }
 
-// createNetworks creates both underlays, or neither.
+// createNetworks creates both underlays, or neither; both at once.
 func (run *containerRun) createNetworks(ctx context.Context) error {
-	var err error
-	run.lan, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
-		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: run.under.lan, Gateway: run.under.lanBridge}}}))
-	if err != nil {
-		run.lan = nil
-		return fmt.Errorf("containers: lan network %s: %w", run.under.lan, err)
+	create := func(p netip.Prefix, bridge netip.Addr) (*testcontainers.DockerNetwork, error) {
+		nw, err := network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
+			network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: p, Gateway: bridge}}}))
+		if err != nil {
+			return nil, err
+		}
+		return nw, nil
 	}
-	run.inet, err = network.New(ctx, network.WithInternal(), network.WithLabels(run.labels()),
-		network.WithIPAM(&mnet.IPAM{Config: []mnet.IPAMConfig{{Subnet: run.under.inet, Gateway: run.under.inetBridge}}}))
-	if err != nil {
-		run.inet = nil
-		_ = run.lan.Remove(context.WithoutCancel(ctx))
-		run.lan = nil
-		return fmt.Errorf("containers: internet network %s: %w", run.under.inet, err)
+	var (
+		wg              sync.WaitGroup
+		lanErr, inetErr error
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		run.lan, lanErr = create(run.under.lan, run.under.lanBridge)
+	}()
+	go func() {
+		defer wg.Done()
+		run.inet, inetErr = create(run.under.inet, run.under.inetBridge)
+	}()
+	wg.Wait()
+	if lanErr == nil && inetErr == nil {
+		return nil
 	}
-	return nil
+	for _, nw := range []**testcontainers.DockerNetwork{&run.lan, &run.inet} {
+		if *nw != nil {
+			_ = (*nw).Remove(context.WithoutCancel(ctx))
+		}
+		*nw = nil
+	}
+	if lanErr != nil {
+		return fmt.Errorf("containers: lan network %s: %w", run.under.lan, lanErr)
+	}
+	return fmt.Errorf("containers: internet network %s: %w", run.under.inet, inetErr)
 }
 
 func (run *containerRun) start(ctx context.Context) error {
@@ -681,14 +700,17 @@ func (run *containerRun) start(ctx context.Context) error {
 		mu   sync.Mutex
 		errs []error
 	)
+	// The laptop's container is created (files copied in, networks
+	// attached) meanwhile and started by exercise once the servers are
+	// ready: creating it costs a quarter of a second a run on the engine.
 	for _, nc := range cfgs {
-		if nc.Role == node.RoleClient || nc.Role == node.RoleProbe {
+		if nc.Role == node.RoleProbe {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := run.startNode(ctx, nc, true); err != nil {
+			if err := run.newNode(ctx, nc, nc.Role != node.RoleClient); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -700,7 +722,7 @@ func (run *containerRun) start(ctx context.Context) error {
 		return errors.Join(errs...)
 	}
 	for _, nc := range cfgs {
-		if nc.Role == node.RoleClient || nc.Role == node.RoleProbe {
+		if nc.Role == node.RoleProbe {
 			run.nodes[nc.Name] = &started{name: nc.Name, cfg: nc}
 		}
 	}
@@ -777,7 +799,28 @@ func nthAddr(a netip.Addr, n int) netip.Addr {
 	return a
 }
 
-func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitReady bool) error {
+// startNode creates a node's container, starts it and waits until the
+// node says it is ready.
+func (run *containerRun) startNode(ctx context.Context, nc node.Config) error {
+	return run.newNode(ctx, nc, true)
+}
+
+// startCreated starts a node newNode created without starting, and waits
+// until it says it is ready.
+func (run *containerRun) startCreated(ctx context.Context, name string) error {
+	n := run.nodes[name]
+	if n == nil || n.c == nil {
+		return fmt.Errorf("containers: no node %q created", name)
+	}
+	if err := n.c.Start(ctx); err != nil {
+		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, name, err, containerLogs(ctx, n.c))
+	}
+	return nil
+}
+
+// newNode creates a node's container and, if start is set, starts it and
+// waits until the node says it is ready.
+func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool) error {
 	cfgJSON, err := json.Marshal(nc)
 	if err != nil {
 		return err
@@ -830,7 +873,11 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config, waitRead
 				return nil
 			}},
 		}),
-		testcontainers.WithWaitStrategy(wait.ForLog(node.MarkerReady).WithStartupTimeout(startupTimeout(nc))),
+		testcontainers.WithWaitStrategy(wait.ForLog(node.MarkerReady).WithStartupTimeout(startupTimeout(nc)).WithPollInterval(20 * time.Millisecond)),
+		testcontainers.CustomizeRequestOption(func(req *testcontainers.GenericContainerRequest) error {
+			req.Started = start
+			return nil
+		}),
 	}
 	image := run.image
 	if nc.Role == node.RoleFirewall && nc.Firewall.Interceptor != nil {
@@ -908,11 +955,10 @@ func waitLogFunc(ctx context.Context, c testcontainers.Container, timeout time.D
 // exercise starts the laptop, runs the events beside its workload, then
 // the probes.
 func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation) error {
-	laptop := run.nodes["laptop"]
-	if err := run.startNode(ctx, laptop.cfg, true); err != nil {
+	if err := run.startCreated(ctx, "laptop"); err != nil {
 		return err
 	}
-	laptop = run.nodes["laptop"]
+	laptop := run.nodes["laptop"]
 	if err := waitLog(ctx, laptop.c, node.MarkerTunnelSettled, 2*time.Minute); err != nil {
 		return err
 	}
@@ -934,7 +980,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 		if len(n.cfg.Probes) == 0 {
 			continue
 		}
-		if err := run.startNode(ctx, n.cfg, true); err != nil {
+		if err := run.startNode(ctx, n.cfg); err != nil {
 			return err
 		}
 		if err := waitLog(ctx, run.nodes[h.Name].c, node.MarkerDone, time.Minute); err != nil {
@@ -1091,12 +1137,22 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	if run.interceptor != nil {
 		grace = 25 * time.Second // the node stops the tool (up to 10 s) first
 	}
+	// The laptop has finished: its report is read while the firewall stops.
+	var (
+		rep    node.ClientReport
+		repErr error
+		read   = make(chan struct{})
+	)
+	go func() {
+		defer close(read)
+		repErr = run.readJSON(ctx, "laptop", "client.json", &rep)
+	}()
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
 	}
-	var rep node.ClientReport
-	if err := run.readJSON(ctx, "laptop", "client.json", &rep); err != nil {
-		return err
+	<-read
+	if repErr != nil {
+		return repErr
 	}
 	obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
 	obs.ClientErrorText, obs.ClientLeg, obs.ClientCause, obs.UpAfter = rep.ErrorText, rep.Leg, rep.Cause, rep.UpAfter
@@ -1230,9 +1286,14 @@ func (run *containerRun) teardown(ctx context.Context) {
 	wg.Wait()
 	for _, nw := range []*testcontainers.DockerNetwork{run.lan, run.inet} {
 		if nw != nil {
-			_ = nw.Remove(ctx)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = nw.Remove(ctx)
+			}()
 		}
 	}
+	wg.Wait()
 }
 
 // configs writes every node's configuration from the plan.

@@ -72,11 +72,10 @@ func (c *Runner) RunFieldProbe(ctx context.Context, spec harness.Spec, label str
 	if err := run.start(ctx); err != nil {
 		return nil, err
 	}
-	laptop := run.nodes["laptop"]
-	if err := run.startNode(ctx, laptop.cfg, true); err != nil {
+	if err := run.startCreated(ctx, "laptop"); err != nil {
 		return nil, err
 	}
-	laptop = run.nodes["laptop"]
+	laptop := run.nodes["laptop"]
 	if err := waitLog(ctx, laptop.c, node.MarkerDone, 2*probe.MaxLimit); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, containerLogs(ctx, laptop.c))
 	}
