@@ -81,7 +81,8 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 		KeyLogWriter:       f.cfg.KeyLogWriter,
 		ClientSessionCache: f.upstreamSessions(&requested),
 	}
-	up := tls.Client(upRaw, upCfg)
+	upBatch := newBatchConn(upRaw)
+	up := tls.Client(upBatch, upCfg)
 	hctx, cancel := context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
 	err = up.HandshakeContext(hctx)
 	cancel()
@@ -140,7 +141,8 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 		srvCfg.NextProtos = []string{st.NegotiatedProtocol}
 	}
 	tail := &alertTail{Conn: client}
-	cs := tls.Server(tail, srvCfg)
+	clientBatch := newBatchConn(tail)
+	cs := tls.Server(clientBatch, srvCfg)
 	hctx, cancel = context.WithTimeout(ctx, f.cfg.HandshakeTimeout)
 	err = cs.HandshakeContext(hctx)
 	cancel()
@@ -164,7 +166,14 @@ func (f *Firewall) decrypt(ctx context.Context, s *session, client *clienthello.
 	// Relay the plaintext, identifying the application from the client's
 	// first bytes.
 	sn := &sniffer{max: 64}
-	res := relay.PipeCounting(ctx, &sniffConn{Conn: cs, s: sn}, up, nil)
+	upBatch.startBatching()
+	clientBatch.startBatching()
+	res := relay.PipeCopying(ctx, &sniffConn{Conn: cs, s: sn}, up, func(dst, src net.Conn) (int64, error) {
+		if dst == net.Conn(up) {
+			return copyRecords(dst, upBatch, src)
+		}
+		return copyRecords(dst, clientBatch, src)
+	})
 	s.account(res)
 	s.rec.App = Identify(sn.buf)
 	if len(sn.buf) == 0 {

@@ -60,11 +60,24 @@ func PipeBuffered(ctx context.Context, a, b net.Conn, size int) Result {
 	return pipe(ctx, a, b, nil, size)
 }
 
+// Copier copies src to dst until src ends (nil at EOF), as io.Copy does.
+type Copier func(dst, src net.Conn) (int64, error)
+
+// PipeCopying is Pipe with cp doing each direction's copying (a copy that
+// knows its connections, e.g. TLS on both sides).
+func PipeCopying(ctx context.Context, a, b net.Conn, cp Copier) Result {
+	return pipeWith(ctx, a, b, nil, 0, cp)
+}
+
 // readerOnly and writerOnly hide ReadFrom/WriteTo so io.CopyBuffer uses the buffer.
 type readerOnly struct{ io.Reader }
 type writerOnly struct{ io.Writer }
 
 func pipe(ctx context.Context, a, b net.Conn, count Counter, bufSize int) Result {
+	return pipeWith(ctx, a, b, count, bufSize, nil)
+}
+
+func pipeWith(ctx context.Context, a, b net.Conn, count Counter, bufSize int, cp Copier) Result {
 	start := time.Now()
 	var (
 		res      Result
@@ -90,9 +103,12 @@ func pipe(ctx context.Context, a, b net.Conn, count Counter, bufSize int) Result
 			n   int64
 			err error
 		)
-		if bufSize > 0 {
+		switch {
+		case cp != nil:
+			n, err = cp(dst, src)
+		case bufSize > 0:
 			n, err = io.CopyBuffer(writerOnly{w}, readerOnly{src}, make([]byte, bufSize))
-		} else {
+		default:
 			n, err = io.Copy(w, src)
 		}
 		if err == nil || errors.Is(err, io.EOF) {
