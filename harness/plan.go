@@ -29,7 +29,8 @@ type Plan struct {
 	// Fleet, when positive, replaces the flow workload by that many
 	// laptops behind the same firewall, each on an address of its own in
 	// the LAN and with a device certificate of its own, all starting their
-	// client at once (in process only). Attempts counts the laptops whose
+	// client at once (in containers, a container each, without events).
+	// Attempts counts the laptops whose
 	// tunnel was not up within WaitUp, and AllUp the time until the last
 	// came up.
 	Fleet  int     `json:"fleet,omitempty"`

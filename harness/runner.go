@@ -367,9 +367,9 @@ func fleetRoom(spec Spec) int {
 	return max(n, 0)
 }
 
-// fleetAddrs hands out n LAN addresses not used by the topology, from the
-// bottom of the LAN up.
-func fleetAddrs(spec Spec, n int) []netip.Addr {
+// FleetAddrs hands out n LAN addresses not used by the topology, from the
+// bottom of the LAN up: the fleet's laptops, in both runners.
+func FleetAddrs(spec Spec, n int) []netip.Addr {
 	used := map[netip.Addr]bool{spec.Laptop: true}
 	if fw := spec.Firewall; fw != nil {
 		used[fw.Inside] = true
@@ -397,7 +397,7 @@ func (t *Topology) fleet(ctx context.Context, p Plan, obs *Observation) error {
 	if err != nil {
 		return err
 	}
-	addrs := fleetAddrs(t.Spec, p.Fleet)
+	addrs := FleetAddrs(t.Spec, p.Fleet)
 	if len(addrs) < p.Fleet {
 		return fmt.Errorf("harness: fleet of %d: only %d free addresses in %s", p.Fleet, len(addrs), t.Spec.LAN)
 	}
@@ -439,12 +439,7 @@ func (t *Topology) fleet(ctx context.Context, p Plan, obs *Observation) error {
 			return fmt.Errorf("harness: fleet: %w", err)
 		}
 	}
-	type outcome struct {
-		st  client.State
-		err error
-		at  time.Duration
-	}
-	outs := make([]outcome, len(clients))
+	outs := make([]FleetMember, len(clients))
 	var wg sync.WaitGroup
 	for i, c := range clients {
 		wg.Add(1)
@@ -455,34 +450,55 @@ func (t *Topology) fleet(ctx context.Context, p Plan, obs *Observation) error {
 			// Failed attempts on the way are the fleet's business (the
 			// firewall's log keeps them): wait for the tunnel itself.
 			st, err := c.WaitUp(wctx)
-			outs[i] = outcome{st, err, time.Since(start)}
+			outs[i] = FleetMember{State: st, Err: err, UpAt: time.Now()}
 		}()
 	}
 	wg.Wait()
-	stats := &AttemptStats{Total: len(clients), Causes: map[string]int{}}
+	for i, c := range clients {
+		outs[i].History = c.History()
+	}
+	SummarizeFleet(obs, start, outs)
+	return nil
+}
+
+// FleetMember is one fleet laptop's outcome: its tunnel's state when it
+// came up (or the wait ended), the error if it never came up, when it came
+// up, and its history.
+type FleetMember struct {
+	State   client.State
+	Err     error
+	UpAt    time.Time
+	History []client.Transition
+}
+
+// SummarizeFleet fills obs from a fleet's laptops, all started at start:
+// the attempts (a laptop whose tunnel never came up counts as failed, by
+// its cause), the first laptop's tunnel, the first tunnel up, every
+// history, and the time until the last tunnel came up when all did.
+func SummarizeFleet(obs *Observation, start time.Time, members []FleetMember) {
+	stats := &AttemptStats{Total: len(members), Causes: map[string]int{}}
 	var last time.Duration
-	for i, o := range outs {
-		if o.err != nil {
+	for i, m := range members {
+		if m.Err != nil {
 			stats.Failed++
-			stats.Causes[string(failure.CauseOf(o.err))]++
-			obs.ClientError = o.err
+			stats.Causes[string(failure.CauseOf(m.Err))]++
+			obs.ClientError = m.Err
 			continue
 		}
-		last = max(last, o.at)
-		if obs.FirstUp == nil || o.st.Since.Before(obs.FirstUp.Since) {
-			st := o.st
+		last = max(last, m.UpAt.Sub(start))
+		if obs.FirstUp == nil || m.State.Since.Before(obs.FirstUp.Since) {
+			st := m.State
 			obs.FirstUp = &st
 		}
 		if i == 0 {
-			obs.Tunnel = o.st
+			obs.Tunnel = m.State
 		}
 	}
 	if stats.Failed == 0 {
 		stats.AllUpMS = last.Milliseconds()
 	}
-	for _, c := range clients {
-		obs.History = append(obs.History, c.History()...)
+	for _, m := range members {
+		obs.History = append(obs.History, m.History...)
 	}
 	obs.Attempts = stats
-	return nil
 }

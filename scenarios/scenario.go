@@ -109,8 +109,8 @@ type Scenario struct {
 	Reconnects int `yaml:"reconnects"`
 	// Fleet, when positive, replaces the workload by that many laptops
 	// behind the same firewall, each with an address and a device
-	// certificate of its own, starting together (in process only;
-	// docs/scenario-format.md#fleet).
+	// certificate of its own, starting together (in containers, a
+	// container each; docs/fleet.md).
 	Fleet int `yaml:"fleet"`
 	// Events happen during the run, at offsets from the first tunnel.
 	Events []EventSpec `yaml:"events"`

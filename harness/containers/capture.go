@@ -46,7 +46,11 @@ func (run *containerRun) addCapture(cfgs []node.Config) {
 		c := &node.Capture{SnapLen: run.r.SnapLen}
 		switch nc.Role {
 		case node.RoleFirewall:
-			lan := []capture.Tap{tap(s.LegName("laptop", "fw-inside"), "on the firewall's LAN interface", []netip.Prefix{host32(s.Laptop)})}
+			laptops := []netip.Prefix{host32(s.Laptop)}
+			for _, name := range run.fleet {
+				laptops = append(laptops, host32(run.fleetAddr[name]))
+			}
+			lan := []capture.Tap{tap(s.LegName("laptop", "fw-inside"), "on the firewall's LAN interface", laptops)}
 			for _, h := range s.ExtraHosts {
 				lan = append(lan, tap(s.LegName(h.Name, "fw-inside"), "on the firewall's LAN interface", []netip.Prefix{host32(h.Addr)}))
 			}

@@ -33,6 +33,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/pinwall/pinwall/docker"
+	"github.com/pinwall/pinwall/failure"
 	"github.com/pinwall/pinwall/fault"
 	"github.com/pinwall/pinwall/gateway"
 	"github.com/pinwall/pinwall/harness"
@@ -462,6 +463,10 @@ type containerRun struct {
 	// field, if set, runs the field probe's gateways and the probe on the
 	// laptop (RunFieldProbe) instead of the gateways and the client.
 	field *fieldRun
+	// fleet is a fleet's laptops (plan.Fleet), in order, in place of the
+	// one laptop; fleetAddr their LAN addresses.
+	fleet     []string
+	fleetAddr map[string]netip.Addr
 }
 
 // Run implements harness.Runner.
@@ -473,8 +478,8 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	if p.Spec.Firewall == nil {
 		return nil, errors.New("containers: the topology needs a firewall (it is the laptop's route to the internet)")
 	}
-	if p.Fleet > 0 {
-		return nil, fmt.Errorf("containers: a fleet of %d laptops runs in process only (one container per laptop is not built yet; docs/fleet.md)", p.Fleet)
+	if p.Fleet > 0 && len(p.Events) > 0 {
+		return nil, fmt.Errorf("containers: a fleet of %d laptops with events: events act on the one laptop, and a fleet has none", p.Fleet)
 	}
 	run, end, err := c.newRun(ctx, p)
 	if err != nil {
@@ -736,6 +741,9 @@ func (run *containerRun) overlayAddrs(nc node.Config) (lan, inet netip.Addr) {
 	case node.RoleFirewall:
 		return s.Firewall.Inside, s.Firewall.Outside
 	case node.RoleClient:
+		if a, ok := run.fleetAddr[nc.Name]; ok {
+			return a, netip.Addr{}
+		}
 		return s.Laptop, netip.Addr{}
 	case node.RoleProbe:
 		for _, h := range s.ExtraHosts {
@@ -777,8 +785,15 @@ func (run *containerRun) overlays(nc node.Config, all []node.Config) []node.Over
 			return
 		}
 		o := node.Overlay{Name: name, VNI: vni, Addr: netip.PrefixFrom(addr, net.Bits()), Underlay: underlayOf(addr, under)}
+		_, fleetLaptop := run.fleetAddr[nc.Name]
 		for _, other := range all {
 			if other.Name == nc.Name {
+				continue
+			}
+			if fleetLaptop && other.Role != node.RoleFirewall {
+				// A fleet's laptop talks to its gateway through the
+				// firewall only: flooding its broadcasts to every other
+				// laptop would cost N² copies.
 				continue
 			}
 			if a := pick(other); a.IsValid() {
@@ -955,6 +970,9 @@ func waitLogFunc(ctx context.Context, c testcontainers.Container, timeout time.D
 // exercise starts the laptop, runs the events beside its workload, then
 // the probes.
 func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation) error {
+	if len(run.fleet) > 0 {
+		return run.exerciseFleet(ctx, obs)
+	}
 	if err := run.startCreated(ctx, "laptop"); err != nil {
 		return err
 	}
@@ -986,6 +1004,70 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 		if err := waitLog(ctx, run.nodes[h.Name].c, node.MarkerDone, time.Minute); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// exerciseFleet starts every laptop of the fleet at once and waits until
+// each has reported; obs gets the fleet's outcome.
+func (run *containerRun) exerciseFleet(ctx context.Context, obs *harness.Observation) error {
+	start := time.Now()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	members := make([]harness.FleetMember, len(run.fleet))
+	for i, name := range run.fleet {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := run.startCreated(ctx, name)
+			if err == nil {
+				err = waitLog(ctx, run.nodes[name].c, node.MarkerDone, run.plan.UpWait()+time.Minute)
+			}
+			var rep node.ClientReport
+			if err == nil {
+				err = run.readJSON(ctx, name, "client.json", &rep)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				mu.Unlock()
+				return
+			}
+			m := harness.FleetMember{State: rep.Tunnel, UpAt: rep.SettledAt, History: rep.History}
+			if rep.ErrorText != "" {
+				m.Err = failure.New(rep.Leg, rep.Cause, "tunnel", name, errors.New(rep.ErrorText))
+			}
+			members[i] = m
+		}()
+	}
+	wg.Wait()
+	// Every laptop has reported and holds its tunnel: all of them end
+	// theirs now, before the firewall stops and logs their sessions.
+	for _, name := range run.fleet {
+		if n := run.nodes[name]; n != nil && n.c != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				grace := 5 * time.Second
+				_ = n.c.Stop(ctx, &grace)
+			}()
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	harness.SummarizeFleet(obs, start, members)
+	obs.Roles.Fleet = make([]netip.Addr, len(run.fleet))
+	for i, name := range run.fleet {
+		obs.Roles.Fleet[i] = run.fleetAddr[name]
+	}
+	if obs.ClientError != nil {
+		obs.ClientErrorText = obs.ClientError.Error()
+		obs.ClientLeg, obs.ClientCause = failure.LegOf(obs.ClientError), failure.CauseOf(obs.ClientError)
 	}
 	return nil
 }
@@ -1145,7 +1227,9 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	)
 	go func() {
 		defer close(read)
-		repErr = run.readJSON(ctx, "laptop", "client.json", &rep)
+		if len(run.fleet) == 0 {
+			repErr = run.readJSON(ctx, "laptop", "client.json", &rep)
+		}
 	}()
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
@@ -1154,12 +1238,14 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	if repErr != nil {
 		return repErr
 	}
-	obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
-	obs.ClientErrorText, obs.ClientLeg, obs.ClientCause, obs.UpAfter = rep.ErrorText, rep.Leg, rep.Cause, rep.UpAfter
-	obs.LaptopDatagrams = rep.Datagrams
-	obs.FirstUp = harness.FirstUp(obs.Tunnel, obs.History)
-	obs.Recovery = harness.Recovery(obs.History)
-	harness.ExplainLost(obs.Flows, obs.History)
+	if len(run.fleet) == 0 {
+		obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
+		obs.ClientErrorText, obs.ClientLeg, obs.ClientCause, obs.UpAfter = rep.ErrorText, rep.Leg, rep.Cause, rep.UpAfter
+		obs.LaptopDatagrams = rep.Datagrams
+		obs.FirstUp = harness.FirstUp(obs.Tunnel, obs.History)
+		obs.Recovery = harness.Recovery(obs.History)
+		harness.ExplainLost(obs.Flows, obs.History)
+	}
 	if run.interceptor != nil {
 		if err := run.collectInterceptor(ctx, obs); err != nil {
 			return err
@@ -1378,8 +1464,19 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		}
 		laptop.Client = nil
 	}
-	run.impairLaptop(&laptop, out)
-	out = append(out, laptop)
+	if run.plan.Fleet > 0 && run.field == nil {
+		fleet, err := run.fleetNodes(laptop)
+		if err != nil {
+			return nil, err
+		}
+		for i := range fleet {
+			run.impairLaptop(&fleet[i], out)
+		}
+		out = append(out, fleet...)
+	} else {
+		run.impairLaptop(&laptop, out)
+		out = append(out, laptop)
+	}
 	// Extra hosts run probes.
 	for _, h := range s.ExtraHosts {
 		var probes []harness.Probe
@@ -1398,6 +1495,56 @@ func (run *containerRun) configs() ([]node.Config, error) {
 	}
 	if run.r != nil && run.r.Capture { // ComposeFiles has no runner
 		run.addCapture(out)
+	}
+	return out, nil
+}
+
+// fleetNodes are a fleet's laptops, built from the one laptop's node: each
+// on a LAN address of its own (harness.FleetAddrs, as in process) with a
+// device certificate of its own when the laptop has one, no workload, and
+// up to the plan's wait for its tunnel.
+func (run *containerRun) fleetNodes(laptop node.Config) ([]node.Config, error) {
+	s := run.plan.Spec
+	// A node's underlay address is its LAN address's last byte in the
+	// run's /24 (underlayOf): laptops must differ there, from each other,
+	// from the firewall's and the extra hosts' and from the bridge's.
+	taken := map[byte]bool{run.under.lanBridge.As4()[3]: true, s.Firewall.Inside.As4()[3]: true}
+	for _, h := range s.ExtraHosts {
+		taken[h.Addr.As4()[3]] = true
+	}
+	var addrs []netip.Addr
+	for _, a := range harness.FleetAddrs(s, run.plan.Fleet+256) {
+		if b := a.As4()[3]; !taken[b] && len(addrs) < run.plan.Fleet {
+			taken[b] = true
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) < run.plan.Fleet {
+		return nil, fmt.Errorf("containers: fleet of %d: %d laptops fit (one /24 underlay per run; LAN %s)", run.plan.Fleet, len(addrs), s.LAN)
+	}
+	run.fleet, run.fleetAddr = nil, map[string]netip.Addr{}
+	out := make([]node.Config, 0, len(addrs))
+	for i, a := range addrs {
+		nc := laptop
+		nc.Name = fmt.Sprintf("laptop-%04d", i+1)
+		cn := *laptop.Client
+		cn.Fleet, cn.Workload, cn.WaitUp, cn.Hold = true, harness.Workload{}, run.plan.UpWait(), 0
+		if cn.DeviceCert != nil {
+			// Every laptop its own device, as in process.
+			dc, err := run.set.DeviceCert(s.Tenant, fmt.Sprintf("user%04d@%s.test", i+1, s.Tenant), fmt.Sprintf("LAPTOP-%04d", i+2))
+			if err != nil {
+				return nil, fmt.Errorf("containers: fleet: %w", err)
+			}
+			p, err := pemPair(dc)
+			if err != nil {
+				return nil, err
+			}
+			cn.DeviceCert = &p
+		}
+		nc.Client = &cn
+		run.fleet = append(run.fleet, nc.Name)
+		run.fleetAddr[nc.Name] = a
+		out = append(out, nc)
 	}
 	return out, nil
 }

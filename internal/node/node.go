@@ -194,6 +194,12 @@ type Client struct {
 	// controls can change it.
 	Impairable bool              `json:"impairable,omitempty"`
 	Impair     *fault.Impairment `json:"impair,omitempty"`
+	// Fleet makes the laptop one of a fleet's (harness.Plan.Fleet): it
+	// runs no workload, waits up to WaitUp for its tunnel itself (failed
+	// attempts on the way are the fleet's business, as in process) and
+	// reports its tunnel, history and error, with SettledAt the moment
+	// the tunnel came up or the wait ended.
+	Fleet bool `json:"fleet,omitempty"`
 }
 
 // ClientReport is what the laptop container reports.
@@ -340,6 +346,9 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		rep.Attempts = stats
 		return writeJSON(filepath.Join(nc.Out, "client.json"), rep)
 	}
+	if cn.Fleet {
+		return runFleetLaptop(ctx, nc, cfg, waitUp, stdout)
+	}
 	c, err := client.New(cfg)
 	if err != nil {
 		return err
@@ -402,6 +411,36 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		fmt.Fprintln(stdout, "pinwall client: SOCKS5 on", l.Addr())
 		return c.ServeSOCKS(ctx, l)
 	}
+	return nil
+}
+
+// runFleetLaptop is one of a fleet's laptops: up to waitUp for its
+// tunnel, then its report, then MarkerDone; it holds the tunnel until ctx
+// ends (the container stops).
+func runFleetLaptop(ctx context.Context, nc Config, cfg client.Config, waitUp time.Duration, stdout io.Writer) error {
+	c, err := client.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, MarkerTunnelSettled)
+	wctx, cancel := context.WithTimeout(ctx, waitUp)
+	st, err := c.WaitUp(wctx)
+	cancel()
+	rep := ClientReport{Tunnel: st, SettledAt: time.Now(), History: c.History()}
+	if err != nil {
+		rep.ErrorText, rep.Leg, rep.Cause = err.Error(), failure.LegOf(err), failure.CauseOf(err)
+	}
+	if err := writeJSON(filepath.Join(nc.Out, "client.json"), rep); err != nil {
+		return err
+	}
+	// The fleet's tunnels are up together: each laptop holds its own
+	// until the runner stops the container.
+	fmt.Fprintln(stdout, MarkerDone)
+	<-ctx.Done()
 	return nil
 }
 

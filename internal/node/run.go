@@ -85,7 +85,9 @@ func Run(ctx context.Context, nc Config, sig Signals, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintln(stdout, MarkerReady)
 		err := runClientNode(ctx, nc, hostnet.OS{}, zone, stdout, log, sig)
-		fmt.Fprintln(stdout, MarkerDone)
+		if !nc.Client.Fleet { // a fleet's laptop says it itself, then holds its tunnel
+			fmt.Fprintln(stdout, MarkerDone)
+		}
 		return err
 	case RoleProbe:
 		fmt.Fprintln(stdout, MarkerReady)
