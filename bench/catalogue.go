@@ -54,7 +54,7 @@ func CatalogueSection(withContainers bool) SectionFunc {
 				case scenarios.Pass:
 					pass++
 				case scenarios.NotRun:
-					notRun++ // a fleet row in containers
+					notRun++ // a row the firewall in its place cannot run
 				}
 				if x.Capture != nil {
 					packets += x.Capture.Packets
@@ -63,7 +63,7 @@ func CatalogueSection(withContainers bool) SectionFunc {
 			}
 			note := fmt.Sprintf("%d runs, %d as expected, --parallel %d", len(res)-notRun, pass, par)
 			if notRun > 0 {
-				note += fmt.Sprintf(" (%d not run here: in process only)", notRun)
+				note += fmt.Sprintf(" (%d not run here)", notRun)
 			}
 			if packets > 0 {
 				note += fmt.Sprintf("; %d packets, %.1f MiB of pcapng", packets, float64(bytes)/(1<<20))

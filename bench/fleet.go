@@ -52,6 +52,9 @@ type FleetConfig struct {
 	Concurrency int
 	// Child runs the gateway in a process of its own (see FloodConfig).
 	Child bool
+	// Containers adds fleets of laptop containers (FleetContainerSizes)
+	// when a Docker engine answers.
+	Containers bool
 }
 
 func (c FleetConfig) withDefaults() FleetConfig {
@@ -374,6 +377,14 @@ func FleetSection(cfg FleetConfig) SectionFunc {
 			sec.Add(Figure(fmt.Sprintf("learned exclusion: time until %s of %s laptops up through the firewall", thousands(ex.Up), thousands(ex.N)), float64(ex.AllUpMS)/1000, UnitSeconds).
 				WithNote(fmt.Sprintf("%s sessions to the gateways started before the first excluded one; %s failed at a client refusing the forged certificate (teaching the cache), %s failed otherwise, %s passed excluded; %s failed tunnel attempts in all",
 					thousands(ex.BeforeCovered), thousands(ex.Taught), thousands(ex.OtherFailed), thousands(ex.Excluded), thousands(ex.FailedAttempts))))
+		}
+		if c.Containers {
+			sec.Add(fleetContainerRows(ctx, func(f string, a ...any) {
+				if log != nil {
+					fmt.Fprintf(log, f, a...)
+				}
+			})...)
+			sec.Notes = append(sec.Notes, fmt.Sprintf("containers: the visibility row (DTLS to the gateway, logged but not decrypted) with a fleet of laptop containers, each with its own device certificate, started at once behind the firewall's one NAT address; sizes %v in turn, up to the first the machine does not hold", FleetContainerSizes))
 		}
 		sec.Notes = append(sec.Notes,
 			"learned exclusion: the catalogue's learned-exclusion/fleet at this size on a /16 LAN, in process: every laptop behind the firewall's one NAT address",

@@ -36,7 +36,7 @@ func main() {
 		d         = flag.Duration("d", bench.DefaultDuration, "how long each figure runs")
 		only      = flag.String("only", "", `measure one section: "tunnel", "firewall", "catalogue", "flood", "fleet" or "check"`)
 		fleetN    = flag.Int("fleet", bench.FleetDefault, "laptops in the fleet section")
-		noCont    = flag.Bool("no-containers", false, "leave the container catalogue out")
+		noCont    = flag.Bool("no-containers", false, "leave the container catalogue and the container fleets out")
 		noTools   = flag.Bool("no-tools", false, "leave sslsplit and mitmproxy out")
 		noInstall = flag.Bool("no-install", false, "do not apt-get install a missing sslsplit or mitmproxy")
 		quiet     = flag.Bool("q", false, "no progress on standard error")
@@ -64,7 +64,7 @@ func main() {
 		cfg.Extra = append(cfg.Extra, bench.FloodSection(bench.FloodConfig{Child: true}))
 	}
 	if *only == "" || *only == "fleet" {
-		cfg.Extra = append(cfg.Extra, bench.FleetSection(bench.FleetConfig{N: *fleetN, Child: true}))
+		cfg.Extra = append(cfg.Extra, bench.FleetSection(bench.FleetConfig{N: *fleetN, Child: true, Containers: !*noCont}))
 	}
 	if *only == "" || *only == "check" {
 		cfg.Extra = append(cfg.Extra, bench.CheckSection())
