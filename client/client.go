@@ -176,7 +176,8 @@ func (c *Client) Close() error {
 // Shutdown stops the client gracefully: no new tunnel attempt starts, an
 // attempt in flight is allowed to finish (so that the firewall and the
 // gateway see it end on its own terms, not cut short by the shutdown), and
-// then Close tears everything down. When ctx ends first, Close cuts the
+// then Close tears everything down. A DTLS attempt nothing has answered yet
+// ends at once: it has nothing left to finish. When ctx ends first, Close cuts the
 // attempt short and Shutdown returns ctx's error. It is safe to call with
 // or after Close.
 func (c *Client) Shutdown(ctx context.Context) error {

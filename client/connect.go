@@ -196,6 +196,9 @@ func (c *Client) connectTLS(ctx context.Context, name string, addr netip.AddrPor
 	defer stop()
 	if err := conn.HandshakeContext(ctx); err != nil {
 		conn.Close()
+		if errors.Is(context.Cause(ctx), errUnansweredAtShutdown) {
+			return nil, "", nil, failure.New(failure.LegClientGateway, failure.CauseClosed, "dtls handshake", target, errUnansweredAtShutdown)
+		}
 		return nil, "", v.handshake(err), c.classify("tls handshake", target, err, ctx)
 	}
 	// In TLS 1.3 the client's handshake ends with its certificate: a
@@ -320,6 +323,10 @@ func (r *rxCounter) ReadFrom(b []byte) (int, net.Addr, error) {
 	return n, a, err
 }
 
+// errUnansweredAtShutdown ends a DTLS attempt that nothing had answered
+// when the client began to shut down.
+var errUnansweredAtShutdown = errors.New("client: shutting down, and no datagram had come back")
+
 // connectDTLS runs the DTLS handshake within timeout, waits for the greeting
 // and starts an SCTP session.
 func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPort, timeout time.Duration) (tunnel.Session, string, *failure.Handshake, error) {
@@ -331,6 +338,25 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 		return nil, "", nil, c.classify("udp socket", target, err, ctx)
 	}
 	pc := &rxCounter{PacketConn: dtlsnet.PacketConnFromConn(uc)}
+	// A shutdown lets an attempt in flight finish, but an attempt nothing
+	// has answered yet has nothing left to finish: the datagrams it sent
+	// are what the firewall and the gateway see of it whether it waits out
+	// its timeout or not (pion/dtls retransmits a flight only after 1 s).
+	// It ends at once, so a shutdown does not wait out the silence.
+	ctx, cut := context.WithCancelCause(ctx)
+	defer cut(nil)
+	watched := make(chan struct{})
+	defer close(watched)
+	go func() {
+		select {
+		case <-c.stopping:
+			if pc.n.Load() == 0 {
+				cut(errUnansweredAtShutdown)
+			}
+		case <-ctx.Done():
+		case <-watched:
+		}
+	}()
 	v := &verifier{c: c, serverName: name}
 	opts := []dtls.ClientOption{
 		dtls.WithServerName(name),
@@ -355,6 +381,9 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 	}
 	if err := conn.HandshakeContext(ctx); err != nil {
 		conn.Close()
+		if errors.Is(context.Cause(ctx), errUnansweredAtShutdown) {
+			return nil, "", nil, failure.New(failure.LegClientGateway, failure.CauseClosed, "dtls handshake", target, errUnansweredAtShutdown)
+		}
 		if ctx.Err() != nil && pc.n.Load() == 0 && c.ctx.Err() == nil {
 			return nil, "", nil, failure.New(failure.LegClientGateway, failure.CauseUDPUnanswered, "dtls handshake", target,
 				fmt.Errorf("no datagram came back within %v", timeout))

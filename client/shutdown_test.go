@@ -116,3 +116,57 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	_, err := c.Dial(context.Background(), "tcp", "www.social.test:443")
 	assert.Equal(t, failure.CauseClosed, failure.CauseOf(err), "a closed client refuses flows: %v", err)
 }
+
+// TestShutdownEndsAnUnansweredDTLSAttempt: a DTLS attempt nothing has
+// answered has nothing left to finish, and Shutdown does not wait out its
+// timeout; one the gateway has answered keeps Shutdown waiting.
+func TestShutdownEndsAnUnansweredDTLSAttempt(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answer   bool // the gateway sends a datagram back
+		wantWait bool // Shutdown waits for the attempt (here: until its context ends)
+	}{
+		{name: "unanswered", answer: false, wantWait: false},
+		{name: "answered", answer: true, wantWait: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer pc.Close()
+			zone, err := resolve.NewZone(resolve.Record{Name: "gw.test", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
+			require.NoError(t, err)
+			c, err := client.New(client.Config{
+				Gateways: []string{"gw.test"}, Port: uint16(pc.LocalAddr().(*net.UDPAddr).Port), Transport: client.TransportDTLS,
+				InsecureSkipVerify: true, Stack: hostnet.OS{}, Resolver: zone,
+				HandshakeTimeout: 30 * time.Second,
+			})
+			require.NoError(t, err)
+			defer c.Close()
+			require.NoError(t, c.Start(context.Background()))
+
+			buf := make([]byte, 2048)
+			require.NoError(t, pc.SetReadDeadline(time.Now().Add(10*time.Second)))
+			_, from, err := pc.ReadFrom(buf) // the ClientHello: the attempt is in flight
+			require.NoError(t, err)
+			if tc.answer {
+				_, err := pc.WriteTo([]byte("not a DTLS record"), from)
+				require.NoError(t, err)
+				time.Sleep(50 * time.Millisecond) // let the client read it
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			err = c.Shutdown(ctx)
+			if tc.wantWait {
+				require.ErrorIs(t, err, context.DeadlineExceeded, "an answered attempt is let finish")
+				return
+			}
+			require.NoError(t, err, "the unanswered attempt ended at once")
+			h := c.History()
+			require.NotEmpty(t, h)
+			last := h[len(h)-1]
+			assert.Equal(t, "attempt-failed", last.Event)
+			assert.Equal(t, failure.CauseClosed, last.Cause, "cut by the shutdown, not timed out: %s", last.Error)
+		})
+	}
+}

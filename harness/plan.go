@@ -39,9 +39,12 @@ type Plan struct {
 	Probes []Probe `json:"probes,omitempty"`
 	// WaitUp bounds the wait for the first tunnel; zero means 5s.
 	WaitUp time.Duration `json:"wait_up,omitempty"`
-	// Hold keeps the run going at least this long after the tunnel first
+	// Hold keeps the run going up to this long after the tunnel first
 	// settled, so that reconnections after events are observed even when
-	// the workload ends sooner.
+	// the workload ends sooner. In process, a plan with events ends its
+	// hold as soon as one is observed (HoldForReconnection): the tunnel up
+	// again after the events, or every gateway tried and failed; in
+	// containers the hold is served in full.
 	Hold time.Duration `json:"hold,omitempty"`
 }
 

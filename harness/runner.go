@@ -102,12 +102,18 @@ func (t *Topology) exercise(ctx context.Context, p Plan, obs *Observation) {
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
 	wg.Add(1)
+	eventsDone := make(chan time.Time, 1)
 	go func() {
 		defer wg.Done()
 		obs.Events = RunEvents(evCtx, p.Events, t.Apply, t.log)
+		eventsDone <- time.Now()
 	}()
 	obs.Flows = t.RunWorkload(ctx, p.Workload)
-	HoldUntil(ctx, start, p.Hold)
+	if len(p.Events) > 0 {
+		HoldForReconnection(ctx, t.Client, start, p.Hold, eventsDone)
+	} else {
+		HoldUntil(ctx, start, p.Hold)
+	}
 	wg.Wait()
 	obs.Probes = t.runProbes(ctx, p.Probes)
 	obs.Summary = Summarize(obs.Flows)
@@ -145,6 +151,81 @@ func HoldUntil(ctx context.Context, start time.Time, hold time.Duration) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// HoldForReconnection is a hold that ends when what it waits for has been
+// observed: it sleeps until start+hold, or until ctx ends, or until, after
+// the plan's events (the time eventsDone delivers), c's history shows a
+// reconnection (ReconnectionObserved). It wakes on the client's changes, not
+// on a timer.
+func HoldForReconnection(ctx context.Context, c *client.Client, start time.Time, hold time.Duration, eventsDone <-chan time.Time) {
+	d := time.Until(start.Add(hold))
+	if d <= 0 {
+		return
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var since time.Time
+	select {
+	case since = <-eventsDone:
+	case <-timer.C:
+		return
+	case <-ctx.Done():
+		return
+	}
+	gateways := c.Config().Gateways
+	for {
+		changed := c.Changed()
+		if ReconnectionObserved(c.History(), since, gateways) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// ReconnectionObserved reports whether history h shows, from since on, the
+// client's tunnel coming up, or every one of gateways tried and failed:
+// each with a failed attempt the client did not follow with a fallback to
+// TLS at the same gateway (so the attempt had run its course).
+func ReconnectionObserved(h []client.Transition, since time.Time, gateways []string) bool {
+	tried := map[string]bool{}
+	for i, tr := range h {
+		if tr.Time.Before(since) {
+			continue
+		}
+		switch tr.Event {
+		case client.EventUp:
+			return true
+		case client.EventAttemptFailed:
+			if fallsBack(h[i+1:], tr) {
+				continue
+			}
+			tried[tr.Gateway] = true
+		}
+	}
+	for _, g := range gateways {
+		if !tried[g] {
+			return false
+		}
+	}
+	return len(gateways) > 0
+}
+
+// fallsBack reports whether the failed attempt tr is followed, in its
+// session's next transition (among rest), by a fallback at its gateway.
+func fallsBack(rest []client.Transition, tr client.Transition) bool {
+	for _, n := range rest {
+		if n.Session == tr.Session {
+			return n.Event == client.EventFallback && n.Gateway == tr.Gateway
+		}
+	}
+	return false
 }
 
 // Recovery is the time from the first failed attempt to the first tunnel up

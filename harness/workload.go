@@ -244,7 +244,9 @@ func runFlow(ctx context.Context, c *client.Client, trust *x509.CertPool, w Work
 		if conn != nil && conn.Route == client.RouteDirect && o.Leg == failure.LegClientGateway {
 			o.Leg = failure.LegClientOrigin
 		}
-		if !retryable(o.Cause) || ctx.Err() != nil {
+		if !retryable(o.Cause) || ctx.Err() != nil || attempt >= w.Retries {
+			// Not retried, or no retry left: no pause before a retry that
+			// will not come.
 			return o
 		}
 		select {

@@ -119,7 +119,9 @@ type Scenario struct {
 	Probes []harness.Probe `yaml:"probes"`
 	// WaitUp bounds the wait for the first tunnel; zero means 5s.
 	WaitUp time.Duration `yaml:"wait-up"`
-	// Hold keeps the run going this long after the tunnel first settled.
+	// Hold keeps the run going this long after the tunnel first settled;
+	// in process, a run with events ends it sooner once, after the events,
+	// the tunnel is up again or every gateway has been tried and failed.
 	Hold time.Duration `yaml:"hold"`
 	// Expect is what every variant must show, unless it overrides it.
 	Expect Expect `yaml:"expect"`

@@ -235,11 +235,17 @@ func (s *sctpSession) acceptLoop() {
 
 // pingLoop sends the client's keepalives and kills the session when the
 // gateway has been silent for longer than the keepalive timeout.
+//
+// The silence is checked keepaliveChecks times per interval, not only when
+// a ping is due: checked at the pings alone, a session whose gateway fell
+// silent just after an answer died a whole interval after its timeout.
 func (s *sctpSession) pingLoop(ctl *sctp.Stream) {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.keepAliveInterval())
+	interval := s.cfg.keepAliveInterval()
+	t := time.NewTicker(interval / keepaliveChecks)
 	defer t.Stop()
 	var seq, lastRx uint64
+	nextPing := time.Now().Add(interval)
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -256,6 +262,13 @@ func (s *sctpSession) pingLoop(ctl *sctp.Stream) {
 			s.die(fmt.Errorf("%w: no answer for %v", ErrKeepaliveTimeout, silent.Round(time.Millisecond)))
 			return
 		}
+		if time.Now().Before(nextPing) {
+			continue
+		}
+		nextPing = nextPing.Add(interval)
+		if now := time.Now(); nextPing.Before(now) {
+			nextPing = now.Add(interval) // late (a loaded machine): no burst of pings
+		}
 		seq++
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], seq)
@@ -269,6 +282,10 @@ func (s *sctpSession) pingLoop(ctl *sctp.Stream) {
 		}
 	}
 }
+
+// keepaliveChecks is how many times per keepalive interval the client
+// checks the gateway's silence against the keepalive timeout.
+const keepaliveChecks = 5
 
 func (s *sctpSession) controlReadLoop(ctl *sctp.Stream) {
 	defer s.wg.Done()
