@@ -7,7 +7,9 @@ COMMIT   := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PINWALL  := bin/pinwall
-PARALLEL ?= 2
+# PARALLEL, if set, is --parallel for demo and interceptors; empty takes
+# pinwall's default (the cores, at least 4).
+PARALLEL ?=
 
 .PHONY: all build demo test test-short lint tools fuzz bench lab-demo image image-tools interceptors compose clean
 
@@ -26,8 +28,8 @@ build:
 # writes the evidence bundle (report.html, report.md, evidence.json,
 # junit.xml, vendor-format logs, manifest.sha256) to ./evidence.
 demo: build
-	@echo "demo: running the whole catalogue in-process ($(PARALLEL) at a time); a line per run as it finishes"
-	./$(PINWALL) run --all --parallel $(PARALLEL) --out evidence
+	@echo "demo: running the whole catalogue in-process; a line per run as it finishes"
+	./$(PINWALL) run --all $(if $(PARALLEL),--parallel $(PARALLEL)) --out evidence
 
 # test runs every test with the race detector. The container suite runs
 # when a Docker engine answers and skips with a one-line reason otherwise.
@@ -113,7 +115,7 @@ image-tools: build
 # firewall, mitmproxy, squid and sslsplit each in the firewall's place, and
 # writes the evidence with the four side by side to ./evidence-interceptors.
 interceptors: image-tools
-	./$(PINWALL) run --mode containers --firewall all --all --parallel $(PARALLEL) --out evidence-interceptors
+	./$(PINWALL) run --mode containers --firewall all --all $(if $(PARALLEL),--parallel $(PARALLEL)) --out evidence-interceptors
 
 compose: image
 	./$(PINWALL) compose --scenario visibility --dir docker/visibility

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -112,4 +113,14 @@ func ownCPU(a, b cpuSnapshot) time.Duration {
 		return 0
 	}
 	return time.Duration(b.ours-a.ours) * (time.Second / userHZ)
+}
+
+// processCPU is this process's user and system CPU time so far (its
+// goroutines, not the containers or the engine).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -78,7 +78,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	all := fs.Bool("all", false, "run the whole catalogue (the default when no ID is given)")
 	out := fs.String("out", "evidence", "directory for the evidence bundle")
 	mode := fs.String("mode", "inproc", "runner: inproc (every host on loopback, no privileges) or containers (Docker)")
-	parallel := fs.Int("parallel", runtime.NumCPU(), "scenario runs at once")
+	parallel := fs.Int("parallel", scenarios.DefaultParallel(), "scenario runs at once (the default: the machine's cores, and at least 4: runs mostly wait on timers and, in containers, on the Docker engine)")
 	firewall := fs.String("firewall", "", "what stands in the firewall's place: pinwall (default), mitmproxy, squid or sslsplit (the tools need --mode containers); several, comma-separated, or all, run every row on each side by side")
 	panVersion := fs.String("pan-version", fwlog.DefaultPANVersion, "PAN-OS log layout of the bundle's PAN-OS files: 9.1, 10.0 (TRAFFIC 75 fields, DECRYPTION 91) or 10.1 to 11.2 (TRAFFIC 115, DECRYPTION 107)")
 	var files stringList
