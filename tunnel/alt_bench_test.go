@@ -40,7 +40,7 @@ import (
 func BenchmarkDTLSMux(b *testing.B) {
 	for _, mtu := range []int{1200, maxMTU} {
 		for _, flows := range []int{1, 16} {
-			for _, m := range []string{"sctp", "sctp+wq", "kcp-nc0", "kcp-nc1"} {
+			for _, m := range []string{"sctp", "kcp-nc0", "kcp-nc1"} {
 				b.Run(fmt.Sprintf("mtu%d/%d/%s", mtu, flows, m), func(b *testing.B) {
 					benchDTLSMux(b, m, mtu, flows)
 				})
@@ -83,11 +83,7 @@ func tuneKCP(s *kcp.UDPSession, mtu int, nc int) {
 // DTLS connection pair.
 func muxPair(b *testing.B, m string, mtu int) (client, gateway Session, cleanup func()) {
 	b.Helper()
-	var wrap func(net.PacketConn) net.PacketConn
-	if strings.HasSuffix(m, "+wq") {
-		wrap = PacketWriteQueue
-	}
-	cc, gc, dtlsCleanup := rawDTLSPairWith(b, wrap)
+	cc, gc, dtlsCleanup := rawDTLSPair(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	type res struct {
@@ -96,7 +92,7 @@ func muxPair(b *testing.B, m string, mtu int) (client, gateway Session, cleanup 
 	}
 	srv := make(chan res, 1)
 	switch m {
-	case "sctp", "sctp+wq":
+	case "sctp":
 		cfg := Config{MTU: uint32(mtu)}
 		go func() {
 			s, err := NewDTLSSession(ctx, gc, RoleGateway, cfg)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -132,45 +131,34 @@ func BenchmarkSession(b *testing.B) {
 // shows how much of the tunnel's cost is the record layer's.
 func BenchmarkDTLSRecords(b *testing.B) {
 	for _, mtu := range []int{1200, maxMTU} {
-		for _, wq := range []bool{false, true} {
-			name := fmt.Sprintf("mtu%d", mtu)
-			var wrap func(net.PacketConn) net.PacketConn
-			if wq {
-				// With PacketWriteQueue under both connections.
-				name += "+wq"
-				wrap = PacketWriteQueue
+		b.Run(fmt.Sprintf("mtu%d", mtu), func(b *testing.B) {
+			cc, gc, cleanup := rawDTLSPair(b)
+			defer cleanup()
+			rec := make([]byte, mtu)
+			done := make(chan int64, 1)
+			go func() {
+				var got int64
+				buf := make([]byte, 16<<10)
+				for {
+					_ = cc.SetReadDeadline(time.Now().Add(time.Second))
+					n, err := cc.Read(buf)
+					if err != nil {
+						done <- got
+						return
+					}
+					got += int64(n)
+				}
+			}()
+			b.SetBytes(int64(mtu))
+			b.ResetTimer()
+			for range b.N {
+				if _, err := gc.Write(rec); err != nil {
+					b.Fatal(err)
+				}
 			}
-			b.Run(name, func(b *testing.B) { benchDTLSRecords(b, mtu, wrap) })
-		}
+			b.StopTimer()
+			got := <-done
+			b.ReportMetric(float64(got)/float64(int64(b.N)*int64(mtu))*100, "%delivered")
+		})
 	}
-}
-
-func benchDTLSRecords(b *testing.B, mtu int, wrap func(net.PacketConn) net.PacketConn) {
-	cc, gc, cleanup := rawDTLSPairWith(b, wrap)
-	defer cleanup()
-	rec := make([]byte, mtu)
-	done := make(chan int64, 1)
-	go func() {
-		var got int64
-		buf := make([]byte, 16<<10)
-		for {
-			_ = cc.SetReadDeadline(time.Now().Add(time.Second))
-			n, err := cc.Read(buf)
-			if err != nil {
-				done <- got
-				return
-			}
-			got += int64(n)
-		}
-	}()
-	b.SetBytes(int64(mtu))
-	b.ResetTimer()
-	for range b.N {
-		if _, err := gc.Write(rec); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	got := <-done
-	b.ReportMetric(float64(got)/float64(int64(b.N)*int64(mtu))*100, "%delivered")
 }

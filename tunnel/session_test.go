@@ -147,16 +147,6 @@ func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 // rawDTLSPair is dtlsPair's DTLS connections without the sessions.
 func rawDTLSPair(t testing.TB) (client, gateway net.Conn, cleanup func()) {
 	t.Helper()
-	return rawDTLSPairWith(t, nil)
-}
-
-// rawDTLSPairWith is rawDTLSPair with wrap, if not nil, put under both
-// DTLS connections (around the client's socket and the gateway's mux peer).
-func rawDTLSPairWith(t testing.TB, wrap func(net.PacketConn) net.PacketConn) (client, gateway net.Conn, cleanup func()) {
-	t.Helper()
-	if wrap == nil {
-		wrap = func(pc net.PacketConn) net.PacketConn { return pc }
-	}
 	set, err := pki.NewSet(pki.Config{}, "acme")
 	require.NoError(t, err)
 	cert, err := set.ServerCert("gw.test")
@@ -182,7 +172,7 @@ func rawDTLSPairWith(t testing.TB, wrap func(net.PacketConn) net.PacketConn) (cl
 			srv <- res{nil, err}
 			return
 		}
-		dc, err := dtls.ServerWithOptions(wrap(peer), raddr, dtls.WithCertificates(*cert),
+		dc, err := dtls.ServerWithOptions(peer, raddr, dtls.WithCertificates(*cert),
 			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret))
 		if err == nil {
 			err = dc.HandshakeContext(ctx)
@@ -191,7 +181,7 @@ func rawDTLSPairWith(t testing.TB, wrap func(net.PacketConn) net.PacketConn) (cl
 	}()
 	uc, err := cHost.DialContext(ctx, "udp", "203.0.113.10:443")
 	require.NoError(t, err)
-	dc, err := dtls.ClientWithOptions(wrap(dtlsnet.PacketConnFromConn(uc)), uc.RemoteAddr(),
+	dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
 		dtls.WithRootCAs(set.Internet.Pool()), dtls.WithServerName("gw.test"),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret))
 	require.NoError(t, err)
