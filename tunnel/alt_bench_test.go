@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,6 +61,17 @@ func (c recordConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 func (c recordConn) WriteTo(p []byte, _ net.Addr) (int, error) { return c.Write(p) }
 
+// countConn counts the DTLS records written on a connection.
+type countConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countConn) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
+}
+
 // kcpMaxPacket is kcp-go's maxPacketSize: it reads and writes no larger
 // datagram.
 const kcpMaxPacket = 1472
@@ -81,9 +93,10 @@ func tuneKCP(s *kcp.UDPSession, mtu int, nc int) {
 
 // muxPair builds the client and gateway sessions of mux m over a fresh
 // DTLS connection pair.
-func muxPair(b *testing.B, m string, mtu int) (client, gateway Session, cleanup func()) {
+func muxPair(b *testing.B, m string, mtu int, down, up *atomic.Int64) (client, gateway Session, cleanup func()) {
 	b.Helper()
-	cc, gc, dtlsCleanup := rawDTLSPair(b)
+	rc, rg, dtlsCleanup := rawDTLSPair(b)
+	cc, gc := countConn{rc, up}, countConn{rg, down}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	type res struct {
@@ -214,7 +227,8 @@ func patternServer(ctx context.Context, s Session, size int, wg *sync.WaitGroup)
 }
 
 func benchDTLSMux(b *testing.B, m string, mtu, flows int) {
-	client, gateway, cleanup := muxPair(b, m, mtu)
+	var down, up atomic.Int64
+	client, gateway, cleanup := muxPair(b, m, mtu, &down, &up)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	size := benchBulk / flows
@@ -254,6 +268,7 @@ func benchDTLSMux(b *testing.B, m string, mtu, flows int) {
 	}
 	b.SetBytes(benchBulk)
 	cpu0, drops0 := cpuTime(), udpRcvbufErrors()
+	down0, up0 := down.Load(), up.Load()
 	b.ResetTimer()
 	for range b.N {
 		errs := make(chan error, flows)
@@ -272,6 +287,9 @@ func benchDTLSMux(b *testing.B, m string, mtu, flows int) {
 	// Both ends run in this process: CPU time of the whole process (user
 	// and system) per MiB carried.
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*(benchBulk>>20)), "cpu-µs/MiB")
+	mib := float64(b.N * (benchBulk >> 20))
+	b.ReportMetric(float64(down.Load()-down0)/mib, "records-down/MiB")
+	b.ReportMetric(float64(up.Load()-up0)/mib, "records-up/MiB")
 	// Datagrams the kernel dropped for a full socket receive buffer, on
 	// the whole machine (another program's count too) during the run.
 	b.ReportMetric(float64(udpRcvbufErrors()-drops0)/float64(b.N), "rcvbuf-drops/op")
