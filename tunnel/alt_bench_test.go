@@ -1,5 +1,3 @@
-//go:build unix
-
 package tunnel
 
 import (
@@ -9,12 +7,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -293,40 +287,4 @@ func benchDTLSMux(b *testing.B, m string, mtu, flows int) {
 	// Datagrams the kernel dropped for a full socket receive buffer, on
 	// the whole machine (another program's count too) during the run.
 	b.ReportMetric(float64(udpRcvbufErrors()-drops0)/float64(b.N), "rcvbuf-drops/op")
-}
-
-// udpRcvbufErrors reads the kernel's UDP RcvbufErrors counter (Linux's
-// /proc/net/snmp); zero where there is none.
-func udpRcvbufErrors() int64 {
-	b, err := os.ReadFile("/proc/net/snmp")
-	if err != nil {
-		return 0
-	}
-	var names []string
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, name := range names {
-			if name == "RcvbufErrors" && i < len(f) {
-				n, _ := strconv.ParseInt(f[i], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
