@@ -81,6 +81,10 @@ func tuneKCP(s *kcp.UDPSession, mtu int, nc int) {
 	s.SetMtu(min(mtu, kcpMaxPacket))
 	s.SetWindowSize(kcpWindow, kcpWindow)
 	s.SetNoDelay(1, 10, 2, nc)
+	// Stream mode packs small writes into full segments, as a byte stream
+	// under yamux wants; kcp-go deprecates the setter but has no other way
+	// to it (its default is message mode).
+	//lint:ignore SA1019 the only way to stream mode in kcp-go v5.7
 	s.SetStreamMode(true)
 	s.SetWriteDelay(false)
 }
