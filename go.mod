@@ -10,11 +10,20 @@ require (
 	github.com/pion/sctp v1.12.1
 	github.com/pires/go-proxyproto v0.15.0
 	github.com/stretchr/testify v1.12.1
+	github.com/xtaci/kcp-go/v5 v5.7.6
 	go.uber.org/goleak v1.3.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.58.0
-	golang.org/x/net v0.60.0
+	golang.org/x/net v0.61.0
 	golang.org/x/sync v0.25.0
+)
+
+require (
+	github.com/juju/ratelimit v1.0.2 // indirect
+	github.com/klauspost/cpuid/v2 v2.4.1 // indirect
+	github.com/klauspost/reedsolomon v1.14.2 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/tjfoc/gmsm v1.4.1 // indirect
 )
 
 require (

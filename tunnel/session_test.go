@@ -25,7 +25,15 @@ import (
 	"github.com/pinwall/pinwall/pki"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// kcp-go, which only BenchmarkDTLSMux uses, starts a process-wide
+		// timer scheduler when its package loads and a process-wide pool of
+		// packet workers with its first session; neither ever ends.
+		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).run"),
+		goleak.IgnoreAnyFunction("github.com/xtaci/kcp-go/v5.postProcessWorker"),
+	)
+}
 
 // pair is a connected client and gateway session.
 type pair struct {
