@@ -1,7 +1,6 @@
 package mitm
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -19,35 +18,86 @@ import (
 // changes (as with any proxy's buffered relay, e.g. sslsplit's libevent
 // bufferevents).
 
-// batchSize bounds what one read takes in and one write sends.
+// batchSize bounds what one read takes in and what a relay holds before
+// it sends.
 const batchSize = 64 << 10
 
+// The buffers are pooled and held only while data flows: an idle session
+// (most of a firewall's) holds none. A write buffer has room for a batch
+// and one more record (16 KiB of plaintext and its overhead), so that
+// appending the last record does not grow it.
+var (
+	readBufs  = sync.Pool{New: func() any { b := make([]byte, batchSize); return &b }}
+	writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, batchSize+17<<10); return &b }}
+)
+
 // batchConn is the raw connection under one side of a decrypted session's
-// TLS. Once both handshakes are done (startBatching), reads come through a
-// batchSize buffer, and a relay may hold writes (hold) and send them
-// together (flush). Until then it is the connection itself: nothing the
-// handshakes read is buffered here, so a session that goes no further
-// leaves its connection as it was.
+// TLS. Once both handshakes are done (startBatching), a read that follows
+// one which filled the reader's buffer (more is likely waiting) takes in up
+// to batchSize with one system call, and a relay may hold writes (hold)
+// and send them together (flush). Until then it is the connection itself:
+// nothing the handshakes read is buffered here, so a session that goes no
+// further leaves its connection as it was.
 type batchConn struct {
 	net.Conn
-	rd *bufio.Reader // set before the relay starts; read by its one reader
+
+	// Read side, used by the session's one reader.
+	batching bool
+	more     bool    // the last read filled the buffer it was given
+	rbuf     *[]byte // pooled; (*rbuf)[r:w] not yet read; nil when drained
+	r, w     int
+	rerr     error // an error that came with data, for the next read
 
 	mu   sync.Mutex // guards held and wbuf, and orders writes
 	held bool
-	wbuf []byte
+	wbuf *[]byte // pooled while writes are held
 }
 
 func newBatchConn(c net.Conn) *batchConn { return &batchConn{Conn: c} }
 
-// startBatching turns the read buffer on. Call it before the relay starts
+// startBatching turns batched reads on. Call it before the relay starts
 // and after the handshake's last read.
-func (c *batchConn) startBatching() { c.rd = bufio.NewReaderSize(c.Conn, batchSize) }
+func (c *batchConn) startBatching() { c.batching = true }
 
 func (c *batchConn) Read(p []byte) (int, error) {
-	if c.rd != nil {
-		return c.rd.Read(p)
+	if !c.batching {
+		return c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	if c.rbuf != nil {
+		n := copy(p, (*c.rbuf)[c.r:c.w])
+		c.r += n
+		if c.r == c.w {
+			readBufs.Put(c.rbuf)
+			c.rbuf = nil
+		}
+		return n, nil
+	}
+	if err := c.rerr; err != nil {
+		c.rerr = nil
+		return 0, err
+	}
+	if !c.more {
+		// Waiting for data: with the caller's buffer, not a pooled one.
+		n, err := c.Conn.Read(p)
+		c.more = n == len(p)
+		return n, err
+	}
+	c.more = false
+	b := readBufs.Get().(*[]byte)
+	n, err := c.Conn.Read(*b)
+	if n == 0 {
+		readBufs.Put(b)
+		return 0, err
+	}
+	c.more = n == len(*b)
+	m := copy(p, (*b)[:n])
+	if m < n {
+		c.rbuf, c.r, c.w = b, m, n
+		c.rerr = err
+		return m, nil
+	}
+	readBufs.Put(b)
+	return m, err
 }
 
 // Write sends p, or keeps it for flush while writes are held. A write
@@ -57,7 +107,10 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.held {
-		c.wbuf = append(c.wbuf, p...)
+		if c.wbuf == nil {
+			c.wbuf = writeBufs.Get().(*[]byte)
+		}
+		*c.wbuf = append(*c.wbuf, p...)
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
@@ -74,7 +127,10 @@ func (c *batchConn) hold() {
 func (c *batchConn) pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.wbuf)
+	if c.wbuf == nil {
+		return 0
+	}
+	return len(*c.wbuf)
 }
 
 // flush sends what was held, in one write, and stops holding.
@@ -82,11 +138,16 @@ func (c *batchConn) flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.held = false
-	if len(c.wbuf) == 0 {
+	if c.wbuf == nil {
 		return nil
 	}
-	_, err := c.Conn.Write(c.wbuf)
-	c.wbuf = c.wbuf[:0]
+	b := c.wbuf
+	c.wbuf = nil
+	_, err := c.Conn.Write(*b)
+	if cap(*b) <= batchSize+17<<10 { // one grown past that is not kept
+		*b = (*b)[:0]
+		writeBufs.Put(b)
+	}
 	return err
 }
 

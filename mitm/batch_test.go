@@ -185,3 +185,88 @@ func TestBatchConnWritesInOrder(t *testing.T) {
 	assert.Equal(t, [][]byte{[]byte("record1"), []byte("alert")}, under.got())
 	assert.Equal(t, 0, c.pending())
 }
+
+// scriptConn serves reads from a script of (bytes, error) steps, each
+// step as much as the buffer given takes, and records the size of every
+// buffer it was given.
+type scriptConn struct {
+	net.Conn
+	steps []scriptStep
+	sizes []int
+}
+
+type scriptStep struct {
+	data []byte
+	err  error
+}
+
+func (c *scriptConn) Read(p []byte) (int, error) {
+	c.sizes = append(c.sizes, len(p))
+	if len(c.steps) == 0 {
+		return 0, io.EOF
+	}
+	st := &c.steps[0]
+	n := copy(p, st.data)
+	st.data = st.data[n:]
+	if len(st.data) == 0 {
+		c.steps = c.steps[1:]
+		return n, st.err
+	}
+	return n, nil
+}
+
+// TestBatchConnReads: a session that waits reads into the caller's buffer
+// (an idle session holds no pooled buffer); a read after one that filled
+// the caller's buffer takes in up to batchSize at once and serves it over
+// the next reads; an error that came with data comes after the data.
+func TestBatchConnReads(t *testing.T) {
+	broken := errors.New("connection reset")
+	under := &scriptConn{steps: []scriptStep{
+		{data: bytes.Repeat([]byte{'a'}, 100+3000)}, // 100 fill the first read; 3,000 wait
+		{data: []byte("tail"), err: broken},
+	}}
+	c := newBatchConn(under)
+	c.startBatching()
+	p := make([]byte, 100)
+
+	n, err := c.Read(p)
+	require.NoError(t, err)
+	assert.Equal(t, 100, n)
+	assert.Equal(t, []int{100}, under.sizes, "the first read waits in the caller's buffer")
+
+	got := 0
+	for got < 3000 {
+		n, err := c.Read(p)
+		require.NoError(t, err)
+		got += n
+	}
+	assert.Equal(t, []int{100, batchSize}, under.sizes, "the 3,000 waiting bytes came in one read of batchSize")
+	assert.Nil(t, c.rbuf, "drained: the pooled buffer went back")
+
+	n, err = c.Read(p)
+	assert.Equal(t, 4, n, "the last read did not fill its buffer: this one waits in the caller's")
+	require.ErrorIs(t, err, broken)
+	assert.Equal(t, []int{100, batchSize, 100}, under.sizes)
+}
+
+// TestBatchConnErrorAfterBufferedData: an error that came with more data
+// than the caller's buffer takes is returned once that data is read.
+func TestBatchConnErrorAfterBufferedData(t *testing.T) {
+	broken := errors.New("connection reset")
+	under := &scriptConn{steps: []scriptStep{
+		{data: bytes.Repeat([]byte{'a'}, 10)},
+		{data: bytes.Repeat([]byte{'b'}, 25), err: broken},
+	}}
+	c := newBatchConn(under)
+	c.startBatching()
+	p := make([]byte, 10)
+	var got []byte
+	var last error
+	for last == nil {
+		n, err := c.Read(p)
+		got = append(got, p[:n]...)
+		last = err
+	}
+	require.ErrorIs(t, last, broken)
+	assert.Equal(t, append(bytes.Repeat([]byte{'a'}, 10), bytes.Repeat([]byte{'b'}, 25)...), got, "every byte before the error")
+}
