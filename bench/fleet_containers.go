@@ -14,7 +14,7 @@ import (
 // FleetContainerSizes are the container fleets the report runs, smallest
 // first; it stops at the first size the machine does not hold (a laptop
 // whose tunnel is not up within FleetContainerWait).
-var FleetContainerSizes = []int{16, 32, 64, 128}
+var FleetContainerSizes = []int{16, 32, 64, 128, 240}
 
 // FleetContainerWait bounds each laptop container's wait for its tunnel.
 const FleetContainerWait = time.Minute
