@@ -249,6 +249,13 @@ func Clean(ctx context.Context, cfg CleanConfig) (CleanReport, error) {
 				} else {
 					_, err = cli.NetworkRemove(ctx, r.ID, client.NetworkRemoveOptions{})
 				}
+				if kind == "network" && err != nil && strings.Contains(err.Error(), "active endpoints") {
+					// A container this clean did not remove is still
+					// attached (the engine's answer, seen with Docker 28):
+					// the network is in use, so it stays.
+					rep.Left = append(rep.Left, Cleaned{r, "still in use by a container: " + err.Error()})
+					continue
+				}
 				if err != nil && !cerrdefs.IsNotFound(err) {
 					errs = append(errs, fmt.Errorf("containers: clean: remove %s: %w", r, err))
 					continue

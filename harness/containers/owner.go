@@ -27,7 +27,7 @@ const (
 	LabelKeep = "pinwall.keep"
 )
 
-// Owner identifies a process: the host it runs on, its pid and its start
+// Owner identifies a process: the host it runs on (thisHost), its pid and its start
 // time (clock ticks since boot, from /proc/PID/stat, so that a pid the
 // kernel has reused for another process is not mistaken for the owner).
 type Owner struct {
@@ -59,10 +59,26 @@ func ParseOwner(s string) (Owner, error) {
 
 // Self is this process as an Owner.
 func Self() Owner {
-	host, _ := os.Hostname()
 	pid := os.Getpid()
 	start, _ := processStart(pid)
-	return Owner{Host: host, PID: pid, Start: start}
+	return Owner{Host: thisHost(), PID: pid, Start: start}
+}
+
+// thisHost names this machine for LabelOwner: its hostname and, where the
+// kernel has one, the first 12 digits of its boot id. A hostname alone is
+// not enough on a shared engine: machines made from one image share it
+// (every machine of this project's workplace is "vm"), and a pid on one is
+// not a pid on another, so another machine's live run would look dead here
+// and `pinwall clean` would remove it. The boot id differs between
+// machines and between boots of one; an owner from another boot is judged
+// as one elsewhere, by the age of its resources.
+func thisHost() string {
+	host, _ := os.Hostname()
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if id := strings.ReplaceAll(strings.TrimSpace(string(b)), "-", ""); err == nil && len(id) >= 12 {
+		host += "@" + id[:12]
+	}
+	return host
 }
 
 // Liveness is what can be known about an owner from this host.
@@ -92,7 +108,7 @@ func (l Liveness) String() string {
 
 // Check tells whether o is alive, seen from this host.
 func (o Owner) Check() Liveness {
-	if host, _ := os.Hostname(); o.Host != host {
+	if o.Host != thisHost() {
 		return Elsewhere
 	}
 	start, err := processStart(o.PID)

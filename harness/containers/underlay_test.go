@@ -3,6 +3,7 @@ package containers
 import (
 	"context"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -86,6 +87,16 @@ func TestOwnerLabel(t *testing.T) {
 	other := me
 	other.Host += ".elsewhere"
 	assert.Equal(t, Elsewhere, other.Check())
+	// Another machine with the same hostname (machines made from one
+	// image), or this one before a reboot: its pids are not ours.
+	host, _ := os.Hostname()
+	sameName := me
+	sameName.Host = host
+	if me.Host != host { // this kernel has a boot id
+		assert.Equal(t, Elsewhere, sameName.Check(), "a hostname alone is not this machine")
+		sameName.Host = host + "@000000000000"
+		assert.Equal(t, Elsewhere, sameName.Check(), "another boot is not this machine")
+	}
 }
 
 // TestJudge: a run is removed only when its owner is gone, or (owner
