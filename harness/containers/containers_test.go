@@ -420,7 +420,15 @@ func TestContainersCleanImages(t *testing.T) {
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	require.NoError(t, err)
 	t.Cleanup(func() { cli.Close() }) // after the cleanups below, which use it
-	repo := "pinwall-clean-test-" + strings.ToLower(containers.Self().Host) + fmt.Sprint(os.Getpid())
+	// A repository name takes [a-z0-9] and separators: the owner's host
+	// (hostname@boot id) is cut down to that.
+	host := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(containers.Self().Host))
+	repo := "pinwall-clean-test-" + host + "-" + fmt.Sprint(os.Getpid())
 	build := func(tag string) string {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
