@@ -24,13 +24,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	mnet "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 	"github.com/testcontainers/testcontainers-go/network"
-	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/pinwall/pinwall/docker"
 	"github.com/pinwall/pinwall/failure"
@@ -830,7 +830,7 @@ func (run *containerRun) startCreated(ctx context.Context, name string) error {
 	if err := n.c.Start(ctx); err != nil {
 		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, name, err, containerLogs(ctx, n.c))
 	}
-	return nil
+	return run.waitReady(ctx, n)
 }
 
 // newNode creates a node's container and, if start is set, starts it and
@@ -888,7 +888,6 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 				return nil
 			}},
 		}),
-		testcontainers.WithWaitStrategy(wait.ForLog(node.MarkerReady).WithStartupTimeout(startupTimeout(nc)).WithPollInterval(20 * time.Millisecond)),
 		testcontainers.CustomizeRequestOption(func(req *testcontainers.GenericContainerRequest) error {
 			req.Started = start
 			return nil
@@ -910,6 +909,17 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 			logs = containerLogs(ctx, c)
 		}
 		return fmt.Errorf("containers: start %s %s: %w\n%s", nc.Role, nc.Name, err, logs)
+	}
+	if start {
+		return run.waitReady(ctx, n)
+	}
+	return nil
+}
+
+// waitReady waits until a started node says it is ready.
+func (run *containerRun) waitReady(ctx context.Context, n *started) error {
+	if err := run.waitLog(ctx, n.c, node.MarkerReady, startupTimeout(n.cfg)); err != nil {
+		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, n.name, err, containerLogs(ctx, n.c))
 	}
 	return nil
 }
@@ -938,31 +948,58 @@ func containerLogs(ctx context.Context, c testcontainers.Container) string {
 	return string(b)
 }
 
-// waitLog polls a container's output until it holds marker.
-func waitLog(ctx context.Context, c testcontainers.Container, marker string, timeout time.Duration) error {
-	err := waitLogFunc(ctx, c, timeout, func(logs string) bool { return strings.Contains(logs, marker) })
+// waitLog follows a container's output until it holds marker.
+func (run *containerRun) waitLog(ctx context.Context, c testcontainers.Container, marker string, timeout time.Duration) error {
+	err := run.waitLogFunc(ctx, c, timeout, func(logs string) bool { return strings.Contains(logs, marker) })
 	if errors.Is(err, errNotYet) {
-		return fmt.Errorf("containers: no %q after %v", marker, timeout)
+		return fmt.Errorf("containers: no %q: %w", marker, err)
 	}
 	return err
 }
 
 var errNotYet = errors.New("containers: the expected output did not come")
 
-// waitLogFunc polls a container's output until done says so.
-func waitLogFunc(ctx context.Context, c testcontainers.Container, timeout time.Duration, done func(logs string) bool) error {
-	deadline := time.Now().Add(timeout)
+// waitLogFunc follows a container's output (one streaming request; the
+// engine is what bounds a container run, so it is not asked again and
+// again) until done says so of all the output so far, the output ends
+// (the container stopped) or timeout passes.
+func (run *containerRun) waitLogFunc(ctx context.Context, c testcontainers.Container, timeout time.Duration, done func(logs string) bool) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rc, err := run.cli.ContainerLogs(wctx, c.GetContainerID(), client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
+	if err != nil {
+		return fmt.Errorf("containers: follow %s's output: %w", c.GetContainerID(), err)
+	}
+	pr, pw := io.Pipe()
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, err := stdcopy.StdCopy(pw, pw, rc)
+		pw.CloseWithError(err)
+	}()
+	defer func() {
+		rc.Close()
+		pr.Close()
+		<-copied
+	}()
+	var out strings.Builder
+	buf := make([]byte, 4096)
 	for {
-		if done(containerLogs(ctx, c)) {
+		n, err := pr.Read(buf)
+		out.Write(buf[:n])
+		if n > 0 && done(out.String()) {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %v", errNotYet, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case wctx.Err() != nil:
+				return fmt.Errorf("%w after %v", errNotYet, timeout)
+			case errors.Is(err, io.EOF):
+				return fmt.Errorf("%w: the container's output ended", errNotYet)
+			}
+			return fmt.Errorf("containers: follow %s's output: %w", c.GetContainerID(), err)
 		}
 	}
 }
@@ -977,7 +1014,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 		return err
 	}
 	laptop := run.nodes["laptop"]
-	if err := waitLog(ctx, laptop.c, node.MarkerTunnelSettled, 2*time.Minute); err != nil {
+	if err := run.waitLog(ctx, laptop.c, node.MarkerTunnelSettled, 2*time.Minute); err != nil {
 		return err
 	}
 	evCtx, stop := context.WithCancel(ctx)
@@ -987,7 +1024,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 		defer wg.Done()
 		obs.Events = harness.RunEvents(evCtx, run.plan.Events, run.apply, run.r.log())
 	}()
-	err := waitLog(ctx, laptop.c, node.MarkerDone, 10*time.Minute)
+	err := run.waitLog(ctx, laptop.c, node.MarkerDone, 10*time.Minute)
 	stop()
 	wg.Wait()
 	if err != nil {
@@ -1001,7 +1038,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 		if err := run.startNode(ctx, n.cfg); err != nil {
 			return err
 		}
-		if err := waitLog(ctx, run.nodes[h.Name].c, node.MarkerDone, time.Minute); err != nil {
+		if err := run.waitLog(ctx, run.nodes[h.Name].c, node.MarkerDone, time.Minute); err != nil {
 			return err
 		}
 	}
@@ -1024,7 +1061,7 @@ func (run *containerRun) exerciseFleet(ctx context.Context, obs *harness.Observa
 			defer wg.Done()
 			err := run.startCreated(ctx, name)
 			if err == nil {
-				err = waitLog(ctx, run.nodes[name].c, node.MarkerDone, run.plan.UpWait()+time.Minute)
+				err = run.waitLog(ctx, run.nodes[name].c, node.MarkerDone, run.plan.UpWait()+time.Minute)
 			}
 			var rep node.ClientReport
 			if err == nil {
@@ -1169,7 +1206,7 @@ func (run *containerRun) impair(ctx context.Context, im fault.Impairment) error 
 		n := run.nodes[name]
 		ok, failed := node.ImpairedMarker(run.seq, nil), fmt.Sprintf("%s %d failed: ", node.MarkerImpaired, run.seq)
 		var answer string
-		err := waitLogFunc(ctx, n.c, 30*time.Second, func(logs string) bool {
+		err := run.waitLogFunc(ctx, n.c, 30*time.Second, func(logs string) bool {
 			if strings.Contains(logs, ok) {
 				return true
 			}
@@ -1205,7 +1242,7 @@ func (run *containerRun) restartFirewall(ctx context.Context) error {
 	if _, err := run.cli.ContainerRestart(ctx, fw.c.GetContainerID(), client.ContainerRestartOptions{Timeout: &timeout}); err != nil {
 		return fmt.Errorf("containers: restart the firewall: %w", err)
 	}
-	err := waitLogFunc(ctx, fw.c, time.Minute, func(logs string) bool { return strings.Count(logs, node.MarkerReady) > before })
+	err := run.waitLogFunc(ctx, fw.c, time.Minute, func(logs string) bool { return strings.Count(logs, node.MarkerReady) > before })
 	if err != nil {
 		return fmt.Errorf("containers: the restarted firewall: %w\n%s", err, containerLogs(ctx, fw.c))
 	}

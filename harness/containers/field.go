@@ -76,7 +76,7 @@ func (c *Runner) RunFieldProbe(ctx context.Context, spec harness.Spec, label str
 		return nil, err
 	}
 	laptop := run.nodes["laptop"]
-	if err := waitLog(ctx, laptop.c, node.MarkerDone, 2*probe.MaxLimit); err != nil {
+	if err := run.waitLog(ctx, laptop.c, node.MarkerDone, 2*probe.MaxLimit); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, containerLogs(ctx, laptop.c))
 	}
 	var res probe.Result
