@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pinwall/pinwall/harness"
@@ -46,6 +47,7 @@ func CatalogueSection(withContainers bool) SectionFunc {
 			res := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Runner: r, Parallel: par})
 			d, cpu := time.Since(start), processCPU()-cpu0
 			pass, notRun := 0, 0
+			var unexpected []string
 			var packets int
 			var bytes int64
 			for _, x := range res {
@@ -54,6 +56,8 @@ func CatalogueSection(withContainers bool) SectionFunc {
 					pass++
 				case scenarios.NotRun:
 					notRun++ // a row the firewall in its place cannot run
+				default:
+					unexpected = append(unexpected, fmt.Sprintf("%s %s", x.Key(), x.Verdict))
 				}
 				if x.Capture != nil {
 					packets += x.Capture.Packets
@@ -63,6 +67,9 @@ func CatalogueSection(withContainers bool) SectionFunc {
 			note := fmt.Sprintf("%d runs, %d as expected, --parallel %d; this process's CPU %.1f s", len(res)-notRun, pass, par, cpu.Seconds())
 			if notRun > 0 {
 				note += fmt.Sprintf(" (%d not run here)", notRun)
+			}
+			if len(unexpected) > 0 {
+				note += "; not as expected: " + strings.Join(unexpected, ", ")
 			}
 			if packets > 0 {
 				note += fmt.Sprintf("; %d packets, %.1f MiB of pcapng", packets, float64(bytes)/(1<<20))
