@@ -421,28 +421,14 @@ type FleetExclusionResult struct {
 // n laptops on a /16 LAN, in process.
 func FleetExclusion(ctx context.Context, n int) (FleetExclusionResult, error) {
 	res := FleetExclusionResult{N: n}
-	all, err := scenarios.Catalogue()
+	plan, err := cataloguePlan("learned-exclusion", "fleet")
 	if err != nil {
 		return res, err
-	}
-	runs, err := scenarios.AllRuns(all)
-	if err != nil {
-		return res, err
-	}
-	var plan *harness.Plan
-	for _, r := range runs {
-		if r.Scenario.ID == "learned-exclusion" && r.Variant == "fleet" {
-			p := r.Plan
-			plan = &p
-		}
-	}
-	if plan == nil {
-		return res, errors.New("bench: no learned-exclusion/fleet in the catalogue")
 	}
 	plan.Fleet = n
 	plan.Spec.LAN = netip.MustParsePrefix("10.10.0.0/16")
 	plan.WaitUp = FleetWindow
-	obs, err := harness.InProcess{}.Run(ctx, *plan)
+	obs, err := harness.InProcess{}.Run(ctx, plan)
 	if err != nil {
 		return res, err
 	}
@@ -479,4 +465,22 @@ func FleetExclusion(ctx context.Context, n int) (FleetExclusionResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// cataloguePlan is the plan of the catalogue's row id, variant variant.
+func cataloguePlan(id, variant string) (harness.Plan, error) {
+	all, err := scenarios.Catalogue()
+	if err != nil {
+		return harness.Plan{}, err
+	}
+	runs, err := scenarios.AllRuns(all)
+	if err != nil {
+		return harness.Plan{}, err
+	}
+	for _, r := range runs {
+		if r.Scenario.ID == id && r.Variant == variant {
+			return r.Plan, nil
+		}
+	}
+	return harness.Plan{}, fmt.Errorf("bench: no %s/%s in the catalogue", id, variant)
 }

@@ -2,13 +2,10 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/harness/containers"
-	"github.com/pinwall/pinwall/scenarios"
 )
 
 // FleetContainerSizes are the container fleets the report runs, smallest
@@ -34,27 +31,13 @@ type FleetContainersResult struct {
 // all started at once behind the firewall's one NAT address.
 func FleetContainers(ctx context.Context, r *containers.Runner, n int) (FleetContainersResult, error) {
 	res := FleetContainersResult{N: n}
-	all, err := scenarios.Catalogue()
+	plan, err := cataloguePlan("visibility", "baseline")
 	if err != nil {
 		return res, err
-	}
-	runs, err := scenarios.AllRuns(all)
-	if err != nil {
-		return res, err
-	}
-	var plan *harness.Plan
-	for _, x := range runs {
-		if x.Scenario.ID == "visibility" && x.Variant == "baseline" {
-			p := x.Plan
-			plan = &p
-		}
-	}
-	if plan == nil {
-		return res, errors.New("bench: no visibility/baseline in the catalogue")
 	}
 	plan.Fleet, plan.WaitUp = n, FleetContainerWait
 	start := time.Now()
-	obs, err := r.Run(ctx, *plan)
+	obs, err := r.Run(ctx, plan)
 	res.Wall = time.Since(start)
 	if err != nil {
 		return res, err

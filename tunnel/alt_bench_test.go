@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -195,33 +194,16 @@ func patternAt(flow, off, n int) []byte {
 // patternServer answers each accepted stream's requests: a request names
 // the flow (one byte), the answer is size bytes of that flow's pattern.
 func patternServer(ctx context.Context, s Session, size int, wg *sync.WaitGroup) {
-	defer wg.Done()
-	var inner sync.WaitGroup
-	defer inner.Wait()
-	for {
-		st, err := s.Accept(ctx)
-		if err != nil {
-			return
-		}
-		inner.Add(1)
-		go func() {
-			defer inner.Done()
-			defer st.Close()
-			var req [1]byte
-			for {
-				if _, err := io.ReadFull(st, req[:]); err != nil {
-					return
-				}
-				for off := 0; off < size; {
-					p := patternAt(int(req[0]), off, min(size-off, 32<<10))
-					if _, err := st.Write(p); err != nil {
-						return
-					}
-					off += len(p)
-				}
+	serveRequests(ctx, s, wg, func(st Stream, flow byte) error {
+		for off := 0; off < size; {
+			p := patternAt(int(flow), off, min(size-off, 32<<10))
+			if _, err := st.Write(p); err != nil {
+				return err
 			}
-		}()
-	}
+			off += len(p)
+		}
+		return nil
+	})
 }
 
 func benchDTLSMux(b *testing.B, m string, mtu, flows int) {

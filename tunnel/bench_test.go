@@ -21,10 +21,26 @@ const benchBulk = 16 << 20
 // sinkServer answers every accepted stream by reading its one-byte
 // request and writing size bytes back.
 func sinkServer(ctx context.Context, s Session, size int, wg *sync.WaitGroup) {
+	buf := make([]byte, 32<<10)
+	serveRequests(ctx, s, wg, func(st Stream, _ byte) error {
+		for left := size; left > 0; {
+			n := min(left, len(buf))
+			if _, err := st.Write(buf[:n]); err != nil {
+				return err
+			}
+			left -= n
+		}
+		return nil
+	})
+}
+
+// serveRequests answers every stream s accepts, one goroutine each, until
+// Accept fails: for every one-byte request read, answer writes its reply.
+// It calls wg.Done when it and every stream's goroutine have ended.
+func serveRequests(ctx context.Context, s Session, wg *sync.WaitGroup, answer func(st Stream, req byte) error) {
 	defer wg.Done()
 	var inner sync.WaitGroup
 	defer inner.Wait()
-	buf := make([]byte, 32<<10)
 	for {
 		st, err := s.Accept(ctx)
 		if err != nil {
@@ -34,17 +50,13 @@ func sinkServer(ctx context.Context, s Session, size int, wg *sync.WaitGroup) {
 		go func() {
 			defer inner.Done()
 			defer st.Close()
-			var one [1]byte
+			var req [1]byte
 			for {
-				if _, err := io.ReadFull(st, one[:]); err != nil {
+				if _, err := io.ReadFull(st, req[:]); err != nil {
 					return
 				}
-				for left := size; left > 0; {
-					n := min(left, len(buf))
-					if _, err := st.Write(buf[:n]); err != nil {
-						return
-					}
-					left -= n
+				if answer(st, req[0]) != nil {
+					return
 				}
 			}
 		}()
