@@ -342,6 +342,20 @@ func (m *measurer) tunnel(ctx context.Context) Section {
 		}
 		ones = append(ones, o)
 	}
+	// The parallel flows of each transport, opened now so that every
+	// round takes them beside the one-flow figures they are compared with.
+	type parFlows struct {
+		name  string
+		tr    client.TransportMode
+		flows []*Flow
+		fig   figure
+	}
+	var pars []*parFlows
+	for _, tr := range Transports {
+		p := &parFlows{name: fmt.Sprintf("%s tunnel, %d parallel flows (aggregate; %s each)", strings.ToUpper(string(tr)), TunnelParallelFlows, FormatSize(m.parSize)), tr: tr}
+		p.flows, p.fig.err = env.OpenFlows(ctx, tr, TunnelParallelFlows)
+		pars = append(pars, p)
+	}
 	rounds := m.rounds()
 	for round := 1; round <= rounds; round++ {
 		for _, o := range ones {
@@ -353,10 +367,25 @@ func (m *measurer) tunnel(ctx context.Context) Section {
 			cfg.MinOps = (cfg.MinOps + rounds - 1) / rounds
 			o.fig.add(m.run(ctx, fmt.Sprintf("tunnel: %s (round %d/%d)", o.label, round, rounds), cfg, o.flow.Fetch(m.flowSize)))
 		}
+		for _, p := range pars {
+			if p.fig.err != nil {
+				continue
+			}
+			cfg := RunConfig{Duration: d / time.Duration(rounds), MinOps: (2 + rounds - 1) / rounds}
+			if round == 1 {
+				cfg.Warmup = 1
+			}
+			p.fig.add(m.run(ctx, fmt.Sprintf("tunnel: %s, %d flows (round %d/%d)", p.tr, TunnelParallelFlows, round, rounds), cfg, FetchAll(p.flows, m.parSize)))
+		}
 	}
 	for _, o := range ones {
 		if o.flow != nil {
 			o.flow.Close()
+		}
+	}
+	for _, p := range pars {
+		for _, f := range p.flows {
+			f.Close()
 		}
 	}
 	raw := rateRow(ones[0].name, ones[0].fig.res, ones[0].fig.err, UnitMiBps).Versus(math.NaN(), "baseline of the TLS tunnel")
@@ -382,18 +411,8 @@ func (m *measurer) tunnel(ctx context.Context) Section {
 	}
 
 	// Parallel flows.
-	for _, tr := range Transports {
-		name := fmt.Sprintf("%s tunnel, %d parallel flows (aggregate; %s each)", strings.ToUpper(string(tr)), TunnelParallelFlows, FormatSize(m.parSize))
-		flows, err := env.OpenFlows(ctx, tr, TunnelParallelFlows)
-		if err != nil {
-			s.Add(Missing(name, UnitMiBps, err.Error()))
-			continue
-		}
-		res, err := m.run(ctx, fmt.Sprintf("tunnel: %s, %d flows", tr, TunnelParallelFlows), RunConfig{Duration: d, MinOps: 2, Warmup: 1}, FetchAll(flows, m.parSize))
-		for _, f := range flows {
-			f.Close()
-		}
-		s.Add(rateRow(name, res, err, UnitMiBps).RatioAtLeast(one[tr], GoalParallelVsOne, fmt.Sprintf("goal ≥ one %s flow (%s)", tr, FormatValue(one[tr], UnitMiBps))))
+	for _, p := range pars {
+		s.Add(rateRow(p.name, p.fig.res, p.fig.err, UnitMiBps).RatioAtLeast(one[p.tr], GoalParallelVsOne, fmt.Sprintf("goal ≥ one %s flow (%s)", p.tr, FormatValue(one[p.tr], UnitMiBps))))
 	}
 
 	// A new flow on an established tunnel.
@@ -411,7 +430,7 @@ func (m *measurer) tunnel(ctx context.Context) Section {
 	}
 	s.Notes = append(s.Notes,
 		"one flow and parallel flows reuse established flows (HTTP/1.1 keep-alive to a blob origin behind the gateway); the raw baseline reuses one connection the same way",
-		fmt.Sprintf("the raw baseline and the two one-flow figures are taken in %d alternating rounds and added up", rounds),
+		fmt.Sprintf("the raw baseline, the two one-flow figures and the two parallel figures are taken in %d alternating rounds and added up", rounds),
 		"new flow: stream open + request + the gateway's resolve and dial to the origin + reply + a 1-byte blob request, timed to the first response byte",
 		"setup: a new client from Start to WaitUp (resolve the gateway, handshake with pin check and device certificate, greeting, multiplexer)")
 	return s
