@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	mnet "github.com/moby/moby/api/types/network"
@@ -467,6 +468,41 @@ type containerRun struct {
 	// one laptop; fleetAddr their LAN addresses.
 	fleet     []string
 	fleetAddr map[string]netip.Addr
+	// outs is each node's output directory (file name → content) as
+	// readOutputs read it, guarded by mu.
+	outs map[string]map[string][]byte
+	// watch times the run's steps for the Debug log.
+	watch *stopwatch
+}
+
+// stopwatch times a run's steps (laps) for the runner's Debug log: where a
+// run's time goes, the engine's work or the runner's waits.
+type stopwatch struct {
+	mu    sync.Mutex
+	start time.Time
+	last  time.Time
+	laps  []any // name, duration, ...
+}
+
+func newStopwatch() *stopwatch {
+	now := time.Now()
+	return &stopwatch{start: now, last: now}
+}
+
+// lap records the time since the previous lap as step name.
+func (s *stopwatch) lap(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.laps = append(s.laps, name, now.Sub(s.last).Round(time.Millisecond))
+	s.last = now
+}
+
+// attrs is every lap so far and the total, for a log record.
+func (s *stopwatch) attrs() []any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append(append([]any{}, s.laps...), "total", time.Since(s.start).Round(time.Millisecond))
 }
 
 // Run implements harness.Runner.
@@ -486,6 +522,7 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 		return nil, err
 	}
 	defer end()
+	watch := run.watch
 	obs := &harness.Observation{Mode: c.Name(), Started: time.Now(), Roles: harness.RolesOf(p.Spec)}
 	if err := run.start(ctx); err != nil {
 		return nil, err
@@ -496,10 +533,12 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	if err := run.collect(ctx, obs); err != nil {
 		return nil, err
 	}
+	watch.lap("collect")
 	if c.Capture {
 		if err := run.collectCapture(ctx, obs); err != nil {
 			return nil, err
 		}
+		watch.lap("capture")
 	}
 	obs.Duration = time.Since(obs.Started)
 	return obs, ctx.Err()
@@ -509,6 +548,7 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 // leftovers, one of the runner's slots, the PKI and a Docker client. end
 // tears the run down (unless the runner keeps it) and gives all of it back.
 func (c *Runner) newRun(ctx context.Context, p harness.Plan) (run *containerRun, end func(), err error) {
+	watch := newStopwatch()
 	image, err := c.Image(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -536,11 +576,13 @@ func (c *Runner) newRun(ctx context.Context, p harness.Plan) (run *containerRun,
 		c.release(slot)
 		return nil, nil, err
 	}
-	run = &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{}}
+	run = &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{}, watch: watch}
+	watch.lap("prepare") // the images, the sweep, the wait for a slot
 	end = func() {
 		if !c.Keep {
 			run.teardown(context.WithoutCancel(ctx))
 		}
+		c.log().Debug("containers: run timing", append([]any{"run", run.id}, run.watch.attrs()...)...)
 		if run.slot >= 0 {
 			releaseUnderlay(run.slot)
 		}
@@ -694,6 +736,7 @@ func (run *containerRun) start(ctx context.Context) error {
 	if err := run.networks(ctx); err != nil {
 		return err
 	}
+	run.watch.lap("networks")
 	cfgs, err := run.configs()
 	if err != nil {
 		return err
@@ -723,6 +766,7 @@ func (run *containerRun) start(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	run.watch.lap("servers")
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -827,10 +871,15 @@ func (run *containerRun) startCreated(ctx context.Context, name string) error {
 	if n == nil || n.c == nil {
 		return fmt.Errorf("containers: no node %q created", name)
 	}
+	t0 := time.Now()
 	if err := n.c.Start(ctx); err != nil {
 		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, name, err, containerLogs(ctx, n.c))
 	}
-	return run.waitReady(ctx, n)
+	t1 := time.Now()
+	err := run.waitReady(ctx, n)
+	run.r.log().Debug("containers: node started", "run", run.id, "node", name,
+		"start", t1.Sub(t0).Round(time.Millisecond), "ready", time.Since(t1).Round(time.Millisecond))
+	return err
 }
 
 // newNode creates a node's container and, if start is set, starts it and
@@ -840,9 +889,20 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 	if err != nil {
 		return err
 	}
-	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o600}}
-	if nc.Role == node.RoleFirewall {
-		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: node.PolicyPath, FileMode: 0o644})
+	// The configuration goes in the container's environment: a file
+	// copied in before the start costs the engine a mount of the
+	// container's root filesystem (on fuse-overlayfs, about as much as the
+	// start). The firewall starts with the policy its configuration holds;
+	// node.PolicyPath is written only by a policy event.
+	cmd := []string{"serve", nc.Role, "--config-env"}
+	env := map[string]string{}
+	var files []testcontainers.ContainerFile
+	if len(cfgJSON) <= node.MaxConfigEnv {
+		env[node.ConfigEnv] = string(cfgJSON)
+	} else {
+		cmd = cmd[:2]
+		files = append(files, testcontainers.ContainerFile{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o600})
+		cmd = append(cmd, "--config", node.ConfigPath)
 	}
 	// testcontainers attaches extra networks without addresses, so only the
 	// first goes through it; the others are connected, with their static
@@ -855,7 +915,8 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 		}
 	}
 	opts := []testcontainers.ContainerCustomizer{
-		testcontainers.WithCmd("serve", nc.Role, "--config", node.ConfigPath),
+		testcontainers.WithCmd(cmd...),
+		testcontainers.WithEnv(env),
 		testcontainers.WithLabels(run.labels()),
 		testcontainers.WithName(fmt.Sprintf("pinwall-%s-%s", run.id, sanitize(nc.Name))),
 		testcontainers.WithFiles(files...),
@@ -889,7 +950,7 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 			}},
 		}),
 		testcontainers.CustomizeRequestOption(func(req *testcontainers.GenericContainerRequest) error {
-			req.Started = start
+			req.Started = false // startCreated starts it, timed apart
 			return nil
 		}),
 	}
@@ -897,7 +958,9 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 	if nc.Role == node.RoleFirewall && nc.Firewall.Interceptor != nil {
 		image = run.tools
 	}
+	t0 := time.Now()
 	c, err := testcontainers.Run(ctx, image, opts...)
+	run.r.log().Debug("containers: node created", "run", run.id, "node", nc.Name, "took", time.Since(t0).Round(time.Millisecond))
 	n := &started{name: nc.Name, cfg: nc, c: c}
 	run.mu.Lock()
 	run.nodes[nc.Name] = n
@@ -911,7 +974,7 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 		return fmt.Errorf("containers: start %s %s: %w\n%s", nc.Role, nc.Name, err, logs)
 	}
 	if start {
-		return run.waitReady(ctx, n)
+		return run.startCreated(ctx, nc.Name)
 	}
 	return nil
 }
@@ -1013,10 +1076,12 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 	if err := run.startCreated(ctx, "laptop"); err != nil {
 		return err
 	}
+	run.watch.lap("laptop")
 	laptop := run.nodes["laptop"]
 	if err := run.waitLog(ctx, laptop.c, node.MarkerTunnelSettled, 2*time.Minute); err != nil {
 		return err
 	}
+	run.watch.lap("settle")
 	evCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -1027,6 +1092,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 	err := run.waitLog(ctx, laptop.c, node.MarkerDone, 10*time.Minute)
 	stop()
 	wg.Wait()
+	run.watch.lap("workload")
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, containerLogs(ctx, laptop.c))
 	}
@@ -1041,6 +1107,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 		if err := run.waitLog(ctx, run.nodes[h.Name].c, node.MarkerDone, time.Minute); err != nil {
 			return err
 		}
+		run.watch.lap("probes " + h.Name)
 	}
 	return nil
 }
@@ -1094,6 +1161,7 @@ func (run *containerRun) exerciseFleet(ctx context.Context, obs *harness.Observa
 		}
 	}
 	wg.Wait()
+	run.watch.lap("fleet")
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -1250,30 +1318,28 @@ func (run *containerRun) restartFirewall(ctx context.Context) error {
 }
 
 // collect stops the servers (the firewall gracefully, so its UDP flows are
-// logged) and reads every log out of the containers.
+// logged; with Capture then the other capturing nodes, so their captures
+// are complete) and reads every log out of the containers: one archive of
+// each node's output directory, all nodes at once.
 func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) error {
 	grace := 10 * time.Second
 	if run.interceptor != nil {
 		grace = 25 * time.Second // the node stops the tool (up to 10 s) first
 	}
-	// The laptop has finished: its report is read while the firewall stops.
-	var (
-		rep    node.ClientReport
-		repErr error
-		read   = make(chan struct{})
-	)
-	go func() {
-		defer close(read)
-		if len(run.fleet) == 0 {
-			repErr = run.readJSON(ctx, "laptop", "client.json", &rep)
-		}
-	}()
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
 	}
-	<-read
-	if repErr != nil {
-		return repErr
+	if run.r.Capture {
+		run.stopCapturing(ctx)
+	}
+	if err := run.readOutputs(ctx); err != nil {
+		return err
+	}
+	var rep node.ClientReport
+	if len(run.fleet) == 0 {
+		if err := run.readJSON(ctx, "laptop", "client.json", &rep); err != nil {
+			return err
+		}
 	}
 	if len(run.fleet) == 0 {
 		obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
@@ -1350,7 +1416,13 @@ func (run *containerRun) collectInterceptor(ctx context.Context, obs *harness.Ob
 	}
 	logs := append([]interceptors.Log{{Name: string(ic.Kind) + "-setup.log", Path: node.OutDir + "/" + string(ic.Kind) + "-setup.log", What: "the setup commands pinwall ran before the tool, with their output"}}, ic.Logs...)
 	for _, l := range logs {
-		b, err := run.readPath(ctx, "firewall", l.Path)
+		var b []byte
+		var err error
+		if path.Dir(l.Path) == node.OutDir {
+			b, err = run.read(ctx, "firewall", path.Base(l.Path))
+		} else {
+			b, err = run.readPath(ctx, "firewall", l.Path)
+		}
 		if err != nil {
 			ev.Logs = append(ev.Logs, harness.NamedText{Name: l.Name, What: l.What, Text: "(not written: " + err.Error() + ")"})
 			continue
@@ -1366,8 +1438,60 @@ func (run *containerRun) collectInterceptor(ctx context.Context, obs *harness.Ob
 	return nil
 }
 
+// read is a file of a node's output directory: as readOutputs read it,
+// else copied out of the container now.
 func (run *containerRun) read(ctx context.Context, nodeName, file string) ([]byte, error) {
-	return run.readPath(ctx, nodeName, node.OutDir+"/"+file)
+	run.mu.Lock()
+	files, ok := run.outs[nodeName]
+	run.mu.Unlock()
+	if !ok {
+		return run.readPath(ctx, nodeName, node.OutDir+"/"+file)
+	}
+	b, ok := files[file]
+	if !ok {
+		n := run.nodes[nodeName]
+		return nil, fmt.Errorf("containers: %s wrote no %s/%s\n%s", nodeName, node.OutDir, file, containerLogs(ctx, n.c))
+	}
+	return b, nil
+}
+
+// readOutputs reads the output directory of every node collect (and, with
+// Capture, collectCapture) reads from: one archive per node, all at once,
+// a Docker API round trip each rather than one per file.
+func (run *containerRun) readOutputs(ctx context.Context) error {
+	var names []string
+	for _, name := range run.order {
+		n := run.nodes[name]
+		if n == nil || n.c == nil {
+			continue
+		}
+		switch {
+		case run.r.Capture, n.cfg.Role == node.RoleFirewall, n.cfg.Role == node.RoleGateway, n.cfg.Role == node.RoleProbe,
+			n.cfg.Role == node.RoleClient && len(run.fleet) == 0:
+			names = append(names, name)
+		}
+	}
+	outs := make([]map[string][]byte, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = run.readOut(ctx, name)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	run.outs = map[string]map[string][]byte{}
+	for i, name := range names {
+		run.outs[name] = outs[i]
+	}
+	return nil
 }
 
 func (run *containerRun) readPath(ctx context.Context, nodeName, file string) ([]byte, error) {
@@ -1391,7 +1515,9 @@ func (run *containerRun) readJSON(ctx context.Context, nodeName, file string, v 
 	return json.Unmarshal(b, v)
 }
 
-// teardown removes every container and network of the run.
+// teardown removes every container and network of the run. A container
+// still running is killed by its removal (one request: collect has read
+// what the run needs, and nothing a node writes on SIGTERM is read after).
 func (run *containerRun) teardown(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -1401,12 +1527,15 @@ func (run *containerRun) teardown(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				zero := time.Duration(0)
-				_ = n.c.Terminate(ctx, testcontainers.StopTimeout(zero))
+				_, err := run.cli.ContainerRemove(ctx, n.c.GetContainerID(), client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+				if err != nil && !cerrdefs.IsNotFound(err) {
+					run.r.log().Warn("containers: remove a container", "run", run.id, "node", name, "err", err)
+				}
 			}()
 		}
 	}
 	wg.Wait()
+	run.watch.lap("remove containers")
 	for _, nw := range []*testcontainers.DockerNetwork{run.lan, run.inet} {
 		if nw != nil {
 			wg.Add(1)
@@ -1417,6 +1546,7 @@ func (run *containerRun) teardown(ctx context.Context) {
 		}
 	}
 	wg.Wait()
+	run.watch.lap("remove networks")
 }
 
 // configs writes every node's configuration from the plan.
