@@ -10,8 +10,6 @@ import (
 	"io"
 	"net/netip"
 	"path"
-	"sync"
-	"time"
 
 	"github.com/moby/moby/client"
 
@@ -70,28 +68,15 @@ func (run *containerRun) addCapture(cfgs []node.Config) {
 	}
 }
 
-// stopCapturing stops the capturing nodes still running (SIGTERM: each
-// flushes its capture), all at once.
-func (run *containerRun) stopCapturing(ctx context.Context) {
-	grace := 10 * time.Second
-	var wg sync.WaitGroup
-	for _, name := range run.order {
-		n := run.nodes[name]
-		if n == nil || n.c == nil || n.cfg.Capture == nil || len(n.cfg.Capture.Ifaces) == 0 || n.cfg.Role == node.RoleFirewall {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = n.c.Stop(ctx, &grace)
-		}()
-	}
-	wg.Wait()
+// capturing says whether a node captures packets (not only session
+// secrets).
+func capturing(nc node.Config) bool {
+	return nc.Capture != nil && len(nc.Capture.Ifaces) > 0
 }
 
 // collectCapture merges every node's capture and key log, as collect read
-// them (the capturing nodes stopped first), into obs.Capture: one
-// interface per leg, in the order of the in-process captures.
+// them (readOutputs stops the capturing nodes first), into obs.Capture:
+// one interface per leg, in the order of the in-process captures.
 func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observation) error {
 	rec := capture.New(capture.Config{SnapLen: run.r.SnapLen, Comment: "pinwall container run: captured with AF_PACKET on the containers' interfaces"})
 	legs := map[string]uint32{}
@@ -126,7 +111,7 @@ func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observ
 			continue
 		}
 		_, _ = rec.KeyLog().Write(o.files[node.KeyLogFile])
-		if len(run.nodes[o.name].cfg.Capture.Ifaces) == 0 {
+		if !capturing(run.nodes[o.name].cfg) {
 			continue
 		}
 		data, ok := o.files[node.CaptureFile]

@@ -145,7 +145,9 @@ const (
 // gateways and origins on internet with their service addresses. One
 // image FROM scratch holds the static pinwall binary; it is built once per
 // runner and reused. Up to Parallel runs go at once, each on its own pair
-// of underlay subnets; more wait for a free slot.
+// of underlay subnets; more wait for a free slot. A slot's two networks
+// are made by its first run and kept for the slot's next runs (each run
+// removes its containers first), until Close removes them.
 type Runner struct {
 	// Binary is a static (CGO_ENABLED=0) pinwall binary to put in the
 	// image; empty builds ./cmd/pinwall from this module's source.
@@ -203,6 +205,110 @@ type Runner struct {
 	imageErr  error
 	buildOnce sync.Once
 	built     time.Duration
+	// nets are each run slot's underlay networks, kept between the slot's
+	// runs until Close; closed says Close has run (a run ending after it
+	// removes its networks).
+	netsMu sync.Mutex
+	nets   map[int]*underlayNets
+	closed bool
+}
+
+// underlayNets is a run slot's pair of underlay networks.
+type underlayNets struct {
+	k         int // the underlay slot claimed for them (claimUnderlay)
+	under     underlays
+	lan, inet *testcontainers.DockerNetwork
+}
+
+// Close removes the underlay networks the runner keeps between runs. Call
+// it once the runs have returned; it is idempotent, and a run ending
+// after it removes its own networks.
+func (c *Runner) Close() error {
+	c.netsMu.Lock()
+	nets := c.nets
+	c.nets, c.closed = nil, true
+	c.netsMu.Unlock()
+	if len(nets) == 0 {
+		return nil
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(context.Background())
+	if err != nil {
+		return fmt.Errorf("containers: close: %w", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, n := range nets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := removeNets(ctx, cli, n.lan, n.inet); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("containers: close: %w", err))
+				mu.Unlock()
+			}
+			releaseUnderlay(n.k)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// removeNets removes networks (nil ones skipped), all at once; one
+// already gone is not an error.
+func removeNets(ctx context.Context, cli *testcontainers.DockerClient, nets ...*testcontainers.DockerNetwork) error {
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, len(nets))
+	)
+	for i, nw := range nets {
+		if nw == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cli.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs[i] = fmt.Errorf("remove network %s: %w", nw.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// keptNets is the networks run slot s kept from its previous run, if any.
+func (c *Runner) keptNets(s int) *underlayNets {
+	c.netsMu.Lock()
+	defer c.netsMu.Unlock()
+	return c.nets[s]
+}
+
+// keepNets keeps a run's networks for run slot s's next run; false when
+// the runner is closed (the run removes them).
+func (c *Runner) keepNets(s int, n *underlayNets) bool {
+	c.netsMu.Lock()
+	defer c.netsMu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.nets == nil {
+		c.nets = map[int]*underlayNets{}
+	}
+	c.nets[s] = n
+	return true
+}
+
+// dropNets forgets run slot s's networks (its run removes them).
+func (c *Runner) dropNets(s int) {
+	c.netsMu.Lock()
+	defer c.netsMu.Unlock()
+	delete(c.nets, s)
 }
 
 // Name implements harness.Runner.
@@ -454,11 +560,14 @@ type containerRun struct {
 	lan   *testcontainers.DockerNetwork
 	inet  *testcontainers.DockerNetwork
 	under underlays
-	slot  int        // the underlay slot claimed for under
-	mu    sync.Mutex // guards nodes and order while servers start together
-	nodes map[string]*started
-	order []string
-	seq   int // impairment controls sent
+	slot  int // the underlay slot claimed for under
+	// runSlot is the runner's slot the run holds (acquire); its networks
+	// may be the ones the slot's previous run kept.
+	runSlot int
+	mu      sync.Mutex // guards nodes and order while servers start together
+	nodes   map[string]*started
+	order   []string
+	seq     int // impairment controls sent
 	// interceptor is the policy as translated for a third-party firewall.
 	interceptor *interceptors.Config
 	// field, if set, runs the field probe's gateways and the probe on the
@@ -576,14 +685,15 @@ func (c *Runner) newRun(ctx context.Context, p harness.Plan) (run *containerRun,
 		c.release(slot)
 		return nil, nil, err
 	}
-	run = &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{}, watch: watch}
+	run = &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, runSlot: slot, nodes: map[string]*started{}, watch: watch}
 	watch.lap("prepare") // the images, the sweep, the wait for a slot
 	end = func() {
+		kept := false
 		if !c.Keep {
-			run.teardown(context.WithoutCancel(ctx))
+			kept = run.teardown(context.WithoutCancel(ctx))
 		}
 		c.log().Debug("containers: run timing", append([]any{"run", run.id}, run.watch.attrs()...)...)
-		if run.slot >= 0 {
+		if run.slot >= 0 && !kept {
 			releaseUnderlay(run.slot)
 		}
 		cli.Close()
@@ -629,6 +739,19 @@ func (run *containerRun) labels() map[string]string {
 // Another process may take the same slot between the look and the
 // creation; the engine then refuses the subnet and the run moves on.
 func (run *containerRun) networks(ctx context.Context) error {
+	if n := run.r.keptNets(run.runSlot); n != nil {
+		if run.netsExist(ctx, n) {
+			run.slot, run.under, run.lan, run.inet = n.k, n.under, n.lan, n.inet
+			if f := run.r.OnNetworks; f != nil {
+				f(run.id, run.under.lan, run.under.inet)
+			}
+			return nil
+		}
+		// Removed behind the runner's back: made again.
+		run.r.dropNets(run.runSlot)
+		_ = removeNets(ctx, run.cli, n.lan, n.inet)
+		releaseUnderlay(n.k)
+	}
 	tried := map[int]bool{}
 	for {
 		taken, err := slotsTaken(ctx, run.cli)
@@ -659,6 +782,17 @@ func (run *containerRun) networks(ctx context.Context) error {
 		releaseUnderlay(k)
 		run.slot = -1
 	}
+}
+
+// netsExist says whether both of a slot's kept networks are still on the
+// engine.
+func (run *containerRun) netsExist(ctx context.Context, n *underlayNets) bool {
+	for _, nw := range []*testcontainers.DockerNetwork{n.lan, n.inet} {
+		if _, err := run.cli.NetworkInspect(ctx, nw.ID, client.NetworkInspectOptions{}); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // slotsTaken lists the underlay slots whose subnets overlap a network
@@ -1329,9 +1463,6 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
 	}
-	if run.r.Capture {
-		run.stopCapturing(ctx)
-	}
 	if err := run.readOutputs(ctx); err != nil {
 		return err
 	}
@@ -1457,7 +1588,9 @@ func (run *containerRun) read(ctx context.Context, nodeName, file string) ([]byt
 
 // readOutputs reads the output directory of every node collect (and, with
 // Capture, collectCapture) reads from: one archive per node, all at once,
-// a Docker API round trip each rather than one per file.
+// a Docker API round trip each rather than one per file. With Capture, a
+// capturing node still running is stopped first (SIGTERM: it flushes its
+// capture).
 func (run *containerRun) readOutputs(ctx context.Context) error {
 	var names []string
 	for _, name := range run.order {
@@ -1478,6 +1611,10 @@ func (run *containerRun) readOutputs(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if n := run.nodes[name]; run.r.Capture && capturing(n.cfg) && n.cfg.Role != node.RoleFirewall {
+				grace := 10 * time.Second
+				_ = n.c.Stop(ctx, &grace)
+			}
 			outs[i], errs[i] = run.readOut(ctx, name)
 		}()
 	}
@@ -1515,38 +1652,67 @@ func (run *containerRun) readJSON(ctx context.Context, nodeName, file string, v 
 	return json.Unmarshal(b, v)
 }
 
-// teardown removes every container and network of the run. A container
-// still running is killed by its removal (one request: collect has read
-// what the run needs, and nothing a node writes on SIGTERM is read after).
-func (run *containerRun) teardown(ctx context.Context) {
+// teardown removes every container of the run. A container still running
+// is killed by its removal (one request: collect has read what the run
+// needs, and nothing a node writes on SIGTERM is read after). The run's
+// networks are kept for its slot's next run (kept reports it) when every
+// container is gone and the runner keeps networks; otherwise they are
+// removed.
+func (run *containerRun) teardown(ctx context.Context) (kept bool) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		dirty bool // a container may be left on the networks
+	)
+	// Every container labelled with the run, not only those it knows of (a
+	// creation that failed half-way may have left one on the networks).
+	ids := map[string]string{}
 	for _, name := range run.order {
 		if n := run.nodes[name]; n != nil && n.c != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, err := run.cli.ContainerRemove(ctx, n.c.GetContainerID(), client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
-				if err != nil && !cerrdefs.IsNotFound(err) {
-					run.r.log().Warn("containers: remove a container", "run", run.id, "node", name, "err", err)
-				}
-			}()
+			ids[n.c.GetContainerID()] = name
 		}
+	}
+	list, err := run.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelRun+"="+run.id)})
+	if err != nil {
+		dirty = true
+	}
+	for _, c := range list.Items {
+		if _, ok := ids[c.ID]; !ok {
+			ids[c.ID] = c.ID
+			if len(c.Names) > 0 {
+				ids[c.ID] = strings.TrimPrefix(c.Names[0], "/")
+			}
+		}
+	}
+	for id, name := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := run.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+			if err != nil && !cerrdefs.IsNotFound(err) {
+				run.r.log().Warn("containers: remove a container", "run", run.id, "node", name, "err", err)
+				mu.Lock()
+				dirty = true
+				mu.Unlock()
+			}
+		}()
 	}
 	wg.Wait()
 	run.watch.lap("remove containers")
-	for _, nw := range []*testcontainers.DockerNetwork{run.lan, run.inet} {
-		if nw != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = nw.Remove(ctx)
-			}()
-		}
+	if run.lan == nil && run.inet == nil {
+		return false
 	}
-	wg.Wait()
+	if !dirty && run.r.keepNets(run.runSlot, &underlayNets{k: run.slot, under: run.under, lan: run.lan, inet: run.inet}) {
+		return true
+	}
+	run.r.dropNets(run.runSlot)
+	if err := removeNets(ctx, run.cli, run.lan, run.inet); err != nil {
+		run.r.log().Warn("containers: remove the run's networks", "run", run.id, "err", err)
+	}
 	run.watch.lap("remove networks")
+	return false
 }
 
 // configs writes every node's configuration from the plan.
