@@ -61,6 +61,8 @@ Roles:
   origin     the SaaS origins of a container topology (--config)
   probe      a LAN host without the client (--config)
 
+A container node's configuration is a file (--config FILE) or, as the container
+runner hands it, the environment (--config-env: $PINWALL_NODE_CONFIG).
 Run "pinwall serve ROLE -h" for a role's flags.
 `
 

@@ -1001,17 +1001,25 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config) error {
 // startCreated starts a node newNode created without starting, and waits
 // until it says it is ready.
 func (run *containerRun) startCreated(ctx context.Context, name string) error {
+	run.mu.Lock()
 	n := run.nodes[name]
+	run.mu.Unlock()
 	if n == nil || n.c == nil {
 		return fmt.Errorf("containers: no node %q created", name)
 	}
+	return run.startContainer(ctx, n)
+}
+
+// startContainer starts a created node's container and waits until the
+// node says it is ready.
+func (run *containerRun) startContainer(ctx context.Context, n *started) error {
 	t0 := time.Now()
 	if err := n.c.Start(ctx); err != nil {
-		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, name, err, containerLogs(ctx, n.c))
+		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, n.name, err, containerLogs(ctx, n.c))
 	}
 	t1 := time.Now()
 	err := run.waitReady(ctx, n)
-	run.r.log().Debug("containers: node started", "run", run.id, "node", name,
+	run.r.log().Debug("containers: node started", "run", run.id, "node", n.name,
 		"start", t1.Sub(t0).Round(time.Millisecond), "ready", time.Since(t1).Round(time.Millisecond))
 	return err
 }
@@ -1108,7 +1116,7 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 		return fmt.Errorf("containers: start %s %s: %w\n%s", nc.Role, nc.Name, err, logs)
 	}
 	if start {
-		return run.startCreated(ctx, nc.Name)
+		return run.startContainer(ctx, n)
 	}
 	return nil
 }
