@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -28,7 +29,8 @@ type FleetContainersResult struct {
 // FleetContainers runs the catalogue's visibility row (DTLS to the
 // gateway, the firewall logging but not decrypting) with a fleet of n
 // laptops, each a container of its own with its own device certificate,
-// all started at once behind the firewall's one NAT address.
+// all started at once behind the firewall's one NAT address. It closes r
+// after the run: Wall includes the removal of the run's networks.
 func FleetContainers(ctx context.Context, r *containers.Runner, n int) (FleetContainersResult, error) {
 	res := FleetContainersResult{N: n}
 	plan, err := cataloguePlan("visibility", "baseline")
@@ -38,6 +40,7 @@ func FleetContainers(ctx context.Context, r *containers.Runner, n int) (FleetCon
 	plan.Fleet, plan.WaitUp = n, FleetContainerWait
 	start := time.Now()
 	obs, err := r.Run(ctx, plan)
+	err = errors.Join(err, r.Close())
 	res.Wall = time.Since(start)
 	if err != nil {
 		return res, err
@@ -54,11 +57,11 @@ func fleetContainerRows(ctx context.Context, log func(string, ...any)) []Row {
 	if err := containers.DockerAvailable(ctx); err != nil {
 		return []Row{Missing("container fleet", UnitSeconds, "no Docker engine answers: "+err.Error())}
 	}
-	r := &containers.Runner{Parallel: 1}
 	var rows []Row
 	for _, n := range FleetContainerSizes {
 		log("bench: fleet of %d laptop containers ...\n", n)
-		res, err := FleetContainers(ctx, r, n)
+		// A runner each: every size's run makes its networks.
+		res, err := FleetContainers(ctx, &containers.Runner{Parallel: 1}, n)
 		label := fmt.Sprintf("containers: %d laptop containers, time until all up", n)
 		if err != nil {
 			rows = append(rows, Missing(label, UnitSeconds, err.Error()))

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/net/proxy"
 
+	"github.com/pinwall/pinwall/internal/node"
 	"github.com/pinwall/pinwall/mitm/policy"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/scenarios"
@@ -649,4 +650,26 @@ func TestContainerRolesRefuseAHost(t *testing.T) {
 	assert.Contains(t, err.Error(), "--i-am-in-a-container")
 	assert.NoError(t, requireContainer("gateway", "", true), "the override")
 	assert.NoError(t, requireContainer("gateway", "/.dockerenv exists", false))
+}
+
+// TestServeConfigEnv: with --config-env a container role reads its node
+// configuration from the environment (the container runner's hand-over),
+// the firewall and the gateway taking it as a container role.
+func TestServeConfigEnv(t *testing.T) {
+	for _, tt := range []struct {
+		role, env string
+		want      string
+	}{
+		{"client", `{"role": "origin", "name": "origins"}`, `serve client: $PINWALL_NODE_CONFIG configures role "origin"`},
+		{"firewall", `{"role": "gateway"}`, `serve firewall: $PINWALL_NODE_CONFIG configures role "gateway"`},
+		{"gateway", `{"role": "firewall"}`, `serve gateway: $PINWALL_NODE_CONFIG configures role "firewall"`},
+		{"origin", `{"role":`, `$PINWALL_NODE_CONFIG: unexpected end of JSON input`},
+	} {
+		t.Run(tt.role, func(t *testing.T) {
+			t.Setenv(node.ConfigEnv, tt.env)
+			_, errOut, code := run(t, context.Background(), "serve", tt.role, "--config-env", "--i-am-in-a-container")
+			assert.Equal(t, 2, code)
+			assert.Contains(t, errOut, tt.want)
+		})
+	}
 }

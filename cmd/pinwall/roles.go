@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,8 +23,9 @@ import (
 // firewall's policy, SIGUSR1 tells the client the network changed,
 // SIGUSR2 applies the impairment the runner wrote (node.ImpairPath).
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve "+role, "pinwall serve "+role+" [--config FILE]", args, stdout, stderr)
+	fs := newFlagSet("serve "+role, "pinwall serve "+role+" [--config FILE | --config-env]", args, stdout, stderr)
 	config := fs.String("config", node.ConfigPath, "node configuration (JSON, written by the container runner)")
+	configEnv := fs.Bool("config-env", false, "read the node configuration from $"+node.ConfigEnv+" (the container runner's hand-over) instead of --config")
 	inContainer := fs.Bool("i-am-in-a-container", false, "run although nothing shows this is a container: this role reconfigures the network of the machine it runs on")
 	if err := fs.Parse(args); err != nil {
 		return flagError(err)
@@ -31,12 +33,24 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 	if err := requireContainer(role, node.ContainerEvidence("/", os.Getenv, os.Getpid()), *inContainer); err != nil {
 		return err
 	}
-	nc, err := node.ReadConfig(*config)
+	source := *config
+	var nc node.Config
+	var err error
+	if *configEnv {
+		// The tools a firewall supervises do not inherit it (it holds the
+		// enterprise CA's key).
+		source = "$" + node.ConfigEnv
+		env := os.Getenv(node.ConfigEnv)
+		os.Unsetenv(node.ConfigEnv)
+		nc, err = node.ParseConfig(source, []byte(env))
+	} else {
+		nc, err = node.ReadConfig(*config)
+	}
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	if nc.Role != role {
-		return usageError("serve %s: %s configures role %q", role, *config, nc.Role)
+		return usageError("serve %s: %s configures role %q", role, source, nc.Role)
 	}
 	reload := make(chan struct{}, 1)
 	netChange := make(chan struct{}, 1)
@@ -83,6 +97,10 @@ func newContainerRunner(set *pki.Set, parallel int, stderr io.Writer) (harness.R
 		return nil, usageError("--mode containers: --parallel %d: at most %d runs hold containers at once (each needs its own pair of subnets)", parallel, containers.MaxParallelRuns)
 	}
 	r := &containers.Runner{PKI: set, Parallel: parallel, Keep: os.Getenv("PINWALL_KEEP_CONTAINERS") != ""}
+	if os.Getenv("PINWALL_CONTAINERS_DEBUG") != "" {
+		// Every run's and node's timing (where the engine's time goes).
+		r.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if exe, err := os.Executable(); err == nil && isStatic(exe) {
 		r.Binary = exe
 	} else {

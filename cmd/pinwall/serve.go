@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 
 	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/mitm"
@@ -34,16 +33,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "firewall":
 		// With a node configuration the firewall is a container role;
 		// otherwise it runs standalone from PEM files and a policy.
-		for _, a := range rest {
-			if a == "--config" || a == "-config" || strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config=") {
-				return serveRole(ctx, role, rest, stdout, stderr)
-			}
+		if hasFlag(rest, "config") || hasFlag(rest, "config-env") {
+			return serveRole(ctx, role, rest, stdout, stderr)
 		}
 		return serveFirewall(ctx, rest, stdout, stderr)
 	case "gateway":
 		// With --dir the gateway is the field probe's, standalone;
-		// with --config a container role.
-		if hasFlag(rest, "config") {
+		// with --config (or --config-env) a container role.
+		if hasFlag(rest, "config") || hasFlag(rest, "config-env") {
 			return serveRole(ctx, role, rest, stdout, stderr)
 		}
 		return serveFieldGateway(ctx, rest, stdout, stderr)
@@ -64,6 +61,8 @@ Roles:
   origin     the SaaS origins of a container topology (--config)
   probe      a LAN host without the client (--config)
 
+A container node's configuration is a file (--config FILE) or, as the container
+runner hands it, the environment (--config-env: $PINWALL_NODE_CONFIG).
 Run "pinwall serve ROLE -h" for a role's flags.
 `
 

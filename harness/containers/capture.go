@@ -10,8 +10,6 @@ import (
 	"io"
 	"net/netip"
 	"path"
-	"sync"
-	"time"
 
 	"github.com/moby/moby/client"
 
@@ -70,35 +68,21 @@ func (run *containerRun) addCapture(cfgs []node.Config) {
 	}
 }
 
-// collectCapture stops the nodes still running, so that their captures are
-// complete, and merges every node's capture and key log into obs.Capture:
+// capturing says whether a node captures packets (not only session
+// secrets).
+func capturing(nc node.Config) bool {
+	return nc.Capture != nil && len(nc.Capture.Ifaces) > 0
+}
+
+// collectCapture merges every node's capture and key log, as collect read
+// them (readOutputs stops the capturing nodes first), into obs.Capture:
 // one interface per leg, in the order of the in-process captures.
 func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observation) error {
-	start := time.Now()
-	defer func() {
-		run.r.log().Info("containers: capture collected", "run", run.id, "took", time.Since(start).Round(time.Millisecond))
-	}()
-	grace := 10 * time.Second
-	var wg sync.WaitGroup
-	for _, name := range run.order {
-		n := run.nodes[name]
-		if n == nil || n.c == nil || n.cfg.Capture == nil || len(n.cfg.Capture.Ifaces) == 0 {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = n.c.Stop(ctx, &grace) // SIGTERM: the node flushes its capture
-		}()
-	}
-	wg.Wait()
 	rec := capture.New(capture.Config{SnapLen: run.r.SnapLen, Comment: "pinwall container run: captured with AF_PACKET on the containers' interfaces"})
 	legs := map[string]uint32{}
 	for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway, harness.LegGatewayOrigins} {
 		legs[leg] = rec.AddInterface(pcapng.Interface{LinkType: pcapng.LinkEthernet, Name: leg, Description: run.plan.Spec.LegDescription(leg)})
 	}
-	// One archive of each node's output directory, all nodes at once: a
-	// copy per file would cost a Docker API round trip each.
 	type output struct {
 		name  string
 		files map[string][]byte
@@ -107,17 +91,18 @@ func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observ
 	var outs []*output
 	for _, name := range run.order {
 		if n := run.nodes[name]; n != nil && n.c != nil && n.cfg.Capture != nil {
-			outs = append(outs, &output{name: name})
+			o := &output{name: name}
+			run.mu.Lock()
+			files, ok := run.outs[name]
+			run.mu.Unlock()
+			if ok {
+				o.files = files
+			} else {
+				o.files, o.err = run.readOut(ctx, name)
+			}
+			outs = append(outs, o)
 		}
 	}
-	for _, o := range outs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o.files, o.err = run.readOut(ctx, o.name, node.KeyLogFile, node.CaptureFile, node.CaptureStatsFile)
-		}()
-	}
-	wg.Wait()
 	var dropped uint64
 	var errs []error
 	for _, o := range outs {
@@ -126,7 +111,7 @@ func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observ
 			continue
 		}
 		_, _ = rec.KeyLog().Write(o.files[node.KeyLogFile])
-		if len(run.nodes[o.name].cfg.Capture.Ifaces) == 0 {
+		if !capturing(run.nodes[o.name].cfg) {
 			continue
 		}
 		data, ok := o.files[node.CaptureFile]
@@ -154,19 +139,15 @@ func (run *containerRun) collectCapture(ctx context.Context, obs *harness.Observ
 	return nil
 }
 
-// readOut copies the named files of a node's output directory in one
-// archive; files the node did not write are absent from the map.
-func (run *containerRun) readOut(ctx context.Context, nodeName string, names ...string) (map[string][]byte, error) {
+// readOut copies a node's output directory in one archive: its regular
+// files by base name.
+func (run *containerRun) readOut(ctx context.Context, nodeName string) (map[string][]byte, error) {
 	n := run.nodes[nodeName]
 	res, err := run.cli.CopyFromContainer(ctx, n.c.GetContainerID(), client.CopyFromContainerOptions{SourcePath: node.OutDir})
 	if err != nil {
 		return nil, fmt.Errorf("containers: read %s from %s: %w", node.OutDir, nodeName, err)
 	}
 	defer res.Content.Close()
-	want := map[string]bool{}
-	for _, name := range names {
-		want[name] = true
-	}
 	out := map[string][]byte{}
 	tr := tar.NewReader(res.Content)
 	for {
@@ -177,8 +158,8 @@ func (run *containerRun) readOut(ctx context.Context, nodeName string, names ...
 		if err != nil {
 			return nil, fmt.Errorf("containers: read %s from %s: %w", node.OutDir, nodeName, err)
 		}
-		if base := path.Base(h.Name); h.Typeflag == tar.TypeReg && want[base] {
-			if out[base], err = io.ReadAll(tr); err != nil {
+		if h.Typeflag == tar.TypeReg && path.Dir(h.Name) == path.Base(node.OutDir) {
+			if out[path.Base(h.Name)], err = io.ReadAll(tr); err != nil {
 				return nil, fmt.Errorf("containers: read %s from %s: %w", h.Name, nodeName, err)
 			}
 		}

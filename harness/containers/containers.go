@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	mnet "github.com/moby/moby/api/types/network"
@@ -144,7 +145,9 @@ const (
 // gateways and origins on internet with their service addresses. One
 // image FROM scratch holds the static pinwall binary; it is built once per
 // runner and reused. Up to Parallel runs go at once, each on its own pair
-// of underlay subnets; more wait for a free slot.
+// of underlay subnets; more wait for a free slot. A slot's two networks
+// are made by its first run and kept for the slot's next runs (each run
+// removes its containers first), until Close removes them.
 type Runner struct {
 	// Binary is a static (CGO_ENABLED=0) pinwall binary to put in the
 	// image; empty builds ./cmd/pinwall from this module's source.
@@ -202,6 +205,110 @@ type Runner struct {
 	imageErr  error
 	buildOnce sync.Once
 	built     time.Duration
+	// nets are each run slot's underlay networks, kept between the slot's
+	// runs until Close; closed says Close has run (a run ending after it
+	// removes its networks).
+	netsMu sync.Mutex
+	nets   map[int]*underlayNets
+	closed bool
+}
+
+// underlayNets is a run slot's pair of underlay networks.
+type underlayNets struct {
+	k         int // the underlay slot claimed for them (claimUnderlay)
+	under     underlays
+	lan, inet *testcontainers.DockerNetwork
+}
+
+// Close removes the underlay networks the runner keeps between runs. Call
+// it once the runs have returned; it is idempotent, and a run ending
+// after it removes its own networks.
+func (c *Runner) Close() error {
+	c.netsMu.Lock()
+	nets := c.nets
+	c.nets, c.closed = nil, true
+	c.netsMu.Unlock()
+	if len(nets) == 0 {
+		return nil
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(context.Background())
+	if err != nil {
+		return fmt.Errorf("containers: close: %w", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, n := range nets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := removeNets(ctx, cli, n.lan, n.inet); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("containers: close: %w", err))
+				mu.Unlock()
+			}
+			releaseUnderlay(n.k)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// removeNets removes networks (nil ones skipped), all at once; one
+// already gone is not an error.
+func removeNets(ctx context.Context, cli *testcontainers.DockerClient, nets ...*testcontainers.DockerNetwork) error {
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, len(nets))
+	)
+	for i, nw := range nets {
+		if nw == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cli.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs[i] = fmt.Errorf("remove network %s: %w", nw.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// keptNets is the networks run slot s kept from its previous run, if any.
+func (c *Runner) keptNets(s int) *underlayNets {
+	c.netsMu.Lock()
+	defer c.netsMu.Unlock()
+	return c.nets[s]
+}
+
+// keepNets keeps a run's networks for run slot s's next run; false when
+// the runner is closed (the run removes them).
+func (c *Runner) keepNets(s int, n *underlayNets) bool {
+	c.netsMu.Lock()
+	defer c.netsMu.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.nets == nil {
+		c.nets = map[int]*underlayNets{}
+	}
+	c.nets[s] = n
+	return true
+}
+
+// dropNets forgets run slot s's networks (its run removes them).
+func (c *Runner) dropNets(s int) {
+	c.netsMu.Lock()
+	defer c.netsMu.Unlock()
+	delete(c.nets, s)
 }
 
 // Name implements harness.Runner.
@@ -453,11 +560,14 @@ type containerRun struct {
 	lan   *testcontainers.DockerNetwork
 	inet  *testcontainers.DockerNetwork
 	under underlays
-	slot  int        // the underlay slot claimed for under
-	mu    sync.Mutex // guards nodes and order while servers start together
-	nodes map[string]*started
-	order []string
-	seq   int // impairment controls sent
+	slot  int // the underlay slot claimed for under
+	// runSlot is the runner's slot the run holds (acquire); its networks
+	// may be the ones the slot's previous run kept.
+	runSlot int
+	mu      sync.Mutex // guards nodes and order while servers start together
+	nodes   map[string]*started
+	order   []string
+	seq     int // impairment controls sent
 	// interceptor is the policy as translated for a third-party firewall.
 	interceptor *interceptors.Config
 	// field, if set, runs the field probe's gateways and the probe on the
@@ -467,6 +577,41 @@ type containerRun struct {
 	// one laptop; fleetAddr their LAN addresses.
 	fleet     []string
 	fleetAddr map[string]netip.Addr
+	// outs is each node's output directory (file name → content) as
+	// readOutputs read it, guarded by mu.
+	outs map[string]map[string][]byte
+	// watch times the run's steps for the Debug log.
+	watch *stopwatch
+}
+
+// stopwatch times a run's steps (laps) for the runner's Debug log: where a
+// run's time goes, the engine's work or the runner's waits.
+type stopwatch struct {
+	mu    sync.Mutex
+	start time.Time
+	last  time.Time
+	laps  []any // name, duration, ...
+}
+
+func newStopwatch() *stopwatch {
+	now := time.Now()
+	return &stopwatch{start: now, last: now}
+}
+
+// lap records the time since the previous lap as step name.
+func (s *stopwatch) lap(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.laps = append(s.laps, name, now.Sub(s.last).Round(time.Millisecond))
+	s.last = now
+}
+
+// attrs is every lap so far and the total, for a log record.
+func (s *stopwatch) attrs() []any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append(append([]any{}, s.laps...), "total", time.Since(s.start).Round(time.Millisecond))
 }
 
 // Run implements harness.Runner.
@@ -486,6 +631,7 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 		return nil, err
 	}
 	defer end()
+	watch := run.watch
 	obs := &harness.Observation{Mode: c.Name(), Started: time.Now(), Roles: harness.RolesOf(p.Spec)}
 	if err := run.start(ctx); err != nil {
 		return nil, err
@@ -496,10 +642,12 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 	if err := run.collect(ctx, obs); err != nil {
 		return nil, err
 	}
+	watch.lap("collect")
 	if c.Capture {
 		if err := run.collectCapture(ctx, obs); err != nil {
 			return nil, err
 		}
+		watch.lap("capture")
 	}
 	obs.Duration = time.Since(obs.Started)
 	return obs, ctx.Err()
@@ -509,6 +657,7 @@ func (c *Runner) Run(ctx context.Context, p harness.Plan) (*harness.Observation,
 // leftovers, one of the runner's slots, the PKI and a Docker client. end
 // tears the run down (unless the runner keeps it) and gives all of it back.
 func (c *Runner) newRun(ctx context.Context, p harness.Plan) (run *containerRun, end func(), err error) {
+	watch := newStopwatch()
 	image, err := c.Image(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -536,12 +685,15 @@ func (c *Runner) newRun(ctx context.Context, p harness.Plan) (run *containerRun,
 		c.release(slot)
 		return nil, nil, err
 	}
-	run = &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, nodes: map[string]*started{}}
+	run = &containerRun{r: c, id: randomID(), plan: p, set: set, image: image, tools: tools, cli: cli, slot: -1, runSlot: slot, nodes: map[string]*started{}, watch: watch}
+	watch.lap("prepare") // the images, the sweep, the wait for a slot
 	end = func() {
+		kept := false
 		if !c.Keep {
-			run.teardown(context.WithoutCancel(ctx))
+			kept = run.teardown(context.WithoutCancel(ctx))
 		}
-		if run.slot >= 0 {
+		c.log().Debug("containers: run timing", append([]any{"run", run.id}, run.watch.attrs()...)...)
+		if run.slot >= 0 && !kept {
 			releaseUnderlay(run.slot)
 		}
 		cli.Close()
@@ -587,6 +739,19 @@ func (run *containerRun) labels() map[string]string {
 // Another process may take the same slot between the look and the
 // creation; the engine then refuses the subnet and the run moves on.
 func (run *containerRun) networks(ctx context.Context) error {
+	if n := run.r.keptNets(run.runSlot); n != nil {
+		if run.netsExist(ctx, n) {
+			run.slot, run.under, run.lan, run.inet = n.k, n.under, n.lan, n.inet
+			if f := run.r.OnNetworks; f != nil {
+				f(run.id, run.under.lan, run.under.inet)
+			}
+			return nil
+		}
+		// Removed behind the runner's back: made again.
+		run.r.dropNets(run.runSlot)
+		_ = removeNets(ctx, run.cli, n.lan, n.inet)
+		releaseUnderlay(n.k)
+	}
 	tried := map[int]bool{}
 	for {
 		taken, err := slotsTaken(ctx, run.cli)
@@ -617,6 +782,17 @@ func (run *containerRun) networks(ctx context.Context) error {
 		releaseUnderlay(k)
 		run.slot = -1
 	}
+}
+
+// netsExist says whether both of a slot's kept networks are still on the
+// engine.
+func (run *containerRun) netsExist(ctx context.Context, n *underlayNets) bool {
+	for _, nw := range []*testcontainers.DockerNetwork{n.lan, n.inet} {
+		if _, err := run.cli.NetworkInspect(ctx, nw.ID, client.NetworkInspectOptions{}); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // slotsTaken lists the underlay slots whose subnets overlap a network
@@ -694,6 +870,7 @@ func (run *containerRun) start(ctx context.Context) error {
 	if err := run.networks(ctx); err != nil {
 		return err
 	}
+	run.watch.lap("networks")
 	cfgs, err := run.configs()
 	if err != nil {
 		return err
@@ -723,6 +900,7 @@ func (run *containerRun) start(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	run.watch.lap("servers")
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -823,14 +1001,27 @@ func (run *containerRun) startNode(ctx context.Context, nc node.Config) error {
 // startCreated starts a node newNode created without starting, and waits
 // until it says it is ready.
 func (run *containerRun) startCreated(ctx context.Context, name string) error {
+	run.mu.Lock()
 	n := run.nodes[name]
+	run.mu.Unlock()
 	if n == nil || n.c == nil {
 		return fmt.Errorf("containers: no node %q created", name)
 	}
+	return run.startContainer(ctx, n)
+}
+
+// startContainer starts a created node's container and waits until the
+// node says it is ready.
+func (run *containerRun) startContainer(ctx context.Context, n *started) error {
+	t0 := time.Now()
 	if err := n.c.Start(ctx); err != nil {
-		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, name, err, containerLogs(ctx, n.c))
+		return fmt.Errorf("containers: start %s %s: %w\n%s", n.cfg.Role, n.name, err, containerLogs(ctx, n.c))
 	}
-	return run.waitReady(ctx, n)
+	t1 := time.Now()
+	err := run.waitReady(ctx, n)
+	run.r.log().Debug("containers: node started", "run", run.id, "node", n.name,
+		"start", t1.Sub(t0).Round(time.Millisecond), "ready", time.Since(t1).Round(time.Millisecond))
+	return err
 }
 
 // newNode creates a node's container and, if start is set, starts it and
@@ -840,9 +1031,20 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 	if err != nil {
 		return err
 	}
-	files := []testcontainers.ContainerFile{{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o600}}
-	if nc.Role == node.RoleFirewall {
-		files = append(files, testcontainers.ContainerFile{Reader: strings.NewReader(nc.Firewall.Policy), ContainerFilePath: node.PolicyPath, FileMode: 0o644})
+	// The configuration goes in the container's environment: a file
+	// copied in before the start costs the engine a mount of the
+	// container's root filesystem (on fuse-overlayfs, about as much as the
+	// start). The firewall starts with the policy its configuration holds;
+	// node.PolicyPath is written only by a policy event.
+	cmd := []string{"serve", nc.Role, "--config-env"}
+	env := map[string]string{}
+	var files []testcontainers.ContainerFile
+	if len(cfgJSON) <= node.MaxConfigEnv {
+		env[node.ConfigEnv] = string(cfgJSON)
+	} else {
+		cmd = cmd[:2]
+		files = append(files, testcontainers.ContainerFile{Reader: bytes.NewReader(cfgJSON), ContainerFilePath: node.ConfigPath, FileMode: 0o600})
+		cmd = append(cmd, "--config", node.ConfigPath)
 	}
 	// testcontainers attaches extra networks without addresses, so only the
 	// first goes through it; the others are connected, with their static
@@ -855,7 +1057,8 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 		}
 	}
 	opts := []testcontainers.ContainerCustomizer{
-		testcontainers.WithCmd("serve", nc.Role, "--config", node.ConfigPath),
+		testcontainers.WithCmd(cmd...),
+		testcontainers.WithEnv(env),
 		testcontainers.WithLabels(run.labels()),
 		testcontainers.WithName(fmt.Sprintf("pinwall-%s-%s", run.id, sanitize(nc.Name))),
 		testcontainers.WithFiles(files...),
@@ -889,7 +1092,7 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 			}},
 		}),
 		testcontainers.CustomizeRequestOption(func(req *testcontainers.GenericContainerRequest) error {
-			req.Started = start
+			req.Started = false // startCreated starts it, timed apart
 			return nil
 		}),
 	}
@@ -897,7 +1100,9 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 	if nc.Role == node.RoleFirewall && nc.Firewall.Interceptor != nil {
 		image = run.tools
 	}
+	t0 := time.Now()
 	c, err := testcontainers.Run(ctx, image, opts...)
+	run.r.log().Debug("containers: node created", "run", run.id, "node", nc.Name, "took", time.Since(t0).Round(time.Millisecond))
 	n := &started{name: nc.Name, cfg: nc, c: c}
 	run.mu.Lock()
 	run.nodes[nc.Name] = n
@@ -911,7 +1116,7 @@ func (run *containerRun) newNode(ctx context.Context, nc node.Config, start bool
 		return fmt.Errorf("containers: start %s %s: %w\n%s", nc.Role, nc.Name, err, logs)
 	}
 	if start {
-		return run.waitReady(ctx, n)
+		return run.startContainer(ctx, n)
 	}
 	return nil
 }
@@ -1013,10 +1218,12 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 	if err := run.startCreated(ctx, "laptop"); err != nil {
 		return err
 	}
+	run.watch.lap("laptop")
 	laptop := run.nodes["laptop"]
 	if err := run.waitLog(ctx, laptop.c, node.MarkerTunnelSettled, 2*time.Minute); err != nil {
 		return err
 	}
+	run.watch.lap("settle")
 	evCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -1027,6 +1234,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 	err := run.waitLog(ctx, laptop.c, node.MarkerDone, 10*time.Minute)
 	stop()
 	wg.Wait()
+	run.watch.lap("workload")
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, containerLogs(ctx, laptop.c))
 	}
@@ -1041,6 +1249,7 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 		if err := run.waitLog(ctx, run.nodes[h.Name].c, node.MarkerDone, time.Minute); err != nil {
 			return err
 		}
+		run.watch.lap("probes " + h.Name)
 	}
 	return nil
 }
@@ -1094,6 +1303,7 @@ func (run *containerRun) exerciseFleet(ctx context.Context, obs *harness.Observa
 		}
 	}
 	wg.Wait()
+	run.watch.lap("fleet")
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -1250,30 +1460,25 @@ func (run *containerRun) restartFirewall(ctx context.Context) error {
 }
 
 // collect stops the servers (the firewall gracefully, so its UDP flows are
-// logged) and reads every log out of the containers.
+// logged; with Capture then the other capturing nodes, so their captures
+// are complete) and reads every log out of the containers: one archive of
+// each node's output directory, all nodes at once.
 func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) error {
 	grace := 10 * time.Second
 	if run.interceptor != nil {
 		grace = 25 * time.Second // the node stops the tool (up to 10 s) first
 	}
-	// The laptop has finished: its report is read while the firewall stops.
-	var (
-		rep    node.ClientReport
-		repErr error
-		read   = make(chan struct{})
-	)
-	go func() {
-		defer close(read)
-		if len(run.fleet) == 0 {
-			repErr = run.readJSON(ctx, "laptop", "client.json", &rep)
-		}
-	}()
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
 	}
-	<-read
-	if repErr != nil {
-		return repErr
+	if err := run.readOutputs(ctx); err != nil {
+		return err
+	}
+	var rep node.ClientReport
+	if len(run.fleet) == 0 {
+		if err := run.readJSON(ctx, "laptop", "client.json", &rep); err != nil {
+			return err
+		}
 	}
 	if len(run.fleet) == 0 {
 		obs.Tunnel, obs.History, obs.Flows, obs.Summary, obs.Attempts = rep.Tunnel, rep.History, rep.Flows, rep.Summary, rep.Attempts
@@ -1350,7 +1555,13 @@ func (run *containerRun) collectInterceptor(ctx context.Context, obs *harness.Ob
 	}
 	logs := append([]interceptors.Log{{Name: string(ic.Kind) + "-setup.log", Path: node.OutDir + "/" + string(ic.Kind) + "-setup.log", What: "the setup commands pinwall ran before the tool, with their output"}}, ic.Logs...)
 	for _, l := range logs {
-		b, err := run.readPath(ctx, "firewall", l.Path)
+		var b []byte
+		var err error
+		if path.Dir(l.Path) == node.OutDir {
+			b, err = run.read(ctx, "firewall", path.Base(l.Path))
+		} else {
+			b, err = run.readPath(ctx, "firewall", l.Path)
+		}
 		if err != nil {
 			ev.Logs = append(ev.Logs, harness.NamedText{Name: l.Name, What: l.What, Text: "(not written: " + err.Error() + ")"})
 			continue
@@ -1366,8 +1577,66 @@ func (run *containerRun) collectInterceptor(ctx context.Context, obs *harness.Ob
 	return nil
 }
 
+// read is a file of a node's output directory: as readOutputs read it,
+// else copied out of the container now.
 func (run *containerRun) read(ctx context.Context, nodeName, file string) ([]byte, error) {
-	return run.readPath(ctx, nodeName, node.OutDir+"/"+file)
+	run.mu.Lock()
+	files, ok := run.outs[nodeName]
+	run.mu.Unlock()
+	if !ok {
+		return run.readPath(ctx, nodeName, node.OutDir+"/"+file)
+	}
+	b, ok := files[file]
+	if !ok {
+		n := run.nodes[nodeName]
+		return nil, fmt.Errorf("containers: %s wrote no %s/%s\n%s", nodeName, node.OutDir, file, containerLogs(ctx, n.c))
+	}
+	return b, nil
+}
+
+// readOutputs reads the output directory of every node collect (and, with
+// Capture, collectCapture) reads from: one archive per node, all at once,
+// a Docker API round trip each rather than one per file. With Capture, a
+// capturing node still running is stopped first (SIGTERM: it flushes its
+// capture).
+func (run *containerRun) readOutputs(ctx context.Context) error {
+	var names []string
+	for _, name := range run.order {
+		n := run.nodes[name]
+		if n == nil || n.c == nil {
+			continue
+		}
+		switch {
+		case run.r.Capture, n.cfg.Role == node.RoleFirewall, n.cfg.Role == node.RoleGateway, n.cfg.Role == node.RoleProbe,
+			n.cfg.Role == node.RoleClient && len(run.fleet) == 0:
+			names = append(names, name)
+		}
+	}
+	outs := make([]map[string][]byte, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n := run.nodes[name]; run.r.Capture && capturing(n.cfg) && n.cfg.Role != node.RoleFirewall {
+				grace := 10 * time.Second
+				_ = n.c.Stop(ctx, &grace)
+			}
+			outs[i], errs[i] = run.readOut(ctx, name)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	run.outs = map[string]map[string][]byte{}
+	for i, name := range names {
+		run.outs[name] = outs[i]
+	}
+	return nil
 }
 
 func (run *containerRun) readPath(ctx context.Context, nodeName, file string) ([]byte, error) {
@@ -1391,32 +1660,67 @@ func (run *containerRun) readJSON(ctx context.Context, nodeName, file string, v 
 	return json.Unmarshal(b, v)
 }
 
-// teardown removes every container and network of the run.
-func (run *containerRun) teardown(ctx context.Context) {
+// teardown removes every container of the run. A container still running
+// is killed by its removal (one request: collect has read what the run
+// needs, and nothing a node writes on SIGTERM is read after). The run's
+// networks are kept for its slot's next run (kept reports it) when every
+// container is gone and the runner keeps networks; otherwise they are
+// removed.
+func (run *containerRun) teardown(ctx context.Context) (kept bool) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		dirty bool // a container may be left on the networks
+	)
+	// Every container labelled with the run, not only those it knows of (a
+	// creation that failed half-way may have left one on the networks).
+	ids := map[string]string{}
 	for _, name := range run.order {
 		if n := run.nodes[name]; n != nil && n.c != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				zero := time.Duration(0)
-				_ = n.c.Terminate(ctx, testcontainers.StopTimeout(zero))
-			}()
+			ids[n.c.GetContainerID()] = name
 		}
 	}
-	wg.Wait()
-	for _, nw := range []*testcontainers.DockerNetwork{run.lan, run.inet} {
-		if nw != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = nw.Remove(ctx)
-			}()
+	list, err := run.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelRun+"="+run.id)})
+	if err != nil {
+		dirty = true
+	}
+	for _, c := range list.Items {
+		if _, ok := ids[c.ID]; !ok {
+			ids[c.ID] = c.ID
+			if len(c.Names) > 0 {
+				ids[c.ID] = strings.TrimPrefix(c.Names[0], "/")
+			}
 		}
 	}
+	for id, name := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := run.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+			if err != nil && !cerrdefs.IsNotFound(err) {
+				run.r.log().Warn("containers: remove a container", "run", run.id, "node", name, "err", err)
+				mu.Lock()
+				dirty = true
+				mu.Unlock()
+			}
+		}()
+	}
 	wg.Wait()
+	run.watch.lap("remove containers")
+	if run.lan == nil && run.inet == nil {
+		return false
+	}
+	if !dirty && run.r.keepNets(run.runSlot, &underlayNets{k: run.slot, under: run.under, lan: run.lan, inet: run.inet}) {
+		return true
+	}
+	run.r.dropNets(run.runSlot)
+	if err := removeNets(ctx, run.cli, run.lan, run.inet); err != nil {
+		run.r.log().Warn("containers: remove the run's networks", "run", run.id, "err", err)
+	}
+	run.watch.lap("remove networks")
+	return false
 }
 
 // configs writes every node's configuration from the plan.

@@ -93,6 +93,8 @@ func containerRunner(t *testing.T) *containers.Runner {
 	}
 	r := &containers.Runner{Binary: testBinary(t)}
 	t.Cleanup(func() { requireNoLeftovers(t, containers.Filter{Runner: r.ID()}) })
+	// Registered after the leftover check, so it runs first.
+	t.Cleanup(func() { assert.NoError(t, r.Close(), "the runner's networks are removed") })
 	return r
 }
 

@@ -219,15 +219,34 @@ type ClientReport struct {
 	SettledAt time.Time             `json:"settled_at"`
 }
 
+// ConfigEnv is the environment variable through which the container
+// runner hands a node its configuration (JSON): set at the container's
+// creation, it costs the engine nothing more, where a file copied into a
+// container not yet started makes the engine mount the container's root
+// filesystem once more. A configuration too large for the environment
+// (MaxConfigEnv) is copied to ConfigPath instead.
+const ConfigEnv = "PINWALL_NODE_CONFIG"
+
+// MaxConfigEnv bounds the configuration the runner passes in ConfigEnv:
+// Linux refuses an environment string longer than 128 KiB
+// (MAX_ARG_STRLEN, execve(2)).
+const MaxConfigEnv = 96 << 10
+
 // ReadConfig reads a node configuration file.
 func ReadConfig(file string) (Config, error) {
-	var c Config
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return c, err
+		return Config{}, err
 	}
+	return ParseConfig(file, b)
+}
+
+// ParseConfig parses a node configuration read from source (a file name,
+// or ConfigEnv).
+func ParseConfig(source string, b []byte) (Config, error) {
+	var c Config
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%s: %w", file, err)
+		return c, fmt.Errorf("%s: %w", source, err)
 	}
 	return c, nil
 }
