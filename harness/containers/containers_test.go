@@ -118,12 +118,31 @@ func TestContainersCatalogue(t *testing.T) {
 	start := time.Now()
 	results := scenarios.Execute(ctx, runs, scenarios.ExecOptions{Runner: r, Parallel: 2})
 	t.Logf("container catalogue: %d runs in %v (image build %v)", len(results), time.Since(start).Round(time.Millisecond), r.ImageBuildTime().Round(time.Millisecond))
-	for _, res := range results {
+	logFailed := func(res scenarios.Result) {
 		for _, c := range res.Checks {
 			if !c.Pass {
 				t.Logf("%s: FAILED %s: expected %s; observed %s", res.Key(), c.Name, c.Expected, c.Observed)
 			}
 		}
+	}
+	// A row whose events the engine carries out (a gateway container
+	// killed) depends on how soon it does: with the engine busy with the
+	// other runs' containers, a kill took about a second to take effect on
+	// the 2-core machine (2026-12-07: backup-gateway's primary went down
+	// after all 16 of without-fix's flows, 0.8 s of them, had finished, and
+	// with-fix's 24 flows finished before it went down at all). Such a row
+	// that misses runs once more, alone, and must be as expected then; its
+	// first miss stays in the log.
+	for i, res := range results {
+		if res.Verdict == scenarios.Pass || len(runs[i].Plan.Events) == 0 {
+			continue
+		}
+		t.Logf("%s: not as expected with %d runs at once (%s); running it again alone", res.Key(), 2, res.Error)
+		logFailed(res)
+		results[i] = scenarios.Execute(ctx, runs[i:i+1], scenarios.ExecOptions{Runner: r, Parallel: 1})[0]
+	}
+	for _, res := range results {
+		logFailed(res)
 		assert.Equal(t, scenarios.Pass, res.Verdict, "%s: %s", res.Key(), res.Error)
 		assert.Equal(t, "containers", res.Mode)
 		if fleet := res.Roles.Fleet; len(fleet) > 0 {
