@@ -249,7 +249,7 @@ func Clean(ctx context.Context, cfg CleanConfig) (CleanReport, error) {
 				} else {
 					_, err = cli.NetworkRemove(ctx, r.ID, client.NetworkRemoveOptions{})
 				}
-				if kind == "network" && err != nil && strings.Contains(err.Error(), "active endpoints") {
+				if kind == "network" && activeEndpoints(err) {
 					// A container this clean did not remove is still
 					// attached (the engine's answer, seen with Docker 28):
 					// the network is in use, so it stays.

@@ -273,13 +273,43 @@ func removeNets(ctx context.Context, cli *testcontainers.DockerClient, nets ...*
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := cli.NetworkRemove(ctx, nw.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			if err := removeNet(ctx, cli, nw.ID); err != nil {
 				errs[i] = fmt.Errorf("remove network %s: %w", nw.Name, err)
 			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// removeNet removes one network; one already gone is not an error. The
+// engine can still count an endpoint of a container it has just removed
+// (seen with Docker 20.10 after a fleet's 20 containers were force-removed
+// at once: "has active endpoints"), so that answer is retried, backing off,
+// until ctx ends.
+func removeNet(ctx context.Context, cli *testcontainers.DockerClient, id string) error {
+	wait := 100 * time.Millisecond
+	for {
+		_, err := cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if !activeEndpoints(err) {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("%w (still in use when %w)", err, ctx.Err())
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// activeEndpoints reports whether err is the engine refusing to remove a
+// network a container is still attached to.
+func activeEndpoints(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "active endpoints")
 }
 
 // keptNets is the networks run slot s kept from its previous run, if any.
