@@ -166,70 +166,31 @@ func (c *batchConn) CloseWrite() error {
 // and dst are TLS connections and dstRaw is the batchConn under dst. After
 // each read that had to wait, it goes on reading what src already has at
 // hand (in its TLS buffer or its raw connection's read buffer) without
-// waiting, up to batchSize of plaintext, and sends it re-encrypted with one
+// waiting, writing each piece to dst held, and sends them all with one
 // write. Nothing waits for more data to make a batch: a lone record goes
 // out as soon as it is read.
-//
-// A batch that filled up (a bulk transfer: more is waiting) is written by a
-// goroutine of its own while the next one is read, so that decrypting one
-// side and encrypting the other use two cores instead of taking turns on
-// one; at most one write is in flight, and a write that fails ends the
-// copy with its error (a read waiting on src is woken for it). Anything
-// smaller is written before the next read, as before.
 func copyRecords(dst net.Conn, dstRaw *batchConn, src net.Conn) (int64, error) {
 	buf := make([]byte, 32<<10) // more than a record's plaintext (16 KiB)
-	var (
-		total  int64
-		flight *writeFlight // the write in flight, if any
-	)
-	// settle waits for the write in flight and counts it.
-	settle := func() error {
-		if flight == nil {
-			return nil
-		}
-		<-flight.done
-		total += flight.n
-		err := flight.err
-		flight = nil
-		return err
-	}
+	var total int64
 	for {
-		if flight != nil {
-			select {
-			case <-flight.done:
-				if err := settle(); err != nil {
-					return total, err
-				}
-			default:
-			}
-		}
 		n, err := src.Read(buf)
-		if n == 0 {
-			if werr := settle(); werr != nil {
+		if n > 0 {
+			dstRaw.hold()
+			k, werr := dst.Write(buf[:n])
+			total += int64(k)
+			for werr == nil && err == nil && dstRaw.pending() < batchSize {
+				if n, err = readAtHand(src, buf); n == 0 {
+					break
+				}
+				k, werr = dst.Write(buf[:n])
+				total += int64(k)
+			}
+			if ferr := dstRaw.flush(); werr == nil {
+				werr = ferr
+			}
+			if werr != nil {
 				return total, werr
 			}
-			if err == nil {
-				continue
-			}
-			if errors.Is(err, io.EOF) {
-				return total, nil
-			}
-			return total, err
-		}
-		p, batch, err := gather(src, buf[:n], err)
-		if werr := settle(); werr != nil {
-			putBatch(batch)
-			return total, werr
-		}
-		if batch != nil && len(p) >= batchSize && err == nil {
-			flight = startWrite(dst, dstRaw, src, batch, p)
-			continue
-		}
-		k, werr := writeBatch(dst, dstRaw, p)
-		total += int64(k)
-		putBatch(batch)
-		if werr != nil {
-			return total, werr
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -238,75 +199,6 @@ func copyRecords(dst net.Conn, dstRaw *batchConn, src net.Conn) (int64, error) {
 			return total, err
 		}
 	}
-}
-
-// gather returns first with what src has at hand after it, up to
-// batchSize of plaintext: first itself when nothing more is, else a pooled
-// batch (put back with putBatch) holding both. err is the error that came
-// with the last read.
-func gather(src net.Conn, first []byte, err error) ([]byte, *[]byte, error) {
-	if err != nil {
-		return first, nil, err
-	}
-	b := readBufs.Get().(*[]byte)
-	p := append((*b)[:0], first...)
-	for len(p) < batchSize {
-		n, rerr := readAtHand(src, p[len(p):batchSize])
-		p = p[:len(p)+n]
-		if rerr != nil {
-			err = rerr
-			break
-		}
-		if n == 0 {
-			break
-		}
-	}
-	if len(p) == len(first) {
-		readBufs.Put(b)
-		return first, nil, err
-	}
-	return p, b, err
-}
-
-func putBatch(b *[]byte) {
-	if b != nil {
-		readBufs.Put(b)
-	}
-}
-
-// writeBatch sends p to dst re-encrypted with one write on dstRaw.
-func writeBatch(dst net.Conn, dstRaw *batchConn, p []byte) (int, error) {
-	dstRaw.hold()
-	k, err := dst.Write(p)
-	if ferr := dstRaw.flush(); err == nil {
-		err = ferr
-	}
-	return k, err
-}
-
-// writeFlight is a batch being written by a goroutine of its own.
-type writeFlight struct {
-	done chan struct{} // closed when the write has returned
-	n    int64
-	err  error
-}
-
-// startWrite writes p (in the pooled batch) to dst on a goroutine of its
-// own. A failed write wakes a read waiting on src, after done is closed,
-// so that the copy ends with the write's error instead of waiting on a
-// source whose data can no longer go anywhere.
-func startWrite(dst net.Conn, dstRaw *batchConn, src net.Conn, batch *[]byte, p []byte) *writeFlight {
-	f := &writeFlight{done: make(chan struct{})}
-	go func() {
-		k, err := writeBatch(dst, dstRaw, p)
-		putBatch(batch)
-		f.n, f.err = int64(k), err
-		close(f.done)
-		if err != nil {
-			_ = src.SetReadDeadline(aLongTimeAgo)
-		}
-	}()
-	return f
 }
 
 // aLongTimeAgo is a read deadline that has passed: a read with it returns

@@ -22,11 +22,9 @@ type arrivingConn struct {
 	ch         chan []byte
 	noDeadline bool // SetReadDeadline fails, as on a connection without deadlines
 
-	mu      sync.Mutex
-	past    bool
-	rest    []byte
-	waiting bool          // a read is waiting for a chunk
-	wake    chan struct{} // a past deadline set while a read waits wakes it
+	mu   sync.Mutex
+	past bool
+	rest []byte
 }
 
 func (c *arrivingConn) SetReadDeadline(t time.Time) error {
@@ -34,14 +32,8 @@ func (c *arrivingConn) SetReadDeadline(t time.Time) error {
 		return errors.New("deadlines not supported")
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.past = !t.IsZero() && t.Before(time.Now())
-	if c.past && c.waiting {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
+	c.mu.Unlock()
 	return nil
 }
 
@@ -61,24 +53,7 @@ func (c *arrivingConn) Read(p []byte) (int, error) {
 				return 0, os.ErrDeadlineExceeded
 			}
 		} else {
-			c.mu.Lock()
-			if c.wake == nil {
-				c.wake = make(chan struct{}, 1)
-			}
-			c.waiting = true
-			c.mu.Unlock()
-			woken := false
-			select {
-			case b, ok = <-c.ch:
-			case <-c.wake:
-				woken = true
-			}
-			c.mu.Lock()
-			c.waiting = false
-			c.mu.Unlock()
-			if woken {
-				return 0, os.ErrDeadlineExceeded
-			}
+			b, ok = <-c.ch
 		}
 		if !ok {
 			return 0, io.EOF
@@ -129,7 +104,7 @@ func TestCopyRecordsBatchesWhatIsAtHand(t *testing.T) {
 	}{
 		{"three at hand go out in one write", [][]byte{chunk('a', 100), chunk('b', 200), chunk('c', 300)}, false, []int{600}},
 		{"a lone chunk goes out alone", [][]byte{chunk('a', 10)}, false, []int{10}},
-		{"a write holds at most the batch size", [][]byte{chunk('a', 30<<10), chunk('b', 30<<10), chunk('c', 30<<10), chunk('d', 30<<10)}, false, []int{batchSize, 120<<10 - batchSize}},
+		{"a write never grows past the batch size by more than a read", [][]byte{chunk('a', 30<<10), chunk('b', 30<<10), chunk('c', 30<<10), chunk('d', 30<<10)}, false, []int{90 << 10, 30 << 10}},
 		{"without deadlines nothing is batched", [][]byte{chunk('a', 100), chunk('b', 200)}, true, []int{100, 200}},
 	}
 	for _, tt := range tests {
@@ -192,53 +167,6 @@ func TestCopyRecordsFlushError(t *testing.T) {
 	dst := newBatchConn(&writesConn{fail: broken})
 	_, err := copyRecords(dst, dst, src)
 	require.ErrorIs(t, err, broken)
-}
-
-// TestCopyRecordsWritesAFullBatchWhileReading: a batch that filled up is
-// written while the copy waits for the next data, not after it.
-func TestCopyRecordsWritesAFullBatchWhileReading(t *testing.T) {
-	src := &arrivingConn{ch: make(chan []byte, 1)}
-	src.ch <- bytes.Repeat([]byte{'a'}, batchSize+100)
-	under := &writesConn{wrote: make(chan struct{}, 1)}
-	dst := newBatchConn(under)
-	done := make(chan error, 1)
-	go func() {
-		_, err := copyRecords(dst, dst, src)
-		done <- err
-	}()
-	select {
-	case <-under.wrote:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the full batch was not written")
-	}
-	assert.Equal(t, batchSize, len(under.got()[0]))
-	src.ch <- []byte("more")
-	close(src.ch)
-	require.NoError(t, <-done)
-	got := bytes.Join(under.got(), nil)
-	assert.Equal(t, append(bytes.Repeat([]byte{'a'}, batchSize+100), "more"...), got, "every byte, in order, after the full batch")
-}
-
-// TestCopyRecordsFailedBatchWakesTheRead: a full batch whose write fails
-// ends the copy with the write's error even though the source has nothing
-// more to read (its waiting read is woken).
-func TestCopyRecordsFailedBatchWakesTheRead(t *testing.T) {
-	src := &arrivingConn{ch: make(chan []byte, 1)}
-	src.ch <- bytes.Repeat([]byte{'a'}, batchSize)
-	broken := errors.New("connection reset")
-	dst := newBatchConn(&writesConn{fail: broken})
-	done := make(chan error, 1)
-	go func() {
-		_, err := copyRecords(dst, dst, src)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, broken)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the copy kept waiting on its source after its write failed")
-	}
-	close(src.ch)
 }
 
 // TestBatchConnWritesInOrder: a write that is not held (an alert from
