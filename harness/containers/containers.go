@@ -1728,6 +1728,15 @@ func (run *containerRun) teardown(ctx context.Context) (kept bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Stopped (killed at once) before it is removed: a forced
+			// removal of a running container alone left the engine
+			// (Docker 20.10) counting an endpoint of it on a network
+			// that then could not be removed ("has active endpoints",
+			// no container attached), after a fleet's laptops were
+			// removed at once. The stop returns once the engine has
+			// released the container's network.
+			zero := 0
+			_, _ = run.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &zero})
 			_, err := run.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 			if err != nil && !cerrdefs.IsNotFound(err) {
 				run.r.log().Warn("containers: remove a container", "run", run.id, "node", name, "err", err)
