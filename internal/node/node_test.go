@@ -127,3 +127,18 @@ func TestListening(t *testing.T) {
 	assert.False(t, listening(file, 8080))
 	assert.False(t, listening(filepath.Join(t.TempDir(), "none"), 15001))
 }
+
+// FuzzParseConfig: any bytes in the configuration handed over in the
+// environment (ConfigEnv) give a configuration or an error naming where
+// they came from, never a panic.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"role": "origin", "name": "origins"}`))
+	f.Add([]byte(`{"role":`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := ParseConfig("$"+ConfigEnv, b)
+		if err != nil {
+			assert.Contains(t, err.Error(), "$"+ConfigEnv)
+		}
+	})
+}
