@@ -149,6 +149,11 @@ func (f *Firewall) track(l net.Listener) bool {
 	return true
 }
 
+// trackConn records c for Close and counts its goroutine in f.wg, both
+// under f.mu while the firewall is not closing: Close cancels f.ctx before
+// it takes f.mu, so an Add here happens before Close's Wait (an Add after
+// the lock is released could race with it). The caller must start a
+// goroutine that calls f.wg.Done when it returns true.
 func (f *Firewall) trackConn(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -156,6 +161,7 @@ func (f *Firewall) trackConn(c net.Conn) bool {
 		return false
 	}
 	f.conns[c] = struct{}{}
+	f.wg.Add(1)
 	return true
 }
 
@@ -207,7 +213,6 @@ func (f *Firewall) serve(ctx context.Context, inner net.Listener, kind string, r
 			c.Close()
 			return nil
 		}
-		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
 			defer f.active.Add(-1)

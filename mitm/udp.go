@@ -123,10 +123,12 @@ func (f *Firewall) serveUDP(ctx context.Context, pc net.PacketConn, sock udpSock
 		return net.ErrClosed
 	}
 	f.packets[pc] = struct{}{}
+	// Counted under f.mu, as in trackConn, so that Close's Wait cannot
+	// race with it.
+	f.wg.Add(1)
 	f.mu.Unlock()
 	defer context.AfterFunc(ctx, func() { pc.Close() })()
 	e := &udpEngine{f: f, sock: sock, flows: map[flowKey]*udpFlow{}}
-	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
 		e.reap()
