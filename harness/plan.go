@@ -41,10 +41,10 @@ type Plan struct {
 	WaitUp time.Duration `json:"wait_up,omitempty"`
 	// Hold keeps the run going up to this long after the tunnel first
 	// settled, so that reconnections after events are observed even when
-	// the workload ends sooner. In process, a plan with events ends its
-	// hold as soon as one is observed (HoldForReconnection): the tunnel up
-	// again after the events, or every gateway tried and failed; in
-	// containers the hold is served in full.
+	// the workload ends sooner. A plan with events ends its hold as soon
+	// as one is observed (HoldForReconnection): the tunnel up again after
+	// the events, or every gateway tried and failed; in containers the
+	// runner tells the laptop when it has applied the events.
 	Hold time.Duration `json:"hold,omitempty"`
 }
 

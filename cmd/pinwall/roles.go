@@ -21,7 +21,10 @@ import (
 // serveRole runs one component of a container topology from its node
 // configuration (written by the container runner). SIGHUP reloads the
 // firewall's policy, SIGUSR1 tells the client the network changed,
-// SIGUSR2 applies the impairment the runner wrote (node.ImpairPath).
+// SIGUSR2 applies the impairment the runner wrote (node.ImpairPath),
+// SIGCONT starts a laptop that waits for it (node.Client.WaitStart) and
+// SIGWINCH tells the laptop the runner's events are applied
+// (node.Client.EventsSignalled).
 func serveRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve "+role, "pinwall serve "+role+" [--config FILE | --config-env]", args, stdout, stderr)
 	config := fs.String("config", node.ConfigPath, "node configuration (JSON, written by the container runner)")
@@ -55,8 +58,10 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 	reload := make(chan struct{}, 1)
 	netChange := make(chan struct{}, 1)
 	impair := make(chan struct{}, 1)
+	start := make(chan struct{}, 1)
+	eventsDone := make(chan struct{}, 1)
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGWINCH)
 	defer signal.Stop(sigs)
 	go func() {
 		for s := range sigs {
@@ -66,6 +71,10 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 				ch = netChange
 			case syscall.SIGUSR2:
 				ch = impair
+			case syscall.SIGCONT:
+				ch = start
+			case syscall.SIGWINCH:
+				ch = eventsDone
 			}
 			select {
 			case ch <- struct{}{}:
@@ -73,7 +82,7 @@ func serveRole(ctx context.Context, role string, args []string, stdout, stderr i
 			}
 		}
 	}()
-	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange, Impair: impair}, stdout, stderr)
+	return node.Run(ctx, nc, node.Signals{Reload: reload, NetworkChange: netChange, Impair: impair, Start: start, EventsDone: eventsDone}, stdout, stderr)
 }
 
 // requireContainer refuses to run a container role where nothing shows a

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"path"
+	"strings"
 
 	"github.com/moby/moby/client"
 
@@ -60,8 +61,16 @@ func (run *containerRun) addCapture(cfgs []node.Config) {
 				}},
 			}
 		case node.RoleGateway:
+			where := "on the gateway " + nc.Name + "'s interface"
+			if nc.Gateway != nil && len(nc.Gateway.Hosts) > 0 {
+				var names []string
+				for _, h := range nc.Gateway.Hosts {
+					names = append(names, h.Name)
+				}
+				where = "on the interface of the node the gateways share (" + strings.Join(names, ", ") + ")"
+			}
 			c.Ifaces = []node.CaptureIface{{Iface: inetOverlay, Taps: []capture.Tap{
-				tap(harness.LegGatewayOrigins, "on the gateway "+nc.Name+"'s interface", originPeers),
+				tap(harness.LegGatewayOrigins, where, originPeers),
 			}}}
 		}
 		nc.Capture = c

@@ -912,17 +912,20 @@ func (run *containerRun) start(ctx context.Context) error {
 		mu   sync.Mutex
 		errs []error
 	)
-	// The laptop's container is created (files copied in, networks
-	// attached) meanwhile and started by exercise once the servers are
-	// ready: creating it costs a quarter of a second a run on the engine.
+	// The laptop's container starts meanwhile too when its client waits
+	// for exercise's SIGCONT (node.Client.WaitStart): a container's start
+	// costs the engine a quarter to half a second, then off the critical
+	// path. Other clients (a fleet's, a field probe) are only created
+	// here, and started by exercise once the servers are ready.
 	for _, nc := range cfgs {
 		if nc.Role == node.RoleProbe {
 			continue
 		}
+		start := nc.Role != node.RoleClient || (nc.Client != nil && nc.Client.WaitStart)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := run.newNode(ctx, nc, nc.Role != node.RoleClient); err != nil {
+			if err := run.newNode(ctx, nc, start); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -962,6 +965,9 @@ func (run *containerRun) overlayAddrs(nc node.Config) (lan, inet netip.Addr) {
 	case node.RoleOrigin:
 		return netip.Addr{}, originsOnNet
 	case node.RoleGateway:
+		if nc.Name == sharedGatewaysNode {
+			return netip.Addr{}, firstGatewayOnNet
+		}
 		for i, g := range s.Gateways {
 			if g.Name == nc.Name {
 				return netip.Addr{}, nthAddr(firstGatewayOnNet, i)
@@ -1038,6 +1044,15 @@ func (run *containerRun) startCreated(ctx context.Context, name string) error {
 		return fmt.Errorf("containers: no node %q created", name)
 	}
 	return run.startContainer(ctx, n)
+}
+
+// signal sends a node's container signal sig (a name as docker kill
+// takes it) without waiting for anything.
+func (run *containerRun) signal(ctx context.Context, n *started, sig string) error {
+	if _, err := run.cli.ContainerKill(ctx, n.c.GetContainerID(), client.ContainerKillOptions{Signal: sig}); err != nil {
+		return fmt.Errorf("containers: signal %s to %s %s: %w", sig, n.cfg.Role, n.name, err)
+	}
+	return nil
 }
 
 // startContainer starts a created node's container and waits until the
@@ -1245,11 +1260,15 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 	if len(run.fleet) > 0 {
 		return run.exerciseFleet(ctx, obs)
 	}
-	if err := run.startCreated(ctx, "laptop"); err != nil {
+	laptop := run.nodes["laptop"]
+	if laptop != nil && laptop.cfg.Client != nil && laptop.cfg.Client.WaitStart {
+		if err := run.signal(ctx, laptop, "CONT"); err != nil {
+			return err
+		}
+	} else if err := run.startCreated(ctx, "laptop"); err != nil {
 		return err
 	}
 	run.watch.lap("laptop")
-	laptop := run.nodes["laptop"]
 	if err := run.waitLog(ctx, laptop.c, node.MarkerTunnelSettled, 2*time.Minute); err != nil {
 		return err
 	}
@@ -1260,6 +1279,13 @@ func (run *containerRun) exercise(ctx context.Context, obs *harness.Observation)
 	go func() {
 		defer wg.Done()
 		obs.Events = harness.RunEvents(evCtx, run.plan.Events, run.apply, run.r.log())
+		if laptop.cfg.Client != nil && laptop.cfg.Client.EventsSignalled && len(obs.Events) == len(run.plan.Events) {
+			// The laptop's hold may end now (HoldForReconnection); it
+			// may also have finished already, so a failure is not one.
+			if err := run.signal(evCtx, laptop, "WINCH"); err != nil {
+				run.r.log().Debug("containers: events applied, laptop not told", "run", run.id, "err", err)
+			}
+		}
 	}()
 	err := run.waitLog(ctx, laptop.c, node.MarkerDone, 10*time.Minute)
 	stop()
@@ -1500,10 +1526,12 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 	}
 	if fw := run.nodes["firewall"]; fw != nil && fw.c != nil {
 		_ = fw.c.Stop(ctx, &grace)
+		run.watch.lap("stop firewall")
 	}
 	if err := run.readOutputs(ctx); err != nil {
 		return err
 	}
+	run.watch.lap("read outputs")
 	var rep node.ClientReport
 	if len(run.fleet) == 0 {
 		if err := run.readJSON(ctx, "laptop", "client.json", &rep); err != nil {
@@ -1542,7 +1570,11 @@ func (run *containerRun) collect(ctx context.Context, obs *harness.Observation) 
 		}
 	}
 	for _, g := range run.plan.Spec.Gateways {
-		b, err := run.read(ctx, g.Name, "gateway.jsonl")
+		nodeName, file := g.Name, "gateway.jsonl"
+		if run.sharedGateways() {
+			nodeName, file = sharedGatewaysNode, node.GatewayLog(g.Name)
+		}
+		b, err := run.read(ctx, nodeName, file)
 		if err != nil {
 			return err
 		}
@@ -1762,6 +1794,28 @@ func (run *containerRun) teardown(ctx context.Context) (kept bool) {
 	return false
 }
 
+// sharedGatewaysNode names the node that runs every gateway of a run
+// whose plan has no event acting on a gateway (sharedGateways).
+const sharedGatewaysNode = "gateways"
+
+// sharedGateways says whether the run's gateways share one node: a
+// container each costs the engine (its start runs dockerd's network
+// hook, about as much CPU as the rest of the start, docs/fleet.md) and
+// only a gateway-down event needs a gateway's container of its own, to
+// kill it. Each gateway keeps its addresses, its sockets and its log; the
+// field probe's gateway runs alone.
+func (run *containerRun) sharedGateways() bool {
+	if run.field != nil || len(run.plan.Spec.Gateways) < 2 {
+		return false
+	}
+	for _, e := range run.plan.Events {
+		if e.Do == harness.EventGatewayDown {
+			return false
+		}
+	}
+	return true
+}
+
 // configs writes every node's configuration from the plan.
 func (run *containerRun) configs() ([]node.Config, error) {
 	s := run.plan.Spec
@@ -1809,21 +1863,38 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		}
 	}
 	out = append(out, node.Config{Role: node.RoleOrigin, Name: "origins", Tenant: s.Tenant, Net: node.Net{Addrs: originAddrs}, Zone: zone, Origin: on})
-	// Gateways.
+	// Gateways: a node each, or all on one node when no event acts on
+	// one of them (sharedGateways).
 	var gwRoutes []node.Route
+	gn := node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
+		Keepalive: s.Gateway.Keepalive}
+	if run.field != nil {
+		gn.FieldControlName = run.field.controlName(s)
+	}
+	shared := node.Config{Role: node.RoleGateway, Name: sharedGatewaysNode, Tenant: s.Tenant, Zone: zone,
+		Net: node.Net{Routes: originRoutes}, Gateway: &node.Gateway{}}
+	*shared.Gateway = gn
 	for i, g := range s.Gateways {
+		via := nthAddr(firstGatewayOnNet, i)
+		if run.sharedGateways() {
+			via = firstGatewayOnNet
+		}
 		var addrs []netip.Prefix
 		for _, a := range g.Addrs() {
 			addrs = append(addrs, netip.PrefixFrom(a, 32))
-			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: nthAddr(firstGatewayOnNet, i)})
+			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: via})
 		}
-		gn := &node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
-			Keepalive: s.Gateway.Keepalive}
-		if run.field != nil {
-			gn.FieldControlName = run.field.controlName(s)
+		if run.sharedGateways() {
+			shared.Net.Addrs = append(shared.Net.Addrs, addrs...)
+			shared.Gateway.Hosts = append(shared.Gateway.Hosts, node.GatewayHost{Name: g.Name, Addrs: g.Addrs()})
+			continue
 		}
+		own := gn
 		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
-			Net: node.Net{Addrs: addrs, Routes: originRoutes}, Gateway: gn})
+			Net: node.Net{Addrs: addrs, Routes: originRoutes}, Gateway: &own})
+	}
+	if run.sharedGateways() {
+		out = append(out, shared)
 	}
 	// Firewall.
 	fs := s.Firewall
@@ -1909,6 +1980,7 @@ func (run *containerRun) fleetNodes(laptop node.Config) ([]node.Config, error) {
 		nc.Name = fmt.Sprintf("laptop-%04d", i+1)
 		cn := *laptop.Client
 		cn.Fleet, cn.Workload, cn.WaitUp, cn.Hold = true, harness.Workload{}, run.plan.UpWait(), 0
+		cn.WaitStart, cn.EventsSignalled = false, false // exerciseFleet starts each laptop itself
 		if cn.DeviceCert != nil {
 			// Every laptop its own device, as in process.
 			dc, err := run.set.DeviceCert(s.Tenant, fmt.Sprintf("user%04d@%s.test", i+1, s.Tenant), fmt.Sprintf("LAPTOP-%04d", i+2))
@@ -2026,7 +2098,10 @@ func (run *containerRun) clientNode(gwCert *tls.Certificate) (*node.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	cn := &node.Client{Spec: s.Client, Workload: run.plan.Workload.WithDefaults(s), Reconnects: run.plan.Reconnects, WaitUp: run.plan.UpWait(), Hold: run.plan.Hold}
+	cn := &node.Client{Spec: s.Client, Workload: run.plan.Workload.WithDefaults(s), Reconnects: run.plan.Reconnects, WaitUp: run.plan.UpWait(), Hold: run.plan.Hold,
+		// The laptop starts beside the servers and waits for exercise's
+		// SIGCONT; with events, exercise tells it when they are applied.
+		WaitStart: true, EventsSignalled: len(run.plan.Events) > 0}
 	for _, p := range cfg.Pins {
 		cn.Pins = append(cn.Pins, string(p))
 	}

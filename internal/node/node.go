@@ -141,7 +141,22 @@ type Gateway struct {
 	// fieldgw) instead: this control name is answered without a
 	// certificate request, inner flows reach only its built-in origins.
 	FieldControlName string `json:"field_control_name,omitempty"`
+	// Hosts, if set, runs several gateways on this node, each on its own
+	// addresses (which Net.Addrs must hold) and with its own log
+	// (GatewayLog). Empty: one gateway named as the node, on every
+	// address of Net.Addrs, logging to gateway.jsonl.
+	Hosts []GatewayHost `json:"hosts,omitempty"`
 }
+
+// GatewayHost is one of the gateways a node with Gateway.Hosts runs.
+type GatewayHost struct {
+	Name  string       `json:"name"`
+	Addrs []netip.Addr `json:"addrs"`
+}
+
+// GatewayLog names the log of gateway name on a node with Gateway.Hosts,
+// in the node's output directory.
+func GatewayLog(name string) string { return "gateway." + name + ".jsonl" }
 
 // FieldProbe configures the field probe on the laptop.
 type FieldProbe struct {
@@ -200,6 +215,15 @@ type Client struct {
 	// reports its tunnel, history and error, with SettledAt the moment
 	// the tunnel came up or the wait ended.
 	Fleet bool `json:"fleet,omitempty"`
+	// WaitStart makes the laptop print MarkerReady and wait for
+	// Signals.Start before it starts its client, so that its container
+	// can start while the servers' do.
+	WaitStart bool `json:"wait_start,omitempty"`
+	// EventsSignalled says the runner sends Signals.EventsDone once it has
+	// applied the plan's events: the hold then ends as soon as a
+	// reconnection after them is observed (harness.HoldForReconnection),
+	// as in process. Without it the hold is served in full.
+	EventsSignalled bool `json:"events_signalled,omitempty"`
 }
 
 // ClientReport is what the laptop container reports.
@@ -390,10 +414,16 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 	fmt.Fprintln(stdout, MarkerTunnelSettled)
 	stopWatch := make(chan struct{})
 	watched := make(chan struct{})
+	eventsDone := make(chan time.Time, 1)
 	go func() {
 		defer close(watched)
 		for {
 			select {
+			case <-sig.EventsDone:
+				select {
+				case eventsDone <- time.Now():
+				default:
+				}
 			case <-sig.NetworkChange:
 				c.ResetTransport()
 			case <-sig.Impair:
@@ -405,7 +435,11 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 	}()
 	defer func() { close(stopWatch); <-watched }()
 	rep.Flows = harness.RunWorkload(ctx, c, trust, cn.Workload)
-	harness.HoldUntil(ctx, start, cn.Hold)
+	if cn.EventsSignalled {
+		harness.HoldForReconnection(ctx, c, start, cn.Hold, eventsDone)
+	} else {
+		harness.HoldUntil(ctx, start, cn.Hold)
+	}
 	rep.Summary = harness.Summarize(rep.Flows)
 	rep.Datagrams = datagramStats()
 	rep.Tunnel = c.State()

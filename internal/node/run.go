@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,6 +43,13 @@ type Signals struct {
 	NetworkChange <-chan struct{}
 	// Impair asks the laptop or the firewall to apply ImpairPath.
 	Impair <-chan struct{}
+	// Start tells a laptop created with Client.WaitStart to start its
+	// client (SIGCONT: the laptop's container starts beside the servers
+	// and waits for them).
+	Start <-chan struct{}
+	// EventsDone tells a laptop with Client.EventsSignalled that the
+	// runner has applied every event of the plan (SIGWINCH).
+	EventsDone <-chan struct{}
 }
 
 // Run runs one container role until ctx ends (servers) or its work is
@@ -84,6 +92,13 @@ func Run(ctx context.Context, nc Config, sig Signals, stdout, stderr io.Writer) 
 			return runFieldProbeNode(ctx, nc, stdout, log)
 		}
 		fmt.Fprintln(stdout, MarkerReady)
+		if nc.Client.WaitStart {
+			select {
+			case <-sig.Start:
+			case <-ctx.Done():
+				return fmt.Errorf("%s %s: stopped before it was told to start: %w", nc.Role, nc.Name, ctx.Err())
+			}
+		}
 		err := runClientNode(ctx, nc, hostnet.OS{}, zone, stdout, log, sig)
 		if !nc.Client.Fleet { // a fleet's laptop says it itself, then holds its tunnel
 			fmt.Fprintln(stdout, MarkerDone)
@@ -143,21 +158,25 @@ func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdou
 	if err != nil {
 		return fmt.Errorf("tenant CA: %w", err)
 	}
+	cfg := gateway.Config{
+		Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 443), Certificate: cert, ClientCAs: cas,
+		AllowAnonymous: gn.AllowAnonymous, MaxStreams: gn.MaxStreams, Stack: hostnet.OS{}, Resolver: zone,
+		Session: tunnel.Config{KeepAliveInterval: gn.Keepalive},
+		Logger:  log, KeyLogWriter: nc.keyLog,
+	}
+	if len(gn.Hosts) > 0 {
+		return runGatewayHosts(ctx, nc, cfg, stdout, log)
+	}
 	f, err := createOut(nc, "gateway.jsonl")
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	var pool []netip.Addr
+	cfg.Name, cfg.Log = nc.Name, f
 	for _, p := range nc.Net.Addrs {
-		pool = append(pool, p.Addr())
+		cfg.UDPAddrs = append(cfg.UDPAddrs, p.Addr())
 	}
-	gw, err := gateway.New(gateway.Config{
-		Name: nc.Name, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), 443), UDPAddrs: pool, Certificate: cert, ClientCAs: cas,
-		AllowAnonymous: gn.AllowAnonymous, MaxStreams: gn.MaxStreams, Stack: hostnet.OS{}, Resolver: zone,
-		Session: tunnel.Config{KeepAliveInterval: gn.Keepalive},
-		Log:     f, Logger: log, KeyLogWriter: nc.keyLog,
-	})
+	gw, err := gateway.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -167,6 +186,47 @@ func runGatewayNode(ctx context.Context, nc Config, zone resolve.Resolver, stdou
 	fmt.Fprintln(stdout, MarkerReady)
 	<-ctx.Done()
 	return gw.Close()
+}
+
+// runGatewayHosts runs every gateway of Gateway.Hosts from cfg (their
+// common settings): one TCP listener on the wildcard port 443 hands each
+// gateway the connections to its own addresses, and each gateway has a UDP
+// socket on each of them, as a gateway alone on a node does.
+func runGatewayHosts(ctx context.Context, nc Config, cfg gateway.Config, stdout io.Writer, log *slog.Logger) (err error) {
+	l, err := hostnet.OS{}.Listen(ctx, "tcp", cfg.Addr.String())
+	if err != nil {
+		return fmt.Errorf("gateways: %w", err)
+	}
+	d := newAddrDemux(l, log)
+	var gws []*gateway.Gateway
+	defer func() {
+		for _, gw := range gws {
+			err = errors.Join(err, gw.Close())
+		}
+		d.Close()
+	}()
+	for _, h := range nc.Gateway.Hosts {
+		f, err := createOut(nc, GatewayLog(h.Name))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		c := cfg
+		c.Name, c.Log, c.UDPAddrs = h.Name, f, h.Addrs
+		c.Stack = listenerStack{Stack: hostnet.OS{}, l: d.Listener(h.Addrs)}
+		gw, err := gateway.New(c)
+		if err != nil {
+			return fmt.Errorf("gateway %s: %w", h.Name, err)
+		}
+		if err := gw.Start(ctx); err != nil {
+			return fmt.Errorf("gateway %s: %w", h.Name, err)
+		}
+		gws = append(gws, gw)
+	}
+	go d.Serve()
+	fmt.Fprintln(stdout, MarkerReady)
+	<-ctx.Done()
+	return nil
 }
 
 func runOriginNode(ctx context.Context, nc Config, stdout io.Writer, log *slog.Logger) error {
