@@ -1401,15 +1401,13 @@ func (run *containerRun) apply(ctx context.Context, e harness.Event) error {
 		_, err := run.cli.ContainerUnpause(context.WithoutCancel(ctx), id, client.ContainerUnpauseOptions{})
 		return err
 	case harness.EventPolicy:
-		fw := run.nodes["firewall"].c
-		if err := fw.CopyToContainer(ctx, []byte(e.Policy), node.PolicyPath, 0o644); err != nil {
+		fw := run.nodes["firewall"]
+		if err := fw.c.CopyToContainer(ctx, []byte(e.Policy), node.PolicyPath, 0o644); err != nil {
 			return err
 		}
-		_, err := run.cli.ContainerKill(ctx, fw.GetContainerID(), client.ContainerKillOptions{Signal: "HUP"})
-		return err
+		return run.signal(ctx, fw, "HUP")
 	case harness.EventNetworkChange:
-		_, err := run.cli.ContainerKill(ctx, run.nodes["laptop"].c.GetContainerID(), client.ContainerKillOptions{Signal: "USR1"})
-		return err
+		return run.signal(ctx, run.nodes["laptop"], "USR1")
 	case harness.EventImpair:
 		if e.Impair == nil {
 			return errors.New("an impair event needs an impair section")
@@ -1464,8 +1462,8 @@ func (run *containerRun) impair(ctx context.Context, im fault.Impairment) error 
 		if err := n.c.CopyToContainer(ctx, b, node.ImpairPath, 0o644); err != nil {
 			return fmt.Errorf("containers: impair %s: %w", name, err)
 		}
-		if _, err := run.cli.ContainerKill(ctx, n.c.GetContainerID(), client.ContainerKillOptions{Signal: "USR2"}); err != nil {
-			return fmt.Errorf("containers: impair %s: %w", name, err)
+		if err := run.signal(ctx, n, "USR2"); err != nil {
+			return fmt.Errorf("containers: impair: %w", err)
 		}
 	}
 	for name := range controls {
