@@ -173,6 +173,35 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// Settle waits until no tunnel holds a stream its gateway has not closed
+// too (tunnel.Session.Unsettled): the last bytes of the flows the
+// applications have finished, an origin's close_notify say, have reached
+// the client, so that closing the tunnel next cuts none of them at the
+// gateway. A flow still open keeps Settle waiting; it gives up, returning
+// ctx's error, when ctx ends.
+func (c *Client) Settle(ctx context.Context) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := 0
+		c.mu.Lock()
+		for _, s := range c.slots {
+			if s.up != nil {
+				n += s.up.sess.Unsettled()
+			}
+		}
+		c.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: %d tunnel streams not closed by the gateway: %w", n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // Shutdown stops the client gracefully: no new tunnel attempt starts, an
 // attempt in flight is allowed to finish (so that the firewall and the
 // gateway see it end on its own terms, not cut short by the shutdown), and

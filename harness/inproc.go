@@ -560,12 +560,13 @@ func (t *Topology) startClient() error {
 	return nil
 }
 
-// DrainGrace bounds how long Drain (and a container client's shutdown) waits for a tunnel attempt in flight;
-// settleGrace how long it lets the gateway finish flows before the tunnel
-// closes.
+// DrainGrace bounds how long Drain (and a container client's shutdown)
+// waits for a tunnel attempt in flight; SettleGrace how long it (and a
+// container client, with client.Settle) lets the gateway finish flows
+// before the tunnel closes.
 const (
 	DrainGrace  = 10 * time.Second
-	settleGrace = 2 * time.Second
+	SettleGrace = 2 * time.Second
 )
 
 // Drain ends the run so that every log is complete: the client stops (an
@@ -577,8 +578,8 @@ func (t *Topology) Drain(ctx context.Context) error {
 		// Flows the applications have finished still carry their last
 		// bytes at the gateway (the origin's close_notify): let them end
 		// there before the tunnel closes under them. A flow that would only
-		// end with the tunnel holds this for settleGrace at most.
-		pctx, cancel := context.WithTimeout(ctx, settleGrace)
+		// end with the tunnel holds this for SettleGrace at most.
+		pctx, cancel := context.WithTimeout(ctx, SettleGrace)
 		_ = t.Settle(pctx)
 		cancel()
 		// Let a tunnel attempt in flight end on its own terms, so that the

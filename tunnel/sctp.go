@@ -58,6 +58,9 @@ type sctpSession struct {
 
 	mu      sync.Mutex
 	streams map[uint16]*sctpStream
+	// closing holds the streams this side closed until the peer has reset
+	// its side too (Unsettled).
+	closing map[*sctpStream]struct{}
 	nextID  uint16
 	err     error
 
@@ -361,8 +364,25 @@ func (s *sctpSession) release(ss *sctpStream) {
 	s.mu.Lock()
 	if cur, ok := s.streams[ss.st.StreamIdentifier()]; ok && cur == ss {
 		delete(s.streams, ss.st.StreamIdentifier())
+		if s.err == nil && ss.st.State() != sctp.StreamStateClosed {
+			if s.closing == nil {
+				s.closing = map[*sctpStream]struct{}{}
+			}
+			s.closing[ss] = struct{}{}
+		}
 	}
+	s.pruneClosingLocked()
 	s.mu.Unlock()
+}
+
+// pruneClosingLocked forgets the closing streams the peer has closed too,
+// so that closing holds only streams still waiting for the peer.
+func (s *sctpSession) pruneClosingLocked() {
+	for c := range s.closing {
+		if c.st.State() == sctp.StreamStateClosed {
+			delete(s.closing, c)
+		}
+	}
 }
 
 func (s *sctpSession) Open(ctx context.Context) (Stream, error) {
@@ -455,6 +475,20 @@ func (s *sctpSession) NumStreams() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.streams)
+}
+
+// Unsettled implements Session: a stream this side closed stays counted
+// until pion reports it closed, that is until the peer's outgoing stream
+// reset arrived (RFC 6525), after all the data the peer sent before it.
+func (s *sctpSession) Unsettled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		clear(s.closing)
+		return 0
+	}
+	s.pruneClosingLocked()
+	return len(s.streams) + len(s.closing)
 }
 
 func (s *sctpSession) LocalAddr() net.Addr  { return s.conn.LocalAddr() }

@@ -43,6 +43,11 @@ type Session interface {
 	Transport() Transport
 	// NumStreams counts open streams.
 	NumStreams() int
+	// Unsettled counts the streams not yet closed by both sides: the open
+	// ones, and those this side closed whose peer has not closed its side
+	// yet (its last bytes, an origin's close_notify say, may still be on
+	// their way). Zero once the session has ended.
+	Unsettled() int
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
 }

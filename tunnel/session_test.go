@@ -497,3 +497,57 @@ func TestConfigValidate(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// TestUnsettledUntilPeerCloses: a stream the client closed stays unsettled
+// until the gateway has closed its side too, after its last bytes, so that
+// a client settling before it closes its tunnel cuts no flow at the
+// gateway.
+func TestUnsettledUntilPeerCloses(t *testing.T) {
+	for _, tr := range []Transport{TransportTLS, TransportDTLS} {
+		t.Run(string(tr), func(t *testing.T) {
+			cfg := Config{KeepAliveInterval: time.Second}
+			var p pair
+			if tr == TransportTLS {
+				p = tlsPair(t, cfg)
+			} else {
+				p = dtlsPair(t, cfg, nil)
+			}
+			defer p.cleanup()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			accepted := make(chan Stream, 1)
+			go func() {
+				if st, err := p.gateway.Accept(ctx); err == nil {
+					accepted <- st
+				}
+			}()
+			assert.Equal(t, 0, p.client.Unsettled(), "no stream yet")
+			st, err := p.client.Open(ctx)
+			require.NoError(t, err)
+			_, err = st.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+			require.NoError(t, err)
+			var g Stream
+			select {
+			case g = <-accepted:
+			case <-ctx.Done():
+				t.Fatal("the gateway never accepted the stream")
+			}
+			defer g.Close()
+			assert.Equal(t, 1, p.client.Unsettled(), "open")
+			// The application is done; the gateway still has its last bytes.
+			require.NoError(t, st.Close())
+			require.Eventually(t, func() bool {
+				_, err := g.Read(make([]byte, 64))
+				return errors.Is(err, io.EOF)
+			}, 5*time.Second, time.Millisecond, "the gateway reads the client's end")
+			assert.Equal(t, 1, p.client.Unsettled(), "closed by the client only")
+			_, err = g.Write([]byte("close_notify"))
+			require.NoError(t, err)
+			require.NoError(t, g.Close())
+			require.Eventually(t, func() bool { return p.client.Unsettled() == 0 }, 5*time.Second, 5*time.Millisecond,
+				"settled once the gateway closed its side")
+			require.NoError(t, p.client.Close())
+			assert.Equal(t, 0, p.client.Unsettled(), "a closed session holds nothing")
+		})
+	}
+}

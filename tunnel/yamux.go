@@ -116,6 +116,15 @@ func (s *yamuxSession) Err() error {
 
 func (s *yamuxSession) Transport() Transport { return TransportTLS }
 func (s *yamuxSession) NumStreams() int      { return s.mux.NumStreams() }
+
+// Unsettled implements Session: yamux keeps a stream until both sides
+// have sent their FIN (or one reset it).
+func (s *yamuxSession) Unsettled() int {
+	if s.mux.IsClosed() {
+		return 0
+	}
+	return s.mux.NumStreams()
+}
 func (s *yamuxSession) LocalAddr() net.Addr  { return s.conn.LocalAddr() }
 func (s *yamuxSession) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 

@@ -397,7 +397,13 @@ func runClientNode(ctx context.Context, nc Config, stack hostnet.Stack, zone res
 		return err
 	}
 	defer func() {
-		// As Drain does in-process: an attempt in flight ends on its own.
+		// As Drain does in-process: the gateway finishes the flows the
+		// applications have finished (their last bytes, the origin's
+		// close_notify, reach the laptop) before the tunnel closes, and an
+		// attempt in flight ends on its own.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), harness.SettleGrace)
+		_ = c.Settle(pctx)
+		cancel()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), harness.DrainGrace)
 		_ = c.Shutdown(sctx)
 		cancel()
