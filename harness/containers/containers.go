@@ -1814,6 +1814,44 @@ func (run *containerRun) sharedGateways() bool {
 	return true
 }
 
+// gatewayNodes are the gateways' nodes (a node each, or all on one node
+// when no event acts on one of them: sharedGateways) and the routes to
+// their addresses.
+func (run *containerRun) gatewayNodes(zone []resolve.Record, gwPair node.PEMPair, originRoutes []node.Route) (out []node.Config, gwRoutes []node.Route) {
+	s, set := run.plan.Spec, run.set
+	gn := node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
+		Keepalive: s.Gateway.Keepalive}
+	if run.field != nil {
+		gn.FieldControlName = run.field.controlName(s)
+	}
+	shared := node.Config{Role: node.RoleGateway, Name: sharedGatewaysNode, Tenant: s.Tenant, Zone: zone,
+		Net: node.Net{Routes: originRoutes}, Gateway: &node.Gateway{}}
+	*shared.Gateway = gn
+	for i, g := range s.Gateways {
+		via := nthAddr(firstGatewayOnNet, i)
+		if run.sharedGateways() {
+			via = firstGatewayOnNet
+		}
+		var addrs []netip.Prefix
+		for _, a := range g.Addrs() {
+			addrs = append(addrs, netip.PrefixFrom(a, 32))
+			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: via})
+		}
+		if run.sharedGateways() {
+			shared.Net.Addrs = append(shared.Net.Addrs, addrs...)
+			shared.Gateway.Hosts = append(shared.Gateway.Hosts, node.GatewayHost{Name: g.Name, Addrs: g.Addrs()})
+			continue
+		}
+		own := gn
+		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
+			Net: node.Net{Addrs: addrs, Routes: originRoutes}, Gateway: &own})
+	}
+	if run.sharedGateways() {
+		out = append(out, shared)
+	}
+	return out, gwRoutes
+}
+
 // configs writes every node's configuration from the plan.
 func (run *containerRun) configs() ([]node.Config, error) {
 	s := run.plan.Spec
@@ -1861,39 +1899,8 @@ func (run *containerRun) configs() ([]node.Config, error) {
 		}
 	}
 	out = append(out, node.Config{Role: node.RoleOrigin, Name: "origins", Tenant: s.Tenant, Net: node.Net{Addrs: originAddrs}, Zone: zone, Origin: on})
-	// Gateways: a node each, or all on one node when no event acts on
-	// one of them (sharedGateways).
-	var gwRoutes []node.Route
-	gn := node.Gateway{Cert: gwPair, ClientCA: string(set.Tenant.CertPEM()), AllowAnonymous: s.Gateway.AllowAnonymous, MaxStreams: s.Gateway.MaxStreams,
-		Keepalive: s.Gateway.Keepalive}
-	if run.field != nil {
-		gn.FieldControlName = run.field.controlName(s)
-	}
-	shared := node.Config{Role: node.RoleGateway, Name: sharedGatewaysNode, Tenant: s.Tenant, Zone: zone,
-		Net: node.Net{Routes: originRoutes}, Gateway: &node.Gateway{}}
-	*shared.Gateway = gn
-	for i, g := range s.Gateways {
-		via := nthAddr(firstGatewayOnNet, i)
-		if run.sharedGateways() {
-			via = firstGatewayOnNet
-		}
-		var addrs []netip.Prefix
-		for _, a := range g.Addrs() {
-			addrs = append(addrs, netip.PrefixFrom(a, 32))
-			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: via})
-		}
-		if run.sharedGateways() {
-			shared.Net.Addrs = append(shared.Net.Addrs, addrs...)
-			shared.Gateway.Hosts = append(shared.Gateway.Hosts, node.GatewayHost{Name: g.Name, Addrs: g.Addrs()})
-			continue
-		}
-		own := gn
-		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
-			Net: node.Net{Addrs: addrs, Routes: originRoutes}, Gateway: &own})
-	}
-	if run.sharedGateways() {
-		out = append(out, shared)
-	}
+	gwNodes, gwRoutes := run.gatewayNodes(zone, gwPair, originRoutes)
+	out = append(out, gwNodes...)
 	// Firewall.
 	fs := s.Firewall
 	fwNode, err := run.firewallNode(zone, append(append([]node.Route{}, gwRoutes...), originRoutes...))
