@@ -1824,9 +1824,9 @@ func (run *containerRun) gatewayNodes(zone []resolve.Record, gwPair node.PEMPair
 	if run.field != nil {
 		gn.FieldControlName = run.field.controlName(s)
 	}
+	sharedGW := gn
 	shared := node.Config{Role: node.RoleGateway, Name: sharedGatewaysNode, Tenant: s.Tenant, Zone: zone,
-		Net: node.Net{Routes: originRoutes}, Gateway: &node.Gateway{}}
-	*shared.Gateway = gn
+		Net: node.Net{Routes: originRoutes}, Gateway: &sharedGW}
 	for i, g := range s.Gateways {
 		via := nthAddr(firstGatewayOnNet, i)
 		if run.sharedGateways() {
