@@ -586,11 +586,14 @@ type containerRun struct {
 	set   *pki.Set
 	image string
 	tools string // the firewall's image when a third-party tool stands in for it
-	cli   *testcontainers.DockerClient
-	lan   *testcontainers.DockerNetwork
-	inet  *testcontainers.DockerNetwork
-	under underlays
-	slot  int // the underlay slot claimed for under
+	// ownGateways gives every gateway a container of its own even where
+	// they could share one (sharedGateways): the compose export's.
+	ownGateways bool
+	cli         *testcontainers.DockerClient
+	lan         *testcontainers.DockerNetwork
+	inet        *testcontainers.DockerNetwork
+	under       underlays
+	slot        int // the underlay slot claimed for under
 	// runSlot is the runner's slot the run holds (acquire); its networks
 	// may be the ones the slot's previous run kept.
 	runSlot int
@@ -1803,7 +1806,7 @@ const sharedGatewaysNode = "gateways"
 // kill it. Each gateway keeps its addresses, its sockets and its log; the
 // field probe's gateway runs alone.
 func (run *containerRun) sharedGateways() bool {
-	if run.field != nil || len(run.plan.Spec.Gateways) < 2 {
+	if run.ownGateways || run.field != nil || len(run.plan.Spec.Gateways) < 2 {
 		return false
 	}
 	for _, e := range run.plan.Events {

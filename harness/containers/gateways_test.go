@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"encoding/json"
 	"net/netip"
 	"testing"
 
@@ -68,4 +69,27 @@ func TestGatewayNodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestComposeOwnGatewaysNoSignals: the compose export, which nothing
+// signals, has a laptop that starts at once and a container per gateway
+// (a user stops one to see the failover).
+func TestComposeOwnGatewaysNoSignals(t *testing.T) {
+	fw := harness.FirewallSpec{}
+	plan := harness.Plan{Spec: harness.Spec{Firewall: &fw}, Events: nil}
+	set, err := pki.NewSet(pki.Config{}, harness.DefaultTenant)
+	require.NoError(t, err)
+	files, err := ComposeFiles(plan, set, "pinwall-node:test")
+	require.NoError(t, err)
+	spec := plan.Spec.WithDefaults()
+	for _, g := range spec.Gateways {
+		assert.Contains(t, files, sanitize(g.Name)+".json", "a service of its own for %s", g.Name)
+		assert.Contains(t, string(files["compose.yaml"]), "  "+sanitize(g.Name)+":\n")
+	}
+	assert.NotContains(t, files, sanitize(sharedGatewaysNode)+".json")
+	var laptop node.Config
+	require.NoError(t, json.Unmarshal(files["laptop.json"], &laptop))
+	require.NotNil(t, laptop.Client)
+	assert.False(t, laptop.Client.WaitStart, "nothing sends compose's laptop SIGCONT")
+	assert.False(t, laptop.Client.EventsSignalled)
 }
