@@ -14,3 +14,19 @@ func TestRatioAtMost(t *testing.T) {
 	over := WallTime("captured", 80*time.Second, 0).RatioAtMost(64, GoalCaptureOverhead, "without")
 	assert.Equal(t, Miss, over.Verdict)
 }
+
+func TestMedianOf(t *testing.T) {
+	tests := []struct {
+		in     []time.Duration
+		median time.Duration
+		spread string
+	}{
+		{[]time.Duration{8600 * time.Millisecond, 4 * time.Second, 4100 * time.Millisecond}, 4100 * time.Millisecond, "8.6 / 4.0 / 4.1 s"},
+		{[]time.Duration{3 * time.Second}, 3 * time.Second, "3.0 s"},
+	}
+	for _, tt := range tests {
+		m, spread := medianOf(tt.in)
+		assert.Equal(t, tt.median, m)
+		assert.Equal(t, tt.spread, spread)
+	}
+}
