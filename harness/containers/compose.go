@@ -22,8 +22,8 @@ func ComposeFiles(p harness.Plan, set *pki.Set, image string) (map[string][]byte
 	if p.Spec.Firewall == nil {
 		return nil, fmt.Errorf("compose: the topology needs a firewall")
 	}
-	// Compose starts every service itself and nothing signals the
-	// laptop, and a gateway of its own per container lets a user stop one.
+	// A gateway of its own per container lets a user stop one; the
+	// laptop starts at once (only the runner's start sets WaitStart).
 	run := &containerRun{plan: p, set: set, under: underlaySlot(0), ownGateways: true}
 	cfgs, err := run.configs()
 	if err != nil {
@@ -38,7 +38,6 @@ func ComposeFiles(p harness.Plan, set *pki.Set, image string) (map[string][]byte
 	for _, nc := range cfgs {
 		nc.Out = node.OutDir
 		if nc.Role == node.RoleClient {
-			nc.Client.WaitStart, nc.Client.EventsSignalled = false, false
 			lan, _ := run.overlayAddrs(nc)
 			nc.Client.SOCKS = netip.AddrPortFrom(underlayOf(lan, run.under.lan), 1080).String()
 		}

@@ -915,11 +915,17 @@ func (run *containerRun) start(ctx context.Context) error {
 		mu   sync.Mutex
 		errs []error
 	)
-	// The laptop's container starts meanwhile too when its client waits
-	// for exercise's SIGCONT (node.Client.WaitStart): a container's start
-	// costs the engine a quarter to half a second, then off the critical
-	// path. Other clients (a fleet's, a field probe) are only created
-	// here, and started by exercise once the servers are ready.
+	// The laptop's container starts meanwhile too, its client waiting for
+	// exercise's SIGCONT (node.Client.WaitStart; with events, exercise
+	// also tells it when they are applied): a container's start costs the
+	// engine a quarter to half a second, then off the critical path.
+	// Other clients (a fleet's, a field probe) are only created here, and
+	// started by exercise once the servers are ready.
+	for _, nc := range cfgs {
+		if c := nc.Client; c != nil && !c.Fleet {
+			c.WaitStart, c.EventsSignalled = true, len(run.plan.Events) > 0
+		}
+	}
 	for _, nc := range cfgs {
 		if nc.Role == node.RoleProbe {
 			continue
@@ -1827,12 +1833,13 @@ func (run *containerRun) gatewayNodes(zone []resolve.Record, gwPair node.PEMPair
 	if run.field != nil {
 		gn.FieldControlName = run.field.controlName(s)
 	}
+	share := run.sharedGateways()
 	sharedGW := gn
 	shared := node.Config{Role: node.RoleGateway, Name: sharedGatewaysNode, Tenant: s.Tenant, Zone: zone,
 		Net: node.Net{Routes: originRoutes}, Gateway: &sharedGW}
 	for i, g := range s.Gateways {
 		via := nthAddr(firstGatewayOnNet, i)
-		if run.sharedGateways() {
+		if share {
 			via = firstGatewayOnNet
 		}
 		var addrs []netip.Prefix
@@ -1840,7 +1847,7 @@ func (run *containerRun) gatewayNodes(zone []resolve.Record, gwPair node.PEMPair
 			addrs = append(addrs, netip.PrefixFrom(a, 32))
 			gwRoutes = append(gwRoutes, node.Route{Dst: netip.PrefixFrom(a, 32), Via: via})
 		}
-		if run.sharedGateways() {
+		if share {
 			shared.Net.Addrs = append(shared.Net.Addrs, addrs...)
 			shared.Gateway.Hosts = append(shared.Gateway.Hosts, node.GatewayHost{Name: g.Name, Addrs: g.Addrs()})
 			continue
@@ -1849,7 +1856,7 @@ func (run *containerRun) gatewayNodes(zone []resolve.Record, gwPair node.PEMPair
 		out = append(out, node.Config{Role: node.RoleGateway, Name: g.Name, Tenant: s.Tenant, Zone: zone,
 			Net: node.Net{Addrs: addrs, Routes: originRoutes}, Gateway: &own})
 	}
-	if run.sharedGateways() {
+	if share {
 		out = append(out, shared)
 	}
 	return out, gwRoutes
@@ -1988,7 +1995,6 @@ func (run *containerRun) fleetNodes(laptop node.Config) ([]node.Config, error) {
 		nc.Name = fmt.Sprintf("laptop-%04d", i+1)
 		cn := *laptop.Client
 		cn.Fleet, cn.Workload, cn.WaitUp, cn.Hold = true, harness.Workload{}, run.plan.UpWait(), 0
-		cn.WaitStart, cn.EventsSignalled = false, false // exerciseFleet starts each laptop itself
 		if cn.DeviceCert != nil {
 			// Every laptop its own device, as in process.
 			dc, err := run.set.DeviceCert(s.Tenant, fmt.Sprintf("user%04d@%s.test", i+1, s.Tenant), fmt.Sprintf("LAPTOP-%04d", i+2))
@@ -2106,10 +2112,7 @@ func (run *containerRun) clientNode(gwCert *tls.Certificate) (*node.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	cn := &node.Client{Spec: s.Client, Workload: run.plan.Workload.WithDefaults(s), Reconnects: run.plan.Reconnects, WaitUp: run.plan.UpWait(), Hold: run.plan.Hold,
-		// The laptop starts beside the servers and waits for exercise's
-		// SIGCONT; with events, exercise tells it when they are applied.
-		WaitStart: true, EventsSignalled: len(run.plan.Events) > 0}
+	cn := &node.Client{Spec: s.Client, Workload: run.plan.Workload.WithDefaults(s), Reconnects: run.plan.Reconnects, WaitUp: run.plan.UpWait(), Hold: run.plan.Hold}
 	for _, p := range cfg.Pins {
 		cn.Pins = append(cn.Pins, string(p))
 	}

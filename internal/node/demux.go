@@ -6,8 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 
+	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/hostnet"
 )
 
@@ -29,8 +29,10 @@ type addrDemux struct {
 	all  []*demuxListener
 }
 
+// newAddrDemux demultiplexes l, whose temporary accept errors (a
+// descriptor shortage, say) are retried as a gateway's own listener's are.
 func newAddrDemux(l net.Listener, log *slog.Logger) *addrDemux {
-	return &addrDemux{l: l, log: log, subs: map[netip.Addr]*demuxListener{}}
+	return &addrDemux{l: accept.Wrap(l, accept.Config{Name: "gateways tls " + l.Addr().String(), Logger: log}), log: log, subs: map[netip.Addr]*demuxListener{}}
 }
 
 // Listener returns the listener for connections to addrs.
@@ -58,10 +60,7 @@ func (d *addrDemux) Serve() {
 	for {
 		c, err := d.l.Accept()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
-			return
+			return // closed: accept.Listener retries the rest
 		}
 		var local netip.Addr
 		if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
@@ -83,19 +82,20 @@ func (d *addrDemux) Close() error { return d.l.Close() }
 
 // demuxListener is one gateway's share of an addrDemux.
 type demuxListener struct {
-	addr   net.Addr
-	conns  chan net.Conn
-	done   chan struct{}
-	closed atomic.Bool
-	once   sync.Once
-	mu     sync.Mutex // orders offer's send against Close's drain
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	mu    sync.Mutex // orders offer's send against Close's drain
 }
 
 func (s *demuxListener) offer(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed.Load() {
+	select {
+	case <-s.done:
 		return false
+	default:
 	}
 	select {
 	case s.conns <- c:
@@ -119,7 +119,6 @@ func (s *demuxListener) Accept() (net.Conn, error) {
 func (s *demuxListener) Close() error {
 	s.once.Do(func() {
 		s.mu.Lock()
-		s.closed.Store(true)
 		close(s.done)
 		s.mu.Unlock()
 		for {
