@@ -19,6 +19,7 @@ import (
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/tunnel"
 )
@@ -398,12 +399,19 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 		return nil, "", v.handshake(err), c.classify("dtls tunnel greeting", target, err, ctx)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	sess, err := tunnel.NewDTLSSession(ctx, conn, tunnel.RoleClient, c.cfg.Session)
+	sess, err := tunnel.NewDTLSSession(ctx, conn, tunnel.RoleClient, sessionForPath(c.cfg.Session, c.cfg.Stack, addr.Addr()))
 	if err != nil {
 		conn.Close()
 		return nil, "", nil, c.classify("dtls session", target, err, ctx)
 	}
 	return sess, g.TunnelIDString(), nil, nil
+}
+
+// sessionForPath is cfg with its SCTP packet size set from the stack's path
+// MTU towards dst, unless cfg sets one or the stack cannot tell.
+func sessionForPath(cfg tunnel.Config, stack hostnet.Stack, dst netip.Addr) tunnel.Config {
+	mtu, _ := hostnet.PathMTU(stack, dst)
+	return cfg.WithPathMTU(mtu, dst.Unmap().Is6())
 }
 
 // classify turns a tunnel establishment error into a *failure.Error.

@@ -2,7 +2,9 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,18 @@ type ImpairedStack struct {
 	Stack
 	cur   atomic.Pointer[Impairer]
 	stats struct{ datagrams, dropped, delayed, reordered atomic.Int64 }
+}
+
+// PathMTU is the wrapped stack's path MTU towards dst, when it can tell
+// (it has a PathMTU method of this signature, as hostnet's stacks do).
+// The impairment drops and delays datagrams; it does not change their size.
+func (s *ImpairedStack) PathMTU(dst netip.Addr) (int, error) {
+	if p, ok := s.Stack.(interface {
+		PathMTU(netip.Addr) (int, error)
+	}); ok {
+		return p.PathMTU(dst)
+	}
+	return 0, errors.New("fault: the wrapped network does not tell its path MTU")
 }
 
 // NewImpairedStack wraps s with im as the initial impairment (zero: none).

@@ -134,3 +134,11 @@ func (g gatewayStack) Listen(ctx context.Context, network, address string) (net.
 func (g gatewayStack) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
 	return g.outer.ListenPacket(ctx, network, address)
 }
+
+// PathMTU is the outer network's: the gateway's tunnels cross it.
+func (g gatewayStack) PathMTU(dst netip.Addr) (int, error) {
+	if mtu, ok := hostnet.PathMTU(g.outer, dst); ok {
+		return mtu, nil
+	}
+	return 0, errors.New("fieldgw: the gateway's network does not tell its path MTU")
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pinwall/pinwall/accept"
 	"github.com/pinwall/pinwall/failure"
+	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
 	"github.com/pinwall/pinwall/tunnel"
 )
@@ -555,7 +556,14 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 	g.serveTunnel(conn, tunnel.TransportDTLS, st, func(c net.Conn) (tunnel.Session, error) {
 		sctx, scancel := context.WithTimeout(g.ctx, g.sessionSetupTimeout())
 		defer scancel()
-		return tunnel.NewDTLSSession(sctx, c, tunnel.RoleGateway, g.cfg.Session)
+		// The SCTP packet size follows the path back to the peer, as the
+		// client's follows the path to the gateway.
+		scfg := g.cfg.Session
+		if ap, err := netip.ParseAddrPort(raddr.String()); err == nil {
+			mtu, _ := hostnet.PathMTU(g.cfg.Stack, ap.Addr())
+			scfg = scfg.WithPathMTU(mtu, ap.Addr().Unmap().Is6())
+		}
+		return tunnel.NewDTLSSession(sctx, c, tunnel.RoleGateway, scfg)
 	})
 }
 

@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +51,46 @@ func newWorld(t *testing.T) world {
 	w.gateway, err = s.AddHost("gateway", gatewayIP, netip.MustParseAddr("203.0.113.11"))
 	require.NoError(t, err)
 	return w
+}
+
+// TestPathMTU: the kernel's stack and a simulated host tell the path MTU
+// (every simulated hop is loopback); a stack without the method cannot.
+func TestPathMTU(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("IP_MTU is Linux's")
+	}
+	raw, err := os.ReadFile("/sys/class/net/lo/mtu")
+	require.NoError(t, err)
+	lo, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	require.NoError(t, err)
+	lo = min(lo, 65535) // loopback's 65536, as the largest IPv4 packet
+
+	mtu, ok := PathMTU(OS{}, netip.MustParseAddr("127.0.0.1"))
+	require.True(t, ok)
+	assert.Equal(t, lo, mtu)
+
+	w := newWorld(t)
+	mtu, ok = PathMTU(w.laptop, gatewayIP)
+	require.True(t, ok)
+	assert.Equal(t, lo, mtu, "the laptop's path to the gateway is loopback underneath")
+
+	_, ok = PathMTU(noMTU{w.laptop}, gatewayIP)
+	assert.False(t, ok)
+}
+
+// noMTU is a Stack that does not tell its path MTU.
+type noMTU struct{ s Stack }
+
+func (n noMTU) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return n.s.DialContext(ctx, network, address)
+}
+
+func (n noMTU) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	return n.s.Listen(ctx, network, address)
+}
+
+func (n noMTU) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	return n.s.ListenPacket(ctx, network, address)
 }
 
 func TestLoopbackMapping(t *testing.T) {

@@ -19,7 +19,11 @@ import (
 var ErrNotInBundle = errors.New("probe: address not in the bundle (the probe sends nothing elsewhere)")
 
 // guard is the laptop's network as the probe uses it: only the allowed
-// addresses, new connections paced.
+// addresses, new connections paced. It does not tell the path MTU
+// (hostnet.PathMTUer): across a customer's real perimeter and the internet
+// a route's MTU can be larger than a hop further on that drops ICMP, so the
+// probe's DTLS tunnel keeps the 1,200-byte packets that cross any path
+// (RFC 8899's reason for probing rather than trusting the route).
 type guard struct {
 	stack   hostnet.Stack
 	allowed map[netip.AddrPort]bool

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,22 @@ func TestCaptureDTLS(t *testing.T) {
 	// Without the dissector: DTLS 1.2 naming only the gateway.
 	sni := fieldsByLeg(t, file, "dtls.handshake.type == 1", "dtls.handshake.extensions_server_name")
 	assert.Equal(t, []string{"gateway-acme.sse.test"}, uniq(sni[harness.LegLaptopFirewall]))
+	// The SCTP packets fill the path (tunnel.PathMTUPacket): in process
+	// every hop is loopback, so the gateway's records carry packets beyond
+	// the 1,200-byte default, and none beyond the 8,144 pion/dtls reads in
+	// one datagram (the record adds 8 of nonce and 16 of tag).
+	for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway} {
+		lens := fieldsByLeg(t, file, "dtls.record.content_type == 23", "dtls.record.length")[leg]
+		require.NotEmpty(t, lens, leg)
+		largest := 0
+		for _, l := range lens {
+			n, err := strconv.Atoi(l)
+			require.NoError(t, err)
+			largest = max(largest, n)
+		}
+		assert.Greater(t, largest, 1200+24, "%s: the largest record", leg)
+		assert.LessOrEqual(t, largest, 8144+24, "%s: the largest record", leg)
+	}
 }
 
 // TestCaptureCatalogueClean captures every run of the catalogue in process

@@ -90,7 +90,10 @@ type Config struct {
 	// ReceiveBuffer is SCTP's association receive buffer; zero means 8 MiB.
 	ReceiveBuffer uint32
 	// MTU is the SCTP packet size over DTLS, 576 to 8144; zero means 1200
-	// (a DTLS datagram that crosses a 1280-byte path unfragmented).
+	// (a DTLS datagram that crosses a 1280-byte path unfragmented). The
+	// client and the gateway set it from the path MTU (PathMTUPacket)
+	// when their network can tell it and their configuration leaves it
+	// zero.
 	MTU uint32
 	// AcceptBacklog bounds streams waiting for Accept; zero means 256.
 	AcceptBacklog int
@@ -147,9 +150,44 @@ func (c Config) acceptBacklog() int {
 
 // maxMTU is the largest SCTP packet that fits one datagram pion/dtls reads:
 // its receive buffer is 8192 bytes, and a DTLS 1.2 AES-GCM record adds 37
-// (13 of header, 8 of explicit nonce, 16 of tag). A larger MTU made every
-// full packet vanish on the receiving side.
-const maxMTU = 8192 - 37 - 11
+// (DTLSOverhead). A larger MTU made every full packet vanish on the
+// receiving side.
+const maxMTU = 8192 - DTLSOverhead - 11
+
+// DTLSOverhead is what a DTLS 1.2 AES-GCM record adds to its payload: 13
+// bytes of header, 8 of explicit nonce, 16 of tag (RFC 6347 §4.1, RFC 5288).
+const DTLSOverhead = 13 + 8 + 16
+
+// PathMTUPacket is the SCTP packet size that fills, with the DTLS record
+// and the UDP and IP headers around it, one datagram of a path whose MTU is
+// pathMTU: SCTP over DTLS (RFC 8261) sizes its packets to the path MTU
+// less what DTLS adds, as OpenSSL's DTLS does with the kernel's IP_MTU
+// (DTLS_get_data_mtu). The result is bounded to 576..8144:
+// a path below 1,280 bytes gets 576, a loopback or jumbo path gets the
+// largest packet pion/dtls reads in one datagram.
+func PathMTUPacket(pathMTU int, ipv6 bool) uint32 {
+	ipHeader := 20
+	if ipv6 {
+		ipHeader = 40
+	}
+	n := pathMTU - ipHeader - 8 - DTLSOverhead
+	switch {
+	case n < 576:
+		return 576
+	case n > maxMTU:
+		return maxMTU
+	}
+	return uint32(n)
+}
+
+// WithPathMTU is c with its MTU set for a path of pathMTU bytes
+// (PathMTUPacket), unless c already sets one.
+func (c Config) WithPathMTU(pathMTU int, ipv6 bool) Config {
+	if c.MTU == 0 && pathMTU > 0 {
+		c.MTU = PathMTUPacket(pathMTU, ipv6)
+	}
+	return c
+}
 
 // Validate rejects contradictory settings.
 func (c Config) Validate() error {

@@ -498,6 +498,39 @@ func TestConfigValidate(t *testing.T) {
 
 var _ = errors.Is
 
+// TestPathMTUPacket: the SCTP packet fills one datagram of the path, less
+// the IP, UDP and DTLS record headers, within the bounds the tunnel takes.
+func TestPathMTUPacket(t *testing.T) {
+	tests := []struct {
+		name    string
+		pathMTU int
+		ipv6    bool
+		want    uint32
+	}{
+		{"Ethernet IPv4", 1500, false, 1500 - 20 - 8 - 37},
+		{"Ethernet IPv6", 1500, true, 1500 - 40 - 8 - 37},
+		{"VXLAN overlay", 1450, false, 1385},
+		{"IPv6 minimum", 1280, true, 1195},
+		{"below 576 is raised", 600, false, 576},
+		{"loopback is capped at what pion/dtls reads", 65536, false, maxMTU},
+		{"jumbo frames", 9000, false, maxMTU},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := PathMTUPacket(tt.pathMTU, tt.ipv6)
+			assert.Equal(t, tt.want, got)
+			assert.NoError(t, Config{MTU: got}.Validate())
+		})
+	}
+}
+
+func TestWithPathMTU(t *testing.T) {
+	assert.Equal(t, uint32(1435), Config{}.WithPathMTU(1500, false).MTU)
+	assert.Equal(t, uint32(1000), Config{MTU: 1000}.WithPathMTU(1500, false).MTU, "a configured MTU wins")
+	assert.Equal(t, uint32(0), Config{}.WithPathMTU(0, false).MTU, "an unknown path keeps the default")
+	assert.Equal(t, uint32(1200), Config{}.WithPathMTU(0, false).mtu())
+}
+
 // TestUnsettledUntilPeerCloses: a stream the client closed stays unsettled
 // until the gateway has closed its side too, after its last bytes, so that
 // a client settling before it closes its tunnel cuts no flow at the
