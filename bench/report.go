@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/pinwall/pinwall/client"
+	"github.com/pinwall/pinwall/hostnet"
 	"github.com/pinwall/pinwall/pki"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // Goals the report prints pass or miss against. None of them fails a test.
@@ -405,6 +408,10 @@ func (m *measurer) tunnel(ctx context.Context) Section {
 	if n := cpuNote("TLS tunnel", ones[1].fig.res, "raw TLS", ones[0].fig.res); n != "" {
 		s.Notes = append(s.Notes, n)
 	}
+	if n := cpuNote("DTLS tunnel", ones[2].fig.res, "TLS tunnel", ones[1].fig.res); n != "" {
+		s.Notes = append(s.Notes, n)
+	}
+	s.Notes = append(s.Notes, dtlsPacketNote())
 	if tls, dtls := one[client.TransportTLS], one[client.TransportDTLS]; tls > 0 && dtls > 0 {
 		s.Add(Row{Figure: "DTLS tunnel vs TLS tunnel, one inner flow", Value: dtls, Unit: UnitMiBps}.
 			RatioAtLeast(tls, GoalDTLSVsTLS, fmt.Sprintf("goal ≥ %.1f× the TLS tunnel (%s)", GoalDTLSVsTLS, FormatValue(tls, UnitMiBps))))
@@ -861,4 +868,16 @@ func (m *measurer) measureFirewall(ctx context.Context, env *FirewallEnv, order 
 			}
 		}
 	}
+}
+
+// dtlsPacketNote says what size of SCTP packet the in-process DTLS tunnel
+// sends: the loopback path's MTU less the headers, as the client and the
+// gateway work it out (tunnel.PathMTUPacket).
+func dtlsPacketNote() string {
+	loop := netip.MustParseAddr("127.0.0.1")
+	mtu, ok := hostnet.PathMTU(hostnet.OS{}, loop)
+	if !ok {
+		return "DTLS tunnel: the path MTU is unknown here, so its SCTP packets are 1,200 bytes"
+	}
+	return fmt.Sprintf("DTLS tunnel: SCTP packets of %d bytes, from loopback's path MTU (%d) less IP, UDP and the DTLS record (tunnel.PathMTUPacket); a 1,500-byte path gives %d", tunnel.PathMTUPacket(mtu, false), mtu, tunnel.PathMTUPacket(1500, false))
 }
