@@ -399,7 +399,9 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 		return nil, "", v.handshake(err), c.classify("dtls tunnel greeting", target, err, ctx)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	sess, err := tunnel.NewDTLSSession(ctx, conn, tunnel.RoleClient, sessionForPath(c.cfg.Session, c.cfg.Stack, addr.Addr()))
+	scfg := sessionForPath(c.cfg.Session, c.cfg.Stack, addr.Addr())
+	c.cfg.Logger.Debug("client: dtls session", "gateway", target, "sctp_mtu", scfg.MTU)
+	sess, err := tunnel.NewDTLSSession(ctx, conn, tunnel.RoleClient, scfg)
 	if err != nil {
 		conn.Close()
 		return nil, "", nil, c.classify("dtls session", target, err, ctx)
@@ -408,7 +410,8 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 }
 
 // sessionForPath is cfg with its SCTP packet size set from the stack's path
-// MTU towards dst, unless cfg sets one or the stack cannot tell.
+// MTU towards dst, unless cfg sets one or the stack cannot tell (MTU stays
+// zero: the tunnel's default).
 func sessionForPath(cfg tunnel.Config, stack hostnet.Stack, dst netip.Addr) tunnel.Config {
 	mtu, _ := hostnet.PathMTU(stack, dst)
 	return cfg.WithPathMTU(mtu, dst.Unmap().Is6())

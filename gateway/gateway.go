@@ -563,6 +563,7 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 			mtu, _ := hostnet.PathMTU(g.cfg.Stack, ap.Addr())
 			scfg = scfg.WithPathMTU(mtu, ap.Addr().Unmap().Is6())
 		}
+		g.cfg.Logger.Debug("gateway: dtls session", "peer", raddr.String(), "sctp_mtu", scfg.MTU)
 		return tunnel.NewDTLSSession(sctx, c, tunnel.RoleGateway, scfg)
 	})
 }

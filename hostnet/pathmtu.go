@@ -51,8 +51,8 @@ func (OS) PathMTU(dst netip.Addr) (int, error) {
 
 // PathMTU implements PathMTUer: every simulated hop is a loopback socket,
 // so the path MTU is the kernel's towards the host's own loopback address
-// (Linux: 65535, loopback's 65536 bounded by
-// the largest IP packet), wherever dst is.
+// wherever dst is (on Linux 65535: loopback's 65536, bounded by the
+// largest IP packet).
 func (h *Host) PathMTU(netip.Addr) (int, error) {
 	return OS{}.PathMTU(h.loop)
 }
