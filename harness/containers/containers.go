@@ -20,6 +20,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -211,6 +212,8 @@ type Runner struct {
 	netsMu sync.Mutex
 	nets   map[int]*underlayNets
 	closed bool
+	// stale are the networks the engine refused with ErrEngineStale.
+	stale []string
 }
 
 // underlayNets is a run slot's pair of underlay networks.
@@ -247,7 +250,7 @@ func (c *Runner) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := removeNets(ctx, cli, n.lan, n.inet); err != nil {
+			if err := c.sortStale(removeNets(ctx, cli, n.lan, n.inet)); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("containers: close: %w", err))
 				mu.Unlock()
@@ -259,8 +262,70 @@ func (c *Runner) Close() error {
 	return errors.Join(errs...)
 }
 
+// ErrEngineStale is the engine refusing, for as long as staleGrace, to
+// remove a network that no container is attached to any more: Docker
+// 20.10 can keep counting an endpoint of a container it has removed (seen
+// after many containers were removed at once on a loaded engine; moby's
+// "has active endpoints" with an empty network). Only restarting the
+// daemon frees such a network; pinwall leaves it, labelled, and says so.
+var ErrEngineStale = errors.New("the engine counts an endpoint on a network no container is attached to (a stale endpoint count; only a daemon restart frees it)")
+
+// StaleNetworkError names a network the engine refused to remove with
+// ErrEngineStale.
+type StaleNetworkError struct {
+	Name string
+	Err  error
+}
+
+func (e *StaleNetworkError) Error() string { return "network " + e.Name + ": " + e.Err.Error() }
+
+func (e *StaleNetworkError) Unwrap() error { return e.Err }
+
+// staleGrace is how long the engine may refuse to remove a network with no
+// container attached before the refusal counts as its stale endpoint
+// count (ErrEngineStale) rather than a removal still in progress.
+const staleGrace = 10 * time.Second
+
+// EngineStale lists the networks of this runner the engine refused to
+// remove with ErrEngineStale; they are left on the engine, labelled.
+func (c *Runner) EngineStale() []string {
+	c.netsMu.Lock()
+	defer c.netsMu.Unlock()
+	return slices.Clone(c.stale)
+}
+
+// sortStale records and logs the networks err (from removeNets) names as
+// stale on the engine, and returns the rest of it.
+func (c *Runner) sortStale(err error) error {
+	if err == nil {
+		return nil
+	}
+	var rest []error
+	for _, e := range unjoin(err) {
+		var se *StaleNetworkError
+		if errors.As(e, &se) {
+			c.netsMu.Lock()
+			c.stale = append(c.stale, se.Name)
+			c.netsMu.Unlock()
+			c.log().Warn("containers: a network is left on the engine", "network", se.Name, "err", se.Err)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	return errors.Join(rest...)
+}
+
+// unjoin lists the errors errors.Join put together in err, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // removeNets removes networks (nil ones skipped), all at once; one
-// already gone is not an error.
+// already gone is not an error. A network the engine keeps as stale is a
+// *StaleNetworkError among the joined errors.
 func removeNets(ctx context.Context, cli *testcontainers.DockerClient, nets ...*testcontainers.DockerNetwork) error {
 	var (
 		wg   sync.WaitGroup
@@ -274,6 +339,10 @@ func removeNets(ctx context.Context, cli *testcontainers.DockerClient, nets ...*
 		go func() {
 			defer wg.Done()
 			if err := removeNet(ctx, cli, nw.ID); err != nil {
+				if errors.Is(err, ErrEngineStale) {
+					errs[i] = &StaleNetworkError{Name: nw.Name, Err: err}
+					return
+				}
 				errs[i] = fmt.Errorf("remove network %s: %w", nw.Name, err)
 			}
 		}()
@@ -286,9 +355,11 @@ func removeNets(ctx context.Context, cli *testcontainers.DockerClient, nets ...*
 // engine can still count an endpoint of a container it has just removed
 // (seen with Docker 20.10 after a fleet's 20 containers were force-removed
 // at once: "has active endpoints"), so that answer is retried, backing off,
-// until ctx ends.
+// until ctx ends; once it has lasted staleGrace with no container attached
+// to the network, it is ErrEngineStale.
 func removeNet(ctx context.Context, cli *testcontainers.DockerClient, id string) error {
 	wait := 100 * time.Millisecond
+	var emptySince time.Time
 	for {
 		_, err := cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
 		if err == nil || cerrdefs.IsNotFound(err) {
@@ -296,6 +367,15 @@ func removeNet(ctx context.Context, cli *testcontainers.DockerClient, id string)
 		}
 		if !activeEndpoints(err) {
 			return err
+		}
+		if in, ierr := cli.NetworkInspect(ctx, id, client.NetworkInspectOptions{}); ierr == nil && len(in.Network.Containers) == 0 {
+			if emptySince.IsZero() {
+				emptySince = time.Now()
+			} else if time.Since(emptySince) >= staleGrace {
+				return fmt.Errorf("%w: %w", ErrEngineStale, err)
+			}
+		} else {
+			emptySince = time.Time{}
 		}
 		select {
 		case <-time.After(wait):
@@ -1794,7 +1874,7 @@ func (run *containerRun) teardown(ctx context.Context) (kept bool) {
 		return true
 	}
 	run.r.dropNets(run.runSlot)
-	if err := removeNets(ctx, run.cli, run.lan, run.inet); err != nil {
+	if err := run.r.sortStale(removeNets(ctx, run.cli, run.lan, run.inet)); err != nil {
 		run.r.log().Warn("containers: remove the run's networks", "run", run.id, "err", err)
 	}
 	run.watch.lap("remove networks")

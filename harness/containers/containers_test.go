@@ -92,16 +92,31 @@ func containerRunner(t *testing.T) *containers.Runner {
 		t.Skipf("containers: no Docker engine answers (%v); the container suite needs one", err)
 	}
 	r := &containers.Runner{Binary: testBinary(t)}
-	t.Cleanup(func() { requireNoLeftovers(t, containers.Filter{Runner: r.ID()}) })
+	t.Cleanup(func() {
+		// A network the engine refused to remove although no container
+		// was attached to it any more (containers.ErrEngineStale) is
+		// the engine's, and said so; anything else left is a leak.
+		stale := r.EngineStale()
+		if len(stale) > 0 {
+			t.Logf("left on the engine, which keeps counting an endpoint on them with no container attached: %v", stale)
+		}
+		requireNoLeftovers(t, containers.Filter{Runner: r.ID()}, stale...)
+	})
 	// Registered after the leftover check, so it runs first.
 	t.Cleanup(func() { assert.NoError(t, r.Close(), "the runner's networks are removed") })
 	return r
 }
 
-func requireNoLeftovers(t *testing.T, f containers.Filter) {
+// requireNoLeftovers requires that nothing f selects is left on the engine
+// but the networks named in stale.
+func requireNoLeftovers(t *testing.T, f containers.Filter, stale ...string) {
 	t.Helper()
 	left, err := containers.Leftovers(context.Background(), f)
 	require.NoError(t, err)
+	left = slices.DeleteFunc(left, func(s string) bool {
+		name, isNet := strings.CutPrefix(s, "network ")
+		return isNet && slices.Contains(stale, name)
+	})
 	assert.Empty(t, left, "every container and network of the runs (%+v) is removed", f)
 }
 
