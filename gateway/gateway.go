@@ -558,11 +558,9 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 		defer scancel()
 		// The SCTP packet size follows the path back to the peer, as the
 		// client's follows the path to the gateway.
-		scfg := g.cfg.Session
-		if ap, err := netip.ParseAddrPort(raddr.String()); err == nil {
-			mtu, _ := hostnet.PathMTU(g.cfg.Stack, ap.Addr())
-			scfg = scfg.WithPathMTU(mtu, ap.Addr().Unmap().Is6())
-		}
+		peer := addrPortOf(raddr).Addr()
+		mtu, _ := hostnet.PathMTU(g.cfg.Stack, peer)
+		scfg := g.cfg.Session.WithPathMTU(mtu, peer.Unmap().Is6())
 		g.cfg.Logger.Debug("gateway: dtls session", "peer", raddr.String(), "sctp_mtu", scfg.MTU)
 		return tunnel.NewDTLSSession(sctx, c, tunnel.RoleGateway, scfg)
 	})
