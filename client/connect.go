@@ -375,7 +375,10 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 	if c.cfg.KeyLogWriter != nil {
 		opts = append(opts, dtls.WithKeyLogWriter(c.cfg.KeyLogWriter))
 	}
-	conn, err := dtls.ClientWithOptions(pc, uc.RemoteAddr(), opts...)
+	// pion/dtls runs the handshake; the record path carries the
+	// tunnel's records once it is done (tunnel.RecordPath).
+	rp := tunnel.NewRecordPath(pc)
+	conn, err := dtls.ClientWithOptions(rp, uc.RemoteAddr(), opts...)
 	if err != nil {
 		uc.Close()
 		return nil, "", nil, failure.New(failure.LegClientGateway, failure.CauseHandshakeFailed, "dtls setup", target, err)
@@ -399,11 +402,16 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 		return nil, "", v.handshake(err), c.classify("dtls tunnel greeting", target, err, ctx)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	scfg := sessionForPath(c.cfg.Session, c.cfg.Stack, addr.Addr())
-	c.cfg.Logger.Debug("client: dtls session", "gateway", target, "sctp_mtu", scfg.MTU)
-	sess, err := tunnel.NewDTLSSession(ctx, conn, tunnel.RoleClient, scfg)
+	rc, err := rp.Attach(conn, c.cfg.Logger)
 	if err != nil {
 		conn.Close()
+		return nil, "", nil, c.classify("dtls record path", target, err, ctx)
+	}
+	scfg := sessionForPath(c.cfg.Session, c.cfg.Stack, addr.Addr())
+	c.cfg.Logger.Debug("client: dtls session", "gateway", target, "sctp_mtu", scfg.MTU)
+	sess, err := tunnel.NewDTLSSession(ctx, rc, tunnel.RoleClient, scfg)
+	if err != nil {
+		rc.Close()
 		return nil, "", nil, c.classify("dtls session", target, err, ctx)
 	}
 	return sess, g.TunnelIDString(), nil, nil

@@ -538,7 +538,10 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 	if g.cfg.KeyLogWriter != nil {
 		opts = append(opts, dtls.WithKeyLogWriter(g.cfg.KeyLogWriter))
 	}
-	conn, err := dtls.ServerWithOptions(pc, raddr, opts...)
+	// pion/dtls runs the handshake; the record path carries the
+	// tunnel's records once it is done (tunnel.RecordPath).
+	rp := tunnel.NewRecordPath(pc)
+	conn, err := dtls.ServerWithOptions(rp, raddr, opts...)
 	if err != nil {
 		pc.Close()
 		g.cfg.Logger.Warn("gateway: dtls server", "err", err)
@@ -553,7 +556,13 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 		return
 	}
 	mux.Established(pc)
-	g.serveTunnel(conn, tunnel.TransportDTLS, st, func(c net.Conn) (tunnel.Session, error) {
+	g.serveTunnel(conn, tunnel.TransportDTLS, st, func(net.Conn) (tunnel.Session, error) {
+		// The greeting went through pion/dtls; the session's records go
+		// through the record path.
+		rc, err := rp.Attach(conn, g.cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
 		sctx, scancel := context.WithTimeout(g.ctx, g.sessionSetupTimeout())
 		defer scancel()
 		// The SCTP packet size follows the path back to the peer, as the
@@ -562,7 +571,11 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 		mtu, _ := hostnet.PathMTU(g.cfg.Stack, peer)
 		scfg := g.cfg.Session.WithPathMTU(mtu, peer.Unmap().Is6())
 		g.cfg.Logger.Debug("gateway: dtls session", "peer", raddr.String(), "sctp_mtu", scfg.MTU)
-		return tunnel.NewDTLSSession(sctx, c, tunnel.RoleGateway, scfg)
+		sess, err := tunnel.NewDTLSSession(sctx, rc, tunnel.RoleGateway, scfg)
+		if err != nil {
+			rc.Close()
+		}
+		return sess, err
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/pinwall/pinwall/capture/capturetest"
 	"github.com/pinwall/pinwall/harness"
 	"github.com/pinwall/pinwall/scenarios"
+	"github.com/pinwall/pinwall/tunnel"
 )
 
 // lua is the repository's dissector, loaded by tshark.
@@ -177,6 +178,25 @@ func TestCaptureDTLS(t *testing.T) {
 		}
 		assert.Greater(t, largest, 1200+24, "%s: the largest record", leg)
 		assert.LessOrEqual(t, largest, 8144+24, "%s: the largest record", leg)
+	}
+	// The tunnel's records after the greeting are the record path's
+	// (tunnel.RecordPath), numbered from tunnel.RecordSeqBase in both
+	// directions, and they are the ones that decrypted into the Requests
+	// above. Records below it are pion/dtls's: the handshake's Finished and
+	// the greeting.
+	for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway} {
+		var path, pion int
+		for _, s := range fieldsByLeg(t, file, "pinwall.request", "dtls.record.sequence_number", "-X", "lua_script:"+lua)[leg] {
+			n, err := strconv.ParseUint(s, 10, 64)
+			require.NoError(t, err)
+			if n >= tunnel.RecordSeqBase {
+				path++
+			} else {
+				pion++
+			}
+		}
+		assert.Positive(t, path, "%s: Requests in record-path records", leg)
+		assert.Zero(t, pion, "%s: Requests in pion/dtls's records", leg)
 	}
 }
 

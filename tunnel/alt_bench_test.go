@@ -92,7 +92,7 @@ func tuneKCP(s *kcp.UDPSession, mtu int, nc int) {
 // DTLS connection pair.
 func muxPair(b *testing.B, m string, mtu int, down, up *atomic.Int64) (client, gateway Session, cleanup func()) {
 	b.Helper()
-	rc, rg, dtlsCleanup := rawDTLSPair(b)
+	rc, rg, dtlsCleanup := rawDTLSPair(b, false)
 	cc, gc := countConn{rc, up}, countConn{rg, down}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -78,6 +78,63 @@ func tlsPair(t testing.TB, cfg Config) pair {
 
 func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 	t.Helper()
+	dp := dialDTLS(t, cfg, impair, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type res struct {
+		s   Session
+		err error
+	}
+	srv := make(chan res, 1)
+	go func() {
+		s, err := NewDTLSSession(ctx, dp.gateway, RoleGateway, cfg)
+		srv <- res{s, err}
+	}()
+	cs, err := NewDTLSSession(ctx, dp.client, RoleClient, cfg)
+	require.NoError(t, err)
+	r := <-srv
+	require.NoError(t, r.err)
+	return pair{client: cs, gateway: r.s, impair: dp.impair, cleanup: func() {
+		cs.Close()
+		r.s.Close()
+		dp.mux.Close()
+	}}
+}
+
+// dtlsConns is a DTLS connection pair over the in-process network and the
+// gateway's UDP mux, each on a record path (as the client and the gateway
+// run them) if records is set.
+type dtlsConns struct {
+	client, gateway net.Conn
+	mux             *UDPMux
+	impair          func(hostnet.Impairment)
+}
+
+func dialDTLS(t testing.TB, cfg Config, impair *hostnet.Impairment, records bool) dtlsConns {
+	t.Helper()
+	hp := handshakeDTLS(t, cfg, impair)
+	dp := dtlsConns{client: hp.client, gateway: hp.gateway, mux: hp.mux, impair: hp.impair}
+	if records {
+		var err error
+		dp.client, err = hp.clientPath.Attach(hp.client, cfg.logger())
+		require.NoError(t, err)
+		dp.gateway, err = hp.gatewayPath.Attach(hp.gateway, cfg.logger())
+		require.NoError(t, err)
+	}
+	return dp
+}
+
+// dtlsHandshaken is a DTLS connection pair, handshake done, each on a
+// record path not yet attached.
+type dtlsHandshaken struct {
+	client, gateway         *dtls.Conn
+	clientPath, gatewayPath *RecordPath
+	mux                     *UDPMux
+	impair                  func(hostnet.Impairment)
+}
+
+func handshakeDTLS(t testing.TB, cfg Config, impair *hostnet.Impairment) dtlsHandshaken {
+	t.Helper()
 	set, err := pki.NewSet(pki.Config{}, "acme")
 	require.NoError(t, err)
 	cert, err := set.ServerCert("gw.test")
@@ -98,17 +155,19 @@ func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 	mux := NewUDPMux(pc, UDPMuxConfig{})
 
 	type res struct {
-		s   Session
+		c   *dtls.Conn
+		rp  *RecordPath
 		err error
 	}
 	srv := make(chan res, 1)
 	go func() {
 		peer, raddr, err := mux.Accept(ctx)
 		if err != nil {
-			srv <- res{nil, err}
+			srv <- res{err: err}
 			return
 		}
-		dc, err := dtls.ServerWithOptions(peer, raddr,
+		rp := NewRecordPath(peer)
+		dc, err := dtls.ServerWithOptions(rp, raddr,
 			dtls.WithCertificates(*cert),
 			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 			dtls.WithLoggerFactory(PionLoggerFactory(cfg.logger())),
@@ -116,16 +175,12 @@ func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 		if err == nil {
 			err = dc.HandshakeContext(ctx)
 		}
-		if err != nil {
-			srv <- res{nil, err}
-			return
-		}
-		s, err := NewDTLSSession(ctx, dc, RoleGateway, cfg)
-		srv <- res{s, err}
+		srv <- res{dc, rp, err}
 	}()
 	uc, err := cHost.DialContext(ctx, "udp", "203.0.113.10:443")
 	require.NoError(t, err)
-	dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
+	rp := NewRecordPath(dtlsnet.PacketConnFromConn(uc))
+	dc, err := dtls.ClientWithOptions(rp, uc.RemoteAddr(),
 		dtls.WithRootCAs(set.Internet.Pool()),
 		dtls.WithServerName("gw.test"),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
@@ -133,62 +188,17 @@ func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 	)
 	require.NoError(t, err)
 	require.NoError(t, dc.HandshakeContext(ctx))
-	cs, err := NewDTLSSession(ctx, dc, RoleClient, cfg)
-	require.NoError(t, err)
 	r := <-srv
 	require.NoError(t, r.err)
-	return pair{client: cs, gateway: r.s, impair: cHost.Impair, cleanup: func() {
-		cs.Close()
-		r.s.Close()
-		mux.Close()
-	}}
+	return dtlsHandshaken{client: dc, gateway: r.c, clientPath: rp, gatewayPath: r.rp, mux: mux, impair: cHost.Impair}
 }
 
-// rawDTLSPair is dtlsPair's DTLS connections without the sessions.
-func rawDTLSPair(t testing.TB) (client, gateway net.Conn, cleanup func()) {
+// rawDTLSPair is dtlsPair's DTLS connections without the sessions: on
+// record paths if records is set, pion/dtls's own connections if not.
+func rawDTLSPair(t testing.TB, records bool) (client, gateway net.Conn, cleanup func()) {
 	t.Helper()
-	set, err := pki.NewSet(pki.Config{}, "acme")
-	require.NoError(t, err)
-	cert, err := set.ServerCert("gw.test")
-	require.NoError(t, err)
-	sim := hostnet.NewSim(nil)
-	gwHost, err := sim.AddHost("gw", mustAddr("203.0.113.10"))
-	require.NoError(t, err)
-	cHost, err := sim.AddHost("laptop", mustAddr("10.10.10.100"))
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	pc, err := gwHost.ListenPacket(ctx, "udp", "203.0.113.10:443")
-	require.NoError(t, err)
-	mux := NewUDPMux(pc, UDPMuxConfig{})
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	srv := make(chan res, 1)
-	go func() {
-		peer, raddr, err := mux.Accept(ctx)
-		if err != nil {
-			srv <- res{nil, err}
-			return
-		}
-		dc, err := dtls.ServerWithOptions(peer, raddr, dtls.WithCertificates(*cert),
-			dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret))
-		if err == nil {
-			err = dc.HandshakeContext(ctx)
-		}
-		srv <- res{dc, err}
-	}()
-	uc, err := cHost.DialContext(ctx, "udp", "203.0.113.10:443")
-	require.NoError(t, err)
-	dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
-		dtls.WithRootCAs(set.Internet.Pool()), dtls.WithServerName("gw.test"),
-		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret))
-	require.NoError(t, err)
-	require.NoError(t, dc.HandshakeContext(ctx))
-	r := <-srv
-	require.NoError(t, r.err)
-	return dc, r.c, func() { dc.Close(); r.c.Close(); mux.Close() }
+	dp := dialDTLS(t, Config{}, nil, records)
+	return dp.client, dp.gateway, func() { dp.client.Close(); dp.gateway.Close(); dp.mux.Close() }
 }
 
 func mustAddr(s string) netipAddr { return mustParseAddr(s) }
