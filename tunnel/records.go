@@ -300,8 +300,7 @@ func newPathConn(r *RecordPath, dc *dtls.Conn, raddr net.Addr, wKey, wIV, rKey, 
 		wEpoch:  wEpoch,
 		rEpoch:  rEpoch,
 		wseq:    RecordSeqBase,
-		wbuf:    make([]byte, recordBufSize),
-		rx:      make(chan rxRecord, 256),
+		rx:      make(chan rxRecord, 128),
 		closed:  make(chan struct{}),
 		fwdDone: make(chan struct{}),
 		rdl:     deadline.New(),
@@ -341,7 +340,6 @@ type pathConn struct {
 
 	wmu  sync.Mutex
 	wseq uint64
-	wbuf []byte
 
 	// The replay windows, one for the peer's record path's numbers and
 	// one for pion/dtls's below them (a record pion/dtls wrote before the
@@ -483,13 +481,17 @@ func (c *pathConn) Write(p []byte) (int, error) {
 	default:
 	}
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	seq := c.wseq
 	if seq > maxSeq48 {
+		c.wmu.Unlock()
 		return 0, errors.New("tunnel: record path: sequence numbers exhausted")
 	}
 	c.wseq++
-	b := c.wbuf
+	c.wmu.Unlock()
+	// An idle tunnel holds no buffer: a fleet's gateway holds thousands.
+	buf := getRecordBuf()
+	defer putRecordBuf(buf)
+	b := *buf
 	b[0], b[1], b[2] = contentAppData, 0xfe, 0xfd
 	binary.BigEndian.PutUint16(b[3:5], c.wEpoch)
 	putSeq48(b[5:11], seq)
