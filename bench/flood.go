@@ -487,7 +487,9 @@ func (e *floodEnv) bringUp(ctx context.Context, laptop netip.Addr, device *tls.C
 		if err != nil {
 			return nil, fmt.Errorf("dial: %w", err)
 		}
-		dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
+		// As the client does: pion/dtls's handshake, then the record path.
+		rp := tunnel.NewRecordPath(dtlsnet.PacketConnFromConn(uc))
+		dc, err := dtls.ClientWithOptions(rp, uc.RemoteAddr(),
 			dtls.WithServerName(floodGatewayName), dtls.WithRootCAs(e.pki.Internet.Pool()),
 			dtls.WithCertificates(*device), dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 			dtls.WithSupportedProtocols(tunnel.ALPN))
@@ -495,10 +497,13 @@ func (e *floodEnv) bringUp(ctx context.Context, laptop netip.Addr, device *tls.C
 			uc.Close()
 			return nil, err
 		}
-		conn = dc
 		if err := dc.HandshakeContext(ctx); err != nil {
 			dc.Close()
 			return nil, fmt.Errorf("dtls handshake: %w", err)
+		}
+		if conn, err = rp.Attach(dc, nil); err != nil {
+			dc.Close()
+			return nil, fmt.Errorf("dtls record path: %w", err)
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })

@@ -394,19 +394,20 @@ func (c *Client) connectDTLS(ctx context.Context, name string, addr netip.AddrPo
 		}
 		return nil, "", v.handshake(err), c.classify("dtls handshake", target, err, ctx)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
-	g, err := tunnel.ReadGreeting(conn)
-	stop()
-	if err != nil {
-		conn.Close()
-		return nil, "", v.handshake(err), c.classify("dtls tunnel greeting", target, err, ctx)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
+	// From the greeting on, the record path carries the records.
 	rc, err := rp.Attach(conn, c.cfg.Logger)
 	if err != nil {
 		conn.Close()
 		return nil, "", nil, c.classify("dtls record path", target, err, ctx)
 	}
+	stop := context.AfterFunc(ctx, func() { _ = rc.SetReadDeadline(time.Now()) })
+	g, err := tunnel.ReadGreeting(rc)
+	stop()
+	if err != nil {
+		rc.Close()
+		return nil, "", v.handshake(err), c.classify("dtls tunnel greeting", target, err, ctx)
+	}
+	_ = rc.SetReadDeadline(time.Time{})
 	scfg := sessionForPath(c.cfg.Session, c.cfg.Stack, addr.Addr())
 	c.cfg.Logger.Debug("client: dtls session", "gateway", target, "sctp_mtu", scfg.MTU)
 	sess, err := tunnel.NewDTLSSession(ctx, rc, tunnel.RoleClient, scfg)

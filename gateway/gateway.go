@@ -556,13 +556,14 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 		return
 	}
 	mux.Established(pc)
-	g.serveTunnel(conn, tunnel.TransportDTLS, st, func(net.Conn) (tunnel.Session, error) {
-		// The greeting went through pion/dtls; the session's records go
-		// through the record path.
-		rc, err := rp.Attach(conn, g.cfg.Logger)
-		if err != nil {
-			return nil, err
-		}
+	// From the greeting on, the record path carries the records.
+	rc, err := rp.Attach(conn, g.cfg.Logger)
+	if err != nil {
+		conn.Close()
+		g.cfg.Logger.Warn("gateway: dtls record path", "peer", raddr.String(), "err", err)
+		return
+	}
+	g.serveTunnel(rc, tunnel.TransportDTLS, st, func(c net.Conn) (tunnel.Session, error) {
 		sctx, scancel := context.WithTimeout(g.ctx, g.sessionSetupTimeout())
 		defer scancel()
 		// The SCTP packet size follows the path back to the peer, as the
@@ -571,11 +572,7 @@ func (g *Gateway) serveDTLS(mux *tunnel.UDPMux, pc net.PacketConn, raddr net.Add
 		mtu, _ := hostnet.PathMTU(g.cfg.Stack, peer)
 		scfg := g.cfg.Session.WithPathMTU(mtu, peer.Unmap().Is6())
 		g.cfg.Logger.Debug("gateway: dtls session", "peer", raddr.String(), "sctp_mtu", scfg.MTU)
-		sess, err := tunnel.NewDTLSSession(sctx, rc, tunnel.RoleGateway, scfg)
-		if err != nil {
-			rc.Close()
-		}
-		return sess, err
+		return tunnel.NewDTLSSession(sctx, c, tunnel.RoleGateway, scfg)
 	})
 }
 

@@ -179,11 +179,10 @@ func TestCaptureDTLS(t *testing.T) {
 		assert.Greater(t, largest, 1200+24, "%s: the largest record", leg)
 		assert.LessOrEqual(t, largest, 8144+24, "%s: the largest record", leg)
 	}
-	// The tunnel's records after the greeting are the record path's
+	// The tunnel's application data records are the record path's
 	// (tunnel.RecordPath), numbered from tunnel.RecordSeqBase in both
 	// directions, and they are the ones that decrypted into the Requests
-	// above. Records below it are pion/dtls's: the handshake's Finished and
-	// the greeting.
+	// above. Records below it are pion/dtls's: the handshake's and alerts.
 	for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway} {
 		var path, pion int
 		for _, s := range fieldsByLeg(t, file, "pinwall.request", "dtls.record.sequence_number", "-X", "lua_script:"+lua)[leg] {

@@ -21,7 +21,7 @@ func TestRecordPathExchange(t *testing.T) {
 	require.IsType(t, &pathConn{}, dp.gateway)
 
 	buf := make([]byte, maxRecordPlaintext)
-	for _, size := range []int{1, 1200, 8144, maxRecordPlaintext} {
+	for _, size := range []int{1, 1200, maxMTU, maxRecordPlaintext} {
 		for _, dir := range []struct {
 			name     string
 			from, to net.Conn
@@ -59,27 +59,24 @@ func TestRecordPathExchange(t *testing.T) {
 	assert.NoError(t, dp.client.Close(), "Close is idempotent")
 }
 
-// TestRecordPathBeforeAttach: whatever reaches a side before it attaches
-// is read all the same, in order: application data pion/dtls read (as
-// the gateway's greeting is), and the peer's record path's records, held
-// until Attach so that pion/dtls never sees their numbers.
+// TestRecordPathBeforeAttach: the peer's record path's records that reach
+// a side before it attaches are held, not read by pion/dtls, and read in
+// order once it attaches.
 func TestRecordPathBeforeAttach(t *testing.T) {
 	hp := handshakeDTLS(t, Config{}, nil)
 	defer hp.mux.Close()
-	// The gateway writes through pion/dtls, then attaches and writes
-	// through its record path, all before the client attaches.
-	_, err := hp.gateway.Write([]byte("greeting"))
-	require.NoError(t, err)
 	gw, err := hp.gatewayPath.Attach(hp.gateway, nil)
 	require.NoError(t, err)
 	defer gw.Close()
-	_, err = gw.Write([]byte("early"))
-	require.NoError(t, err)
+	for _, m := range []string{"greeting", "early"} {
+		_, err = gw.Write([]byte(m))
+		require.NoError(t, err)
+	}
 	require.Eventually(t, func() bool {
 		hp.clientPath.mu.Lock()
 		defer hp.clientPath.mu.Unlock()
-		return len(hp.clientPath.early) == 1
-	}, 5*time.Second, time.Millisecond, "the record path's record is held")
+		return len(hp.clientPath.early) == 2
+	}, 5*time.Second, time.Millisecond, "the record path's records are held")
 
 	cl, err := hp.clientPath.Attach(hp.client, nil)
 	require.NoError(t, err)
@@ -94,7 +91,7 @@ func TestRecordPathBeforeAttach(t *testing.T) {
 		require.NoError(t, err)
 		got = append(got, string(buf[:n]))
 	}
-	assert.ElementsMatch(t, []string{"greeting", "early", "late"}, got)
+	assert.Equal(t, []string{"greeting", "early", "late"}, got)
 	assert.Zero(t, cl.(*pathConn).Rejected())
 
 	// A read buffer smaller than the record is an error, as pion/dtls's.
@@ -103,6 +100,14 @@ func TestRecordPathBeforeAttach(t *testing.T) {
 	n, err := cl.Read(buf[:4])
 	assert.Equal(t, 4, n)
 	assert.ErrorIs(t, err, errShortRead)
+
+	// The client's Close reaches the gateway as pion/dtls's close_notify.
+	require.NoError(t, cl.Close())
+	require.NoError(t, gw.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = gw.Read(buf)
+	assert.ErrorIs(t, err, io.EOF)
+	_, err = cl.Read(buf)
+	assert.ErrorIs(t, err, net.ErrClosed, "read after its own Close")
 }
 
 // testPathPair is a pair of record path connections with each other's
@@ -133,11 +138,7 @@ func (s *sink) WriteTo(b []byte, _ net.Addr) (int, error) {
 }
 
 // take offers d to r as a received datagram.
-func take(r *pathConn, d []byte) bool {
-	buf := getRecordBuf()
-	n := copy(*buf, d)
-	return r.take(buf, n)
-}
+func take(r *pathConn, d []byte) bool { return r.take(bytes.Clone(d)) }
 
 // TestRecordPathRejects: the record path opens only its peer's genuine,
 // fresh records, and leaves pion/dtls everything that is not one

@@ -151,9 +151,8 @@ func (c Config) acceptBacklog() int {
 // maxMTU is the largest SCTP packet that fits one datagram pion/dtls reads:
 // its receive buffer is 8192 bytes, and a DTLS 1.2 AES-GCM record adds 37
 // (DTLSOverhead). A larger MTU made every full packet vanish on the
-// receiving side. The record path (RecordPath) reads records of up to
-// 2^14 bytes, but pion/sctp too reads a packet into 8,192 bytes, and a
-// tunnel whose suite the record path does not carry is read by pion/dtls.
+// receiving side. The record path (RecordPath) reads into pion/dtls's
+// buffer, and pion/sctp too reads a packet into 8,192 bytes.
 const maxMTU = 8192 - DTLSOverhead - 11
 
 // DTLSOverhead is what a DTLS 1.2 AES-GCM record adds to its payload: 13
