@@ -62,6 +62,8 @@ type RecordPath struct {
 	early    [][]byte  // the peer's record-path datagrams before Attach
 	closed   bool
 	done     chan struct{} // closed by Close
+
+	toPion atomic.Int64 // application data datagrams left to pion/dtls after Attach
 }
 
 // RecordSeqBase is the first sequence number of a record path's records.
@@ -115,15 +117,17 @@ func NewRecordPath(pc net.PacketConn) *RecordPath {
 // no buffer of the record path's; a record is opened into a pooled one.
 func (r *RecordPath) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
+		n, addr, err := r.inner.ReadFrom(b)
+		if err != nil {
+			return n, addr, err
+		}
+		// Whether attached is asked after the read: pion/dtls's reader
+		// waits in it from before Attach.
 		r.mu.Lock()
 		rc, closed := r.attached, r.closed
 		r.mu.Unlock()
 		if closed {
 			return 0, nil, net.ErrClosed
-		}
-		n, addr, err := r.inner.ReadFrom(b)
-		if err != nil {
-			return n, addr, err
 		}
 		if rc == nil && isPathRecord(b[:n]) {
 			// A record from the peer's record path before Attach: held.
@@ -134,8 +138,19 @@ func (r *RecordPath) ReadFrom(b []byte) (int, net.Addr, error) {
 		if rc != nil && rc.take(b[:n]) {
 			continue
 		}
+		if n > 0 && b[0] == contentAppData && r.isAttached() {
+			// Not one record of the epoch: pion/dtls drops it, or keeps it
+			// where nothing reads it.
+			r.toPion.Add(1)
+		}
 		return n, addr, nil
 	}
+}
+
+func (r *RecordPath) isAttached() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.attached != nil
 }
 
 // isPathRecord reports a datagram that starts with an application data

@@ -2,9 +2,12 @@ package tunnel
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,7 +66,7 @@ func TestRecordPathExchange(t *testing.T) {
 // a side before it attaches are held, not read by pion/dtls, and read in
 // order once it attaches.
 func TestRecordPathBeforeAttach(t *testing.T) {
-	hp := handshakeDTLS(t, Config{}, nil)
+	hp := handshakeDTLS(t, Config{}, nil, false)
 	defer hp.mux.Close()
 	gw, err := hp.gatewayPath.Attach(hp.gateway, nil)
 	require.NoError(t, err)
@@ -108,6 +111,53 @@ func TestRecordPathBeforeAttach(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF)
 	_, err = cl.Read(buf)
 	assert.ErrorIs(t, err, net.ErrClosed, "read after its own Close")
+}
+
+// TestRecordPathPlainPeer: a DTLS peer without a record path (pion/dtls
+// alone, numbering its records from the handshake's) and a record path
+// understand each other, records and SCTP session alike.
+func TestRecordPathPlainPeer(t *testing.T) {
+	hp := handshakeDTLS(t, Config{}, nil, true)
+	defer hp.mux.Close()
+	gw, err := hp.gatewayPath.Attach(hp.gateway, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type res struct {
+		s   Session
+		err error
+	}
+	srv := make(chan res, 1)
+	go func() {
+		s, err := NewDTLSSession(ctx, gw, RoleGateway, Config{})
+		srv <- res{s, err}
+	}()
+	cs, err := NewDTLSSession(ctx, hp.client, RoleClient, Config{})
+	require.NoError(t, err)
+	defer cs.Close()
+	r := <-srv
+	require.NoError(t, r.err)
+	defer r.s.Close()
+	// No application data went to pion/dtls, where nothing reads it.
+	assert.Zero(t, hp.gatewayPath.toPion.Load())
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go echoServer(ctx, r.s, &wg)
+	defer wg.Wait()
+	defer cancel()
+	st, err := cs.Open(ctx)
+	require.NoError(t, err)
+	msg := bytes.Repeat([]byte("both ways "), 10000)
+	_, err = st.Write(msg)
+	require.NoError(t, err)
+	require.NoError(t, st.CloseWrite())
+	sum, err := io.ReadAll(st)
+	require.NoError(t, err)
+	want := sha256.Sum256(msg)
+	assert.Equal(t, want[:], sum)
+	assert.Zero(t, gw.(*pathConn).Rejected())
+	assert.Zero(t, hp.gatewayPath.toPion.Load())
 }
 
 // testPathPair is a pair of record path connections with each other's

@@ -112,7 +112,7 @@ type dtlsConns struct {
 
 func dialDTLS(t testing.TB, cfg Config, impair *hostnet.Impairment, records bool) dtlsConns {
 	t.Helper()
-	hp := handshakeDTLS(t, cfg, impair)
+	hp := handshakeDTLS(t, cfg, impair, false)
 	dp := dtlsConns{client: hp.client, gateway: hp.gateway, mux: hp.mux, impair: hp.impair}
 	if records {
 		var err error
@@ -125,7 +125,8 @@ func dialDTLS(t testing.TB, cfg Config, impair *hostnet.Impairment, records bool
 }
 
 // dtlsHandshaken is a DTLS connection pair, handshake done, each on a
-// record path not yet attached.
+// record path not yet attached (the client on none if plainClient: a DTLS
+// peer that is not pinwall's).
 type dtlsHandshaken struct {
 	client, gateway         *dtls.Conn
 	clientPath, gatewayPath *RecordPath
@@ -133,7 +134,7 @@ type dtlsHandshaken struct {
 	impair                  func(hostnet.Impairment)
 }
 
-func handshakeDTLS(t testing.TB, cfg Config, impair *hostnet.Impairment) dtlsHandshaken {
+func handshakeDTLS(t testing.TB, cfg Config, impair *hostnet.Impairment, plainClient bool) dtlsHandshaken {
 	t.Helper()
 	set, err := pki.NewSet(pki.Config{}, "acme")
 	require.NoError(t, err)
@@ -179,8 +180,15 @@ func handshakeDTLS(t testing.TB, cfg Config, impair *hostnet.Impairment) dtlsHan
 	}()
 	uc, err := cHost.DialContext(ctx, "udp", "203.0.113.10:443")
 	require.NoError(t, err)
-	rp := NewRecordPath(dtlsnet.PacketConnFromConn(uc))
-	dc, err := dtls.ClientWithOptions(rp, uc.RemoteAddr(),
+	var (
+		rp    *RecordPath
+		under net.PacketConn = dtlsnet.PacketConnFromConn(uc)
+	)
+	if !plainClient {
+		rp = NewRecordPath(under)
+		under = rp
+	}
+	dc, err := dtls.ClientWithOptions(under, uc.RemoteAddr(),
 		dtls.WithRootCAs(set.Internet.Pool()),
 		dtls.WithServerName("gw.test"),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
