@@ -121,29 +121,17 @@ func TestRecordPathPlainPeer(t *testing.T) {
 	defer hp.mux.Close()
 	gw, err := hp.gatewayPath.Attach(hp.gateway, nil)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	type res struct {
-		s   Session
-		err error
-	}
-	srv := make(chan res, 1)
-	go func() {
-		s, err := NewDTLSSession(ctx, gw, RoleGateway, Config{})
-		srv <- res{s, err}
-	}()
-	cs, err := NewDTLSSession(ctx, hp.client, RoleClient, Config{})
-	require.NoError(t, err)
+	cs, gs := dtlsSessions(t, hp.client, gw, Config{})
 	defer cs.Close()
-	r := <-srv
-	require.NoError(t, r.err)
-	defer r.s.Close()
+	defer gs.Close()
 	// No application data went to pion/dtls, where nothing reads it.
 	assert.Zero(t, hp.gatewayPath.toPion.Load())
 
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go echoServer(ctx, r.s, &wg)
+	go echoServer(ctx, gs, &wg)
 	defer wg.Wait()
 	defer cancel()
 	st, err := cs.Open(ctx)

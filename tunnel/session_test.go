@@ -79,6 +79,18 @@ func tlsPair(t testing.TB, cfg Config) pair {
 func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 	t.Helper()
 	dp := dialDTLS(t, cfg, impair, true)
+	cs, gs := dtlsSessions(t, dp.client, dp.gateway, cfg)
+	return pair{client: cs, gateway: gs, impair: dp.impair, cleanup: func() {
+		cs.Close()
+		gs.Close()
+		dp.mux.Close()
+	}}
+}
+
+// dtlsSessions runs the SCTP association's handshake over a DTLS
+// connection pair, both ends at once.
+func dtlsSessions(t testing.TB, client, gateway net.Conn, cfg Config) (cs, gs Session) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	type res struct {
@@ -87,18 +99,14 @@ func dtlsPair(t testing.TB, cfg Config, impair *hostnet.Impairment) pair {
 	}
 	srv := make(chan res, 1)
 	go func() {
-		s, err := NewDTLSSession(ctx, dp.gateway, RoleGateway, cfg)
+		s, err := NewDTLSSession(ctx, gateway, RoleGateway, cfg)
 		srv <- res{s, err}
 	}()
-	cs, err := NewDTLSSession(ctx, dp.client, RoleClient, cfg)
+	cs, err := NewDTLSSession(ctx, client, RoleClient, cfg)
 	require.NoError(t, err)
 	r := <-srv
 	require.NoError(t, r.err)
-	return pair{client: cs, gateway: r.s, impair: dp.impair, cleanup: func() {
-		cs.Close()
-		r.s.Close()
-		dp.mux.Close()
-	}}
+	return cs, r.s
 }
 
 // dtlsConns is a DTLS connection pair over the in-process network and the
