@@ -276,6 +276,7 @@ func (r *RecordPath) Attach(conn *dtls.Conn, log *slog.Logger) (net.Conn, error)
 	if err != nil {
 		return nil, err
 	}
+	c.log = log
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -359,6 +360,7 @@ type pathConn struct {
 	replay [2]replayWindow
 	bad    atomic.Int64 // records that failed to open or were replays
 
+	log    *slog.Logger // nil: nothing logged
 	rx     chan rxRecord
 	rdl    *deadline.Deadline
 	closed chan struct{} // closed by Close
@@ -507,12 +509,17 @@ func (c *pathConn) Write(p []byte) (int, error) {
 }
 
 // Close closes the pion/dtls connection: its close_notify, then the
-// connection under the record path.
+// connection under the record path. Records it dropped are logged then,
+// at warning level: none is dropped silently.
 func (c *pathConn) Close() error {
 	var err error
 	c.once.Do(func() {
 		close(c.closed)
 		err = c.dc.Close()
+		if bad, left := c.bad.Load(), c.path.toPion.Load(); c.log != nil && (bad > 0 || left > 0) {
+			c.log.Warn("tunnel: record path dropped records", "peer", c.raddr.String(),
+				"forged_or_replayed", bad, "left_to_pion", left)
+		}
 	})
 	return err
 }

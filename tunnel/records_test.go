@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -60,6 +62,45 @@ func TestRecordPathExchange(t *testing.T) {
 	assert.ErrorIs(t, err, net.ErrClosed)
 	assert.NoError(t, dp.client.Close())
 	assert.NoError(t, dp.client.Close(), "Close is idempotent")
+}
+
+// TestRecordPathLogsDrops: the records a record path dropped are named in
+// a warning when it closes, never dropped silently.
+func TestRecordPathLogsDrops(t *testing.T) {
+	var logged syncBuffer
+	dp := dialDTLS(t, Config{Logger: slog.New(slog.NewTextHandler(&logged, nil))}, nil, true)
+	defer dp.mux.Close()
+	defer dp.gateway.Close()
+	cl := dp.client.(*pathConn)
+	forged := make([]byte, recordHeaderLen+8+32+16)
+	forged[0], forged[1], forged[2] = contentAppData, 0xfe, 0xfd
+	binary.BigEndian.PutUint16(forged[3:5], cl.rEpoch)
+	putSeq48(forged[5:11], RecordSeqBase+7)
+	binary.BigEndian.PutUint16(forged[11:13], uint16(len(forged)-recordHeaderLen))
+	require.True(t, cl.take(forged), "taken, and dropped")
+	assert.Empty(t, logged.String(), "nothing logged before Close")
+	require.NoError(t, cl.Close())
+	assert.Contains(t, logged.String(), "record path dropped records")
+	assert.Contains(t, logged.String(), "forged_or_replayed=1")
+	assert.Contains(t, logged.String(), "left_to_pion=0")
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestRecordPathBeforeAttach: the peer's record path's records that reach
