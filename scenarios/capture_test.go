@@ -197,6 +197,14 @@ func TestCaptureDTLS(t *testing.T) {
 		assert.Positive(t, path, "%s: Requests in record-path records", leg)
 		assert.Zero(t, pion, "%s: Requests in pion/dtls's records", leg)
 	}
+	// The Greeting too, the tunnel's first application data record.
+	for _, leg := range []string{harness.LegLaptopFirewall, harness.LegFirewallGateway} {
+		seqs := fieldsByLeg(t, file, "pinwall.greeting", "dtls.record.sequence_number", "-X", "lua_script:"+lua)[leg]
+		require.Len(t, seqs, 1, "%s: one Greeting", leg)
+		n, err := strconv.ParseUint(seqs[0], 10, 64)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(tunnel.RecordSeqBase), n, "%s: the gateway's first record-path record", leg)
+	}
 }
 
 // TestCaptureCatalogueClean captures every run of the catalogue in process
