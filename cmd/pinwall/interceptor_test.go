@@ -80,10 +80,12 @@ func startLab(t *testing.T, args ...string) *labRun {
 			cancel()
 			select {
 			case code = <-done:
+				<-copied
 			case <-time.After(60 * time.Second):
+				// Its output is still being written: the test fails
+				// without waiting for it.
 				t.Errorf("lab did not stop; output:\n%s", lr.out.String())
 			}
-			<-copied
 		}
 		return code
 	}

@@ -101,15 +101,21 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	printLabReady(stdout, o.dir, topo, cfg, info)
 	_ = topo.WriteClientHistory(c.History())
 	fmt.Fprintln(stdout, readyLine(ctx, topo, c, cfg, socksL, st, werr))
+	// ServeSOCKS returns once ctx is done too: when both are ready the
+	// select may take either, and a value taken here is not waited for
+	// again (a second receive would wait forever).
 	select {
 	case <-ctx.Done():
 	case err := <-socksDone:
 		if err != nil {
 			return err
 		}
+		socksDone = nil
 	}
 	c.Close()
-	<-socksDone
+	if socksDone != nil {
+		<-socksDone
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_ = topo.Settle(sctx) // every flow's event written
 	scancel()
