@@ -39,7 +39,7 @@ type frameList struct {
 var (
 	realParts = []string{
 		"The software: pinwall's client, firewall, gateway and origins are running programs, not models; every tunnel, handshake and flow in this report happened.",
-		"The protocols: TLS 1.3 and DTLS 1.2 (Go's crypto/tls, pion/dtls), the multiplexed streams inside the tunnel, TCP and UDP sockets.",
+		"The protocols: TLS 1.3 and DTLS 1.2 (Go's crypto/tls; pion/dtls for the DTLS handshake, pinwall's own record layer for the DTLS tunnel's records, standard ones that Wireshark decrypts from the key log), the multiplexed streams inside the tunnel, TCP and UDP sockets.",
 		"The keys and certificates: generated for the run by pinwall's own certificate authorities; certificate pinning and client certificates are checked by the real TLS stacks.",
 		"The packets: every flow's content is checked end to end with SHA-256; packet captures, when taken, are of the real packets.",
 	}
