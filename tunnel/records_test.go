@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pinwall/pinwall/internal/syncbuf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -67,7 +68,7 @@ func TestRecordPathExchange(t *testing.T) {
 // TestRecordPathLogsDrops: the records a record path dropped are named in
 // a warning when it closes, never dropped silently.
 func TestRecordPathLogsDrops(t *testing.T) {
-	var logged syncBuffer
+	var logged syncbuf.Buffer
 	dp := dialDTLS(t, Config{Logger: slog.New(slog.NewTextHandler(&logged, nil))}, nil, true)
 	defer dp.mux.Close()
 	defer dp.gateway.Close()
@@ -83,24 +84,6 @@ func TestRecordPathLogsDrops(t *testing.T) {
 	assert.Contains(t, logged.String(), "record path dropped records")
 	assert.Contains(t, logged.String(), "forged_or_replayed=1")
 	assert.Contains(t, logged.String(), "left_to_pion=0")
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestRecordPathBeforeAttach: the peer's record path's records that reach
