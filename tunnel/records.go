@@ -57,11 +57,12 @@ import (
 type RecordPath struct {
 	inner net.PacketConn
 
-	mu       sync.Mutex
-	attached *pathConn // nil until Attach
-	early    [][]byte  // the peer's record-path datagrams before Attach
-	closed   bool
-	done     chan struct{} // closed by Close
+	attached atomic.Pointer[pathConn] // nil until Attach
+
+	mu     sync.Mutex
+	early  [][]byte // the peer's record-path datagrams before Attach
+	closed bool
+	done   chan struct{} // closed by Close
 
 	toPion atomic.Int64 // application data datagrams left to pion/dtls after Attach
 }
@@ -121,14 +122,14 @@ func (r *RecordPath) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, addr, err
 		}
+		select {
+		case <-r.done:
+			return 0, nil, net.ErrClosed
+		default:
+		}
 		// Whether attached is asked after the read: pion/dtls's reader
 		// waits in it from before Attach.
-		r.mu.Lock()
-		rc, closed := r.attached, r.closed
-		r.mu.Unlock()
-		if closed {
-			return 0, nil, net.ErrClosed
-		}
+		rc := r.attached.Load()
 		if rc == nil && isPathRecord(b[:n]) {
 			// A record from the peer's record path before Attach: held.
 			if rc = r.holdEarly(b[:n]); rc == nil {
@@ -138,19 +139,13 @@ func (r *RecordPath) ReadFrom(b []byte) (int, net.Addr, error) {
 		if rc != nil && rc.take(b[:n]) {
 			continue
 		}
-		if n > 0 && b[0] == contentAppData && r.isAttached() {
+		if n > 0 && b[0] == contentAppData && r.attached.Load() != nil {
 			// Not one record of the epoch: pion/dtls drops it, or keeps it
 			// where nothing reads it.
 			r.toPion.Add(1)
 		}
 		return n, addr, nil
 	}
-}
-
-func (r *RecordPath) isAttached() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.attached != nil
 }
 
 // isPathRecord reports a datagram that starts with an application data
@@ -166,8 +161,8 @@ func isPathRecord(d []byte) bool {
 func (r *RecordPath) holdEarly(d []byte) *pathConn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.attached != nil {
-		return r.attached
+	if rc := r.attached.Load(); rc != nil {
+		return rc
 	}
 	if len(r.early) < earlyRecords {
 		r.early = append(r.early, bytes.Clone(d))
@@ -282,7 +277,7 @@ func (r *RecordPath) Attach(conn *dtls.Conn, log *slog.Logger) (net.Conn, error)
 		r.mu.Unlock()
 		return nil, net.ErrClosed
 	}
-	r.attached = c
+	r.attached.Store(c)
 	early := r.early
 	r.early = nil
 	r.mu.Unlock()
