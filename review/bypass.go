@@ -73,6 +73,9 @@ func askOverBypass(ctx context.Context, e *env) Answer {
 			if p.UDP {
 				if sendQUIC(pctx, l.topo.Hosts[rogueName], p.To) {
 					close(answered)
+					// No firewall record follows an answer that comes
+					// after the TCP probes' records: wake the wait.
+					l.sig.wake()
 				}
 				return
 			}

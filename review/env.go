@@ -96,11 +96,17 @@ func (e *env) questions() []question {
 type signal chan struct{}
 
 func (s signal) Log(fwlog.Record) error {
+	s.wake()
+	return nil
+}
+
+// wake wakes the waiter without a record: for a condition that no record
+// or client change signals (a probe's answer).
+func (s signal) wake() {
 	select {
 	case s <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // lab is one question's running topology.
@@ -143,8 +149,9 @@ func (e *env) with(mut func(*harness.Spec)) harness.Spec {
 }
 
 // until waits until done reports true, re-checking at each change of the
-// client and each firewall record; it returns ctx's error if ctx ends
-// first.
+// client, each firewall record and each l.sig.wake; it returns ctx's error
+// if ctx ends first. A condition that changes with none of those must
+// wake l.sig itself, or until waits out ctx.
 func (l *lab) until(ctx context.Context, done func() bool) error {
 	for {
 		var changed <-chan struct{}
@@ -174,7 +181,16 @@ func (l *lab) finish() []fwlog.Record {
 	fw := l.topo.Firewall
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = l.until(ctx, func() bool { return fw.ActiveSessions() == 0 })
+	// A session leaves the count after its record is logged, so no signal
+	// follows the last one: the count is read again every few milliseconds.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for fw.ActiveSessions() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
 	fw.Close()
 	return fw.Records()
 }
