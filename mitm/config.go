@@ -66,6 +66,12 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// DialTimeout bounds connecting to a destination; zero means 10s.
 	DialTimeout time.Duration
+	// EarlyDials bounds the connections to destinations the firewall opens
+	// ahead of their sessions' ClientHellos, as an inline firewall passes
+	// the TCP handshake before any data (see earlydial.go); zero means
+	// DefaultEarlyDials, negative means none: every session connects after
+	// its hello.
+	EarlyDials int
 	// MaxSessions bounds concurrent TCP sessions; zero means 20000.
 	MaxSessions int
 	// MaxUDPFlows bounds tracked UDP flows; zero means 20000.
@@ -83,6 +89,9 @@ type Config struct {
 	// one, the behaviour of the vendors whose documentation does not say.
 	UpstreamSessions int
 }
+
+// DefaultEarlyDials is Config.EarlyDials's zero value.
+const DefaultEarlyDials = 256
 
 func (c *Config) validate() error {
 	var errs []error
@@ -115,6 +124,9 @@ func (c *Config) validate() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.EarlyDials == 0 {
+		c.EarlyDials = DefaultEarlyDials
 	}
 	if c.PeekTimeout <= 0 {
 		c.PeekTimeout = 10 * time.Second

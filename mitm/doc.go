@@ -11,13 +11,18 @@
 // that sends everything to one upstream. From there every TCP session takes
 // the same path:
 //
+//  0. Connect to the destination from the outside leg while the ClientHello
+//     is on its way, as an inline firewall passes the TCP handshake before
+//     any data (earlydial.go; bounded by Config.EarlyDials). The connection
+//     is taken in step 3; a session that ends before resets it.
 //  1. Peek the ClientHello without consuming it (mitm/clienthello): SNI,
 //     ALPN, versions, JA3/JA4. Bounded in bytes and time.
 //  2. Decide with the ordered rule base (mitm/policy), then consult the
 //     learned decryption exclusion cache.
-//  3. block: reset. allow / no-decrypt: dial the destination from the
-//     outside leg and splice the untouched bytes, so the server sees the
-//     client's own handshake byte for byte (with sni-cert-check strict, a
+//  3. block: reset. allow / no-decrypt: take the connection to the
+//     destination (or dial it now, past the early dials' bound) and splice
+//     the untouched bytes, so the server sees the client's own handshake
+//     byte for byte (with sni-cert-check strict, a
 //     probe handshake first checks the server's certificate covers the SNI).
 //     decrypt: handshake upstream first (verifying the chain against the
 //     firewall's trust store and noticing a CertificateRequest), forge a leaf

@@ -46,8 +46,10 @@ type Firewall struct {
 
 	sessionID atomic.Uint64
 	active    atomic.Int64
-	refused   atomic.Int64
-	closeOnce sync.Once
+	// earlyDials counts the early dials not yet taken or discarded.
+	earlyDials atomic.Int64
+	refused    atomic.Int64
+	closeOnce  sync.Once
 }
 
 // New validates cfg and returns a Firewall with no listeners yet.

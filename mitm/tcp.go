@@ -24,6 +24,9 @@ type session struct {
 	f     *Firewall
 	rec   fwlog.Record
 	hello *clienthello.Info
+	// early is the connection to the destination started before the
+	// hello was read (nil: none, or already taken).
+	early *earlyDial
 	start time.Time
 	segs  segCounts
 }
@@ -110,6 +113,8 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	defer s.finish()
 	conn = countSegments(conn, func(n uint64) { s.segs.fromClient.Add(n); s.segs.counted.Store(true) })
 	defer conn.Close()
+	s.early = f.startEarlyDial(o.dst)
+	defer s.early.discard() // unless the session took it
 
 	info, pc, err := clienthello.Peek(conn, clienthello.PeekOptions{MaxBytes: f.cfg.PeekMaxBytes, Timeout: f.cfg.PeekTimeout})
 	ps := policy.Session{Src: o.src, Dst: o.dst, Proto: policy.ProtoTCP}
@@ -200,10 +205,22 @@ func (f *Firewall) handleTCP(conn net.Conn, o origin) {
 	}
 }
 
-// dialUpstream connects to the session's destination from the outside leg;
-// the connection's segments count as the session's packets received.
+// dialUpstream connects to the session's destination from the outside leg,
+// or takes the connection its early dial made; the connection's segments
+// count as the session's packets received.
 func (f *Firewall) dialUpstream(ctx context.Context, s *session) (net.Conn, error) {
-	c, err := f.dialProbe(ctx, s)
+	var (
+		c   net.Conn
+		err error
+	)
+	if d := s.early; d != nil {
+		s.early = nil
+		if c, err = d.take(ctx); err == nil {
+			s.rec.NATSrc = addrPortOf(c.LocalAddr())
+		}
+	} else {
+		c, err = f.dialProbe(ctx, s)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -258,8 +275,9 @@ func (s *session) undecryptedMessages() {
 //
 // Inferred: an inline PAN-OS box would see the unanswered SYN before any
 // ClientHello and write no DECRYPTION log; pinwall's firewall, like a
-// transparent proxy (squid, sslsplit), has accepted the client and read its
-// hello first, so it logs the decryption that could not start.
+// transparent proxy (squid, sslsplit), has accepted the client and takes
+// its connection's result (an early dial's too) only after reading its
+// hello, so it logs the decryption that could not start.
 func (s *session) upstreamFailed(err error) {
 	cause := failure.Classify(err)
 	reason := "destination unreachable: " + err.Error()
