@@ -157,12 +157,10 @@ func TestEarlyDial(t *testing.T) {
 				c.PeekTimeout = peek
 			})
 
-			var idle []net.Conn
 			for range tt.idle {
 				c, err := net.Dial("tcp", addr)
 				require.NoError(t, err)
-				defer c.Close()
-				idle = append(idle, c)
+				defer c.Close() // held open, silent, until its session ages out
 			}
 			if tt.idle > 0 {
 				// Every idle session ages out: each has called for its
