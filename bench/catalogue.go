@@ -78,6 +78,9 @@ func CatalogueSection(withContainers bool) SectionFunc {
 					notRun++ // a row the firewall in its place cannot run
 				default:
 					unexpected = append(unexpected, fmt.Sprintf("%s %s", x.Key(), x.Verdict))
+					if log != nil {
+						logUnexpected(log, name, x)
+					}
 				}
 				if x.Capture != nil {
 					packets += x.Capture.Packets
@@ -167,5 +170,21 @@ func CatalogueSection(withContainers bool) SectionFunc {
 		sec.Notes = append(sec.Notes, "containers: each run at once on its own pair of underlay subnets",
 			"captures: in process, packets synthesized from the data path; in containers, AF_PACKET in the firewall and gateway nodes, merged by the runner")
 		return sec, nil
+	}
+}
+
+// logUnexpected writes why a catalogue run was not as expected: its error
+// and each check that failed, with what was expected and observed, so that
+// a miss on a loaded machine can be told from a regression afterwards.
+func logUnexpected(log io.Writer, name string, x scenarios.Result) {
+	fmt.Fprintf(log, "bench: catalogue %s: %s %s", name, x.Key(), x.Verdict)
+	if x.Error != "" {
+		fmt.Fprintf(log, ": %s", x.Error)
+	}
+	fmt.Fprintln(log)
+	for _, c := range x.Checks {
+		if !c.Pass {
+			fmt.Fprintf(log, "bench:   check %q: expected %s, observed %s\n", c.Name, c.Expected, c.Observed)
+		}
 	}
 }

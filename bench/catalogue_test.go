@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/pinwall/pinwall/scenarios"
 )
 
 func TestRatioAtMost(t *testing.T) {
@@ -29,4 +32,19 @@ func TestMedianOf(t *testing.T) {
 		assert.Equal(t, tt.median, m)
 		assert.Equal(t, tt.spread, spread)
 	}
+}
+
+// TestLogUnexpected: a run not as expected is logged with its error and
+// every failed check (expected and observed), and passing checks are not.
+func TestLogUnexpected(t *testing.T) {
+	var b strings.Builder
+	logUnexpected(&b, "containers, warm", scenarios.Result{
+		ID: "backup-gateway", Variant: "without-fix", Verdict: scenarios.Fail,
+		Checks: []scenarios.Check{
+			{Name: "tunnel state", Expected: "down", Observed: "down", Pass: true},
+			{Name: "failure leg", Expected: "firewall-gateway", Observed: "client-gateway", Pass: false},
+		},
+	})
+	assert.Equal(t, "bench: catalogue containers, warm: backup-gateway/without-fix fail\n"+
+		"bench:   check \"failure leg\": expected firewall-gateway, observed client-gateway\n", b.String())
 }
